@@ -1,0 +1,320 @@
+"""The pure, synchronous streaming core: ZIP bytes in -> vetted members -> gunzipped NDJSON out.
+
+Nothing here does I/O or knows about asyncio: every piece takes chunks of bytes and gives chunks
+of bytes, so it can be tested by feeding it 1, 7 or 65536 bytes at a time, and run in a worker
+thread where the CPU work (inflate, gunzip, hashing) does not block the event loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, cast
+
+import stream_unzip
+from isal import isal_zlib
+
+from .errors import ArchiveError
+from .hours import MemberName, iso_hour, parse_member_name
+from .manifest import FileEntry
+
+__all__ = [
+    "ArchiveLimits",
+    "GzipDecoder",
+    "MemberSink",
+    "ProcessedMember",
+    "iter_members",
+    "output_name",
+    "process_archive",
+]
+
+GZIP_INPUT_CHUNK = 64 * 1024  # isal is fastest when fed at most 64 KiB per call
+_PREVIEW = 48
+_TAIL = 128 * 1024  # holds the end record, a ZIP64 locator and a comment of up to 64 KiB
+_EOCD = b"PK\x05\x06"
+_ZIP64_LOCATOR = b"PK\x06\x07"
+_ZIP64_EOCD = b"PK\x06\x06"
+_U16 = struct.Struct("<H")
+_U64 = struct.Struct("<Q")
+_EOCD_FIELDS = struct.Struct("<HII")  # total entries, directory size, directory offset
+_ZIP64_FIELDS = struct.Struct("<QQQ")
+_GZIP_ERRORS = (cast("type[Exception]", isal_zlib.error), ValueError)  # stub types it wrong
+
+
+def _preview(data: bytes) -> str:
+    """A short, printable preview of unexpected bytes (never more than ``_PREVIEW``)."""
+    text = data[:_PREVIEW].decode("ascii", "replace")
+    return "".join(c if c.isprintable() else "." for c in text)
+
+
+class GzipDecoder:
+    """Incremental gunzip of one member, strict about corruption and truncation.
+
+    ``decode()`` as bytes arrive, ``flush()`` at the end; concatenated gzip members (which
+    ``gzip`` itself accepts) are decoded one after the other. CRC32 and length trailers are
+    checked by the decompressor; a stream that stops before a trailer raises ``ArchiveError``.
+    """
+
+    __slots__ = ("_d", "_started")
+
+    def __init__(self) -> None:
+        self._d = isal_zlib.decompressobj(wbits=31)
+        self._started = False
+
+    def decode(self, data: bytes) -> bytes:
+        out: list[bytes] = []
+        for start in range(0, len(data), GZIP_INPUT_CHUNK):
+            piece = data[start : start + GZIP_INPUT_CHUNK] if len(data) > GZIP_INPUT_CHUNK else data
+            while piece:
+                if self._d.eof:  # a further gzip member follows the previous one
+                    self._d = isal_zlib.decompressobj(wbits=31)
+                self._started = True
+                try:
+                    out.append(self._d.decompress(piece))
+                except _GZIP_ERRORS as exc:
+                    msg = f"gzip data is corrupt ({exc})"
+                    raise ArchiveError(msg) from exc
+                piece = self._d.unused_data if self._d.eof else b""
+        return b"".join(out) if len(out) != 1 else out[0]
+
+    def flush(self) -> bytes:
+        if not self._started:
+            msg = "gzip member is empty"
+            raise ArchiveError(msg)
+        if not self._d.eof:
+            msg = "gzip member is cut short (no CRC/length trailer)"
+            raise ArchiveError(msg)
+        return b""
+
+
+class _Watch:
+    """Watches the raw stream: its first bytes (for a clear message when it is not a ZIP) and
+    its last bytes (to check the end-of-central-directory record once the members are read)."""
+
+    __slots__ = ("head", "tail", "total")
+
+    def __init__(self) -> None:
+        self.head = b""
+        self.tail = bytearray()
+        self.total = 0
+
+    def watch(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            if len(self.head) < _PREVIEW:
+                self.head += chunk[: _PREVIEW - len(self.head)]
+            self.total += len(chunk)
+            self.tail += chunk[-_TAIL:]
+            if len(self.tail) > 2 * _TAIL:
+                del self.tail[:-_TAIL]
+            yield chunk
+
+    def check_end(self, members: int) -> None:
+        """The archive ends with a whole central directory that lists exactly ``members``.
+
+        stream-unzip stops reading once the central directory starts, so a body cut inside the
+        directory, or an archive whose directory lists members that never came, is caught here.
+        """
+        tail = bytes(self.tail[-_TAIL:])
+        start = self.total - len(tail)
+        pos = tail.rfind(_EOCD)
+        while pos >= 0 and (
+            pos + 22 > len(tail) or pos + 22 + _U16.unpack_from(tail, pos + 20)[0] != len(tail)
+        ):
+            pos = tail.rfind(_EOCD, 0, pos)
+        if pos < 0:
+            msg = f"ZIP archive is truncated: no end-of-central-directory after {self.total} bytes"
+            raise ArchiveError(msg)
+        entries, cd_size, cd_offset = _EOCD_FIELDS.unpack_from(tail, pos + 10)
+        record_at = start + pos
+        if 0xFFFF in (entries,) or 0xFFFFFFFF in (cd_size, cd_offset):
+            loc = pos - 20
+            if loc < 0 or tail[loc : loc + 4] != _ZIP64_LOCATOR:
+                msg = "ZIP64 archive is truncated: its end-of-central-directory locator is missing"
+                raise ArchiveError(msg)
+            (record_at,) = _U64.unpack_from(tail, loc + 8)
+            rec = record_at - start
+            if rec < 0 or tail[rec : rec + 4] != _ZIP64_EOCD:
+                msg = "ZIP64 archive is corrupt: bad end-of-central-directory record"
+                raise ArchiveError(msg)
+            entries, cd_size, cd_offset = _ZIP64_FIELDS.unpack_from(tail, rec + 32)
+        if cd_offset + cd_size != record_at:
+            msg = "ZIP archive is corrupt: its central directory does not end where it should"
+            raise ArchiveError(msg)
+        if entries != members:
+            msg = f"ZIP archive lists {entries} members but {members} arrived"
+            raise ArchiveError(msg)
+
+
+def iter_members(chunks: Iterable[bytes]) -> Iterator[tuple[str, Iterator[bytes]]]:
+    """Stream a ZIP: yield ``(member name, its bytes as chunks)`` as the archive arrives.
+
+    Every member must be consumed before the next is produced. Truncation, bad CRCs, sizes
+    that do not match and non-ZIP bodies raise ``ArchiveError``.
+    """
+    preview = _Watch()
+    count = 0
+    try:
+        for raw_name, _size, member_chunks in stream_unzip.stream_unzip(preview.watch(chunks)):
+            try:
+                name = raw_name.decode("utf-8")
+            except UnicodeDecodeError:
+                name = raw_name.decode("cp437")
+            count += 1
+            yield name, _translate(member_chunks, name)
+    except stream_unzip.UnexpectedSignatureError as exc:
+        if not preview.head.startswith(b"PK"):
+            msg = f"the response is not a ZIP archive (it starts with {_preview(preview.head)!r})"
+            raise ArchiveError(msg) from exc
+        msg = f"ZIP archive is corrupt: unexpected bytes after {preview.total} bytes"
+        raise ArchiveError(msg) from exc
+    except stream_unzip.TruncatedDataError as exc:
+        if preview.total == 0:
+            msg = "the response body is empty, not a ZIP archive"
+            raise ArchiveError(msg) from exc
+        msg = f"ZIP archive is truncated after {preview.total} bytes"
+        raise ArchiveError(msg) from exc
+    except stream_unzip.UnzipError as exc:
+        msg = f"ZIP archive is corrupt ({type(exc).__name__})"
+        raise ArchiveError(msg) from exc
+    preview.check_end(count)
+
+
+def _translate(member_chunks: Iterator[bytes], name: str) -> Iterator[bytes]:
+    try:
+        yield from member_chunks
+    except stream_unzip.TruncatedDataError as exc:
+        msg = f"ZIP archive is truncated inside member {name!r}"
+        raise ArchiveError(msg) from exc
+    except stream_unzip.UnzipError as exc:
+        msg = f"ZIP member {name!r} is corrupt ({type(exc).__name__})"
+        raise ArchiveError(msg) from exc
+
+
+class MemberSink(Protocol):
+    """Where one member's output bytes go. Blocking; called from a worker thread."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def finish(self, entry: FileEntry) -> None: ...
+
+    def discard(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveLimits:
+    """Refuse decompression bombs: a member's size cap, and its largest expansion ratio."""
+
+    max_member_bytes: int = 8 * 1024**3
+    max_expansion_ratio: int = 200
+    ratio_grace_bytes: int = 16 * 1024**2
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessedMember:
+    member: MemberName
+    entry: FileEntry
+
+
+def output_name(member: MemberName, *, keep_gzip: bool) -> str:
+    """The output file name: the member's base name, without ``.gz`` unless keeping gzip."""
+    return member.base_name if keep_gzip else member.base_name.removesuffix(".gz")
+
+
+def process_archive(
+    chunks: Iterable[bytes],
+    open_member: Callable[[MemberName, str], MemberSink],
+    *,
+    first_hour: datetime,
+    last_hour: datetime,
+    keep_gzip: bool = False,
+    limits: ArchiveLimits = ArchiveLimits(),
+) -> list[ProcessedMember]:
+    """Unzip, vet, gunzip and write every member of one export response.
+
+    Each member is checked (a safe name, an hour inside ``[first_hour, last_hour]``, not seen
+    before), decoded strictly, counted (events = lines) and hashed (sha256 of the bytes written)
+    as it streams. On any error every member opened so far is discarded and ``ArchiveError``
+    propagates; nothing is kept from a bad archive.
+    """
+    done: list[ProcessedMember] = []
+    seen: set[tuple[datetime, int]] = set()
+    current: MemberSink | None = None
+    try:
+        for name, member_chunks in iter_members(chunks):
+            try:
+                member = parse_member_name(name)
+            except ValueError as exc:
+                msg = f"refusing archive member {name!r}: it {exc}"
+                raise ArchiveError(msg) from None
+            if not first_hour <= member.hour <= last_hour:
+                window = iso_hour(first_hour)
+                if last_hour != first_hour:
+                    window += f"..{iso_hour(last_hour)}"
+                msg = f"archive member {name!r} is for hour {iso_hour(member.hour)}, not {window}"
+                raise ArchiveError(msg)
+            key = (member.hour, member.page)
+            if key in seen:
+                msg = f"archive holds member {name!r} twice"
+                raise ArchiveError(msg)
+            seen.add(key)
+            file_name = output_name(member, keep_gzip=keep_gzip)
+            current = open_member(member, file_name)
+            entry = _copy_member(member_chunks, current, file_name, name, keep_gzip, limits)
+            current.finish(entry)
+            done.append(ProcessedMember(member, entry))
+            current = None
+    except BaseException:
+        if current is not None:
+            current.discard()
+        raise
+    return done
+
+
+def _copy_member(
+    member_chunks: Iterable[bytes],
+    sink: MemberSink,
+    file_name: str,
+    source: str,
+    keep_gzip: bool,
+    limits: ArchiveLimits,
+) -> FileEntry:
+    decoder = GzipDecoder()
+    digest = hashlib.sha256()
+    compressed = decoded = lines = 0
+    last_byte = b"\n"
+    for chunk in member_chunks:
+        compressed += len(chunk)
+        text = decoder.decode(chunk)
+        if text:
+            decoded += len(text)
+            lines += text.count(b"\n")
+            last_byte = text[-1:]
+            if decoded > limits.max_member_bytes:
+                msg = (
+                    f"member {source!r} expands beyond max_member_bytes "
+                    f"({limits.max_member_bytes} bytes): refusing a possible decompression bomb"
+                )
+                raise ArchiveError(msg)
+            if (
+                decoded > limits.ratio_grace_bytes
+                and decoded > compressed * limits.max_expansion_ratio
+            ):
+                msg = (
+                    f"member {source!r} expands more than {limits.max_expansion_ratio}x "
+                    "(max_expansion_ratio): refusing a possible decompression bomb"
+                )
+                raise ArchiveError(msg)
+        out = chunk if keep_gzip else text
+        if out:
+            digest.update(out)
+            sink.write(out)
+    decoder.flush()
+    if last_byte != b"\n":
+        lines += 1  # a last event without a trailing newline
+    written = compressed if keep_gzip else decoded
+    return FileEntry(
+        name=file_name, bytes=written, events=lines, sha256=digest.hexdigest(), source=source
+    )

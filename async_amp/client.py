@@ -1,0 +1,185 @@
+"""The Export API seam: one narrow protocol, and its aiohttp implementation.
+
+``ExportSource.export(first, last)`` opens one request for the hours ``first..last`` (both
+inclusive, as Amplitude's ``start``/``end``) and yields the body as an async iterator of byte
+chunks, or ``None`` when the API says there is no data (404). HTTP statuses and network
+failures are translated here, at the boundary, into the project's error classes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Protocol
+
+import aiohttp
+
+from . import __version__
+from .errors import CredentialsError, ExportTooLargeError, RetryableHTTPError
+from .hours import amplitude_param
+
+__all__ = ["AiohttpExportSource", "ExportSource", "parse_retry_after", "sanitize"]
+
+EXPORT_PATH = "/api/2/export"
+READ_SIZE = 256 * 1024
+_ERROR_BODY_LIMIT = 4096
+_SHOWN_BODY = 160
+
+
+class ExportSource(Protocol):
+    def export(
+        self, first: datetime, last: datetime
+    ) -> AbstractAsyncContextManager[AsyncIterator[bytes] | None]:
+        """Open one export request; yield the body's chunks, or ``None`` for 404 (no data)."""
+        ...
+
+
+def sanitize(text: str, secrets: Sequence[str] = (), limit: int = _SHOWN_BODY) -> str:
+    """Shorten and clean a server's text for logs: one line, no secrets, no markup noise."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    text = re.sub(r"<[^>]*>", " ", text)
+    text = re.sub(r"(?i)(authorization|password|secret|sig|key)=\S+", r"\1=***", text)
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date); ``None`` when absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+class AiohttpExportSource:
+    """Calls ``GET <base_url>/api/2/export`` with basic auth, connect and read-stall timeouts.
+
+    There is deliberately no total timeout: big hours legitimately take minutes. A server that
+    goes silent for ``read_timeout_s`` mid-body is a stall and becomes a retryable error.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        secret_key: str,
+        *,
+        read_timeout_s: float,
+        connect_timeout_s: float,
+        region_hint: str = "",
+    ) -> None:
+        self._url = base_url.rstrip("/") + EXPORT_PATH
+        self._auth = aiohttp.BasicAuth(api_key, secret_key)
+        self._secrets = (api_key, secret_key)
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=connect_timeout_s,
+            sock_connect=connect_timeout_s,
+            sock_read=read_timeout_s,
+        )
+        self._region_hint = region_hint
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    async def __aenter__(self) -> AiohttpExportSource:
+        self._session = aiohttp.ClientSession(
+            timeout=self._timeout,
+            auth=self._auth,
+            headers={"User-Agent": f"async-amp/{__version__}"},
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+            auto_decompress=False,
+            raise_for_status=False,
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def export(
+        self, first: datetime, last: datetime
+    ) -> AbstractAsyncContextManager[AsyncIterator[bytes] | None]:
+        return self._export(first, last)
+
+    @asynccontextmanager
+    async def _export(
+        self, first: datetime, last: datetime
+    ) -> AsyncIterator[AsyncIterator[bytes] | None]:
+        assert self._session is not None, "use 'async with AiohttpExportSource(...)'"
+        params = {"start": amplitude_param(first), "end": amplitude_param(last)}
+        try:
+            response = await self._session.get(self._url, params=params)
+        except TimeoutError as exc:
+            msg = "no answer from the Export API in time (connect or headers timeout)"
+            raise RetryableHTTPError(msg) from exc
+        except aiohttp.ClientError as exc:
+            detail = sanitize(str(exc) or type(exc).__name__, self._secrets)
+            msg = f"request failed before a response: {detail}"
+            raise RetryableHTTPError(msg) from exc
+        try:
+            if response.status == 200:
+                yield self._body(response)
+            elif response.status == 404:
+                yield None
+            else:
+                await self._raise_for(response)
+        finally:
+            response.release()
+
+    async def _body(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        received = 0
+        try:
+            while chunk := await response.content.read(READ_SIZE):
+                received += len(chunk)
+                yield chunk
+        except TimeoutError as exc:
+            msg = f"the response stalled after {received} bytes (read_timeout_s passed in silence)"
+            raise RetryableHTTPError(msg) from exc
+        except aiohttp.ClientError as exc:
+            detail = sanitize(str(exc) or type(exc).__name__, self._secrets)
+            msg = f"the response broke off after {received} bytes: {detail}"
+            raise RetryableHTTPError(msg) from exc
+
+    async def _raise_for(self, response: aiohttp.ClientResponse) -> None:
+        status = response.status
+        try:
+            raw = await response.content.read(_ERROR_BODY_LIMIT)
+        except (aiohttp.ClientError, TimeoutError):
+            raw = b""
+        body = sanitize(raw.decode("utf-8", "replace"), self._secrets)
+        said = f": {body}" if body else ""
+        if status in (401, 403):
+            msg = (
+                f"Amplitude refused the keys (HTTP {status}){said}. Check AMP_API_KEY and "
+                f"AMP_SECRET_KEY, and that the project's region matches [amplitude] region"
+                f'{self._region_hint} (an EU project needs region = "eu")'
+            )
+            raise CredentialsError(msg)
+        if status == 400:
+            msg = (
+                f"Amplitude answered 400{said} (the export would exceed its 4 GB limit, "
+                "or the request was malformed)"
+            )
+            raise ExportTooLargeError(msg)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        msg = f"HTTP {status}{said}"
+        raise RetryableHTTPError(msg, status=status, retry_after=retry_after)

@@ -1,0 +1,362 @@
+"""Configuration: parsed and validated once, every problem reported in one message.
+
+Precedence, highest first: CLI flag > environment (``ASYNC_AMP_<SECTION>_<KEY>``) >
+``config.toml`` > default. Credentials come only from the environment or ``.env``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ConfigError, CredentialsError
+
+__all__ = [
+    "REGION_URLS",
+    "AmplitudeConfig",
+    "AzureConfig",
+    "Config",
+    "Credentials",
+    "ExtractConfig",
+    "OutputConfig",
+    "load_config",
+    "load_credentials",
+]
+
+REGION_URLS = {
+    "us": "https://amplitude.com",
+    "eu": "https://analytics.eu.amplitude.com",
+}
+ENV_PREFIX = "ASYNC_AMP_"
+
+
+@dataclass(frozen=True, slots=True)
+class AmplitudeConfig:
+    project: str = "website"
+    region: str = "us"
+    base_url: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The API host to call: ``base_url`` when set, else the region's host."""
+        return (self.base_url or REGION_URLS[self.region]).rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractConfig:
+    concurrency: int = 4
+    max_attempts: int = 5
+    expected_pages_per_hour: int = 0
+    availability_lag_hours: int = 2
+    read_timeout_s: float = 120.0
+    connect_timeout_s: float = 30.0
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    max_member_bytes: int = 8 * 1024**3
+    max_expansion_ratio: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class OutputConfig:
+    sink: Literal["local", "azure"] = "local"
+    dir: Path = Path("data")
+    keep_gzip: bool = False
+    fsync: bool = True
+    log_dir: Path = Path("logs")
+
+
+@dataclass(frozen=True, slots=True)
+class AzureConfig:
+    account_url: str | None = None
+    container: str = "amplitude"
+    prefix: str = "amplitude"
+    create_container: bool = True
+    block_size_mib: int = 8
+    max_single_put_mib: int = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    amplitude: AmplitudeConfig = field(default_factory=AmplitudeConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    azure: AzureConfig = field(default_factory=AzureConfig)
+    source: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    api_key: str
+    secret_key: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Credentials(api_key='***', secret_key='***')"
+
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in logs, errors or files."""
+        return tuple(s for s in (self.api_key, self.secret_key) if s)
+
+
+# --- the schema: every key, its parser and its check -------------------------------------------
+
+Parser = Callable[[Any], Any]
+
+
+def _int(minimum: int, maximum: int | None = None) -> Parser:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            msg = f"must be a whole number, not {value!r}"
+            raise ValueError(msg)
+        try:
+            number = int(value)
+        except ValueError:
+            msg = f"must be a whole number, not {value!r}"
+            raise ValueError(msg) from None
+        if number < minimum or (maximum is not None and number > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            msg = f"must be {bound}, not {number}"
+            raise ValueError(msg)
+        return number
+
+    return parse
+
+
+def _float(minimum: float, *, strict: bool = False) -> Parser:
+    def parse(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            msg = f"must be a number, not {value!r}"
+            raise ValueError(msg)
+        try:
+            number = float(value)
+        except ValueError:
+            msg = f"must be a number, not {value!r}"
+            raise ValueError(msg) from None
+        if number < minimum or (strict and number == minimum) or number != number:  # noqa: PLR0124
+            msg = f"must be {'>' if strict else '>='} {minimum}, not {value!r}"
+            raise ValueError(msg)
+        return number
+
+    return parse
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+        return False
+    msg = f"must be true or false, not {value!r}"
+    raise ValueError(msg)
+
+
+def _choice(*choices: str) -> Parser:
+    def parse(value: Any) -> str:
+        if not isinstance(value, str) or value.lower() not in choices:
+            msg = f"must be one of {', '.join(repr(c) for c in choices)}, not {value!r}"
+            raise ValueError(msg)
+        return value.lower()
+
+    return parse
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        msg = f"must be a non-empty string, not {value!r}"
+        raise ValueError(msg)
+    return value.strip()
+
+
+def _project(value: Any) -> str:
+    text = _text(value)
+    if "/" in text or "\\" in text or text in (".", "..") or "\x00" in text:
+        msg = f"must be a plain label usable as a folder name, not {value!r}"
+        raise ValueError(msg)
+    return text
+
+
+def _url(value: Any) -> str:
+    text = _text(value)
+    if not text.startswith(("http://", "https://")):
+        msg = f"must start with http:// or https://, not {value!r}"
+        raise ValueError(msg)
+    if "@" in text.split("//", 1)[1].split("/", 1)[0]:
+        msg = "must not contain credentials; use AMP_API_KEY / AMP_SECRET_KEY"
+        raise ValueError(msg)
+    return text.rstrip("/")
+
+
+def _path(value: Any) -> Path:
+    return Path(_text(value)).expanduser()
+
+
+def _container(value: Any) -> str:
+    text = _text(value)
+    ok = 3 <= len(text) <= 63 and all(c.islower() or c.isdigit() or c == "-" for c in text)
+    if not ok or text.startswith("-") or text.endswith("-") or "--" in text:
+        msg = f"must be 3-63 lowercase letters, digits and single dashes, not {value!r}"
+        raise ValueError(msg)
+    return text
+
+
+def _prefix(value: Any) -> str:
+    if not isinstance(value, str):
+        msg = f"must be a string, not {value!r}"
+        raise ValueError(msg)
+    text = value.strip().strip("/")
+    if ".." in text.split("/") or "\\" in text:
+        msg = f"must be a plain blob path prefix, not {value!r}"
+        raise ValueError(msg)
+    return text
+
+
+SCHEMA: dict[str, dict[str, Parser]] = {
+    "amplitude": {"project": _project, "region": _choice(*REGION_URLS), "base_url": _url},
+    "extract": {
+        "concurrency": _int(1, 64),
+        "max_attempts": _int(1, 100),
+        "expected_pages_per_hour": _int(0, 10_000),
+        "availability_lag_hours": _int(0, 24 * 30),
+        "read_timeout_s": _float(0, strict=True),
+        "connect_timeout_s": _float(0, strict=True),
+        "backoff_base_s": _float(0),
+        "backoff_max_s": _float(0),
+        "max_member_bytes": _int(1),
+        "max_expansion_ratio": _int(2),
+    },
+    "output": {
+        "sink": _choice("local", "azure"),
+        "dir": _path,
+        "keep_gzip": _bool,
+        "fsync": _bool,
+        "log_dir": _path,
+    },
+    "azure": {
+        "account_url": _url,
+        "container": _container,
+        "prefix": _prefix,
+        "create_container": _bool,
+        "block_size_mib": _int(1, 4000),
+        "max_single_put_mib": _int(1, 5000),
+    },
+}
+_SECTION_TYPES: dict[str, type[Any]] = {
+    "amplitude": AmplitudeConfig,
+    "extract": ExtractConfig,
+    "output": OutputConfig,
+    "azure": AzureConfig,
+}
+
+
+def _suggest(word: str, options: Mapping[str, object]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def load_config(
+    path: Path | None,
+    *,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    environ: Mapping[str, str] | None = None,
+    required: bool = False,
+) -> Config:
+    """Read ``path`` (if it exists), apply environment and CLI overrides, validate everything.
+
+    ``overrides`` are CLI values as ``{"extract": {"concurrency": 8}}``; ``None`` values are
+    ignored. Raises one ``ConfigError`` listing every problem.
+    """
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+    raw: dict[str, Any] = {}
+    where = str(path) if path else "config"
+    if path is not None:
+        if path.is_file():
+            try:
+                raw = tomllib.loads(path.read_text(encoding="utf-8"))
+            except tomllib.TOMLDecodeError as exc:
+                msg = f"{path}: not valid TOML: {exc}"
+                raise ConfigError(msg) from None
+            except (OSError, UnicodeDecodeError) as exc:
+                msg = f"{path}: cannot read it: {exc}"
+                raise ConfigError(msg) from None
+        elif required or path.exists():
+            msg = f"{path}: no such config file; pass --config PATH or create it (see config.toml)"
+            raise ConfigError(msg)
+
+    values: dict[str, dict[str, tuple[Any, str]]] = {s: {} for s in SCHEMA}
+    for section, body in raw.items():
+        if section not in SCHEMA:
+            problems.append(f"unknown section [{section}]{_suggest(section, SCHEMA)}")
+            continue
+        if not isinstance(body, dict):
+            problems.append(f"[{section}] must be a table")
+            continue
+        for key, value in body.items():
+            if key not in SCHEMA[section]:
+                problems.append(f"unknown key [{section}] {key}{_suggest(key, SCHEMA[section])}")
+                continue
+            values[section][key] = (value, f"[{section}] {key}")
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name.startswith(ENV_PREFIX + "NOW"):
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        for section, keys in SCHEMA.items():
+            if rest.startswith(section + "_") and rest[len(section) + 1 :] in keys:
+                values[section][rest[len(section) + 1 :]] = (value, name)
+                break
+        else:
+            problems.append(f"unknown environment variable {name}")
+    for section, body in (overrides or {}).items():
+        for key, value in body.items():
+            if value is not None:
+                flag = "--" + key.replace("_", "-")
+                values[section][key] = (value, flag)
+
+    sections: dict[str, Any] = {}
+    for section, keys in SCHEMA.items():
+        parsed: dict[str, Any] = {}
+        for key, (value, origin) in values[section].items():
+            try:
+                parsed[key] = keys[key](value)
+            except ValueError as exc:
+                problems.append(f"{origin} {exc}")
+        sections[section] = _SECTION_TYPES[section](**parsed)
+
+    extract: ExtractConfig = sections["extract"]
+    if extract.backoff_max_s < extract.backoff_base_s:
+        problems.append("[extract] backoff_max_s must be >= backoff_base_s")
+    output: OutputConfig = sections["output"]
+    azure: AzureConfig = sections["azure"]
+    if (
+        output.sink == "azure"
+        and not azure.account_url
+        and not env.get("AZURE_STORAGE_CONNECTION_STRING")
+    ):
+        problems.append(
+            "sink 'azure' needs [azure] account_url (or AZURE_STORAGE_CONNECTION_STRING)"
+        )
+    if problems:
+        count = f"{len(problems)} problems" if len(problems) > 1 else "1 problem"
+        msg = f"{where}: {count}: " + "; ".join(problems)
+        raise ConfigError(msg)
+    return Config(source=path, **sections)
+
+
+def load_credentials(environ: Mapping[str, str] | None = None) -> Credentials:
+    """Amplitude keys from ``AMP_API_KEY`` / ``AMP_SECRET_KEY`` (environment or ``.env``)."""
+    env = os.environ if environ is None else environ
+    api_key = env.get("AMP_API_KEY", "").strip()
+    secret_key = env.get("AMP_SECRET_KEY", "").strip()
+    missing = [n for n, v in (("AMP_API_KEY", api_key), ("AMP_SECRET_KEY", secret_key)) if not v]
+    if missing:
+        msg = (
+            f"{' and '.join(missing)} not set: export them or put them in a .env file "
+            "(Amplitude > Settings > Projects > your project > General)"
+        )
+        raise CredentialsError(msg)
+    return Credentials(api_key=api_key, secret_key=secret_key)

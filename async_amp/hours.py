@@ -1,0 +1,140 @@
+"""Hours: the unit of completeness. Pure functions for parsing and formatting them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from .errors import ConfigError
+
+__all__ = [
+    "HOUR",
+    "MemberName",
+    "amplitude_param",
+    "floor_hour",
+    "hour_range",
+    "iso_hour",
+    "parse_bound",
+    "parse_member_name",
+]
+
+HOUR = timedelta(hours=1)
+
+_DAY_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+_ISO_HOUR_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{1,2})(?::00(?::00)?)?Z?$")
+_AMP_HOUR_RE = re.compile(r"^(\d{4})(\d{2})(\d{2})T(\d{2})$")
+_RELATIVE_RE = re.compile(r"^-(\d+)([hd])$")
+# <project_id>_<YYYY-MM-DD>_<H>#<n>.json.gz, H not zero-padded.
+_MEMBER_RE = re.compile(r"^(\d+)_(\d{4})-(\d{2})-(\d{2})_(\d{1,2})#(\d+)\.json\.gz$")
+
+
+def floor_hour(moment: datetime) -> datetime:
+    """The UTC hour that contains ``moment``."""
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def iso_hour(hour: datetime) -> str:
+    """``2026-11-01T05:00:00Z``: the form used in manifests and logs."""
+    return hour.strftime("%Y-%m-%dT%H:00:00Z")
+
+
+def amplitude_param(hour: datetime) -> str:
+    """``20261101T05``: the form of the Export API's ``start``/``end`` parameters."""
+    return hour.strftime("%Y%m%dT%H")
+
+
+def _hour(*parts: str, text: str) -> datetime:
+    year, month, day, hour = parts
+    try:
+        return datetime(int(year), int(month), int(day), int(hour), tzinfo=UTC)
+    except ValueError:
+        msg = f"{text!r} is not a real date/hour"
+        raise ConfigError(msg) from None
+
+
+def parse_bound(text: str, *, is_end: bool, now: datetime | None = None) -> datetime:
+    """Parse a ``--start``/``--end`` value into the first (or last, for an end) hour it covers.
+
+    Accepts ``YYYY-MM-DD`` (a whole UTC day), ``YYYY-MM-DDTHH``, Amplitude's ``YYYYMMDDTHH``,
+    and relative ``-7d`` / ``-12h`` (days are whole UTC days counted back from today).
+    """
+    value = text.strip()
+    if m := _DAY_RE.match(value):
+        start = _hour(*m.groups(), "0", text=text)
+        return start + timedelta(hours=23) if is_end else start
+    if m := _ISO_HOUR_RE.match(value):
+        return _hour(*m.groups(), text=text)
+    if m := _AMP_HOUR_RE.match(value):
+        return _hour(*m.groups(), text=text)
+    if m := _RELATIVE_RE.match(value):
+        current = floor_hour(now or datetime.now(UTC))
+        amount, unit = int(m.group(1)), m.group(2)
+        if unit == "h":
+            return current - timedelta(hours=amount)
+        day = datetime.combine(current.date() - timedelta(days=amount), datetime.min.time(), UTC)
+        return day + timedelta(hours=23) if is_end else day
+    msg = (
+        f"cannot read {text!r} as a date or hour: use YYYY-MM-DD (a whole UTC day), "
+        "YYYY-MM-DDTHH, YYYYMMDDTHH or a relative -7d / -12h"
+    )
+    raise ConfigError(msg)
+
+
+def hour_range(first: datetime, last: datetime) -> Iterator[datetime]:
+    """Every hour from ``first`` to ``last``, both inclusive."""
+    hour = first
+    while hour <= last:
+        yield hour
+        hour += HOUR
+
+
+@dataclass(frozen=True, slots=True)
+class MemberName:
+    """A parsed archive member name such as ``187520/187520_2020-01-25_17#0.json.gz``."""
+
+    project_id: str
+    hour: datetime
+    page: int
+    base_name: str  # ``187520_2020-01-25_17#0.json.gz``
+
+    @property
+    def day(self) -> date:
+        return self.hour.date()
+
+
+def parse_member_name(name: str) -> MemberName:
+    """Parse and vet a member name; raise ``ValueError`` with the reason when unsafe or unknown.
+
+    Only ``<project_id>/<project_id>_<YYYY-MM-DD>_<H>#<n>.json.gz`` is accepted: no absolute
+    paths, no ``..``, no backslashes or NUL bytes, no folder other than the project's own.
+    """
+    if "\x00" in name or "\\" in name:
+        msg = "contains a NUL byte or a backslash"
+        raise ValueError(msg)
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        msg = "is an absolute path"
+        raise ValueError(msg)
+    parts = name.split("/")
+    if any(part in ("..", ".") for part in parts):
+        msg = "contains '..' or '.' path segments"
+        raise ValueError(msg)
+    if len(parts) != 2:
+        msg = "is not <project_id>/<file>"
+        raise ValueError(msg)
+    folder, base = parts
+    m = _MEMBER_RE.match(base)
+    if m is None:
+        msg = "is not <project_id>_<YYYY-MM-DD>_<H>#<n>.json.gz"
+        raise ValueError(msg)
+    project_id, year, month, day, hour_text, page = m.groups()
+    if folder != project_id:
+        msg = f"sits in folder {folder!r}, not its project's folder {project_id!r}"
+        raise ValueError(msg)
+    try:
+        hour = datetime(int(year), int(month), int(day), int(hour_text), tzinfo=UTC)
+    except ValueError:
+        msg = "names a date or hour that does not exist"
+        raise ValueError(msg) from None
+    return MemberName(project_id=project_id, hour=hour, page=int(page), base_name=base)

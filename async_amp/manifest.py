@@ -1,0 +1,99 @@
+"""The per-hour manifest: written last, and only when the hour is whole."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from .hours import iso_hour
+
+__all__ = ["MANIFEST_NAME", "FileEntry", "Manifest", "hour_folder"]
+
+MANIFEST_NAME = "_manifest.json"
+
+
+def hour_folder(project: str, hour: datetime) -> str:
+    """``<project>/date=YYYY-MM-DD/hour=HH``: Hive-style partitions that query engines discover."""
+    return f"{project}/date={hour:%Y-%m-%d}/hour={hour:%H}"
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    name: str
+    bytes: int
+    events: int
+    sha256: str
+    source: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "bytes": self.bytes,
+            "events": self.events,
+            "sha256": self.sha256,
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    hour: datetime
+    status: Literal["complete", "empty"]
+    files: tuple[FileEntry, ...]
+    attempts: int
+    extracted_at: datetime
+    run_id: str = ""
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def events(self) -> int:
+        return sum(f.events for f in self.files)
+
+    @property
+    def size(self) -> int:
+        return sum(f.bytes for f in self.files)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "hour": iso_hour(self.hour),
+            "status": self.status,
+            "files": [f.to_json() for f in self.files],
+            "events": self.events,
+            "bytes": self.size,
+            "attempts": self.attempts,
+            "extracted_at": self.extracted_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "run_id": self.run_id,
+            "warnings": list(self.warnings),
+        }
+
+    def dumps(self) -> bytes:
+        return (json.dumps(self.to_json(), indent=2) + "\n").encode()
+
+    @classmethod
+    def loads(cls, data: bytes) -> Manifest:
+        """Parse a manifest; raise ``ValueError`` when it is not one."""
+        try:
+            raw = json.loads(data)
+            return cls(
+                hour=datetime.fromisoformat(raw["hour"].replace("Z", "+00:00")),
+                status=raw["status"],
+                files=tuple(
+                    FileEntry(
+                        name=f["name"],
+                        bytes=int(f["bytes"]),
+                        events=int(f["events"]),
+                        sha256=f["sha256"],
+                        source=f.get("source", ""),
+                    )
+                    for f in raw["files"]
+                ),
+                attempts=int(raw["attempts"]),
+                extracted_at=datetime.fromisoformat(raw["extracted_at"].replace("Z", "+00:00")),
+                run_id=raw.get("run_id", ""),
+                warnings=tuple(raw.get("warnings", ())),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            msg = f"not a valid manifest: {exc}"
+            raise ValueError(msg) from None

@@ -1,0 +1,528 @@
+"""The extraction run: plan the hours, fetch them under a bound, vet, commit, re-queue.
+
+One task group per run. Each export request covers a window of hours (one hour by default);
+its body streams from aiohttp into a bounded memory stream, and one worker thread per request
+unzips, gunzips, hashes and writes it (``archive.process_archive``). Each hour of the window is
+then checked and committed on its own; an hour that falls short is re-asked alone, after a
+backoff with jitter that never undercuts the server's ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import anyio
+import anyio.abc
+import structlog
+
+from .archive import ArchiveLimits, MemberSink, ProcessedMember, process_archive
+from .client import ExportSource
+from .config import Config
+from .errors import (
+    ArchiveError,
+    AttemptError,
+    ExportTooLargeError,
+    RetryableHTTPError,
+    StorageError,
+    UserError,
+)
+from .hours import HOUR, MemberName, floor_hour, hour_range, iso_hour
+from .limiter import AdaptiveLimiter
+from .manifest import Manifest
+from .sinks.base import HourStaging, Sink
+
+__all__ = ["HourResult", "Plan", "RunSummary", "extract", "make_plan"]
+
+log = structlog.get_logger("async_amp")
+
+CHUNK_QUEUE = 8  # chunks of up to 256 KiB buffered between the socket and the decoder
+MAX_RETRY_AFTER_S = 900.0
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a run will do: every hour of the range falls in exactly one list."""
+
+    hours: tuple[datetime, ...]
+    to_fetch: tuple[datetime, ...]
+    done: tuple[datetime, ...]
+    not_available: tuple[datetime, ...]
+
+
+def available_until(now: datetime, lag_hours: int) -> datetime:
+    """The newest hour that may be exported at ``now``: it ended ``lag_hours`` ago or more."""
+    return floor_hour(now) - timedelta(hours=lag_hours) - HOUR
+
+
+def make_plan(
+    first: datetime, last: datetime, *, done: set[datetime], now: datetime, lag_hours: int
+) -> Plan:
+    newest = available_until(now, lag_hours)
+    hours = tuple(hour_range(first, last))
+    return Plan(
+        hours=hours,
+        to_fetch=tuple(h for h in hours if h <= newest and h not in done),
+        done=tuple(h for h in hours if h <= newest and h in done),
+        not_available=tuple(h for h in hours if h > newest),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HourResult:
+    hour: datetime
+    status: Literal["complete", "empty", "failed"]
+    attempts: int
+    events: int = 0
+    bytes: int = 0
+    files: int = 0
+    error: str = ""
+
+
+@dataclass(slots=True)
+class RunSummary:
+    run_id: str
+    plan: Plan
+    results: dict[datetime, HourResult] = field(default_factory=dict)
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    bytes_in: int = 0
+    seconds: float = 0.0
+    dry_run: bool = False
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results.values() if r.status == status)
+
+    @property
+    def failed(self) -> list[HourResult]:
+        return sorted(
+            (r for r in self.results.values() if r.status == "failed"), key=lambda r: r.hour
+        )
+
+    @property
+    def events(self) -> int:
+        return sum(r.events for r in self.results.values())
+
+    @property
+    def bytes_written(self) -> int:
+        return sum(r.bytes for r in self.results.values())
+
+    @property
+    def exit_code(self) -> int:
+        unfinished = len(self.plan.to_fetch) - len(self.results)
+        return 1 if self.failed or (unfinished and not self.dry_run) else 0
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "run_id": self.run_id,
+            "hours_requested": len(self.plan.hours),
+            "complete": self.count("complete"),
+            "empty": self.count("empty"),
+            "failed": self.count("failed"),
+            "skipped": len(self.plan.done),
+            "not_available": len(self.plan.not_available),
+            "failed_hours": [iso_hour(r.hour) for r in self.failed],
+            "not_available_hours": [iso_hour(h) for h in self.plan.not_available],
+            "events": self.events,
+            "bytes_written": self.bytes_written,
+            "bytes_downloaded": self.bytes_in,
+            "requests": self.requests,
+            "retries": self.retries,
+            "throttled": self.throttled,
+            "seconds": round(self.seconds, 3),
+            "mb_per_s": round(self.bytes_written / 1e6 / self.seconds, 1) if self.seconds else 0,
+            "exit_code": self.exit_code,
+        }
+
+
+@dataclass(slots=True)
+class _HourState:
+    attempts: int = 0
+    failures: int = 0  # consecutive attempts that errored
+    last_clean_pages: frozenset[int] | None = None
+    last_error: str = ""
+
+
+class _Shortfall(Exception):
+    """An hour whose attempt was clean but came back with fewer pages than expected."""
+
+
+class Extractor:
+    """Runs one extraction over a range of hours for one project."""
+
+    def __init__(
+        self,
+        config: Config,
+        source: ExportSource,
+        sink: Sink,
+        *,
+        run_id: str,
+        now: datetime | None = None,
+        rng: random.Random | None = None,
+        on_hour: Callable[[HourResult], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.project = config.amplitude.project
+        self.source = source
+        self.sink = sink
+        self.run_id = run_id
+        self.now = now or datetime.now(UTC)
+        self.rng = rng or random.Random()
+        self.on_hour = on_hour
+        ex = config.extract
+        self.limiter = AdaptiveLimiter(ex.concurrency)
+        self.threads = anyio.CapacityLimiter(ex.concurrency)
+        self.limits = ArchiveLimits(
+            max_member_bytes=ex.max_member_bytes, max_expansion_ratio=ex.max_expansion_ratio
+        )
+        self.states: dict[datetime, _HourState] = {}
+        self.summary: RunSummary | None = None
+
+    async def plan(self, first: datetime, last: datetime, *, force: bool) -> Plan:
+        hours = list(hour_range(first, last))
+        done = set() if force else await self.sink.completed_hours(self.project, hours)
+        return make_plan(
+            first,
+            last,
+            done=done,
+            now=self.now,
+            lag_hours=self.config.extract.availability_lag_hours,
+        )
+
+    async def run(self, plan: Plan) -> RunSummary:
+        summary = self.summary = RunSummary(run_id=self.run_id, plan=plan)
+        started = time.monotonic()
+        log.info(
+            "run.start",
+            project=self.project,
+            hours=len(plan.hours),
+            to_fetch=len(plan.to_fetch),
+            skipped=len(plan.done),
+            not_available=len(plan.not_available),
+            concurrency=self.config.extract.concurrency,
+            sink=self.sink.describe(),
+        )
+        try:
+            async with anyio.create_task_group() as tg:
+                for hour in plan.to_fetch:
+                    self.states[hour] = _HourState()
+                    tg.start_soon(self._attempt_window, tg, [hour], 0.0)
+        except BaseExceptionGroup as group:
+            raise _first_user_error(group) from None
+        finally:
+            summary.seconds = time.monotonic() - started
+            summary.throttled = self.limiter.throttle_events
+        return summary
+
+    # --- one attempt at a window of hours ---------------------------------------------------
+
+    async def _attempt_window(
+        self, tg: anyio.abc.TaskGroup, hours: list[datetime], delay: float
+    ) -> None:
+        if delay > 0:
+            await anyio.sleep(delay)
+        assert self.summary is not None
+        first, last = hours[0], hours[-1]
+        for hour in hours:
+            self.states[hour].attempts += 1
+        started = time.monotonic()
+        stagings: dict[datetime, HourStaging] = {}
+        try:
+            async with self.limiter:
+                self.summary.requests += 1
+                processed = await self._fetch(first, last, stagings)
+        except ExportTooLargeError as exc:
+            await self._discard(stagings)
+            if len(hours) > 1:
+                half = len(hours) // 2
+                log.warning("window.split", start=iso_hour(first), end=iso_hour(last))
+                tg.start_soon(self._attempt_window, tg, hours[:half], 0.0)
+                tg.start_soon(self._attempt_window, tg, hours[half:], 0.0)
+                return
+            self._fail(hours[0], f"{exc}; an hour over 4 GB cannot be exported through this API")
+            return
+        except (AttemptError, StorageError) as exc:
+            await self._discard(stagings)
+            if isinstance(exc, RetryableHTTPError) and exc.throttled:
+                bound = self.limiter.throttled()
+                log.warning("run.throttled", status=exc.status, concurrency=bound)
+            for hour in hours:
+                state = self.states[hour]
+                state.failures += 1
+                state.last_clean_pages = None
+                state.last_error = str(exc)
+            self._retry(tg, hours, str(exc), retry_after=exc.retry_after)
+            return
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._discard(stagings)
+            raise
+        self.limiter.succeeded()
+        seconds = time.monotonic() - started
+        await self._settle(tg, hours, processed, stagings, seconds)
+
+    async def _fetch(
+        self, first: datetime, last: datetime, stagings: dict[datetime, HourStaging]
+    ) -> list[ProcessedMember] | None:
+        """One request; stream its body through the decoder thread. ``None`` means 404."""
+
+        def open_member(member: MemberName, file_name: str) -> MemberSink:
+            staging = stagings.get(member.hour)
+            if staging is None:
+                staging = stagings[member.hour] = self.sink.stage(self.project, member.hour)
+            return staging.open_member(member, file_name)
+
+        async with self.source.export(first, last) as body:
+            if body is None:
+                return None
+            return await self._consume(body, open_member, first, last)
+
+    async def _consume(
+        self,
+        body: AsyncIterator[bytes],
+        open_member: Callable[[MemberName, str], MemberSink],
+        first: datetime,
+        last: datetime,
+    ) -> list[ProcessedMember]:
+        assert self.summary is not None
+        summary = self.summary
+        send, receive = anyio.create_memory_object_stream[bytes](CHUNK_QUEUE)
+        body_error: list[AttemptError] = []
+
+        async def pump() -> None:
+            try:
+                async with send:
+                    async for chunk in body:
+                        summary.bytes_in += len(chunk)
+                        await send.send(chunk)
+            except anyio.BrokenResourceError:
+                pass  # the decoder stopped early; its own error explains why
+            except AttemptError as exc:
+                body_error.append(exc)
+
+        def chunks() -> Iterator[bytes]:
+            while True:
+                try:
+                    yield anyio.from_thread.run(receive.receive)
+                except anyio.EndOfStream:
+                    return
+
+        def decode() -> list[ProcessedMember]:
+            with receive:
+                return process_archive(
+                    chunks(),
+                    open_member,
+                    first_hour=first,
+                    last_hour=last,
+                    keep_gzip=self.config.output.keep_gzip,
+                    limits=self.limits,
+                )
+
+        failure: list[Exception] = []
+        processed: list[ProcessedMember] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pump)
+            try:
+                processed = await anyio.to_thread.run_sync(decode, limiter=self.threads)
+            except Exception as exc:  # noqa: BLE001 - re-raised below, outside the task group
+                failure.append(exc)
+                tg.cancel_scope.cancel()
+        if body_error and (not failure or isinstance(failure[0], ArchiveError)):
+            raise body_error[0]  # the body broke off: that, not the truncation, is the cause
+        if failure:
+            raise failure[0]
+        return processed
+
+    # --- deciding, per hour, what an attempt was worth ------------------------------------
+
+    async def _settle(
+        self,
+        tg: anyio.abc.TaskGroup,
+        hours: list[datetime],
+        processed: list[ProcessedMember] | None,
+        stagings: dict[datetime, HourStaging],
+        seconds: float,
+    ) -> None:
+        expected = self.config.extract.expected_pages_per_hour
+        by_hour: dict[datetime, list[ProcessedMember]] = {h: [] for h in hours}
+        for item in processed or ():
+            by_hour[item.member.hour].append(item)
+        archive_empty = processed is not None and not processed
+        retry: list[datetime] = []
+        for hour in hours:
+            state = self.states[hour]
+            state.failures = 0
+            items = sorted(by_hour[hour], key=lambda p: p.member.page)
+            pages = frozenset(p.member.page for p in items)
+            problem = ""
+            if archive_empty:
+                problem = "a 200 with an empty ZIP (Amplitude answers 404 when there is no data)"
+            elif expected and len(pages) < expected and processed is not None:
+                problem = _missing_pages(pages, expected)
+            warnings: tuple[str, ...] = ()
+            if problem:
+                if state.last_clean_pages == pages:
+                    warnings = (f"accepted after two identical short attempts: {problem}",)
+                    log.warning(
+                        "hour.accepted_short", hour=iso_hour(hour), detail=problem, pages=len(pages)
+                    )
+                else:
+                    state.last_clean_pages = pages
+                    state.last_error = problem
+                    log.warning(
+                        "hour.short",
+                        hour=iso_hour(hour),
+                        attempt=state.attempts,
+                        detail=f"hour {iso_hour(hour)[:13]}: {problem}",
+                    )
+                    staging = stagings.pop(hour, None)
+                    if staging is not None:
+                        await staging.discard()
+                    retry.append(hour)
+                    continue
+            await self._commit(hour, items, stagings.pop(hour, None), warnings, seconds)
+        if retry:
+            self._retry(tg, retry, "short hour", retry_after=None, alone=True)
+
+    async def _commit(
+        self,
+        hour: datetime,
+        items: list[ProcessedMember],
+        staging: HourStaging | None,
+        warnings: tuple[str, ...],
+        seconds: float,
+    ) -> None:
+        state = self.states[hour]
+        files = tuple(p.entry for p in items)
+        manifest = Manifest(
+            hour=hour,
+            status="complete" if files else "empty",
+            files=files,
+            attempts=state.attempts,
+            extracted_at=datetime.now(UTC),
+            run_id=self.run_id,
+            warnings=warnings,
+        )
+        staging = staging or self.sink.stage(self.project, hour)
+        try:
+            await staging.commit(manifest)
+        except StorageError as exc:
+            await staging.discard()
+            self._fail(hour, str(exc))
+            return
+        result = HourResult(
+            hour=hour,
+            status=manifest.status,
+            attempts=state.attempts,
+            events=manifest.events,
+            bytes=manifest.size,
+            files=len(files),
+        )
+        self._record(result)
+        log.info(
+            "hour.done",
+            hour=iso_hour(hour),
+            status=manifest.status,
+            attempt=state.attempts,
+            files=len(files),
+            events=manifest.events,
+            bytes=manifest.size,
+            seconds=round(seconds, 3),
+        )
+
+    # --- retry bookkeeping ------------------------------------------------------------------
+
+    def _retry(
+        self,
+        tg: anyio.abc.TaskGroup,
+        hours: list[datetime],
+        reason: str,
+        *,
+        retry_after: float | None,
+        alone: bool = False,
+    ) -> None:
+        assert self.summary is not None
+        ex = self.config.extract
+        again = [h for h in hours if self.states[h].attempts < ex.max_attempts]
+        for hour in hours:
+            if hour not in again:
+                self._fail(hour, self.states[hour].last_error or reason)
+        if not again:
+            return
+        attempt = max(self.states[h].attempts for h in again)
+        delay = self.rng.uniform(0, min(ex.backoff_max_s, ex.backoff_base_s * 2 ** (attempt - 1)))
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, MAX_RETRY_AFTER_S))
+        for hour in again:
+            log.warning(
+                "hour.retry",
+                hour=iso_hour(hour),
+                attempt=self.states[hour].attempts,
+                reason=reason,
+                retry_in_s=round(delay, 3),
+            )
+        self.summary.retries += len(again) if alone or len(again) > 1 else 1
+        groups = [[h] for h in again] if alone or len(again) != len(hours) else [again]
+        for group in groups:
+            tg.start_soon(self._attempt_window, tg, group, delay)
+
+    def _fail(self, hour: datetime, error: str) -> None:
+        state = self.states[hour]
+        result = HourResult(hour=hour, status="failed", attempts=state.attempts, error=error)
+        self._record(result)
+        log.error("hour.failed", hour=iso_hour(hour), attempts=state.attempts, error=error)
+
+    def _record(self, result: HourResult) -> None:
+        assert self.summary is not None
+        self.summary.results[result.hour] = result
+        if self.on_hour is not None:
+            self.on_hour(result)
+
+    @staticmethod
+    async def _discard(stagings: dict[datetime, HourStaging]) -> None:
+        for staging in stagings.values():
+            await staging.discard()
+        stagings.clear()
+
+
+def _first_user_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The user error (bad keys, unwritable output) that stopped the run, else the group."""
+    users = group.subgroup(lambda e: isinstance(e, UserError))
+    if users is None:
+        return group
+    leaf: BaseException = users
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return leaf
+
+
+def _missing_pages(pages: frozenset[int], expected: int) -> str:
+    """``2 of 3 pages, partition #2 absent`` (numbering may start at 0 or 1)."""
+    base = 1 if pages and min(pages) >= 1 else 0
+    absent = sorted(set(range(base, base + expected)) - pages)
+    shown = ", ".join(f"#{p}" for p in absent[:10]) or "unknown"
+    noun = "partition" if len(absent) == 1 else "partitions"
+    return f"{len(pages)} of {expected} pages, {noun} {shown} absent"
+
+
+async def extract(
+    config: Config,
+    source: ExportSource,
+    sink: Sink,
+    *,
+    first: datetime,
+    last: datetime,
+    run_id: str,
+    now: datetime | None = None,
+    force: bool = False,
+    rng: random.Random | None = None,
+) -> RunSummary:
+    """Plan and run one extraction; the library entry point behind ``async-amp extract``."""
+    extractor = Extractor(config, source, sink, run_id=run_id, now=now, rng=rng)
+    plan = await extractor.plan(first, last, force=force)
+    return await extractor.run(plan)

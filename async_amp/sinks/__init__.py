@@ -1,0 +1,20 @@
+"""Output sinks: a local folder or an Azure Blob Storage container, behind one protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..config import Config
+from .base import HourStaging, MemberSink, Sink
+from .local import LocalSink
+
+__all__ = ["HourStaging", "LocalSink", "MemberSink", "Sink", "make_sink"]
+
+
+def make_sink(config: Config, *, run_id: str, environ: Mapping[str, str]) -> Sink:
+    """The sink that ``[output] sink`` names, constructed without any I/O."""
+    if config.output.sink == "azure":
+        from .azure import AzureSink  # noqa: PLC0415 - the Azure SDK loads only when used
+
+        return AzureSink.from_config(config.azure, run_id=run_id, environ=environ)
+    return LocalSink(config.output.dir, run_id=run_id, fsync=config.output.fsync)

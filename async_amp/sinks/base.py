@@ -1,0 +1,69 @@
+"""The seam between the pipeline and storage: a ``Sink`` stages an hour, then commits it whole.
+
+Contract every sink keeps:
+- Bytes of an attempt go to a staging area that readers never see (temporary files outside the
+  partition folders; uncommitted blocks in Azure).
+- ``HourStaging.commit(manifest)`` makes the hour visible: it removes any old manifest, puts the
+  data files in place, removes stale files of an earlier extraction, and writes the manifest
+  **last**. An hour with a manifest is whole; an hour without one is not done.
+- ``HourStaging.discard()`` drops everything the attempt staged. Leftovers of a killed run are
+  cleaned up by ``Sink.prepare()`` of the next run.
+- ``open_member`` and the returned ``MemberSink`` are blocking and are called from a worker
+  thread (the one decoding the archive); everything else is async.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Protocol
+
+from ..archive import MemberSink
+from ..hours import MemberName
+from ..manifest import Manifest
+
+__all__ = ["HourStaging", "MemberSink", "Sink"]
+
+
+class HourStaging(Protocol):
+    """One attempt's staged output for one hour."""
+
+    def open_member(self, member: MemberName, file_name: str) -> MemberSink:
+        """Start a data file (blocking: called from the decoding worker thread)."""
+        ...
+
+    async def commit(self, manifest: Manifest) -> None:
+        """Make the hour visible: data first, stale files removed, manifest last."""
+        ...
+
+    async def discard(self) -> None:
+        """Drop everything staged by this attempt."""
+        ...
+
+
+class Sink(Protocol):
+    """Local folder or Azure container holding ``<project>/date=YYYY-MM-DD/hour=HH/`` folders."""
+
+    def describe(self) -> str:
+        """Where the output goes, for logs and the summary (no secrets)."""
+        ...
+
+    async def prepare(self) -> None:
+        """Check access (clear ``UserError`` when denied) and clean leftovers of killed runs."""
+        ...
+
+    async def completed_hours(self, project: str, hours: Iterable[datetime]) -> set[datetime]:
+        """The hours among ``hours`` that already have a manifest."""
+        ...
+
+    async def read_manifest(self, project: str, hour: datetime) -> Manifest | None:
+        """The hour's manifest, or ``None`` when it has none."""
+        ...
+
+    def stage(self, project: str, hour: datetime) -> HourStaging:
+        """A fresh staging area for one attempt at ``hour`` (cheap, no I/O)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release clients and connections."""
+        ...

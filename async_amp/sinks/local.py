@@ -1,0 +1,208 @@
+"""Local folder sink: temporary files outside the partitions, atomic renames, manifest last."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+
+import anyio
+
+from ..errors import ConfigError, StorageError
+from ..hours import MemberName
+from ..manifest import MANIFEST_NAME, FileEntry, Manifest, hour_folder
+
+__all__ = ["LocalSink"]
+
+STAGING_DIR = ".async-amp-staging"
+STALE_AFTER_S = 24 * 3600
+_OUTPUT_SUFFIXES = (".json", ".json.gz")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _LocalMember:
+    __slots__ = ("_file", "_fsync", "path")
+
+    def __init__(self, path: Path, *, fsync: bool) -> None:
+        self.path = path
+        self._fsync = fsync
+        self._file: BinaryIO | None = path.open("wb")
+
+    def write(self, data: bytes) -> None:
+        assert self._file is not None
+        self._file.write(data)
+
+    def finish(self, entry: FileEntry) -> None:
+        assert self._file is not None
+        del entry
+        self._file.flush()
+        if self._fsync:
+            os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self.path.unlink(missing_ok=True)
+
+
+class _LocalStaging:
+    def __init__(self, sink: LocalSink, project: str, hour: datetime) -> None:
+        self._sink = sink
+        self._final = sink.root / hour_folder(project, hour)
+        self._dir = sink.run_dir / f"{hour:%Y%m%dT%H}-{uuid.uuid4().hex[:8]}"
+        self._files: list[str] = []
+
+    def open_member(self, member: MemberName, file_name: str) -> _LocalMember:
+        del member
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            self._files.append(file_name)
+            return _LocalMember(self._dir / file_name, fsync=self._sink.fsync)
+        except OSError as exc:
+            msg = f"cannot write {self._dir / file_name}: {exc.strerror or exc}"
+            raise StorageError(msg) from exc
+
+    async def commit(self, manifest: Manifest) -> None:
+        try:
+            await anyio.to_thread.run_sync(self._commit, manifest)
+        except OSError as exc:
+            msg = f"cannot commit {self._final}: {exc.strerror or exc}"
+            raise StorageError(msg) from exc
+
+    def _commit(self, manifest: Manifest) -> None:
+        final = self._final
+        final.mkdir(parents=True, exist_ok=True)
+        marker = final / MANIFEST_NAME
+        if marker.exists():  # re-extraction: the hour stops looking done before it changes
+            marker.unlink()
+            self._sync(final)
+        keep = {f.name for f in manifest.files}
+        for name in keep:
+            (self._dir / name).replace(final / name)
+        for old in final.iterdir():
+            if old.name not in keep and old.name.endswith(_OUTPUT_SUFFIXES):
+                old.unlink()
+        self._sync(final)
+        self._dir.mkdir(parents=True, exist_ok=True)
+        tmp = self._dir / MANIFEST_NAME
+        with tmp.open("wb") as out:
+            out.write(manifest.dumps())
+            out.flush()
+            if self._sink.fsync:
+                os.fsync(out.fileno())
+        tmp.replace(marker)
+        self._sync(final)
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def _sync(self, folder: Path) -> None:
+        if self._sink.fsync:
+            _fsync_dir(folder)
+
+    async def discard(self) -> None:
+        await anyio.to_thread.run_sync(lambda: shutil.rmtree(self._dir, ignore_errors=True))
+
+
+class LocalSink:
+    """Writes ``<root>/<project>/date=YYYY-MM-DD/hour=HH/`` on the local file system.
+
+    Staging lives in ``<root>/.async-amp-staging/<run>/`` (same file system, so moving a file
+    into place is an atomic rename); a run directory records its owner's pid and host, so a
+    later run removes leftovers of dead runs but never those of a run still going.
+    """
+
+    def __init__(self, root: Path, *, run_id: str, fsync: bool = True) -> None:
+        self.root = root
+        self.fsync = fsync
+        self.run_dir = root / STAGING_DIR / run_id
+        self._run_id = run_id
+
+    def describe(self) -> str:
+        return str(self.root.resolve())
+
+    async def prepare(self) -> None:
+        await anyio.to_thread.run_sync(self._prepare)
+
+    def _prepare(self) -> None:
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+            (self.run_dir / "owner.json").write_text(json.dumps(owner))
+        except OSError as exc:
+            msg = (
+                f"output folder {self.root} is not writable ({exc.strerror or exc}): "
+                "pick another with --output or [output] dir"
+            )
+            raise ConfigError(msg) from None
+        self._clean_leftovers()
+
+    def _clean_leftovers(self) -> None:
+        host = socket.gethostname()
+        for run in (self.root / STAGING_DIR).iterdir():
+            if run == self.run_dir:
+                continue
+            try:
+                owner = json.loads((run / "owner.json").read_text())
+                dead = owner["host"] == host and not _pid_alive(int(owner["pid"]))
+                old = time.time() - float(owner["started"]) > STALE_AFTER_S
+            except (OSError, ValueError, KeyError, TypeError):
+                dead, old = True, True
+            if dead or old:
+                shutil.rmtree(run, ignore_errors=True)
+
+    async def completed_hours(self, project: str, hours: Iterable[datetime]) -> set[datetime]:
+        def scan() -> set[datetime]:
+            return {
+                h for h in hours if (self.root / hour_folder(project, h) / MANIFEST_NAME).is_file()
+            }
+
+        return await anyio.to_thread.run_sync(scan)
+
+    async def read_manifest(self, project: str, hour: datetime) -> Manifest | None:
+        path = self.root / hour_folder(project, hour) / MANIFEST_NAME
+        try:
+            data = await anyio.Path(path).read_bytes()
+        except FileNotFoundError:
+            return None
+        return Manifest.loads(data)
+
+    def file_path(self, project: str, hour: datetime, name: str) -> Path:
+        return self.root / hour_folder(project, hour) / name
+
+    def stage(self, project: str, hour: datetime) -> _LocalStaging:
+        return _LocalStaging(self, project, hour)
+
+    async def aclose(self) -> None:
+        def remove() -> None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                (self.root / STAGING_DIR).rmdir()
+
+        await anyio.to_thread.run_sync(remove)
