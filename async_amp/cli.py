@@ -422,7 +422,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from .testing.server import serve_forever  # noqa: PLC0415
 
     environ = _environment()
-    dataset = Dataset(events_per_hour=args.events_per_hour, pages_per_hour=args.pages, seed=args.seed)
+    dataset = Dataset(
+        events_per_hour=args.events_per_hour, pages_per_hour=args.pages, seed=args.seed
+    )
     anyio.run(
         lambda: serve_forever(
             dataset,

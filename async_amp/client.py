@@ -8,6 +8,7 @@ failures are translated here, at the boundary, into the project's error classes.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -84,7 +85,8 @@ class AiohttpExportSource:
         region_hint: str = "",
     ) -> None:
         self._url = base_url.rstrip("/") + EXPORT_PATH
-        self._auth = aiohttp.BasicAuth(api_key, secret_key)
+        token = base64.b64encode(f"{api_key}:{secret_key}".encode()).decode("ascii")
+        self._auth_header = f"Basic {token}"
         self._secrets = (api_key, secret_key)
         self._timeout = aiohttp.ClientTimeout(
             total=None,
@@ -102,8 +104,7 @@ class AiohttpExportSource:
     async def __aenter__(self) -> AiohttpExportSource:
         self._session = aiohttp.ClientSession(
             timeout=self._timeout,
-            auth=self._auth,
-            headers={"User-Agent": f"async-amp/{__version__}"},
+            headers={"User-Agent": f"async-amp/{__version__}", "Authorization": self._auth_header},
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
             auto_decompress=False,
             raise_for_status=False,

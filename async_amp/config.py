@@ -78,6 +78,10 @@ class AzureConfig:
     create_container: bool = True
     block_size_mib: int = 8
     max_single_put_mib: int = 8
+    retries: int = 3
+    retry_backoff_s: float = 1.0
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,8 +245,12 @@ SCHEMA: dict[str, dict[str, Parser]] = {
         "container": _container,
         "prefix": _prefix,
         "create_container": _bool,
-        "block_size_mib": _int(1, 4000),
+        "block_size_mib": _int(1, 256),
         "max_single_put_mib": _int(1, 5000),
+        "retries": _int(0, 10),
+        "retry_backoff_s": _float(0),
+        "connect_timeout_s": _float(0, strict=True),
+        "read_timeout_s": _float(0, strict=True),
     },
 }
 _SECTION_TYPES: dict[str, type[Any]] = {

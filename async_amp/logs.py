@@ -28,10 +28,10 @@ def _redactor(secrets: Iterable[str]) -> structlog.types.Processor:
         if hidden:
             for key, value in event.items():
                 if isinstance(value, str):
+                    clean = value
                     for secret in hidden:
-                        if secret in value:
-                            value = value.replace(secret, "***")
-                    event[key] = value
+                        clean = clean.replace(secret, "***")
+                    event[key] = clean
         return event
 
     return redact

@@ -1,0 +1,703 @@
+"""Azure Blob Storage sink: uncommitted blocks while staging, ``commit_block_list`` at commit.
+
+Layout: ``<container>/<prefix>/<project>/date=YYYY-MM-DD/hour=HH/<file>``, plus the same
+``_manifest.json`` as the local sink, uploaded last.
+
+How the ``Sink`` contract maps onto blobs:
+
+- Staging: the bytes of a member go into blocks (``stage_block``, ``block_size_mib`` each, with a
+  transactional MD5) as they are written: at most one block per member is buffered, nothing is
+  kept whole, no temporary file. Staged blocks are *uncommitted*: readers never see them, and
+  ``get_blob_properties``/``list_blobs`` do not know about them.
+- Block IDs are ``<attempt uuid>-<index>``, unique per attempt and of one length within a blob,
+  so two attempts (a retry, or a second run) staging to the same blob name never mix blocks.
+  Committing a blob makes Azure drop the other uncommitted blocks of that blob, so when two runs
+  race on the same hour the later commit fails with ``InvalidBlockList`` (a ``StorageError``)
+  instead of producing a mixed blob.
+- ``commit(manifest)``: delete the old manifest (the hour stops looking done), commit each data
+  blob's block list (content settings, whole-blob MD5, metadata), delete stale data blobs of an
+  earlier extraction, upload the manifest **last**.
+- ``discard()``: drops the buffered bytes. Azure has no call that deletes uncommitted blocks
+  without touching a committed blob of the same name; they expire by themselves after 7 days
+  (or vanish at the next commit of that blob name), and they are never visible.
+- ``prepare()``: creates or checks the container, proves write and delete permission with a
+  tiny probe blob, and removes probe blobs left by killed runs.
+
+Every SDK call goes through a bounded retry policy (``retries`` with exponential backoff from
+``retry_backoff_s``, capped) and short connect/read timeouts, so a wrong endpoint fails within
+seconds, not the SDK's default minute and a half. Azure errors are translated at the boundary:
+rejected or insufficient credentials become ``CredentialsError``, everything else
+``StorageError``, with messages that name the container and blob but never a key, a SAS token or
+a URL's query string.
+
+The ``MemberSink`` methods run in the archive's worker thread (started with
+``anyio.to_thread.run_sync``) and reach the event loop with ``anyio.from_thread.run``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Literal, Self
+from urllib.parse import quote, unquote
+
+import anyio.from_thread
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.identity.aio import DefaultAzureCredential
+from azure.storage.blob import BlobBlock, BlockState, ContentSettings
+from azure.storage.blob.aio import BlobClient, BlobServiceClient, ContainerClient, ExponentialRetry
+
+from ..config import AzureConfig
+from ..errors import AsyncAmpError, ConfigError, CredentialsError, StorageError
+from ..hours import MemberName, iso_hour
+from ..manifest import MANIFEST_NAME, FileEntry, Manifest, hour_folder
+
+__all__ = ["AzureSink"]
+
+MIB = 1024 * 1024
+PROBE_PREFIX = ".async-amp-probe-"
+PROBE_STALE_AFTER = timedelta(hours=1)
+MAX_BLOCKS = 50_000  # Azure's limit of committed blocks per blob
+RETRY_BACKOFF_MAX_S = 30.0
+DOWNLOAD_CHUNK = 4 * MIB
+_DATA_SUFFIXES = (".json", ".json.gz")
+
+# A ``.json.gz`` is stored as an opaque gzip file, not as NDJSON with ``Content-Encoding: gzip``:
+# with that header browsers and HTTP clients (and the Python SDK's own ``download_blob``)
+# decompress on the fly and then hold a ``.json.gz`` that is not gzip, its sha256 no longer
+# matches the manifest, and ranged reads get confused. DuckDB, Spark and Synapse pick the
+# codec from the ``.gz`` extension and read ``application/gzip`` blobs as they are.
+_CONTENT_TYPES = {".json.gz": "application/gzip", ".json": "application/x-ndjson"}
+_MANIFEST_CONTENT_TYPE = "application/json"
+
+# Codes Azure answers when the credential itself is wrong (bad key, bad or expired SAS).
+_REJECTED = frozenset(
+    {
+        "AuthenticationFailed",
+        "AuthorizationFailure",
+        "InvalidAuthenticationInfo",
+        "NoAuthenticationInformation",
+    }
+)
+
+_AuthKind = Literal["key", "sas", "aad"]
+_ENV_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
+_ENV_SAS_TOKEN = "AZURE_STORAGE_SAS_TOKEN"  # noqa: S105 - a variable name, not a secret
+
+_URL_QUERY = re.compile(r"(https?://[^\s?#'\"<>]+)\?[^\s'\"<>]*")
+_SECRET_PARAM = re.compile(r"(?i)\b(sig|accountkey|sharedaccesssignature)=[^&;\s'\"<>]+")
+
+
+def _join(*parts: str) -> str:
+    return "/".join(p for p in parts if p)
+
+
+def _header_safe(value: str) -> str:
+    """Blob metadata values are HTTP header values: printable ASCII only."""
+    if value.isascii() and value.isprintable():
+        return value
+    return quote(value, safe="/#_-.:+@ ")
+
+
+def _content_type(name: str) -> str:
+    for suffix, content_type in _CONTENT_TYPES.items():
+        if name.endswith(suffix):
+            return content_type
+    return "application/octet-stream"
+
+
+def _error_code(exc: HttpResponseError) -> str:
+    code: Any = getattr(exc, "error_code", None)
+    if not code and exc.response is not None:
+        headers: Mapping[str, str] = getattr(exc.response, "headers", {})
+        code = headers.get("x-ms-error-code")
+    return str(getattr(code, "value", code) or "")
+
+
+def _connection_string_parts(text: str) -> dict[str, str]:
+    parts: dict[str, str] = {}
+    for item in text.split(";"):
+        key, sep, value = item.partition("=")
+        if sep:
+            parts[key.strip().lower()] = value.strip()
+    return parts
+
+
+class _BoundedRetry(ExponentialRetry):
+    """The storage SDK's retry policy (5xx incl. 503 ServerBusy, 408, connection errors) with a
+    short first delay, doubling up to a cap, and jitter: ``retries`` tries take seconds, not the
+    SDK's default 15 s + 18 s + 24 s."""
+
+    def __init__(self, *, retries: int, first_s: float, max_s: float = RETRY_BACKOFF_MAX_S) -> None:
+        super().__init__(
+            initial_backoff=0, increment_base=2, retry_total=retries, random_jitter_range=0
+        )
+        self._first_s = first_s
+        self._max_s = max_s
+
+    def get_backoff_time(self, settings: dict[str, Any]) -> float:
+        count = max(1, int(settings.get("count", 1)))
+        delay = min(self._max_s, self._first_s * 2 ** (count - 1))
+        return random.uniform(delay / 2, delay)
+
+
+class _BlobMember:
+    """One data blob being staged: bytes -> blocks of ``block_size``, MD5 of the whole."""
+
+    __slots__ = (
+        "_attempt",
+        "_block_size",
+        "_buf",
+        "_md5",
+        "_sink",
+        "_size",
+        "blob",
+        "block_ids",
+        "entry",
+        "md5",
+    )
+
+    def __init__(self, sink: AzureSink, blob: BlobClient) -> None:
+        self._sink = sink
+        self._attempt = uuid.uuid4().hex
+        self._block_size = sink.block_size
+        self._buf = bytearray()
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._size = 0
+        self.blob = blob
+        self.block_ids: list[str] = []
+        self.entry: FileEntry | None = None
+        self.md5 = b""
+
+    def write(self, data: bytes) -> None:
+        assert self.entry is None, "write() after finish()"
+        self._md5.update(data)
+        self._size += len(data)
+        view = memoryview(data)
+        while view:
+            room = self._block_size - len(self._buf)
+            self._buf += view[:room]
+            view = view[room:]
+            if len(self._buf) >= self._block_size:
+                self._flush()
+
+    def finish(self, entry: FileEntry) -> None:
+        assert self.entry is None, "finish() twice"
+        if self._buf:
+            self._flush()
+        if entry.bytes != self._size:
+            msg = (
+                f"{self._sink.where(self.blob.blob_name)}: {self._size} bytes were staged "
+                f"but the file entry says {entry.bytes}"
+            )
+            raise StorageError(msg)
+        self.md5 = self._md5.digest()
+        self.entry = entry
+
+    def discard(self) -> None:
+        self._buf = bytearray()
+        self.block_ids.clear()
+
+    def _flush(self) -> None:
+        block = bytes(self._buf)
+        self._buf = bytearray()  # only the block in flight stays in memory
+        if len(self.block_ids) >= MAX_BLOCKS:
+            msg = (
+                f"{self._sink.where(self.blob.blob_name)}: more than {MAX_BLOCKS} blocks; "
+                "raise [azure] block_size_mib"
+            )
+            raise StorageError(msg)
+        block_id = f"{self._attempt}-{len(self.block_ids):06d}"
+        anyio.from_thread.run(self._stage, block_id, block)
+        self.block_ids.append(block_id)
+
+    async def _stage(self, block_id: str, block: bytes) -> None:
+        try:
+            await self.blob.stage_block(block_id, block, length=len(block), validate_content=True)
+        except AzureError as exc:
+            raise self._sink.error(exc, "stage a block of", self.blob.blob_name, "write") from exc
+
+    async def commit(self, hour: datetime, run_id: str) -> None:
+        assert self.entry is not None
+        entry = self.entry
+        settings = ContentSettings(
+            content_type=_content_type(entry.name), content_md5=bytearray(self.md5)
+        )
+        metadata = {
+            "hour": iso_hour(hour),
+            "source": _header_safe(entry.source),
+            "events": str(entry.events),
+            "sha256": entry.sha256,
+            "run_id": _header_safe(run_id),
+        }
+        blocks = [BlobBlock(block_id, BlockState.UNCOMMITTED) for block_id in self.block_ids]
+        try:
+            await self.blob.commit_block_list(blocks, content_settings=settings, metadata=metadata)
+        except AzureError as exc:
+            raise self._sink.error(exc, "commit", self.blob.blob_name, "write") from exc
+
+
+class _AzureStaging:
+    """One attempt at one hour: members staged as uncommitted blocks until ``commit``."""
+
+    def __init__(self, sink: AzureSink, project: str, hour: datetime) -> None:
+        self._sink = sink
+        self._hour = hour
+        self._folder = sink.hour_prefix(project, hour)
+        self._members: dict[str, _BlobMember] = {}
+        self._lock = threading.Lock()
+
+    def open_member(self, member: MemberName, file_name: str) -> _BlobMember:
+        del member  # its name reaches the metadata through the FileEntry given to finish()
+        blob = self._sink.container.get_blob_client(f"{self._folder}/{file_name}")
+        staged = _BlobMember(self._sink, blob)
+        with self._lock:
+            self._members[file_name] = staged
+        return staged
+
+    async def commit(self, manifest: Manifest) -> None:
+        sink = self._sink
+        with self._lock:
+            members = dict(self._members)
+        staged: list[_BlobMember] = []
+        for entry in manifest.files:
+            member = members.get(entry.name)
+            if member is None or member.entry is None:
+                msg = f"cannot commit {sink.where(f'{self._folder}/{entry.name}')}: not staged"
+                raise StorageError(msg)
+            staged.append(member)
+
+        marker = f"{self._folder}/{MANIFEST_NAME}"
+        # Re-extraction: the hour stops looking done before any of its data changes.
+        await sink.delete_blob(marker)
+        for member in staged:
+            await member.commit(self._hour, sink.run_id)
+        keep = {entry.name for entry in manifest.files}
+        for name in await sink.list_names(self._folder):
+            if name not in keep and name.endswith(_DATA_SUFFIXES):
+                await sink.delete_blob(f"{self._folder}/{name}")
+        data = manifest.dumps()
+        settings = ContentSettings(
+            content_type=_MANIFEST_CONTENT_TYPE,
+            content_md5=bytearray(hashlib.md5(data, usedforsecurity=False).digest()),
+        )
+        metadata = {
+            "hour": iso_hour(self._hour),
+            "status": manifest.status,
+            "events": str(manifest.events),
+            "run_id": _header_safe(sink.run_id),
+        }
+        blob = sink.container.get_blob_client(marker)
+        try:
+            await blob.upload_blob(
+                data,
+                overwrite=True,
+                content_settings=settings,
+                metadata=metadata,
+                validate_content=True,
+            )
+        except AzureError as exc:
+            raise sink.error(exc, "write", marker, "write") from exc
+        with self._lock:
+            self._members.clear()
+
+    async def discard(self) -> None:
+        # Uncommitted blocks cannot be deleted on their own: they stay invisible and expire
+        # after 7 days (or vanish at the next commit of the same blob name).
+        with self._lock:
+            members = list(self._members.values())
+            self._members.clear()
+        for member in members:
+            member.discard()
+
+
+class AzureSink:
+    """Writes ``<container>/<prefix>/<project>/date=YYYY-MM-DD/hour=HH/`` blobs.
+
+    Build it with ``from_config``; ``prepare()`` before use, ``aclose()`` (or ``async with``)
+    at the end.
+    """
+
+    def __init__(
+        self,
+        service: BlobServiceClient,
+        *,
+        container: str,
+        prefix: str,
+        run_id: str,
+        create_container: bool = True,
+        block_size: int = 8 * MIB,
+        auth: _AuthKind = "key",
+        auth_source: str = _ENV_CONNECTION_STRING,
+        credential: DefaultAzureCredential | None = None,
+        secrets: Iterable[str] = (),
+    ) -> None:
+        self.service = service
+        self.container: ContainerClient = service.get_container_client(container)
+        self.container_name = container
+        self.prefix = prefix.strip("/")
+        self.run_id = run_id
+        self.block_size = block_size
+        self._create_container = create_container
+        self._auth = auth
+        self._auth_source = auth_source
+        self._credential = credential
+        variants = {v for s in secrets if s for v in (s, quote(s, safe=""), unquote(s))}
+        self._secrets = tuple(sorted((v for v in variants if len(v) >= 4), key=len, reverse=True))
+        self.account_url = self._scrub(service.url.split("?", 1)[0].rstrip("/"))
+
+    @classmethod
+    def from_config(
+        cls,
+        azure: AzureConfig,
+        *,
+        run_id: str,
+        environ: Mapping[str, str],
+        **client_options: Any,
+    ) -> Self:
+        """Build the client from ``[azure]`` and the credentials in ``environ`` (no network).
+
+        Credentials, first found wins: ``AZURE_STORAGE_CONNECTION_STRING``; a SAS token in
+        ``AZURE_STORAGE_SAS_TOKEN`` with ``account_url``; ``account_url`` with
+        ``DefaultAzureCredential``. ``client_options`` go to the SDK client as they are
+        (tests pass ``raw_request_hook`` or ``transport``).
+        """
+        options: dict[str, Any] = {
+            "retry_policy": _BoundedRetry(retries=azure.retries, first_s=azure.retry_backoff_s),
+            "connection_timeout": azure.connect_timeout_s,
+            "read_timeout": azure.read_timeout_s,
+            "max_block_size": azure.block_size_mib * MIB,
+            "max_single_put_size": azure.max_single_put_mib * MIB,
+            "max_single_get_size": DOWNLOAD_CHUNK,
+            "max_chunk_get_size": DOWNLOAD_CHUNK,
+            **client_options,
+        }
+        common: dict[str, Any] = {
+            "container": azure.container,
+            "prefix": azure.prefix,
+            "run_id": run_id,
+            "create_container": azure.create_container,
+            "block_size": azure.block_size_mib * MIB,
+        }
+        account_url: str | None = azure.account_url
+        if account_url and ("?" in account_url or "sig=" in account_url.lower()):
+            msg = (
+                "[azure] account_url must not carry a SAS token: put the token in "
+                f"{_ENV_SAS_TOKEN} and keep only https://<account>.blob.core.windows.net"
+            )
+            raise ConfigError(msg)
+        connection_string = environ.get(_ENV_CONNECTION_STRING, "").strip()
+        sas_token = environ.get(_ENV_SAS_TOKEN, "").strip().lstrip("?")
+        if connection_string:
+            parts = _connection_string_parts(connection_string)
+            key = parts.get("accountkey", "")
+            sas = parts.get("sharedaccesssignature", "")
+            try:
+                service = BlobServiceClient.from_connection_string(connection_string, **options)
+            except (ValueError, TypeError):
+                msg = (
+                    f"{_ENV_CONNECTION_STRING} is not a valid storage connection string: expected "
+                    "'DefaultEndpointsProtocol=https;AccountName=...;AccountKey=...;"
+                    "EndpointSuffix=core.windows.net' (Azure portal > storage account > "
+                    "Access keys)"
+                )
+                raise ConfigError(msg) from None
+            return cls(
+                service,
+                auth="key" if key else "sas",
+                auth_source=_ENV_CONNECTION_STRING,
+                secrets=(key, sas),
+                **common,
+            )
+        if not account_url:
+            msg = (
+                f"sink 'azure' needs [azure] account_url (https://<account>.blob.core.windows.net) "
+                f"or {_ENV_CONNECTION_STRING}"
+            )
+            raise ConfigError(msg)
+        if sas_token:
+            service = BlobServiceClient(account_url, credential=sas_token, **options)
+            return cls(
+                service,
+                auth="sas",
+                auth_source=_ENV_SAS_TOKEN,
+                secrets=(sas_token, *_sas_signatures(sas_token)),
+                **common,
+            )
+        credential = DefaultAzureCredential()
+        service = BlobServiceClient(account_url, credential=credential, **options)
+        return cls(
+            service,
+            auth="aad",
+            auth_source="DefaultAzureCredential",
+            credential=credential,
+            **common,
+        )
+
+    # --- the Sink protocol -------------------------------------------------------------------
+
+    def describe(self) -> str:
+        return "azure://" + _join(self.service.account_name or "", self.container_name, self.prefix)
+
+    async def prepare(self) -> None:
+        try:
+            await self._prepare()
+        except StorageError as exc:
+            if isinstance(exc.__cause__, ServiceRequestError | ServiceResponseError):
+                msg = f"{exc}: check [azure] account_url and the network"
+                raise ConfigError(msg) from exc.__cause__
+            raise
+
+    async def _prepare(self) -> None:
+        create_denied = False
+        if self._create_container:
+            try:
+                await self.container.create_container()
+            except ResourceExistsError:
+                pass
+            except HttpResponseError as exc:
+                if exc.status_code != 403 or _error_code(exc) in _REJECTED:
+                    raise self.error(exc, "create", None, "create") from exc
+                create_denied = True  # e.g. a container SAS: it may still exist, look below
+            except AzureError as exc:
+                raise self.error(exc, "create", None, "create") from exc
+
+        probe_prefix = self.name(PROBE_PREFIX)
+        try:
+            probes = [
+                (blob.name, blob.last_modified)
+                async for blob in self.container.list_blobs(name_starts_with=probe_prefix)
+            ]
+        except ResourceNotFoundError:
+            hint = (
+                "the credentials may not create it: create it or use credentials that may"
+                if create_denied
+                else "create it or set create_container = true"
+            )
+            msg = f"container {self.container_name} does not exist at {self.account_url}; {hint}"
+            raise ConfigError(msg) from None
+        except AzureError as exc:
+            raise self.error(exc, "list", None, "list") from exc
+
+        probe_name = self.name(f"{PROBE_PREFIX}{uuid.uuid4().hex[:8]}-{self.run_id}")
+        probe = self.container.get_blob_client(probe_name)
+        try:
+            await probe.upload_blob(b"async-amp write check\n", overwrite=True)
+        except AzureError as exc:
+            raise self.error(exc, "write", probe_name, "write") from exc
+        try:
+            await probe.delete_blob()
+        except AzureError as exc:
+            raise self.error(exc, "delete", probe_name, "delete") from exc
+
+        cutoff = datetime.now(UTC) - PROBE_STALE_AFTER
+        for name, modified in probes:  # left by killed runs
+            if modified is not None and modified < cutoff:
+                await self.delete_blob(name)
+
+    async def completed_hours(self, project: str, hours: Iterable[datetime]) -> set[datetime]:
+        """One listing: the longest prefix shared by every wanted manifest name."""
+        wanted = {f"{self.hour_prefix(project, h)}/{MANIFEST_NAME}": h for h in hours}
+        if not wanted:
+            return set()
+        start = _common_prefix(wanted)
+        done: set[datetime] = set()
+        try:
+            async for blob in self.container.list_blobs(name_starts_with=start):
+                hour = wanted.get(blob.name)
+                if hour is not None:
+                    done.add(hour)
+        except AzureError as exc:
+            raise self.error(exc, "list", start + "*", "list") from exc
+        return done
+
+    async def read_manifest(self, project: str, hour: datetime) -> Manifest | None:
+        name = f"{self.hour_prefix(project, hour)}/{MANIFEST_NAME}"
+        try:
+            downloader = await self.container.get_blob_client(name).download_blob(decompress=False)
+            data = await downloader.readall()
+        except ResourceNotFoundError as exc:
+            if _error_code(exc) == "BlobNotFound":
+                return None
+            raise self.error(exc, "read", name, "read") from exc
+        except AzureError as exc:
+            raise self.error(exc, "read", name, "read") from exc
+        return Manifest.loads(data)
+
+    def stage(self, project: str, hour: datetime) -> _AzureStaging:
+        return _AzureStaging(self, project, hour)
+
+    async def aclose(self) -> None:
+        await self.service.close()
+        if self._credential is not None:
+            await self._credential.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # --- reading back, for verify / status -----------------------------------------------------
+
+    async def iter_blob(self, project: str, hour: datetime, name: str) -> AsyncIterator[bytes]:
+        """The stored bytes of one file of an hour, as they are (never decompressed)."""
+        blob_name = f"{self.hour_prefix(project, hour)}/{name}"
+        try:
+            downloader = await self.container.get_blob_client(blob_name).download_blob(
+                decompress=False
+            )
+            async for chunk in downloader.chunks():
+                yield chunk
+        except AzureError as exc:
+            raise self.error(exc, "read", blob_name, "read") from exc
+
+    async def list_hour(self, project: str, hour: datetime) -> list[str]:
+        """File names directly in the hour's folder (data files and ``_manifest.json``)."""
+        return sorted(await self.list_names(self.hour_prefix(project, hour)))
+
+    # --- helpers shared with the staging classes -------------------------------------------------
+
+    def name(self, path: str) -> str:
+        return _join(self.prefix, path)
+
+    def hour_prefix(self, project: str, hour: datetime) -> str:
+        return self.name(hour_folder(project, hour))
+
+    def where(self, blob: str | None) -> str:
+        """``container/blob at https://account...``: for messages (no query string, no secret)."""
+        target = f"{self.container_name}/{blob}" if blob else f"container {self.container_name}"
+        return self._scrub(f"{target} at {self.account_url}")
+
+    async def list_names(self, folder: str) -> list[str]:
+        start = folder + "/"
+        try:
+            names = [
+                blob.name[len(start) :]
+                async for blob in self.container.list_blobs(name_starts_with=start)
+            ]
+        except AzureError as exc:
+            raise self.error(exc, "list", start + "*", "list") from exc
+        return [n for n in names if "/" not in n]
+
+    async def delete_blob(self, name: str) -> None:
+        """Delete a blob (and its snapshots); one that is already gone is fine."""
+        try:
+            await self.container.get_blob_client(name).delete_blob(delete_snapshots="include")
+        except ResourceNotFoundError as exc:
+            if _error_code(exc) != "BlobNotFound":
+                raise self.error(exc, "delete", name, "delete") from exc
+        except AzureError as exc:
+            raise self.error(exc, "delete", name, "delete") from exc
+
+    def error(
+        self, exc: AzureError, action: str, blob: str | None, permission: str
+    ) -> AsyncAmpError:
+        """Translate an SDK error: ``CredentialsError`` when access is refused, else
+        ``StorageError``; the message names the container and blob, never a secret."""
+        where = self.where(blob)
+        if isinstance(exc, HttpResponseError) and exc.response is not None:
+            code = _error_code(exc)
+            status = exc.status_code
+            if status in (401, 403) or code in _REJECTED:
+                return CredentialsError(self._denied(code, status, action, where, permission))
+            detail = self._first_line(exc)
+            hint = ""
+            if code == "InvalidBlockList":
+                hint = (
+                    " (its staged blocks are gone: another run committed this blob meanwhile, "
+                    "or they expired)"
+                )
+            msg = f"Azure Storage could not {action} {where}: {status} {code or detail}{hint}"
+            return StorageError(msg)
+        if isinstance(exc, ClientAuthenticationError):  # no response: no token could be had
+            msg = (
+                f"no Azure credential for {where}: DefaultAzureCredential found none "
+                f"({self._first_line(exc)}); set {_ENV_CONNECTION_STRING} or {_ENV_SAS_TOKEN}, "
+                "or sign in (az login, managed identity, AZURE_CLIENT_ID/AZURE_TENANT_ID/...)"
+            )
+            return CredentialsError(msg)
+        if isinstance(exc, ServiceRequestError | ServiceResponseError):
+            msg = f"cannot reach Azure Storage to {action} {where}: {self._first_line(exc)}"
+            return StorageError(msg)
+        msg = f"Azure Storage could not {action} {where}: {type(exc).__name__}: "
+        return StorageError(msg + self._first_line(exc))
+
+    def _denied(self, code: str, status: int | None, action: str, where: str, perm: str) -> str:
+        source = self._auth_source
+        what = f"{status} {code}".strip()
+        if code in _REJECTED:
+            reason = {
+                "key": f"the account key in {source} was rejected",
+                "sas": f"the SAS token in {source} was rejected (expired, revoked or wrong)",
+                "aad": "the Azure AD token from DefaultAzureCredential was rejected",
+            }[self._auth]
+            if code == "AuthorizationFailure":
+                reason += ", or a firewall / network rule blocks this client"
+            return f"cannot {action} {where}: {reason} ({what})"
+        if code == "AuthorizationPermissionMismatch":
+            reason = {
+                "key": f"the credentials in {source} lack {perm} permission",
+                "sas": (
+                    f"the SAS token in {source} lacks {perm} permission (async-amp needs read, "
+                    "write, delete and list: sp=rwdl, plus c to create the container)"
+                ),
+                "aad": (
+                    f"the identity lacks {perm} permission: grant it the 'Storage Blob Data "
+                    "Contributor' role on the container or account"
+                ),
+            }[self._auth]
+        elif code == "AuthorizationResourceTypeMismatch":
+            reason = f"the SAS token in {source} does not cover containers and blobs (srt=co)"
+        elif code == "AuthorizationServiceMismatch":
+            reason = f"the SAS token in {source} is not valid for the blob service (ss=b)"
+        elif code == "AuthorizationSourceIPMismatch":
+            reason = f"the SAS token in {source} does not allow this client's IP address"
+        elif code == "AuthorizationProtocolMismatch":
+            reason = f"the SAS token in {source} does not allow this protocol (http/https)"
+        else:
+            reason = f"access denied using {source}"
+        return f"cannot {action} {where}: {reason} ({what})"
+
+    def _first_line(self, exc: BaseException) -> str:
+        text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        lines = str(text).strip().splitlines()
+        return self._scrub(lines[0] if lines else type(exc).__name__)
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        text = _URL_QUERY.sub(r"\1", text)
+        return _SECRET_PARAM.sub(r"\1=***", text)
+
+
+def _sas_signatures(token: str) -> list[str]:
+    return [v for k, _, v in (p.partition("=") for p in token.split("&")) if k == "sig" and v]
+
+
+def _common_prefix(names: Iterable[str]) -> str:
+    ordered = sorted(names)
+    first, last = ordered[0], ordered[-1]
+    size = 0
+    while size < min(len(first), len(last)) and first[size] == last[size]:
+        size += 1
+    return first[:size]
