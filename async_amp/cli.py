@@ -19,7 +19,7 @@ from dotenv import dotenv_values
 from . import __version__
 from .client import AiohttpExportSource
 from .config import Config, load_config, load_credentials
-from .errors import ConfigError, UserError
+from .errors import ConfigError, UserError, first_user_error
 from .hours import iso_hour, parse_bound
 from .logs import configure_logging, shutdown_logging
 from .pipeline import Extractor, Plan, RunSummary
@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument(
         "--dry-run",
         action="store_true",
-        help="print the plan (hours to fetch, to skip, not yet available) and make no request",
+        help="print the plan (hours to fetch, to skip, not yet available) and make no request "
+        "(e.g. --dry-run before a year-long backfill)",
     )
     ext.add_argument(
         "--max-attempts",
@@ -131,7 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="average events per hour (e.g. --events-per-hour 2000)",
     )
     sim.add_argument(
-        "--pages", type=_positive_int, default=3, metavar="N", help="partitions per hour (e.g. 3)"
+        "--pages",
+        type=_positive_int,
+        default=3,
+        metavar="N",
+        help="partitions per hour (e.g. --pages 3)",
     )
     sim.add_argument("--seed", type=int, default=0, help="data seed (e.g. --seed 7)")
 
@@ -145,7 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(demo, with_range=False)
     demo.add_argument(
-        "--concurrency", type=_positive_int, metavar="N", help="requests in flight (e.g. 8)"
+        "--concurrency",
+        type=_positive_int,
+        metavar="N",
+        help="requests in flight (e.g. --concurrency 8)",
     )
     return parser
 
@@ -328,19 +336,8 @@ def run_extract(
             plan = await extractor.plan(first, last, force=force)
             if dry_run:
                 return plan, None, None
-            async with source, anyio.create_task_group() as tg:
-
-                async def watch_signals() -> None:
-                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                        async for signum in signals:
-                            caught.append(int(signum))
-                            log.warning("run.interrupted", signal=signal.Signals(signum).name)
-                            tg.cancel_scope.cancel()
-                            return
-
-                tg.start_soon(watch_signals)
-                await extractor.run(plan)
-                tg.cancel_scope.cancel()
+            async with source:
+                await _run_until_signalled(extractor, plan, caught)
             return plan, extractor.summary, caught[0] if caught else None
         finally:
             with anyio.CancelScope(shield=True):
@@ -357,6 +354,25 @@ def run_extract(
     if signum is not None:
         return EXIT_SIGNAL.get(signal.Signals(signum), 1)
     return summary.exit_code
+
+
+async def _run_until_signalled(extractor: Extractor, plan: Plan, caught: list[int]) -> None:
+    try:
+        async with anyio.create_task_group() as tg:
+
+            async def watch_signals() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for signum in signals:
+                        caught.append(int(signum))
+                        log.warning("run.interrupted", signal=signal.Signals(signum).name)
+                        tg.cancel_scope.cancel()
+                        return
+
+            tg.start_soon(watch_signals)
+            await extractor.run(plan)
+            tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise first_user_error(group) from None
 
 
 def _print_plan(plan: Plan, out: Any) -> None:

@@ -33,6 +33,7 @@ REGION_URLS = {
     "eu": "https://analytics.eu.amplitude.com",
 }
 ENV_PREFIX = "ASYNC_AMP_"
+_FLAG_NAMES = {"dir": "--output", "expected_pages_per_hour": "--expected-pages"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +197,8 @@ def _url(value: Any) -> str:
 
 
 def _path(value: Any) -> Path:
+    if isinstance(value, Path):
+        value = str(value)
     return Path(_text(value)).expanduser()
 
 
@@ -322,7 +325,7 @@ def load_config(
     for section, body in (overrides or {}).items():
         for key, value in body.items():
             if value is not None:
-                flag = "--" + key.replace("_", "-")
+                flag = _FLAG_NAMES.get(key, "--" + key.replace("_", "-"))
                 values[section][key] = (value, flag)
 
     sections: dict[str, Any] = {}

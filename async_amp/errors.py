@@ -28,6 +28,7 @@ __all__ = [
     "RetryableHTTPError",
     "StorageError",
     "UserError",
+    "first_user_error",
 ]
 
 
@@ -81,3 +82,14 @@ class ArchiveError(AttemptError):
 
 class ExportTooLargeError(AttemptError):
     """Amplitude answered 400: the export would exceed its 4 GB limit."""
+
+
+def first_user_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The user error (bad keys, unwritable output) that stopped the run, else the group."""
+    users = group.subgroup(lambda e: isinstance(e, UserError))
+    if users is None:
+        return group
+    leaf: BaseException = users
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return leaf

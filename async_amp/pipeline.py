@@ -29,7 +29,7 @@ from .errors import (
     ExportTooLargeError,
     RetryableHTTPError,
     StorageError,
-    UserError,
+    first_user_error,
 )
 from .hours import HOUR, MemberName, floor_hour, hour_range, iso_hour
 from .limiter import AdaptiveLimiter
@@ -213,7 +213,7 @@ class Extractor:
                     self.states[hour] = _HourState()
                     tg.start_soon(self._attempt_window, tg, [hour], 0.0)
         except BaseExceptionGroup as group:
-            raise _first_user_error(group) from None
+            raise first_user_error(group) from None
         finally:
             summary.seconds = time.monotonic() - started
             summary.throttled = self.limiter.throttle_events
@@ -488,17 +488,6 @@ class Extractor:
         for staging in stagings.values():
             await staging.discard()
         stagings.clear()
-
-
-def _first_user_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The user error (bad keys, unwritable output) that stopped the run, else the group."""
-    users = group.subgroup(lambda e: isinstance(e, UserError))
-    if users is None:
-        return group
-    leaf: BaseException = users
-    while isinstance(leaf, BaseExceptionGroup):
-        leaf = leaf.exceptions[0]
-    return leaf
 
 
 def _missing_pages(pages: frozenset[int], expected: int) -> str:

@@ -109,7 +109,11 @@ class Collect:
 def run(data: bytes, size: int, **kw: object) -> Collect:
     sink = Collect()
     process_archive(
-        chunked(data, size), sink.open, first_hour=HOUR, last_hour=kw.pop("last", HOUR), **kw  # type: ignore[arg-type]
+        chunked(data, size),
+        sink.open,
+        first_hour=HOUR,
+        last_hour=kw.pop("last", HOUR),
+        **kw,  # type: ignore[arg-type]
     )
     return sink
 

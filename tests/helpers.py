@@ -1,0 +1,117 @@
+"""Shared test helpers: run an extraction against a simulator, compare output with the source."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from async_amp.client import AiohttpExportSource
+from async_amp.config import AmplitudeConfig, Config, ExtractConfig, OutputConfig
+from async_amp.hours import hour_range
+from async_amp.manifest import hour_folder
+from async_amp.pipeline import RunSummary, extract
+from async_amp.sinks.base import Sink
+from async_amp.sinks.local import LocalSink
+from async_amp.testing.dataset import Dataset
+
+KEY, SECRET = "test-api-key-7f3a", "test-secret-9c1e"
+DAY1 = datetime(2026, 11, 1, tzinfo=UTC)
+NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
+
+
+def small_dataset(**kw: Any) -> Dataset:
+    kw.setdefault("events_per_hour", 60)
+    kw.setdefault("pages_per_hour", 3)
+    return Dataset(**kw)
+
+
+def make_config(base_url: str, out: Path, **extract_kw: Any) -> Config:
+    extract_kw.setdefault("concurrency", 8)
+    extract_kw.setdefault("backoff_base_s", 0.01)
+    extract_kw.setdefault("backoff_max_s", 0.05)
+    extract_kw.setdefault("read_timeout_s", 2.0)
+    extract_kw.setdefault("connect_timeout_s", 2.0)
+    keep_gzip = extract_kw.pop("keep_gzip", False)
+    return Config(
+        amplitude=AmplitudeConfig(project="website", base_url=base_url),
+        extract=ExtractConfig(**extract_kw),
+        output=OutputConfig(dir=out, keep_gzip=keep_gzip, fsync=False, log_dir=out / "logs"),
+    )
+
+
+async def run(
+    config: Config,
+    first: datetime,
+    last: datetime,
+    *,
+    sink: Sink | None = None,
+    force: bool = False,
+    now: datetime = NOW,
+    key: str = KEY,
+    secret: str = SECRET,
+) -> RunSummary:
+    sink = sink or LocalSink(config.output.dir, run_id="test-run", fsync=False)
+    source = AiohttpExportSource(
+        config.amplitude.url,
+        key,
+        secret,
+        read_timeout_s=config.extract.read_timeout_s,
+        connect_timeout_s=config.extract.connect_timeout_s,
+    )
+    await sink.prepare()
+    try:
+        async with source:
+            return await extract(
+                config,
+                source,
+                sink,
+                first=first,
+                last=last,
+                run_id="test-run",
+                now=now,
+                force=force,
+                rng=random.Random(1),
+            )
+    finally:
+        await sink.aclose()
+
+
+def assert_output_matches(
+    root: Path, dataset: Dataset, first: datetime, last: datetime, *, keep_gzip: bool = False
+) -> int:
+    """Every hour has a manifest, every partition is byte-identical; returns the file count."""
+    files = 0
+    for hour in hour_range(first, last):
+        folder = root / hour_folder("website", hour)
+        manifest = json.loads((folder / "_manifest.json").read_bytes())
+        pages = dataset.pages(hour)
+        assert manifest["status"] == ("complete" if pages else "empty"), hour
+        assert manifest["hour"] == f"{hour:%Y-%m-%dT%H}:00:00Z"
+        expected_names = set()
+        for page in pages:
+            source = dataset.member_name(hour, page)
+            base = source.split("/", 1)[1]
+            name = base if keep_gzip else base.removesuffix(".gz")
+            expected_names.add(name)
+            data = (folder / name).read_bytes()
+            want = dataset.gz(hour, page) if keep_gzip else dataset.ndjson(hour, page)
+            assert data == want, f"{hour} page {page} differs"
+            entry = next(f for f in manifest["files"] if f["name"] == name)
+            assert entry["bytes"] == len(data)
+            assert entry["events"] == dataset.event_count(hour, page)
+            assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+            files += 1
+        on_disk = {p.name for p in folder.iterdir() if p.name != "_manifest.json"}
+        assert on_disk == expected_names, (
+            f"{hour}: stray or missing files {on_disk ^ expected_names}"
+        )
+        assert manifest["events"] == sum(dataset.event_count(hour, p) for p in pages)
+    return files
+
+
+def last_hour_of(day: datetime, days: int = 1) -> datetime:
+    return day + timedelta(days=days) - timedelta(hours=1)

@@ -1,0 +1,218 @@
+"""The command line, run in-process against a simulator on its own thread: exit codes, one-line
+errors, dry runs, JSON logs, and secrets kept out of every log line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from async_amp.cli import build_parser, main
+from async_amp.testing.background import BackgroundSimulator
+from async_amp.testing.server import ExportSimulator, Fault, FaultPlan
+
+from .helpers import DAY1, KEY, SECRET, small_dataset
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    for name in list(__import__("os").environ):
+        if name.startswith(("ASYNC_AMP_", "AMP_", "AZURE_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AMP_API_KEY", KEY)
+    monkeypatch.setenv("AMP_SECRET_KEY", SECRET)
+    return tmp_path
+
+
+@pytest.fixture
+def sim(workdir: Path) -> Iterator[ExportSimulator]:
+    faults = FaultPlan.always({DAY1 + timedelta(hours=5): Fault.CORRUPT_GZIP})
+    with BackgroundSimulator(small_dataset(), api_key=KEY, secret_key=SECRET, faults=faults) as s:
+        (workdir / "config.toml").write_text(
+            f'[amplitude]\nbase_url = "{s.base_url}"\n'
+            "[extract]\nbackoff_base_s = 0.01\nbackoff_max_s = 0.02\nmax_attempts = 2\n"
+            "[output]\nfsync = false\n"
+        )
+        yield s
+
+
+def test_extract_writes_output_logs_and_exits_0(
+    sim: ExportSimulator, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["extract", "--start", "2026-11-01T00", "--end", "2026-11-01T03", "--log-format", "json"]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "4 complete" in out
+    assert (workdir / "data/website/date=2026-11-01/hour=03/_manifest.json").is_file()
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    events = [line["event"] for line in lines]
+    assert events.count("hour.done") == 4 and "run.summary" in events
+    assert all({"timestamp", "level", "run_id"} <= set(line) for line in lines)
+    log_files = list((workdir / "logs").glob("*.jsonl"))
+    assert len(log_files) == 1
+    assert "run.summary" in log_files[0].read_text()
+
+
+def test_incomplete_hour_exits_1_and_is_named(
+    sim: ExportSimulator, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["extract", "--start", "20261101T04", "--end", "20261101T06", "--quiet"])
+    out, _ = capsys.readouterr()
+    assert code == 1
+    assert "FAILED 2026-11-01T05:00:00Z" in out and "gzip" in out
+    assert not (workdir / "data/website/date=2026-11-01/hour=05").exists()
+
+
+def test_secrets_never_reach_logs_output_or_files(
+    sim: ExportSimulator, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["extract", "--start", "2026-11-01T04", "--end", "2026-11-01T06", "--log-format", "json"])
+    out, err = capsys.readouterr()
+    texts = [out, err] + [
+        p.read_text() for p in workdir.rglob("*") if p.is_file() and p.suffix != ".json"
+    ]
+    texts += [p.read_text() for p in workdir.rglob("_manifest.json")]
+    for text in texts:
+        assert KEY not in text and SECRET not in text
+
+
+def test_dry_run_prints_the_plan_and_makes_no_request(
+    sim: ExportSimulator,
+    workdir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ASYNC_AMP_NOW", "2026-11-02T03:30:00Z")
+    code = main(["extract", "--start", "2026-11-01", "--end", "2026-11-02", "--dry-run"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    assert sim.request_count() == 0
+    assert "2026-11-01       24      0        0" in out
+    assert "2026-11-02        1      0       23" in out
+    assert "not yet available: 2026-11-02T01:00:00Z" in out
+
+
+def test_rerun_makes_zero_requests(
+    sim: ExportSimulator, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["extract", "--start", "2026-11-01T00", "--end", "2026-11-01T02", "--quiet"]
+    assert main(args) == 0
+    sim.reset_log()
+    assert main(args) == 0
+    assert sim.request_count() == 0
+    assert "3 skipped" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--start", "2026-11-02", "--end", "2026-11-01"], "before --start"),
+        (["--start", "2026-11-31", "--end", "2026-12-01"], "not a real date"),
+        (["--start", "tomorrow", "--end", "2026-12-01"], "YYYY-MM-DD"),
+        (["--start", "2026-11-01", "--end", "2026-11-01", "--concurrency", "0"], "at least 1"),
+        (["--start", "2026-11-01", "--end", "2026-11-01", "--concurrency", "x"], "whole number"),
+        (
+            ["--start", "2026-11-01", "--end", "2026-11-01", "--config", "nope.toml"],
+            "no such config",
+        ),
+        (["--start", "2026-11-01"], "required"),
+        (["--start", "2026-11-01", "--end", "2026-11-01", "--sink", "s3"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_get_one_line_and_exit_2(
+    workdir: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        raise SystemExit(main(["extract", *args]))
+    _, err = capsys.readouterr()
+    assert info.value.code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+
+
+def test_bad_config_file_gets_one_line_and_exit_2(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / "config.toml").write_text("[extract]\nconcurrency = 0\nfoo = 1\n")
+    code = main(["extract", "--start", "2026-11-01", "--end", "2026-11-01"])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert "2 problems" in err and "unknown key [extract] foo" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_missing_keys_get_one_line_and_exit_2(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AMP_SECRET_KEY")
+    code = main(["extract", "--start", "2026-11-01", "--end", "2026-11-01"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "AMP_SECRET_KEY not set" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_keys_from_dotenv_are_used(
+    sim: ExportSimulator, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AMP_API_KEY")
+    monkeypatch.delenv("AMP_SECRET_KEY")
+    (workdir / ".env").write_text(f"AMP_API_KEY={KEY}\nAMP_SECRET_KEY={SECRET}\n")
+    assert main(["extract", "--start", "2026-11-01T00", "--end", "2026-11-01T00", "--quiet"]) == 0
+
+
+def test_wrong_keys_exit_2_with_region_hint(
+    sim: ExportSimulator,
+    workdir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AMP_SECRET_KEY", "not-the-secret")
+    code = main(["extract", "--start", "2026-11-01", "--end", "2026-11-02", "--quiet"])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert "refused the keys" in err and "region" in err
+    assert "not-the-secret" not in err
+    assert sim.request_count() <= 8
+
+
+def test_unwritable_output_folder_is_a_user_error(
+    sim: ExportSimulator, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / "blocker").write_text("a file where a folder should be")
+    code = main(
+        [
+            "extract",
+            "--start",
+            "2026-11-01T00",
+            "--end",
+            "2026-11-01T00",
+            "--output",
+            "blocker/out",
+            "--quiet",
+        ]
+    )
+    _, err = capsys.readouterr()
+    assert code == 2 and "not writable" in err
+
+
+def test_every_command_and_option_has_help_with_an_example(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for name, sub in commands.items():
+        for action in sub._actions:
+            if action.dest == "help":
+                continue
+            assert action.help and ("e.g." in action.help or "example" in action.help), (
+                name,
+                action.dest,
+            )
+        assert "example" in (sub.epilog or ""), name
