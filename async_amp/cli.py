@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -155,7 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="requests in flight (e.g. --concurrency 8)",
     )
+    ext.set_defaults(handler=_cmd_extract)
+    sim.set_defaults(handler=_cmd_simulate)
+    demo.set_defaults(handler=_cmd_demo)
+    for register in _extra_commands():
+        register(commands)
     return parser
+
+
+def _extra_commands() -> list[Callable[[Any], None]]:
+    """Subcommands that live in their own modules; each adds its parser and handler."""
+    registers: list[Callable[[Any], None]] = []
+    return registers
 
 
 def _add_common(cmd: argparse.ArgumentParser, *, with_range: bool = True) -> None:
@@ -239,11 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        if args.command == "extract":
-            return _cmd_extract(args)
-        if args.command == "simulate":
-            return _cmd_simulate(args)
-        return _cmd_demo(args)
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        return handler(args)
     except UserError as exc:
         print(f"async-amp: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
