@@ -101,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(e.g. --dry-run before a year-long backfill)",
     )
     ext.add_argument(
+        "--window-hours",
+        metavar="N|auto",
+        help="hours per export request; each hour is still checked and committed alone "
+        "(e.g. --window-hours 24 for a quiet project, or auto)",
+    )
+    ext.add_argument(
         "--max-attempts",
         type=_positive_int,
         metavar="N",
@@ -276,6 +282,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         max_attempts=args.max_attempts,
         expected_pages_per_hour=args.expected_pages_per_hour,
+        window_hours=args.window_hours,
     )
     credentials = None if args.dry_run else load_credentials(environ)
     return run_extract(

@@ -58,6 +58,7 @@ class ExtractConfig:
     connect_timeout_s: float = 30.0
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
+    window_hours: int | Literal["auto"] = 1
     max_member_bytes: int = 8 * 1024**3
     max_expansion_ratio: int = 200
 
@@ -149,6 +150,17 @@ def _float(minimum: float, *, strict: bool = False) -> Parser:
     return parse
 
 
+def _window(value: Any) -> int | str:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        hours: int = _int(1, 24 * 365)(value)
+    except ValueError:
+        msg = f"must be a number of hours (1-8760) or 'auto', not {value!r}"
+        raise ValueError(msg) from None
+    return hours
+
+
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -233,6 +245,7 @@ SCHEMA: dict[str, dict[str, Parser]] = {
         "connect_timeout_s": _float(0, strict=True),
         "backoff_base_s": _float(0),
         "backoff_max_s": _float(0),
+        "window_hours": _window,
         "max_member_bytes": _int(1),
         "max_expansion_ratio": _int(2),
     },

@@ -9,9 +9,10 @@ backoff with jitter that never undercuts the server's ``Retry-After``.
 
 from __future__ import annotations
 
+import math
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -40,6 +41,8 @@ __all__ = ["HourResult", "Plan", "RunSummary", "extract", "make_plan"]
 
 log = structlog.get_logger("async_amp")
 
+AUTO_MAX_WINDOW_BYTES = 64 * 1024**2  # keep a window's archive (and its retry) moderate
+AUTO_MAX_WINDOW_HOURS = 7 * 24
 CHUNK_QUEUE = 8  # chunks of up to 256 KiB buffered between the socket and the decoder
 MAX_RETRY_AFTER_S = 900.0
 
@@ -52,6 +55,18 @@ class Plan:
     to_fetch: tuple[datetime, ...]
     done: tuple[datetime, ...]
     not_available: tuple[datetime, ...]
+
+
+def chop(hours: Sequence[datetime], width: int) -> list[list[datetime]]:
+    """Cut hours into windows of at most ``width`` consecutive hours (gaps start a new one)."""
+    windows: list[list[datetime]] = []
+    for hour in hours:
+        current = windows[-1] if windows else None
+        if current and len(current) < width and current[-1] + HOUR == hour:
+            current.append(hour)
+        else:
+            windows.append([hour])
+    return windows
 
 
 def available_until(now: datetime, lag_hours: int) -> datetime:
@@ -182,6 +197,9 @@ class Extractor:
         )
         self.states: dict[datetime, _HourState] = {}
         self.summary: RunSummary | None = None
+        self.observed: list[tuple[int, int]] = []  # (hours, zip bytes) of clean requests
+        self._probes_pending: set[datetime] = set()
+        self._probes_done = anyio.Event()
 
     async def plan(self, first: datetime, last: datetime, *, force: bool) -> Plan:
         hours = list(hour_range(first, last))
@@ -211,13 +229,69 @@ class Extractor:
             async with anyio.create_task_group() as tg:
                 for hour in plan.to_fetch:
                     self.states[hour] = _HourState()
-                    tg.start_soon(self._attempt_window, tg, [hour], 0.0)
+                spec = self.config.extract.window_hours
+                if spec == "auto":
+                    tg.start_soon(self._auto_schedule, tg, list(plan.to_fetch))
+                else:
+                    for window in chop(plan.to_fetch, spec):
+                        tg.start_soon(self._attempt_window, tg, window, 0.0)
         except BaseExceptionGroup as group:
             raise first_user_error(group) from None
         finally:
             summary.seconds = time.monotonic() - started
             summary.throttled = self.limiter.throttle_events
         return summary
+
+    # --- request windows ---------------------------------------------------------------------
+
+    async def _auto_schedule(self, tg: anyio.abc.TaskGroup, hours: list[datetime]) -> None:
+        """``window_hours = "auto"``: probe single hours first, then size windows from them.
+
+        The first ``concurrency`` hours are asked one by one; their archive sizes give the
+        bytes per hour. The rest is cut into windows large enough to pay the fixed cost of a
+        request once per many hours, yet small enough to keep every slot busy (about one
+        window per slot) and to keep each archive under ``AUTO_MAX_WINDOW_BYTES``.
+        """
+        slots = self.config.extract.concurrency
+        probe, rest = hours[:slots], hours[slots:]
+        self._probes_pending = set(probe)
+        for hour in probe:
+            tg.start_soon(self._attempt_window, tg, [hour], 0.0)
+        if not rest:
+            return
+        await self._probes_done.wait()
+        width = self.auto_window(len(rest))
+        log.info("window.auto", window_hours=width, hours=len(rest), **self._observed_rates())
+        for window in chop(rest, width):
+            tg.start_soon(self._attempt_window, tg, window, 0.0)
+
+    def auto_window(self, remaining: int) -> int:
+        """Hours per request for ``remaining`` hours, from what the probes observed."""
+        slots = self.config.extract.concurrency
+        width = max(1, math.ceil(remaining / slots))
+        hours_seen = sum(n for n, _ in self.observed)
+        if hours_seen:
+            per_hour = sum(b for _, b in self.observed) / hours_seen
+            if per_hour > 0:
+                width = min(width, max(1, int(AUTO_MAX_WINDOW_BYTES // per_hour)))
+            cap = AUTO_MAX_WINDOW_HOURS
+        else:
+            cap = 24  # nothing observed (all probes failed): stay modest
+        return max(1, min(width, cap))
+
+    def _observed_rates(self) -> dict[str, float]:
+        hours_seen = sum(n for n, _ in self.observed)
+        total = sum(b for _, b in self.observed)
+        return {
+            "probe_hours": hours_seen,
+            "zip_bytes_per_hour": total / hours_seen if hours_seen else 0,
+        }
+
+    def _probe_finished(self, hours: list[datetime]) -> None:
+        if self._probes_pending and hours[0] in self._probes_pending:
+            self._probes_pending.discard(hours[0])
+            if not self._probes_pending:
+                self._probes_done.set()
 
     # --- one attempt at a window of hours ---------------------------------------------------
 
@@ -232,10 +306,14 @@ class Extractor:
             self.states[hour].attempts += 1
         started = time.monotonic()
         stagings: dict[datetime, HourStaging] = {}
+        received = [0]
         try:
             async with self.limiter:
                 self.summary.requests += 1
-                processed = await self._fetch(first, last, stagings)
+                try:
+                    processed = await self._fetch(first, last, stagings, received)
+                finally:
+                    self._probe_finished(hours)
         except ExportTooLargeError as exc:
             await self._discard(stagings)
             if len(hours) > 1:
@@ -263,11 +341,16 @@ class Extractor:
                 await self._discard(stagings)
             raise
         self.limiter.succeeded()
+        self.observed.append((len(hours), received[0]))
         seconds = time.monotonic() - started
         await self._settle(tg, hours, processed, stagings, seconds)
 
     async def _fetch(
-        self, first: datetime, last: datetime, stagings: dict[datetime, HourStaging]
+        self,
+        first: datetime,
+        last: datetime,
+        stagings: dict[datetime, HourStaging],
+        received: list[int],
     ) -> list[ProcessedMember] | None:
         """One request; stream its body through the decoder thread. ``None`` means 404."""
 
@@ -280,7 +363,7 @@ class Extractor:
         async with self.source.export(first, last) as body:
             if body is None:
                 return None
-            return await self._consume(body, open_member, first, last)
+            return await self._consume(body, open_member, first, last, received)
 
     async def _consume(
         self,
@@ -288,6 +371,7 @@ class Extractor:
         open_member: Callable[[MemberName, str], MemberSink],
         first: datetime,
         last: datetime,
+        received: list[int],
     ) -> list[ProcessedMember]:
         assert self.summary is not None
         summary = self.summary
@@ -299,6 +383,7 @@ class Extractor:
                 async with send:
                     async for chunk in body:
                         summary.bytes_in += len(chunk)
+                        received[0] += len(chunk)
                         await send.send(chunk)
             except anyio.BrokenResourceError:
                 pass  # the decoder stopped early; its own error explains why
