@@ -25,7 +25,7 @@ from .hours import amplitude_param
 __all__ = ["AiohttpExportSource", "ExportSource", "parse_retry_after", "sanitize"]
 
 EXPORT_PATH = "/api/2/export"
-READ_SIZE = 256 * 1024
+READ_SIZE = 1024 * 1024  # coalesced: fewer, larger hand-offs to the decoder thread
 _ERROR_BODY_LIMIT = 4096
 _SHOWN_BODY = 160
 
@@ -149,7 +149,18 @@ class AiohttpExportSource:
     async def _body(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         received = 0
         try:
-            while chunk := await response.content.read(READ_SIZE):
+            stream = response.content
+            while True:
+                chunk = await stream.read(READ_SIZE)
+                if not chunk:
+                    break
+                if len(chunk) < READ_SIZE and not stream.at_eof():
+                    parts = [chunk]
+                    size = len(chunk)
+                    while size < READ_SIZE and (more := await stream.read(READ_SIZE - size)):
+                        parts.append(more)
+                        size += len(more)
+                    chunk = b"".join(parts)
                 received += len(chunk)
                 yield chunk
         except TimeoutError as exc:

@@ -91,6 +91,8 @@ def configure_logging(
         _handlers.append(file_handler)
     for handler in _handlers:
         logger.addHandler(handler)
+    # The Azure SDK logs every HTTP request at INFO (with URLs): keep only its warnings.
+    logging.getLogger("azure").setLevel(logging.WARNING)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(run_id=run_id)
 

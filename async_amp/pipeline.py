@@ -43,7 +43,7 @@ log = structlog.get_logger("async_amp")
 
 AUTO_MAX_WINDOW_BYTES = 64 * 1024**2  # keep a window's archive (and its retry) moderate
 AUTO_MAX_WINDOW_HOURS = 7 * 24
-CHUNK_QUEUE = 8  # chunks of up to 256 KiB buffered between the socket and the decoder
+CHUNK_QUEUE = 4  # chunks of up to 1 MiB buffered between the socket and the decoder
 MAX_RETRY_AFTER_S = 900.0
 
 

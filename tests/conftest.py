@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.azurite import azure_container, azurite  # noqa: F401 - session fixtures
+
 
 @pytest.fixture
 def anyio_backend() -> str:

@@ -5,10 +5,11 @@ Layout: ``<container>/<prefix>/<project>/date=YYYY-MM-DD/hour=HH/<file>``, plus 
 
 How the ``Sink`` contract maps onto blobs:
 
-- Staging: the bytes of a member go into blocks (``stage_block``, ``block_size_mib`` each, with a
-  transactional MD5) as they are written: at most one block per member is buffered, nothing is
-  kept whole, no temporary file. Staged blocks are *uncommitted*: readers never see them, and
-  ``get_blob_properties``/``list_blobs`` do not know about them.
+- Staging: the bytes of a member go into blocks (``stage_block``, ``block_size_mib`` each) as
+  they are written: at most one block per member is buffered, nothing is kept whole, no
+  temporary file. Each block carries its MD5 (computed in the worker thread, checked by Azure:
+  400 Md5Mismatch), and the commit records the MD5 of the whole blob. Staged blocks are
+  *uncommitted*: readers never see them; ``get_blob_properties``/``list_blobs`` ignore them.
 - Block IDs are ``<attempt uuid>-<index>``, unique per attempt and of one length within a blob,
   so two attempts (a retry, or a second run) staging to the same blob name never mix blocks.
   Committing a blob makes Azure drop the other uncommitted blocks of that blob, so when two runs
@@ -37,6 +38,7 @@ The ``MemberSink`` methods run in the archive's worker thread (started with
 from __future__ import annotations
 
 import hashlib
+import io
 import random
 import re
 import threading
@@ -44,7 +46,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 from urllib.parse import quote, unquote
 
 import anyio.from_thread
@@ -66,6 +68,9 @@ from ..errors import AsyncAmpError, ConfigError, CredentialsError, StorageError
 from ..hours import MemberName, iso_hour
 from ..manifest import MANIFEST_NAME, FileEntry, Manifest, hour_folder
 
+if TYPE_CHECKING:
+    from .base import Sink
+
 __all__ = ["AzureSink"]
 
 MIB = 1024 * 1024
@@ -74,6 +79,7 @@ PROBE_STALE_AFTER = timedelta(hours=1)
 MAX_BLOCKS = 50_000  # Azure's limit of committed blocks per blob
 RETRY_BACKOFF_MAX_S = 30.0
 DOWNLOAD_CHUNK = 4 * MIB
+STORAGE_SCOPE = "https://storage.azure.com/.default"
 _DATA_SUFFIXES = (".json", ".json.gz")
 
 # A ``.json.gz`` is stored as an opaque gzip file, not as NDJSON with ``Content-Encoding: gzip``:
@@ -144,7 +150,14 @@ class _BoundedRetry(ExponentialRetry):
 
     def __init__(self, *, retries: int, first_s: float, max_s: float = RETRY_BACKOFF_MAX_S) -> None:
         super().__init__(
-            initial_backoff=0, increment_base=2, retry_total=retries, random_jitter_range=0
+            initial_backoff=0,
+            increment_base=2,
+            retry_total=retries,
+            random_jitter_range=0,
+            # the SDK also keeps separate budgets (3 each) that would cap ``retries`` silently
+            retry_connect=retries,
+            retry_read=retries,
+            retry_status=retries,
         )
         self._first_s = first_s
         self._max_s = max_s
@@ -222,12 +235,20 @@ class _BlobMember:
             )
             raise StorageError(msg)
         block_id = f"{self._attempt}-{len(self.block_ids):06d}"
-        anyio.from_thread.run(self._stage, block_id, block)
+        # The block's MD5 is computed here, in the worker thread, rather than by the SDK's
+        # validate_content=True on the event loop; Azure checks it either way (400 Md5Mismatch).
+        digest = hashlib.md5(block, usedforsecurity=False).digest()
+        anyio.from_thread.run(self._stage, block_id, block, digest)
         self.block_ids.append(block_id)
 
-    async def _stage(self, block_id: str, block: bytes) -> None:
+    async def _stage(self, block_id: str, block: bytes, digest: bytes) -> None:
         try:
-            await self.blob.stage_block(block_id, block, length=len(block), validate_content=True)
+            await self.blob.stage_block(
+                block_id,
+                io.BytesIO(block),  # streamed by aiohttp in 64 KiB pieces, rewound on a retry
+                length=len(block),
+                transactional_content_md5=bytearray(digest),
+            )
         except AzureError as exc:
             raise self._sink.error(exc, "stage a block of", self.blob.blob_name, "write") from exc
 
@@ -420,7 +441,7 @@ class AzureSink:
                 service,
                 auth="key" if key else "sas",
                 auth_source=_ENV_CONNECTION_STRING,
-                secrets=(key, sas),
+                secrets=(key, sas, *_sas_signatures(sas)),
                 **common,
             )
         if not account_url:
@@ -463,6 +484,11 @@ class AzureSink:
             raise
 
     async def _prepare(self) -> None:
+        if self._credential is not None:  # one clear line now, not a retried failure later
+            try:
+                await self._credential.get_token(STORAGE_SCOPE)
+            except ClientAuthenticationError as exc:
+                raise self.error(exc, "authenticate to", None, "read") from None
         create_denied = False
         if self._create_container:
             try:
@@ -470,9 +496,12 @@ class AzureSink:
             except ResourceExistsError:
                 pass
             except HttpResponseError as exc:
-                if exc.status_code != 403 or _error_code(exc) in _REJECTED:
+                if exc.status_code != 403:
                     raise self.error(exc, "create", None, "create") from exc
-                create_denied = True  # e.g. a container SAS: it may still exist, look below
+                # Not allowed to create containers (a container SAS, a data role on one
+                # container): it may exist anyway. The listing below, with the same
+                # credential, tells a missing container from a rejected credential.
+                create_denied = True
             except AzureError as exc:
                 raise self.error(exc, "create", None, "create") from exc
 
@@ -483,12 +512,14 @@ class AzureSink:
                 async for blob in self.container.list_blobs(name_starts_with=probe_prefix)
             ]
         except ResourceNotFoundError:
-            hint = (
-                "the credentials may not create it: create it or use credentials that may"
-                if create_denied
-                else "create it or set create_container = true"
-            )
-            msg = f"container {self.container_name} does not exist at {self.account_url}; {hint}"
+            where = f"container {self.container_name} does not exist at {self.account_url}"
+            if create_denied:
+                msg = (
+                    f"{where} and the credentials in {self._auth_source} may not create it; "
+                    "create it, or use credentials allowed to (a SAS needs c permission)"
+                )
+            else:
+                msg = f"{where}; create it or set create_container = true"
             raise ConfigError(msg) from None
         except AzureError as exc:
             raise self.error(exc, "list", None, "list") from exc
@@ -559,8 +590,16 @@ class AzureSink:
 
     # --- reading back, for verify / status -----------------------------------------------------
 
-    async def iter_blob(self, project: str, hour: datetime, name: str) -> AsyncIterator[bytes]:
+    async def list_files(self, project: str, hour: datetime) -> list[str]:
+        """The data files directly in the hour's folder (not the manifest), sorted."""
+        names = await self.list_names(self.hour_prefix(project, hour))
+        return sorted(n for n in names if n != MANIFEST_NAME)
+
+    async def iter_file(self, project: str, hour: datetime, name: str) -> AsyncIterator[bytes]:
         """The stored bytes of one file of an hour, as they are (never decompressed)."""
+        if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
+            msg = f"refusing to read {name!r}: not a plain file name"
+            raise StorageError(msg)
         blob_name = f"{self.hour_prefix(project, hour)}/{name}"
         try:
             downloader = await self.container.get_blob_client(blob_name).download_blob(
@@ -570,10 +609,6 @@ class AzureSink:
                 yield chunk
         except AzureError as exc:
             raise self.error(exc, "read", blob_name, "read") from exc
-
-    async def list_hour(self, project: str, hour: datetime) -> list[str]:
-        """File names directly in the hour's folder (data files and ``_manifest.json``)."""
-        return sorted(await self.list_names(self.hour_prefix(project, hour)))
 
     # --- helpers shared with the staging classes -------------------------------------------------
 
@@ -701,3 +736,7 @@ def _common_prefix(names: Iterable[str]) -> str:
     while size < min(len(first), len(last)) and first[size] == last[size]:
         size += 1
     return first[:size]
+
+
+if TYPE_CHECKING:
+    _conforms: type[Sink] = AzureSink  # mypy proves AzureSink implements the Sink protocol

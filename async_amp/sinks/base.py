@@ -10,11 +10,15 @@ Contract every sink keeps:
   cleaned up by ``Sink.prepare()`` of the next run.
 - ``open_member`` and the returned ``MemberSink`` are blocking and are called from a worker
   thread (the one decoding the archive); everything else is async.
+- Reading back (``status``, ``verify``): ``list_files`` names the data files an hour's folder
+  holds (never the manifest), ``iter_file`` streams one file's stored bytes as they are (a
+  ``.json.gz`` is not decompressed). Both only read; a file that cannot be read raises
+  ``StorageError`` (``CredentialsError`` when access is refused).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from typing import Protocol
 
@@ -58,6 +62,14 @@ class Sink(Protocol):
 
     async def read_manifest(self, project: str, hour: datetime) -> Manifest | None:
         """The hour's manifest, or ``None`` when it has none."""
+        ...
+
+    async def list_files(self, project: str, hour: datetime) -> list[str]:
+        """Every file in the hour's folder but the manifest, sorted; ``[]`` when it has none."""
+        ...
+
+    def iter_file(self, project: str, hour: datetime, name: str) -> AsyncIterator[bytes]:
+        """The stored bytes of one file of the hour, in chunks (bounded memory, no decoding)."""
         ...
 
     def stage(self, project: str, hour: datetime) -> HourStaging:

@@ -9,11 +9,12 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
+import aiofiles
 import anyio
 
 from ..errors import ConfigError, StorageError
@@ -24,6 +25,7 @@ __all__ = ["LocalSink"]
 
 STAGING_DIR = ".async-amp-staging"
 STALE_AFTER_S = 24 * 3600
+READ_CHUNK = 1024 * 1024
 _OUTPUT_SUFFIXES = (".json", ".json.gz")
 
 
@@ -195,6 +197,36 @@ class LocalSink:
 
     def file_path(self, project: str, hour: datetime, name: str) -> Path:
         return self.root / hour_folder(project, hour) / name
+
+    async def list_files(self, project: str, hour: datetime) -> list[str]:
+        folder = self.root / hour_folder(project, hour)
+
+        def scan() -> list[str]:
+            try:
+                with os.scandir(folder) as entries:
+                    return sorted(
+                        e.name for e in entries if e.is_file() and e.name != MANIFEST_NAME
+                    )
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+            except OSError as exc:
+                msg = f"cannot list {folder}: {exc.strerror or exc}"
+                raise StorageError(msg) from exc
+
+        return await anyio.to_thread.run_sync(scan)
+
+    async def iter_file(self, project: str, hour: datetime, name: str) -> AsyncIterator[bytes]:
+        if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
+            msg = f"refusing to read {name!r}: not a plain file name"
+            raise StorageError(msg)
+        path = self.file_path(project, hour, name)
+        try:
+            async with aiofiles.open(path, "rb") as file:
+                while chunk := await file.read(READ_CHUNK):
+                    yield chunk
+        except OSError as exc:
+            msg = f"cannot read {path}: {exc.strerror or exc}"
+            raise StorageError(msg) from exc
 
     def stage(self, project: str, hour: datetime) -> _LocalStaging:
         return _LocalStaging(self, project, hour)
