@@ -4,33 +4,33 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
-import structlog
 from dotenv import dotenv_values
 
 from . import __version__
-from .client import AiohttpExportSource
-from .config import Config, load_config, load_credentials
-from .errors import ConfigError, UserError, first_user_error
-from .hours import iso_hour, parse_bound
-from .logs import configure_logging, shutdown_logging
-from .pipeline import Extractor, Plan, RunSummary
-from .sinks import make_sink
+from .config import Config, load_config
+from .errors import ConfigError, UserError
+from .hours import parse_bound
+from .logs import shutdown_logging
+from .runner import (
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    EXIT_SIGNAL,
+    EXIT_USAGE,
+    RunOptions,
+    run_extract,
+)
 
-__all__ = ["main"]
+__all__ = ["EXIT_INCOMPLETE", "EXIT_OK", "EXIT_USAGE", "main"]
 
-log = structlog.get_logger("async_amp")
-
-EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
-EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 EXTRACT_EXAMPLES = """\
 examples:
@@ -48,6 +48,19 @@ after all attempts (the summary names them); 2 usage, config or credential error
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # one line, exit 2, no usage dump
         self.exit(EXIT_USAGE, f"async-amp: error: {message} (see '{self.prog} --help')\n")
+
+
+def _shard(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    try:
+        k, n = int(index), int(count)
+    except ValueError:
+        msg = f"{text!r} is not K/N (e.g. 2/8)"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not 1 <= k <= n:
+        msg = f"{text!r}: K must be between 1 and N (e.g. 1/4 .. 4/4)"
+        raise argparse.ArgumentTypeError(msg)
+    return k, n
 
 
 def _positive_int(text: str) -> int:
@@ -81,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXTRACT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_common(ext)
+    _add_common(ext, range_required=False)
     ext.add_argument(
         "--concurrency",
         type=_positive_int,
@@ -105,6 +118,32 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N|auto",
         help="hours per export request; each hour is still checked and committed alone "
         "(e.g. --window-hours 24 for a quiet project, or auto)",
+    )
+    ext.add_argument(
+        "--since-last",
+        action="store_true",
+        help="extract from the hour after the newest complete one (or [extract] start) up to "
+        "now minus the lag, for schedulers (e.g. --since-last in an hourly cron job)",
+    )
+    ext.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="K/N",
+        help="take the K-th of N contiguous slices of the range's hours, so N workers share "
+        "a backfill (e.g. --shard 2/8 in the second of eight workers)",
+    )
+    ext.add_argument(
+        "--project",
+        action="append",
+        metavar="NAME",
+        help="only this [[projects]] entry; repeat for several (e.g. --project website)",
+    )
+    ext.add_argument(
+        "--summary-json",
+        type=Path,
+        metavar="PATH",
+        help="also write the run summary as JSON, for schedulers and alerting "
+        "(e.g. --summary-json out/summary.json)",
     )
     ext.add_argument(
         "--max-attempts",
@@ -175,17 +214,19 @@ def _extra_commands() -> list[Callable[[Any], None]]:
     return registers
 
 
-def _add_common(cmd: argparse.ArgumentParser, *, with_range: bool = True) -> None:
+def _add_common(
+    cmd: argparse.ArgumentParser, *, with_range: bool = True, range_required: bool = True
+) -> None:
     if with_range:
         cmd.add_argument(
             "--start",
-            required=True,
+            required=range_required,
             help="first hour: YYYY-MM-DD (whole UTC day), YYYY-MM-DDTHH, YYYYMMDDTHH or -7d "
             "(e.g. --start 2026-11-01)",
         )
         cmd.add_argument(
             "--end",
-            required=True,
+            required=range_required,
             help="last hour, inclusive, same forms (e.g. --end 2026-11-02 covers up to T23)",
         )
     cmd.add_argument(
@@ -245,13 +286,27 @@ def _load(args: argparse.Namespace, environ: Mapping[str, str], **extract: Any) 
     return load_config(path, overrides=overrides, environ=environ, required=explicit)
 
 
-def _new_run_id() -> str:
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+def _join_relative_bounds(argv: Sequence[str]) -> list[str]:
+    """``--start -7d`` would read as a flag to argparse: hand it over as ``--start=-7d``."""
+    joined: list[str] = []
+    tokens = iter(argv)
+    for token in tokens:
+        if token in ("--start", "--end"):
+            value = next(tokens, None)
+            if value is not None and re.fullmatch(r"-\d+[hd]", value):
+                joined.append(f"{token}={value}")
+                continue
+            joined.append(token)
+            if value is not None:
+                joined.append(value)
+            continue
+        joined.append(token)
+    return joined
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_relative_bounds(sys.argv[1:] if argv is None else argv))
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
@@ -271,9 +326,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _cmd_extract(args: argparse.Namespace) -> int:
     environ = _environment()
     now = _now(environ)
-    first = parse_bound(args.start, is_end=False, now=now)
-    last = parse_bound(args.end, is_end=True, now=now)
-    if last < first:
+    first = parse_bound(args.start, is_end=False, now=now) if args.start else None
+    last = parse_bound(args.end, is_end=True, now=now) if args.end else None
+    if not args.since_last and (first is None or last is None):
+        msg = "--start and --end are required (or --since-last for incremental runs)"
+        raise ConfigError(msg)
+    if first is not None and last is not None and last < first:
         msg = f"--end {args.end} is before --start {args.start}: swap them"
         raise ConfigError(msg)
     config = _load(
@@ -284,168 +342,21 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         expected_pages_per_hour=args.expected_pages_per_hour,
         window_hours=args.window_hours,
     )
-    credentials = None if args.dry_run else load_credentials(environ)
-    return run_extract(
-        config,
+    options = RunOptions(
         first=first,
         last=last,
         now=now,
-        environ=environ,
-        credentials_secrets=credentials.secrets() if credentials else (),
-        api_key=credentials.api_key if credentials else "",
-        secret_key=credentials.secret_key if credentials else "",
         force=args.force,
         dry_run=args.dry_run,
+        since_last=args.since_last,
+        shard=args.shard,
+        projects=tuple(args.project or ()),
         log_format=args.log_format,
         log_file=args.log_file,
         quiet=args.quiet,
+        summary_json=args.summary_json,
     )
-
-
-def run_extract(
-    config: Config,
-    *,
-    first: datetime,
-    last: datetime,
-    now: datetime,
-    environ: Mapping[str, str],
-    api_key: str,
-    secret_key: str,
-    credentials_secrets: Sequence[str] = (),
-    force: bool = False,
-    dry_run: bool = False,
-    log_format: str | None = None,
-    log_file: Path | None = None,
-    quiet: bool = False,
-    out: Any = None,
-) -> int:
-    """Configure logging, run one extraction, print the summary; returns the exit code."""
-    stdout = out or sys.stdout
-    run_id = _new_run_id()
-    secrets = [*credentials_secrets]
-    for name in ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_SAS_TOKEN"):
-        if environ.get(name):
-            secrets.append(environ[name])
-    configure_logging(
-        fmt=log_format,  # type: ignore[arg-type]
-        log_file=log_file or config.output.log_dir / f"{run_id}.jsonl",
-        run_id=run_id,
-        secrets=secrets,
-        quiet=quiet,
-    )
-    sink = make_sink(config, run_id=run_id, environ=environ)
-    source = AiohttpExportSource(
-        config.amplitude.url,
-        api_key,
-        secret_key,
-        read_timeout_s=config.extract.read_timeout_s,
-        connect_timeout_s=config.extract.connect_timeout_s,
-        region_hint=f" (now {config.amplitude.region!r}, calling {config.amplitude.url})",
-    )
-    extractor = Extractor(config, source, sink, run_id=run_id, now=now)
-
-    async def go() -> tuple[Plan, RunSummary | None, int | None]:
-        caught: list[int] = []
-        try:
-            await sink.prepare()
-            plan = await extractor.plan(first, last, force=force)
-            if dry_run:
-                return plan, None, None
-            async with source:
-                await _run_until_signalled(extractor, plan, caught)
-            return plan, extractor.summary, caught[0] if caught else None
-        finally:
-            with anyio.CancelScope(shield=True):
-                await sink.aclose()
-
-    plan, summary, signum = anyio.run(go)
-    if summary is None:
-        _print_plan(plan, stdout)
-        return EXIT_OK
-    if signum is not None:
-        summary.seconds = summary.seconds or 0.0
-    _print_summary(summary, config, sink.describe(), stdout, interrupted=signum)
-    log.info("run.summary", **summary.to_json(), interrupted=signum is not None)
-    if signum is not None:
-        return EXIT_SIGNAL.get(signal.Signals(signum), 1)
-    return summary.exit_code
-
-
-async def _run_until_signalled(extractor: Extractor, plan: Plan, caught: list[int]) -> None:
-    try:
-        async with anyio.create_task_group() as tg:
-
-            async def watch_signals() -> None:
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for signum in signals:
-                        caught.append(int(signum))
-                        log.warning("run.interrupted", signal=signal.Signals(signum).name)
-                        tg.cancel_scope.cancel()
-                        return
-
-            tg.start_soon(watch_signals)
-            await extractor.run(plan)
-            tg.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        raise first_user_error(group) from None
-
-
-def _print_plan(plan: Plan, out: Any) -> None:
-    days: dict[str, list[int]] = {}
-    for hour in plan.hours:
-        row = days.setdefault(f"{hour:%Y-%m-%d}", [0, 0, 0])
-        row[0 if hour in plan.to_fetch else 1 if hour in plan.done else 2] += 1
-    print(f"plan: {len(plan.hours)} hours", file=out)
-    print(f"  {'day':<12}{'fetch':>7}{'skip':>7}{'not yet':>9}", file=out)
-    for day, (fetch, skip, later) in days.items():
-        print(f"  {day:<12}{fetch:>7}{skip:>7}{later:>9}", file=out)
-    print(
-        f"  total       {len(plan.to_fetch):>7}{len(plan.done):>7}{len(plan.not_available):>9}",
-        file=out,
-    )
-    if plan.not_available:
-        print(
-            f"  not yet available: {iso_hour(plan.not_available[0])} .. "
-            f"{iso_hour(plan.not_available[-1])} (availability_lag_hours)",
-            file=out,
-        )
-
-
-def _print_summary(
-    summary: RunSummary, config: Config, where: str, out: Any, *, interrupted: int | None
-) -> None:
-    s = summary.to_json()
-    mb = summary.bytes_written / 1e6
-    print(
-        f"async-amp run {summary.run_id}: project {config.amplitude.project!r} -> {where}",
-        file=out,
-    )
-    print(
-        f"  hours: {s['hours_requested']} requested, {s['complete']} complete, "
-        f"{s['empty']} empty, {s['failed']} failed, {s['skipped']} skipped (already done), "
-        f"{s['not_available']} not yet available",
-        file=out,
-    )
-    print(
-        f"  data:  {summary.events:,} events, {mb:,.1f} MB written, "
-        f"{summary.bytes_in / 1e6:,.1f} MB downloaded in {summary.seconds:.1f} s "
-        f"({s['mb_per_s']} MB/s)",
-        file=out,
-    )
-    print(
-        f"  calls: {summary.requests} requests, {summary.retries} retries, "
-        f"{summary.throttled} throttled",
-        file=out,
-    )
-    for result in summary.failed:
-        print(f"  FAILED {iso_hour(result.hour)}: {result.error}", file=out)
-    unfinished = len(summary.plan.to_fetch) - len(summary.results)
-    if interrupted is not None:
-        print(
-            f"  interrupted by {signal.Signals(interrupted).name}: {unfinished} hours abandoned "
-            "without a manifest; rerun the same command to resume",
-            file=out,
-        )
+    return run_extract(config, options, environ=environ)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ __all__ = [
     "Credentials",
     "ExtractConfig",
     "OutputConfig",
+    "ProjectConfig",
     "load_config",
     "load_credentials",
 ]
@@ -59,6 +60,8 @@ class ExtractConfig:
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
     window_hours: int | Literal["auto"] = 1
+    total_concurrency: int = 0
+    start: str | None = None
     max_member_bytes: int = 8 * 1024**3
     max_expansion_ratio: int = 200
 
@@ -87,12 +90,36 @@ class AzureConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ProjectConfig:
+    """One Amplitude project: its output label, its host, and where its keys come from."""
+
+    name: str
+    region: str = "us"
+    base_url: str | None = None
+    api_key_env: str = "AMP_API_KEY"
+    secret_key_env: str = "AMP_SECRET_KEY"  # noqa: S105 - a variable name, not a secret
+    concurrency: int | None = None
+
+    @property
+    def url(self) -> str:
+        return (self.base_url or REGION_URLS[self.region]).rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     amplitude: AmplitudeConfig = field(default_factory=AmplitudeConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     azure: AzureConfig = field(default_factory=AzureConfig)
+    projects: tuple[ProjectConfig, ...] = ()
     source: Path | None = None
+
+    def project_list(self) -> tuple[ProjectConfig, ...]:
+        """``[[projects]]`` when given, else the single ``[amplitude]`` project."""
+        if self.projects:
+            return self.projects
+        amp = self.amplitude
+        return (ProjectConfig(name=amp.project, region=amp.region, base_url=amp.base_url),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +186,14 @@ def _window(value: Any) -> int | str:
         msg = f"must be a number of hours (1-8760) or 'auto', not {value!r}"
         raise ValueError(msg) from None
     return hours
+
+
+def _env_name(value: Any) -> str:
+    text = _text(value)
+    if not all(c.isalnum() or c == "_" for c in text) or text[0].isdigit():
+        msg = f"must be an environment variable name such as AMP_WEB_API_KEY, not {value!r}"
+        raise ValueError(msg)
+    return text
 
 
 def _bool(value: Any) -> bool:
@@ -246,6 +281,8 @@ SCHEMA: dict[str, dict[str, Parser]] = {
         "backoff_base_s": _float(0),
         "backoff_max_s": _float(0),
         "window_hours": _window,
+        "total_concurrency": _int(0, 256),
+        "start": _text,
         "max_member_bytes": _int(1),
         "max_expansion_ratio": _int(2),
     },
@@ -269,6 +306,16 @@ SCHEMA: dict[str, dict[str, Parser]] = {
         "read_timeout_s": _float(0, strict=True),
     },
 }
+PROJECT_SCHEMA: dict[str, Parser] = {
+    "name": _project,
+    "region": _choice(*REGION_URLS),
+    "base_url": _url,
+    "api_key_env": _env_name,
+    "secret_key_env": _env_name,
+    "concurrency": _int(1, 64),
+}
+
+
 _SECTION_TYPES: dict[str, type[Any]] = {
     "amplitude": AmplitudeConfig,
     "extract": ExtractConfig,
@@ -313,6 +360,7 @@ def load_config(
             raise ConfigError(msg)
 
     values: dict[str, dict[str, tuple[Any, str]]] = {s: {} for s in SCHEMA}
+    projects = _parse_projects(raw.pop("projects", []), problems)
     for section, body in raw.items():
         if section not in SCHEMA:
             problems.append(f"unknown section [{section}]{_suggest(section, SCHEMA)}")
@@ -368,7 +416,36 @@ def load_config(
         count = f"{len(problems)} problems" if len(problems) > 1 else "1 problem"
         msg = f"{where}: {count}: " + "; ".join(problems)
         raise ConfigError(msg)
-    return Config(source=path, **sections)
+    return Config(source=path, projects=projects, **sections)
+
+
+def _parse_projects(tables: Any, problems: list[str]) -> tuple[ProjectConfig, ...]:
+    """``[[projects]]``: each needs a name and the names of the variables holding its keys."""
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        problems.append("projects must be written as [[projects]] tables")
+        return ()
+    found: list[ProjectConfig] = []
+    for index, table in enumerate(tables, start=1):
+        label = f"[[projects]] #{index}"
+        parsed: dict[str, Any] = {}
+        for key, value in table.items():
+            if key not in PROJECT_SCHEMA:
+                problems.append(f"unknown key {label} {key}{_suggest(key, PROJECT_SCHEMA)}")
+                continue
+            try:
+                parsed[key] = PROJECT_SCHEMA[key](value)
+            except ValueError as exc:
+                problems.append(f"{label} {key} {exc}")
+        missing = [k for k in ("name", "api_key_env", "secret_key_env") if k not in table]
+        if missing:
+            problems.append(f"{label} needs {', '.join(missing)}")
+            continue
+        if "name" in parsed:
+            found.append(ProjectConfig(**parsed))
+    names = [p.name for p in found]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"[[projects]] name {name!r} is used twice")
+    return tuple(found)
 
 
 def load_credentials(environ: Mapping[str, str] | None = None) -> Credentials:

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import anyio
 
-from .cli import _load, run_extract
-from .config import AmplitudeConfig, Config
+from .cli import _load
+from .config import AmplitudeConfig, Config, Credentials
 from .hours import hour_range
+from .runner import RunOptions, run_extract
 from .sinks.local import LocalSink
 from .testing.background import BackgroundSimulator
 from .testing.dataset import Dataset
@@ -37,17 +38,19 @@ def run_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             source=config.source,
         )
         print(f"simulated Export API on {sim.base_url} (two days, 3 partitions per hour)")
-        code = run_extract(
-            config,
+        options = RunOptions(
             first=first,
             last=last,
             now=datetime.now(UTC),
-            environ={k: v for k, v in environ.items() if not k.startswith("AZURE_")},
-            api_key=DEMO_KEY,
-            secret_key=DEMO_SECRET,
             log_format=args.log_format,
             log_file=args.log_file,
-            quiet=args.quiet if args.quiet else args.log_format is None,
+            quiet=args.quiet,
+        )
+        code = run_extract(
+            config,
+            options,
+            environ={k: v for k, v in environ.items() if not k.startswith("AZURE_")},
+            credentials={config.amplitude.project: Credentials(DEMO_KEY, DEMO_SECRET)},
         )
         print(f"  export requests served by the simulator: {sim.request_count()}")
     if config.output.sink == "local":

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import structlog
 
-__all__ = ["configure_logging", "shutdown_logging"]
+__all__ = ["configure_logging", "reattach_stderr", "shutdown_logging"]
 
 LOGGER_NAME = "async_amp"
 _handlers: list[logging.Handler] = []
@@ -104,3 +104,13 @@ def shutdown_logging() -> None:
         logger.removeHandler(handler)
         handler.close()
     _handlers.clear()
+
+
+def reattach_stderr() -> None:
+    """Point the stderr handler at the current ``sys.stderr`` (a live progress display swaps it
+    for a proxy that keeps log lines from tearing the progress bar)."""
+    for handler in _handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(
+            handler, logging.FileHandler
+        ):
+            handler.setStream(sys.stderr)

@@ -13,9 +13,10 @@ import math
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 import anyio.abc
@@ -23,7 +24,7 @@ import structlog
 
 from .archive import ArchiveLimits, MemberSink, ProcessedMember, process_archive
 from .client import ExportSource
-from .config import Config
+from .config import Config, ProjectConfig
 from .errors import (
     ArchiveError,
     AttemptError,
@@ -55,6 +56,7 @@ class Plan:
     to_fetch: tuple[datetime, ...]
     done: tuple[datetime, ...]
     not_available: tuple[datetime, ...]
+    other_shards: tuple[datetime, ...] = ()
 
 
 def chop(hours: Sequence[datetime], width: int) -> list[list[datetime]]:
@@ -74,16 +76,36 @@ def available_until(now: datetime, lag_hours: int) -> datetime:
     return floor_hour(now) - timedelta(hours=lag_hours) - HOUR
 
 
+def shard_hours(hours: Sequence[datetime], shard: tuple[int, int]) -> set[datetime]:
+    """Shard ``K/N`` of a range: the K-th of N contiguous, nearly equal blocks of its hours.
+
+    It depends only on the range, so N workers given the same range agree without talking,
+    and blocks stay contiguous so request windows still work inside each.
+    """
+    index, count = shard
+    size, extra = divmod(len(hours), count)
+    start = (index - 1) * size + min(index - 1, extra)
+    return set(hours[start : start + size + (1 if index <= extra else 0)])
+
+
 def make_plan(
-    first: datetime, last: datetime, *, done: set[datetime], now: datetime, lag_hours: int
+    first: datetime,
+    last: datetime,
+    *,
+    done: set[datetime],
+    now: datetime,
+    lag_hours: int,
+    shard: tuple[int, int] | None = None,
 ) -> Plan:
     newest = available_until(now, lag_hours)
     hours = tuple(hour_range(first, last))
+    mine = shard_hours(hours, shard) if shard else set(hours)
     return Plan(
         hours=hours,
-        to_fetch=tuple(h for h in hours if h <= newest and h not in done),
-        done=tuple(h for h in hours if h <= newest and h in done),
-        not_available=tuple(h for h in hours if h > newest),
+        to_fetch=tuple(h for h in hours if h <= newest and h not in done and h in mine),
+        done=tuple(h for h in hours if h <= newest and h in done and h in mine),
+        not_available=tuple(h for h in hours if h > newest and h in mine),
+        other_shards=tuple(h for h in hours if h not in mine),
     )
 
 
@@ -132,7 +154,7 @@ class RunSummary:
         unfinished = len(self.plan.to_fetch) - len(self.results)
         return 1 if self.failed or (unfinished and not self.dry_run) else 0
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
             "hours_requested": len(self.plan.hours),
@@ -180,9 +202,13 @@ class Extractor:
         now: datetime | None = None,
         rng: random.Random | None = None,
         on_hour: Callable[[HourResult], None] | None = None,
+        project: ProjectConfig | None = None,
+        overall: anyio.CapacityLimiter | None = None,
     ) -> None:
         self.config = config
-        self.project = config.amplitude.project
+        self.project_config = project or config.project_list()[0]
+        self.project = self.project_config.name
+        self.overall = overall
         self.source = source
         self.sink = sink
         self.run_id = run_id
@@ -190,8 +216,9 @@ class Extractor:
         self.rng = rng or random.Random()
         self.on_hour = on_hour
         ex = config.extract
-        self.limiter = AdaptiveLimiter(ex.concurrency)
-        self.threads = anyio.CapacityLimiter(ex.concurrency)
+        self.concurrency = self.project_config.concurrency or ex.concurrency
+        self.limiter = AdaptiveLimiter(self.concurrency)
+        self.threads = anyio.CapacityLimiter(self.concurrency)
         self.limits = ArchiveLimits(
             max_member_bytes=ex.max_member_bytes, max_expansion_ratio=ex.max_expansion_ratio
         )
@@ -201,7 +228,17 @@ class Extractor:
         self._probes_pending: set[datetime] = set()
         self._probes_done = anyio.Event()
 
-    async def plan(self, first: datetime, last: datetime, *, force: bool) -> Plan:
+    def _overall(self) -> AbstractAsyncContextManager[object]:
+        return self.overall if self.overall is not None else nullcontext()
+
+    async def plan(
+        self,
+        first: datetime,
+        last: datetime,
+        *,
+        force: bool,
+        shard: tuple[int, int] | None = None,
+    ) -> Plan:
         hours = list(hour_range(first, last))
         done = set() if force else await self.sink.completed_hours(self.project, hours)
         return make_plan(
@@ -210,6 +247,7 @@ class Extractor:
             done=done,
             now=self.now,
             lag_hours=self.config.extract.availability_lag_hours,
+            shard=shard,
         )
 
     async def run(self, plan: Plan) -> RunSummary:
@@ -222,7 +260,7 @@ class Extractor:
             to_fetch=len(plan.to_fetch),
             skipped=len(plan.done),
             not_available=len(plan.not_available),
-            concurrency=self.config.extract.concurrency,
+            concurrency=self.concurrency,
             sink=self.sink.describe(),
         )
         try:
@@ -252,7 +290,7 @@ class Extractor:
         request once per many hours, yet small enough to keep every slot busy (about one
         window per slot) and to keep each archive under ``AUTO_MAX_WINDOW_BYTES``.
         """
-        slots = self.config.extract.concurrency
+        slots = self.concurrency
         probe, rest = hours[:slots], hours[slots:]
         self._probes_pending = set(probe)
         for hour in probe:
@@ -267,7 +305,7 @@ class Extractor:
 
     def auto_window(self, remaining: int) -> int:
         """Hours per request for ``remaining`` hours, from what the probes observed."""
-        slots = self.config.extract.concurrency
+        slots = self.concurrency
         width = max(1, math.ceil(remaining / slots))
         hours_seen = sum(n for n, _ in self.observed)
         if hours_seen:
@@ -308,7 +346,7 @@ class Extractor:
         stagings: dict[datetime, HourStaging] = {}
         received = [0]
         try:
-            async with self.limiter:
+            async with self.limiter, self._overall():
                 self.summary.requests += 1
                 try:
                     processed = await self._fetch(first, last, stagings, received)

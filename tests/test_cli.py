@@ -45,10 +45,15 @@ def test_extract_writes_output_logs_and_exits_0(
 ) -> None:
     code = main(
         ["extract", "--start", "2026-11-01T00", "--end", "2026-11-01T03", "--log-format", "json"]
+        + ["--summary-json", "out/summary.json"]
     )
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert "4 complete" in out
+    assert out.splitlines()[1].split()[:3] == ["project", "hours", "complete"]
+    assert out.splitlines()[2].split()[:3] == ["website", "4", "4"]
+    report = json.loads((workdir / "out/summary.json").read_text())
+    assert report["totals"]["complete"] == 4 and report["exit_code"] == 0
+    assert report["projects"]["website"]["requests"] == 4
     assert (workdir / "data/website/date=2026-11-01/hour=03/_manifest.json").is_file()
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     events = [line["event"] for line in lines]
@@ -65,7 +70,7 @@ def test_incomplete_hour_exits_1_and_is_named(
     code = main(["extract", "--start", "20261101T04", "--end", "20261101T06", "--quiet"])
     out, _ = capsys.readouterr()
     assert code == 1
-    assert "FAILED 2026-11-01T05:00:00Z" in out and "gzip" in out
+    assert "FAILED website 2026-11-01T05:00:00Z" in out and "gzip" in out
     assert not (workdir / "data/website/date=2026-11-01/hour=05").exists()
 
 
@@ -104,9 +109,9 @@ def test_rerun_makes_zero_requests(
     args = ["extract", "--start", "2026-11-01T00", "--end", "2026-11-01T02", "--quiet"]
     assert main(args) == 0
     sim.reset_log()
-    assert main(args) == 0
+    assert main([*args, "--summary-json", "s.json"]) == 0
     assert sim.request_count() == 0
-    assert "3 skipped" in capsys.readouterr().out
+    assert json.loads((workdir / "s.json").read_text())["totals"]["skipped"] == 3
 
 
 @pytest.mark.parametrize(
@@ -122,6 +127,13 @@ def test_rerun_makes_zero_requests(
             "no such config",
         ),
         (["--start", "2026-11-01"], "required"),
+        (["--start", "2026-11-01", "--end", "2026-11-01", "--shard", "3/2"], "between 1 and N"),
+        (["--start", "2026-11-01", "--end", "2026-11-01", "--shard", "x"], "K/N"),
+        (
+            ["--start", "2026-11-01", "--end", "2026-11-01", "--window-hours", "0"],
+            "--window-hours must be",
+        ),
+        (["--start", "2026-11-01", "--end", "2026-11-01", "--project", "nope"], "unknown project"),
         (["--start", "2026-11-01", "--end", "2026-11-01", "--sink", "s3"], "invalid choice"),
     ],
 )
