@@ -44,8 +44,10 @@ def test_extract_writes_output_logs_and_exits_0(
     sim: ExportSimulator, workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(
-        ["extract", "--start", "2026-11-01T00", "--end", "2026-11-01T03", "--log-format", "json"]
-        + ["--summary-json", "out/summary.json"]
+        [
+            *("extract", "--start", "2026-11-01T00", "--end", "2026-11-01T03"),
+            *("--log-format", "json", "--summary-json", "out/summary.json"),
+        ]
     )
     out, err = capsys.readouterr()
     assert code == 0, err
