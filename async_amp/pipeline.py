@@ -508,9 +508,10 @@ class Extractor:
                         await staging.discard()
                     retry.append(hour)
                     continue
-            await self._commit(hour, items, stagings.pop(hour, None), warnings, seconds)
+            if not await self._commit(hour, items, stagings.pop(hour, None), warnings, seconds):
+                retry.append(hour)
         if retry:
-            self._retry(tg, retry, "short hour", retry_after=None, alone=True)
+            self._retry(tg, retry, "short hour or failed commit", retry_after=None, alone=True)
 
     async def _commit(
         self,
@@ -519,7 +520,8 @@ class Extractor:
         staging: HourStaging | None,
         warnings: tuple[str, ...],
         seconds: float,
-    ) -> None:
+    ) -> bool:
+        """Commit the hour; False when the sink failed (the hour is then retried)."""
         state = self.states[hour]
         files = tuple(p.entry for p in items)
         manifest = Manifest(
@@ -536,8 +538,10 @@ class Extractor:
             await staging.commit(manifest)
         except StorageError as exc:
             await staging.discard()
-            self._fail(hour, str(exc))
-            return
+            state.last_error = f"commit failed: {exc}"
+            state.last_clean_pages = None
+            log.warning("hour.commit_failed", hour=iso_hour(hour), error=str(exc))
+            return False
         result = HourResult(
             hour=hour,
             status=manifest.status,
@@ -557,6 +561,7 @@ class Extractor:
             bytes=manifest.size,
             seconds=round(seconds, 3),
         )
+        return True
 
     # --- retry bookkeeping ------------------------------------------------------------------
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from async_amp.errors import CredentialsError
-from async_amp.manifest import hour_folder
+from async_amp.errors import CredentialsError, StorageError
+from async_amp.manifest import Manifest, hour_folder
+from async_amp.sinks.base import HourStaging
+from async_amp.sinks.local import LocalSink
 from async_amp.testing.server import Fault, FaultPlan, run_simulator
 
 from .helpers import (
@@ -238,3 +240,36 @@ async def test_export_over_4gb_fails_the_hour_with_a_clear_message(tmp_path: Pat
         assert sim.request_count() == 1  # not retried: it will not get smaller
     assert summary.exit_code == 1
     assert "4 GB" in summary.failed[0].error
+
+
+class _FlakyCommitSink(LocalSink):
+    """A real local sink whose first commit of each hour fails, as a storage outage would."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, run_id="flaky", fsync=False)
+        self.failed: set[object] = set()
+
+    def stage(self, project: str, hour: datetime) -> HourStaging:
+        staging = super().stage(project, hour)
+        original = staging.commit
+
+        async def commit(manifest: Manifest) -> None:
+            if hour not in self.failed:
+                self.failed.add(hour)
+                raise StorageError(f"simulated outage committing {hour:%H}")
+            await original(manifest)
+
+        staging.commit = commit  # type: ignore[method-assign]
+        return staging
+
+
+async def test_a_failed_commit_is_retried_not_lost(tmp_path: Path) -> None:
+    dataset = small_dataset()
+    last = DAY1 + timedelta(hours=3)
+    sink = _FlakyCommitSink(tmp_path)
+    async with run_simulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
+        summary = await run(make_config(sim.base_url, tmp_path), DAY1, last, sink=sink)
+        assert sim.request_count() == 8
+    assert summary.exit_code == 0
+    assert len(sink.failed) == 4
+    assert_output_matches(tmp_path, dataset, DAY1, last)
