@@ -65,20 +65,32 @@ class GzipDecoder:
         self._started = False
 
     def decode(self, data: bytes) -> bytes:
-        out: list[bytes] = []
-        for start in range(0, len(data), GZIP_INPUT_CHUNK):
-            piece = data[start : start + GZIP_INPUT_CHUNK] if len(data) > GZIP_INPUT_CHUNK else data
+        """Everything ``data`` inflates to (see ``pieces`` to handle it in bounded pieces)."""
+        out = list(self.pieces(data))
+        return b"".join(out) if len(out) != 1 else out[0]
+
+    def pieces(self, data: bytes) -> Iterator[bytes]:
+        """Inflate ``data`` in pieces of at most ``GZIP_INPUT_CHUNK`` input each.
+
+        Handing each piece on before inflating the next keeps the working set to a few
+        hundred KB whatever the chunk size, so freed buffers are reused instead of growing
+        the heap.
+        """
+        view = memoryview(data)
+        for start in range(0, len(view), GZIP_INPUT_CHUNK):
+            piece: bytes | memoryview = view[start : start + GZIP_INPUT_CHUNK]
             while piece:
                 if self._d.eof:  # a further gzip member follows the previous one
                     self._d = isal_zlib.decompressobj(wbits=31)
                 self._started = True
                 try:
-                    out.append(self._d.decompress(piece))
+                    text = self._d.decompress(piece)
                 except _GZIP_ERRORS as exc:
                     msg = f"gzip data is corrupt ({exc})"
                     raise ArchiveError(msg) from exc
+                if text:
+                    yield text
                 piece = self._d.unused_data if self._d.eof else b""
-        return b"".join(out) if len(out) != 1 else out[0]
 
     def flush(self) -> bytes:
         if not self._started:
@@ -287,8 +299,10 @@ def _copy_member(
     last_byte = b"\n"
     for chunk in member_chunks:
         compressed += len(chunk)
-        text = decoder.decode(chunk)
-        if text:
+        if keep_gzip:
+            digest.update(chunk)
+            sink.write(chunk)
+        for text in decoder.pieces(chunk):
             decoded += len(text)
             lines += text.count(b"\n")
             last_byte = text[-1:]
@@ -307,10 +321,9 @@ def _copy_member(
                     "(max_expansion_ratio): refusing a possible decompression bomb"
                 )
                 raise ArchiveError(msg)
-        out = chunk if keep_gzip else text
-        if out:
-            digest.update(out)
-            sink.write(out)
+            if not keep_gzip:
+                digest.update(text)
+                sink.write(text)
     decoder.flush()
     if last_byte != b"\n":
         lines += 1  # a last event without a trailing newline

@@ -20,7 +20,6 @@ from .config import Config, load_config
 from .errors import ConfigError, UserError
 from .hours import parse_bound
 from .logs import shutdown_logging
-from .tuning import tune_malloc
 from .runner import (
     EXIT_INCOMPLETE,
     EXIT_OK,
@@ -29,6 +28,7 @@ from .runner import (
     RunOptions,
     run_extract,
 )
+from .tuning import tune_malloc
 
 __all__ = ["EXIT_INCOMPLETE", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -306,7 +306,8 @@ def _join_relative_bounds(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    tune_malloc()
+    if os.environ.get("ASYNC_AMP_MALLOPT", "1") != "0":
+        tune_malloc()
     parser = build_parser()
     args = parser.parse_args(_join_relative_bounds(sys.argv[1:] if argv is None else argv))
     if args.command is None:

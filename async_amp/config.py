@@ -34,6 +34,9 @@ REGION_URLS = {
     "eu": "https://analytics.eu.amplitude.com",
 }
 ENV_PREFIX = "ASYNC_AMP_"
+# Not configuration keys: ASYNC_AMP_NOW pins "now" (tests, replays), ASYNC_AMP_MALLOPT=0 keeps
+# glibc's default allocator thresholds.
+PROCESS_KNOBS = frozenset({ENV_PREFIX + "NOW", ENV_PREFIX + "MALLOPT"})
 _FLAG_NAMES = {"dir": "--output", "expected_pages_per_hour": "--expected-pages"}
 
 
@@ -374,7 +377,7 @@ def load_config(
                 continue
             values[section][key] = (value, f"[{section}] {key}")
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name.startswith(ENV_PREFIX + "NOW"):
+        if not name.startswith(ENV_PREFIX) or name in PROCESS_KNOBS:
             continue
         rest = name[len(ENV_PREFIX) :].lower()
         for section, keys in SCHEMA.items():
