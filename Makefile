@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 AZURITE := tools/node_modules/.bin/azurite-blob
 PYTEST_ARGS ?=
 
-.PHONY: install azurite test lint typecheck check demo demo-azure bench clean
+.PHONY: install azurite test lint typecheck check demo demo-azure bench docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ demo-azure: install azurite
 
 bench: install azurite
 	$(BIN)/python -m benchmarks.run
+
+docs: install
+	$(BIN)/python -m async_amp.docgen docs/cli.md
 
 clean:
 	rm -rf $(VENV) tools/node_modules data logs bench-data .pytest_cache .mypy_cache .ruff_cache

@@ -212,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _extra_commands() -> list[Callable[[Any], None]]:
     """Subcommands that live in their own modules; each adds its parser and handler."""
     registers: list[Callable[[Any], None]] = []
+    registers.append(__import__("async_amp.commands_ops", fromlist=["register"]).register)
     return registers
 
 

@@ -22,7 +22,8 @@ _handlers: list[logging.Handler] = []
 
 
 def _redactor(secrets: Iterable[str]) -> structlog.types.Processor:
-    hidden = tuple(s for s in secrets if s)
+    # very short values would mangle ordinary words ("gzip data i*** corrupt"); real keys are long
+    hidden = tuple(s for s in secrets if len(s) >= 4)
 
     def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         if hidden:

@@ -253,9 +253,10 @@ class Extractor:
     async def run(self, plan: Plan) -> RunSummary:
         summary = self.summary = RunSummary(run_id=self.run_id, plan=plan)
         started = time.monotonic()
+        # every line this run logs (its tasks inherit the context) names the project
+        structlog.contextvars.bind_contextvars(project=self.project)
         log.info(
             "run.start",
-            project=self.project,
             hours=len(plan.hours),
             to_fetch=len(plan.to_fetch),
             skipped=len(plan.done),

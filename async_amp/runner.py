@@ -44,6 +44,7 @@ log = structlog.get_logger("async_amp")
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 SINCE_LAST_LOOKBACK = timedelta(days=400)
+SINCE_LAST_GAPS = timedelta(days=7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +294,15 @@ async def _range(
     done = await sink.completed_hours(project.name, hour_range(scan_from, newest))
     if done:
         first = max(done) + HOUR
+        # hours left behind by earlier runs (failed, interrupted) are asked again: start at
+        # the oldest gap after the configured start, or within a week of the newest hour
+        floor = configured if configured is not None else max(done) - SINCE_LAST_GAPS
+        gaps = [h for h in hour_range(max(floor, scan_from), max(done)) if h not in done]
+        if gaps:
+            log.warning(
+                "run.since_last_gaps", project=project.name, gaps=len(gaps), first=iso_hour(gaps[0])
+            )
+            first = gaps[0]
     elif configured is not None:
         first = configured
     else:

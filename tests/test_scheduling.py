@@ -153,3 +153,26 @@ def test_a_project_missing_its_keys_names_the_variables(
     assert main(["extract", "--start", "2026-11-01", "--end", "2026-11-01"]) == 2
     err = capsys.readouterr().err
     assert "WEB_KEY and WEB_SECRET not set for project 'web'" in err
+
+
+def test_since_last_asks_again_for_hours_an_earlier_run_left_behind(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from async_amp.testing.server import Fault, FaultPlan
+
+    monkeypatch.setenv("ASYNC_AMP_EXTRACT_START", "2026-11-01")
+    monkeypatch.setenv("ASYNC_AMP_EXTRACT_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("ASYNC_AMP_EXTRACT_BACKOFF_BASE_S", "0.01")
+    monkeypatch.setenv("ASYNC_AMP_EXTRACT_BACKOFF_MAX_S", "0.02")
+    monkeypatch.setenv("ASYNC_AMP_NOW", "2026-11-01T08:00:00Z")  # hours 00..05 available
+    broken = FaultPlan.always({DAY1 + timedelta(hours=2): Fault.HTTP_500})
+    with BackgroundSimulator(small_dataset(), api_key=KEY, secret_key=SECRET, faults=broken) as s:
+        monkeypatch.setenv("ASYNC_AMP_AMPLITUDE_BASE_URL", s.base_url)
+        assert main(["extract", "--since-last", "--quiet"]) == 1  # hour 02 failed
+    monkeypatch.setenv("ASYNC_AMP_NOW", "2026-11-01T09:00:00Z")  # hour 06 now available too
+    with BackgroundSimulator(small_dataset(), api_key=KEY, secret_key=SECRET) as s:
+        monkeypatch.setenv("ASYNC_AMP_AMPLITUDE_BASE_URL", s.base_url)
+        assert main(["extract", "--since-last", "--quiet"]) == 0
+        asked = sorted(r.start.hour for r in s.requests if r.start is not None)
+    assert asked == [2, 6]
+    assert_output_matches(workdir / "data", small_dataset(), DAY1, DAY1 + timedelta(hours=6))

@@ -1,0 +1,347 @@
+"""``async-amp status`` and ``async-amp verify``: read back what extractions stored.
+
+A thin shell over ``async_amp.inspect``: parse the range, load the config, build the sink
+(without ``prepare()``: nothing is written, read-only credentials do), print the report as text
+or JSON, and map it to an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+import anyio
+
+from .cli import EXIT_INCOMPLETE, EXIT_OK, _environment, _load, _now, _positive_int
+from .config import Config
+from .errors import ConfigError, StorageError
+from .hours import iso_hour, parse_bound
+from .inspect import LEGEND, StatusReport, VerifyReport, hour_runs, read_status, verify
+from .runner import select_projects
+from .sinks import Sink, make_sink
+
+__all__ = ["register", "render_status", "render_verify", "status_json", "verify_json"]
+
+_T = TypeVar("_T")
+
+STATUS_EPILOG = """\
+examples:
+  async-amp status --start 2026-11-01 --end 2026-11-30
+  async-amp status --start -7d --end -0d --json > status.json
+  async-amp status --start 2026-11-01 --end 2026-11-07 --sink azure --config prod.toml
+
+strip: one character per UTC hour of the day, 00 to 23:
+  # complete   . empty (Amplitude had no data)   - missing (run extract)
+  ' ' not yet available (availability_lag_hours)   ! unreadable manifest   _ outside the range
+
+exit codes: 0 the status was read (whatever it shows); 1 the storage could not be read;
+2 usage or config error.
+"""
+
+VERIFY_EPILOG = """\
+examples:
+  async-amp verify --start 2026-11-01 --end 2026-11-30
+  async-amp verify --start -2d --end -1d --json > verify.json
+  async-amp verify --start 2026-11-01 --end 2026-11-07 --sink azure --concurrency 8
+
+Every stored file of every hour that has a manifest is read again (streamed, never held
+whole); its size, sha256 and event count (lines; a kept .json.gz is gunzipped to count them)
+are compared with the manifest. Files listed but not stored, files stored but not listed, and
+files in hours without a manifest are reported too. Hours without a manifest are otherwise
+'async-amp status' business. Run it when no extraction writes the same hours.
+
+exit codes: 0 everything matches; 1 at least one problem (each is listed); 2 usage or config
+error.
+"""
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``status`` and ``verify`` to the CLI's subcommands."""
+    status = commands.add_parser(
+        "status",
+        help="which hours are complete, empty, missing or not yet available "
+        "(e.g. async-amp status --start 2026-11-01 --end 2026-11-30)",
+        description="Read the manifests of every hour from --start to --end (both inclusive, "
+        "UTC) and show, per day, how many hours are complete, empty, missing or not yet "
+        "available, with a 24-character strip of the day's hours and the events and bytes "
+        "the manifests record.",
+        epilog=STATUS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_options(status)
+    status.set_defaults(handler=_cmd_status)
+
+    check = commands.add_parser(
+        "verify",
+        help="re-read stored files and check them against their manifests "
+        "(e.g. async-amp verify --start 2026-11-01 --end 2026-11-07)",
+        description="Re-read every stored file from --start to --end (both inclusive, UTC), "
+        "recompute its sha256, size and event count, and report every mismatch, missing "
+        "file and unexpected extra file.",
+        epilog=VERIFY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_options(check)
+    check.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=4,
+        metavar="N",
+        help="hours checked at once (default 4; e.g. --concurrency 8 on a big Azure range)",
+    )
+    check.set_defaults(handler=_cmd_verify)
+
+
+def _add_options(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--start",
+        required=True,
+        help="first hour: YYYY-MM-DD (whole UTC day), YYYY-MM-DDTHH, YYYYMMDDTHH or -7d "
+        "(e.g. --start 2026-11-01)",
+    )
+    cmd.add_argument(
+        "--end",
+        required=True,
+        help="last hour, inclusive, same forms (e.g. --end 2026-11-02 covers up to T23)",
+    )
+    cmd.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document instead of text (e.g. --json | jq .totals)",
+    )
+    cmd.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="config file (default ./config.toml if present; e.g. --config prod.toml)",
+    )
+    cmd.add_argument(
+        "--output", type=Path, metavar="DIR", help="local output folder (e.g. --output data)"
+    )
+    cmd.add_argument(
+        "--sink", choices=("local", "azure"), help="where to read from (e.g. --sink azure)"
+    )
+    cmd.add_argument(
+        "--project",
+        action="append",
+        metavar="NAME",
+        help="only this project (default: every [[projects]] entry, or [amplitude] project); "
+        "repeat for several (e.g. --project website)",
+    )
+
+
+# --- handlers -----------------------------------------------------------------------------------
+
+
+def _range(args: argparse.Namespace, now: datetime) -> tuple[datetime, datetime]:
+    first = parse_bound(args.start, is_end=False, now=now)
+    last = parse_bound(args.end, is_end=True, now=now)
+    if last < first:
+        msg = f"--end {args.end} is before --start {args.start}: swap them"
+        raise ConfigError(msg)
+    return first, last
+
+
+def _reader(config: Config, environ: Mapping[str, str]) -> Sink:
+    """The configured sink, for reading only (no ``prepare()``: nothing is written)."""
+    if config.output.sink == "local" and not config.output.dir.is_dir():
+        msg = (
+            f"no output folder {config.output.dir}: nothing was extracted there; "
+            "pass --output DIR or set [output] dir"
+        )
+        raise ConfigError(msg)
+    run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-read-{uuid.uuid4().hex[:6]}"
+    return make_sink(config, run_id=run_id, environ=environ)
+
+
+def _read(sink: Sink, work: Callable[[], Awaitable[_T]]) -> _T:
+    """Run ``work`` on a fresh event loop; the sink is closed whatever happens."""
+
+    async def go() -> _T:
+        try:
+            return await work()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await sink.aclose()
+
+    return anyio.run(go)
+
+
+def _projects(args: argparse.Namespace, config: Config) -> list[str]:
+    return [p.name for p in select_projects(config, args.project or ())]
+
+
+def _cmd_status(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    environ = _environment()
+    now = _now(environ)
+    first, last = _range(args, now)
+    config = _load(args, environ)
+    projects = _projects(args, config)
+    sink = _reader(config, environ)
+    lag = config.extract.availability_lag_hours
+
+    async def work() -> list[StatusReport]:
+        return [
+            await read_status(sink, name, first, last, now=now, lag_hours=lag) for name in projects
+        ]
+
+    try:
+        reports = _read(sink, work)
+    except StorageError as exc:
+        print(f"async-amp: error: {exc}", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    stdout = out or sys.stdout
+    if args.json:
+        print(json.dumps(status_json(reports), indent=2), file=stdout)
+    else:
+        stdout.write("\n".join(render_status(r) for r in reports))
+    return EXIT_OK
+
+
+def _cmd_verify(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    environ = _environment()
+    now = _now(environ)
+    first, last = _range(args, now)
+    config = _load(args, environ)
+    projects = _projects(args, config)
+    sink = _reader(config, environ)
+
+    async def work() -> list[VerifyReport]:
+        return [
+            await verify(sink, name, first, last, concurrency=args.concurrency) for name in projects
+        ]
+
+    try:
+        reports = _read(sink, work)
+    except StorageError as exc:
+        print(f"async-amp: error: {exc}", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    stdout = out or sys.stdout
+    if args.json:
+        print(json.dumps(verify_json(reports), indent=2), file=stdout)
+    else:
+        stdout.write("\n".join(render_verify(r) for r in reports))
+    return EXIT_OK if all(r.ok for r in reports) else EXIT_INCOMPLETE
+
+
+def status_json(reports: list[StatusReport]) -> dict[str, Any]:
+    """``status --json``: every project's report, and totals over them."""
+    totals: dict[str, int] = {}
+    for report in reports:
+        for key, value in report.to_json()["totals"].items():
+            totals[key] = totals.get(key, 0) + value
+    return {"projects": {r.project: r.to_json() for r in reports}, "totals": totals}
+
+
+def verify_json(reports: list[VerifyReport]) -> dict[str, Any]:
+    """``verify --json``: every project's report; ``ok`` only when all are."""
+    return {
+        "ok": all(r.ok for r in reports),
+        "problem_count": sum(len(r.problems) for r in reports),
+        "projects": {r.project: r.to_json() for r in reports},
+    }
+
+
+# --- text forms -----------------------------------------------------------------------------
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _span(first: datetime, last: datetime) -> str:
+    return f"{first:%Y-%m-%dT%H} .. {last:%Y-%m-%dT%H} UTC"
+
+
+def _extract_hint(hours: list[datetime], *, force: bool, limit: int = 5) -> list[str]:
+    runs = hour_runs(hours)
+    flag = " --force" if force else ""
+    lines = [
+        f"    async-amp extract --start {a:%Y-%m-%dT%H} --end {b:%Y-%m-%dT%H}{flag}"
+        for a, b in runs[:limit]
+    ]
+    if len(runs) > limit:
+        lines.append(f"    ... and {len(runs) - limit} more ranges (see --json)")
+    return lines
+
+
+def render_status(report: StatusReport) -> str:
+    """The text form of ``async-amp status``."""
+    lines = [
+        f"async-amp status: project {report.project!r} in {report.where}",
+        f"  {_span(report.first, report.last)}; available up to "
+        f"{report.available_until:%Y-%m-%dT%H} (availability_lag_hours = {report.lag_hours})",
+        "",
+        f"  {'day':<12}{'complete':>9}{'empty':>7}{'missing':>9}{'not yet':>9}"
+        f"{'events':>13}{'MB':>10}  hours (UTC)",
+        f"  {'':<12}{'':>9}{'':>7}{'':>9}{'':>9}{'':>13}{'':>10}  |00    06    12    18    |",
+    ]
+    for day in report.days:
+        invalid = day.count("invalid")
+        lines.append(
+            f"  {day.day.isoformat():<12}{day.count('complete'):>9}{day.count('empty'):>7}"
+            f"{day.count('missing'):>9}{day.count('not_available'):>9}{day.events:>13,}"
+            f"{day.bytes / 1e6:>10,.1f}  |{day.strip}|"
+            + (f" {invalid} unreadable" if invalid else "")
+        )
+    lines.append(
+        f"  {'total':<12}{report.count('complete'):>9}{report.count('empty'):>7}"
+        f"{report.count('missing'):>9}{report.count('not_available'):>9}{report.events:>13,}"
+        f"{report.bytes / 1e6:>10,.1f}"
+    )
+    keys = [f"{c!r} {text}" for c, text in LEGEND.items()]
+    lines += ["", "  legend: " + "  ".join(keys[:3]), "          " + "  ".join(keys[3:])]
+    missing = report.hours_in("missing")
+    if missing:
+        lines += ["", f"  {_n(len(missing), 'hour')} missing; to extract them:"]
+        lines += _extract_hint(missing, force=False)
+    invalid_hours = [h for h in report.hours if h.state == "invalid"]
+    if invalid_hours:
+        lines += ["", f"  {_n(len(invalid_hours), 'hour')} with an unreadable manifest:"]
+        lines += [f"    {iso_hour(h.hour)}: {h.detail}" for h in invalid_hours[:10]]
+        lines.append("  re-extract them with:")
+        lines += _extract_hint([h.hour for h in invalid_hours], force=True)
+    return "\n".join(lines) + "\n"
+
+
+def _show(value: Any) -> str:
+    text = str(value)
+    return text[:12] + "..." if len(text) == 64 else text  # a sha256: enough to tell apart
+
+
+def render_verify(report: VerifyReport) -> str:
+    """The text form of ``async-amp verify``."""
+    lines = [
+        f"async-amp verify: project {report.project!r} in {report.where}",
+        f"  {_span(report.first, report.last)}: {_n(report.checked, 'hour')} checked, "
+        f"{_n(report.files, 'file')}, {report.bytes / 1e6:,.1f} MB, {report.events:,} events "
+        f"in {report.seconds:.1f} s",
+    ]
+    if report.without_manifest:
+        lines.append(
+            f"  {_n(report.without_manifest, 'hour')} without a manifest, not checked "
+            "(see 'async-amp status')"
+        )
+    if report.ok:
+        lines.append("  OK: every stored file matches its manifest")
+        return "\n".join(lines) + "\n"
+    problems = report.problems
+    lines += ["", f"  {_n(len(problems), 'problem')} in {_n(len(report.bad_hours), 'hour')}:"]
+    for p in problems:
+        where = f"{p.file}: " if p.file else ""
+        found = ""
+        if p.expected is not None or p.actual is not None:
+            found = f" (manifest {_show(p.expected)}, stored {_show(p.actual)})"
+            if p.kind == "manifest":
+                found = f" (expected {_show(p.expected)}, found {_show(p.actual)})"
+        lines.append(f"  {iso_hour(p.hour)}  {p.kind:<10} {where}{p.detail}{found}")
+    lines += ["", "  to replace the data of those hours with a fresh extraction:"]
+    lines += _extract_hint(report.bad_hours, force=True)
+    return "\n".join(lines) + "\n"

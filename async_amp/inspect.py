@@ -1,0 +1,677 @@
+"""Reading back what extractions stored: which hours are done, and whether the bytes still match.
+
+``read_status`` reads the manifests of a range of hours and says, per hour, whether it is
+complete, empty (Amplitude had no data), missing (no manifest yet: extract it), not yet
+available (newer than ``availability_lag_hours``) or has an unreadable manifest.
+``verify`` re-reads every stored file, recomputes its size, sha256 and event count (lines) and
+compares them with the manifest; files listed but absent and files present but not listed are
+reported too.
+
+Both only read, through the ``Sink`` protocol (``read_manifest``, ``completed_hours``,
+``list_files``, ``iter_file``), so they work the same on a local folder and on Azure; neither
+calls ``Sink.prepare()``, so read-only credentials are enough. They return frozen values;
+printing and exit codes belong to the CLI (``async_amp.commands_ops``).
+
+Memory stays flat: files stream through in chunks, hashing and gunzip run in worker threads,
+and a fixed number of workers takes hours one at a time (never one task per hour).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Literal, TypeVar
+
+import anyio
+
+from .archive import GzipDecoder
+from .errors import ArchiveError, AsyncAmpError, StorageError, first_user_error
+from .hours import HOUR, hour_range, iso_hour
+from .manifest import MANIFEST_NAME, FileEntry, Manifest
+from .pipeline import available_until
+from .sinks.base import Sink
+
+__all__ = [
+    "LEGEND",
+    "OUTSIDE_RANGE",
+    "STRIP_CHARS",
+    "DayStatus",
+    "FileCheck",
+    "FileFacts",
+    "HourCheck",
+    "HourState",
+    "HourStatus",
+    "Problem",
+    "ProblemKind",
+    "StatusReport",
+    "VerifyReport",
+    "hour_runs",
+    "read_status",
+    "verify",
+]
+
+HourState = Literal["complete", "empty", "missing", "not_available", "invalid"]
+ProblemKind = Literal[
+    "manifest", "missing", "extra", "size", "sha256", "events", "corrupt", "unreadable"
+]
+
+STATES: tuple[HourState, ...] = ("complete", "empty", "missing", "not_available", "invalid")
+STRIP_CHARS: dict[HourState, str] = {
+    "complete": "#",
+    "empty": ".",
+    "missing": "-",
+    "not_available": " ",
+    "invalid": "!",
+}
+OUTSIDE_RANGE = "_"
+LEGEND: dict[str, str] = {
+    "#": "complete",
+    ".": "empty (Amplitude had no data)",
+    "-": "missing (no manifest)",
+    " ": "not yet available",
+    "!": "unreadable manifest",
+    OUTSIDE_RANGE: "outside --start/--end",
+}
+
+MANIFEST_READ_LIMIT = 64 * 1024 * 1024
+GZIP_SLICE = 16 * 1024  # gunzip input per call: bounds the decompressed bytes held at once
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+# --- status -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HourStatus:
+    """One hour as its manifest (or the lack of one) shows it."""
+
+    hour: datetime
+    state: HourState
+    events: int = 0
+    bytes: int = 0
+    files: int = 0
+    detail: str = ""  # why a manifest is unreadable
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "hour": iso_hour(self.hour),
+            "state": self.state,
+            "events": self.events,
+            "bytes": self.bytes,
+            "files": self.files,
+        }
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+def _count(hours: Sequence[HourStatus], state: HourState) -> int:
+    return sum(1 for h in hours if h.state == state)
+
+
+@dataclass(frozen=True, slots=True)
+class DayStatus:
+    """The hours of one UTC day that fall inside the range (all 24 unless the range cuts it)."""
+
+    day: date
+    hours: tuple[HourStatus, ...]
+
+    def count(self, state: HourState) -> int:
+        return _count(self.hours, state)
+
+    @property
+    def events(self) -> int:
+        return sum(h.events for h in self.hours)
+
+    @property
+    def bytes(self) -> int:
+        return sum(h.bytes for h in self.hours)
+
+    @property
+    def strip(self) -> str:
+        """24 characters, one per hour of the day (``STRIP_CHARS``; ``_`` outside the range)."""
+        cells = [OUTSIDE_RANGE] * 24
+        for status in self.hours:
+            cells[status.hour.hour] = STRIP_CHARS[status.state]
+        return "".join(cells)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "date": self.day.isoformat(),
+            **{state: self.count(state) for state in STATES},
+            "events": self.events,
+            "bytes": self.bytes,
+            "strip": self.strip,
+            "hours": [h.to_json() for h in self.hours],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    project: str
+    where: str
+    first: datetime
+    last: datetime
+    now: datetime
+    lag_hours: int
+    days: tuple[DayStatus, ...]
+
+    @property
+    def hours(self) -> tuple[HourStatus, ...]:
+        return tuple(h for day in self.days for h in day.hours)
+
+    @property
+    def available_until(self) -> datetime:
+        return available_until(self.now, self.lag_hours)
+
+    def count(self, state: HourState) -> int:
+        return _count(self.hours, state)
+
+    @property
+    def events(self) -> int:
+        return sum(d.events for d in self.days)
+
+    @property
+    def bytes(self) -> int:
+        return sum(d.bytes for d in self.days)
+
+    @property
+    def files(self) -> int:
+        return sum(h.files for h in self.hours)
+
+    def hours_in(self, state: HourState) -> list[datetime]:
+        return [h.hour for h in self.hours if h.state == state]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "where": self.where,
+            "start": iso_hour(self.first),
+            "end": iso_hour(self.last),
+            "now": self.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "availability_lag_hours": self.lag_hours,
+            "available_until": iso_hour(self.available_until),
+            "legend": LEGEND,
+            "totals": {
+                "hours": len(self.hours),
+                **{state: self.count(state) for state in STATES},
+                "events": self.events,
+                "bytes": self.bytes,
+                "files": self.files,
+            },
+            "missing_hours": [iso_hour(h) for h in self.hours_in("missing")],
+            "invalid_hours": [iso_hour(h) for h in self.hours_in("invalid")],
+            "days": [d.to_json() for d in self.days],
+        }
+
+
+async def read_status(
+    sink: Sink,
+    project: str,
+    first: datetime,
+    last: datetime,
+    *,
+    now: datetime,
+    lag_hours: int,
+    concurrency: int = 8,
+) -> StatusReport:
+    """The state of every hour from ``first`` to ``last`` (inclusive), grouped by UTC day.
+
+    One ``completed_hours`` call finds the hours with a manifest; only those manifests are read
+    (``concurrency`` at a time). A manifest always wins: an hour that has one is complete or
+    empty even if it is newer than the availability lag.
+    """
+    hours = list(hour_range(first, last))
+    newest = available_until(now, lag_hours)
+    done = sorted(await sink.completed_hours(project, hours))
+
+    async def read(hour: datetime) -> HourStatus | None:
+        try:
+            manifest = await sink.read_manifest(project, hour)
+        except (ValueError, OSError) as exc:
+            return HourStatus(hour, "invalid", detail=str(exc))
+        if manifest is None:  # removed since the listing
+            return None
+        if manifest.status not in ("complete", "empty"):
+            return HourStatus(hour, "invalid", detail=f"unknown status {manifest.status!r}")
+        return HourStatus(
+            hour,
+            manifest.status,
+            events=manifest.events,
+            bytes=manifest.size,
+            files=len(manifest.files),
+        )
+
+    found = await _map_bounded(done, read, concurrency)
+    days: dict[date, list[HourStatus]] = {}
+    for hour in hours:
+        status = found.get(hour) or HourStatus(
+            hour, "not_available" if hour > newest else "missing"
+        )
+        days.setdefault(hour.date(), []).append(status)
+    return StatusReport(
+        project=project,
+        where=sink.describe(),
+        first=first,
+        last=last,
+        now=now,
+        lag_hours=lag_hours,
+        days=tuple(DayStatus(day, tuple(items)) for day, items in days.items()),
+    )
+
+
+def hour_runs(hours: Sequence[datetime]) -> list[tuple[datetime, datetime]]:
+    """Consecutive hours as ``(first, last)`` runs: the ranges to re-extract."""
+    runs: list[tuple[datetime, datetime]] = []
+    for hour in sorted(hours):
+        if runs and hour - runs[-1][1] == HOUR:
+            runs[-1] = (runs[-1][0], hour)
+        else:
+            runs.append((hour, hour))
+    return runs
+
+
+# --- verify -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing that does not match: a file, or the manifest itself."""
+
+    hour: datetime
+    kind: ProblemKind
+    file: str
+    detail: str
+    expected: int | str | None = None
+    actual: int | str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "hour": iso_hour(self.hour),
+            "kind": self.kind,
+            "file": self.file,
+            "detail": self.detail,
+            "expected": self.expected,
+            "actual": self.actual,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class HourCheck:
+    """What ``verify`` found in one hour; ``no_manifest`` hours are status's business."""
+
+    hour: datetime
+    state: Literal["ok", "bad", "no_manifest"]
+    files: int = 0
+    bytes: int = 0
+    events: int = 0
+    problems: tuple[Problem, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "hour": iso_hour(self.hour),
+            "state": self.state,
+            "files": self.files,
+            "bytes": self.bytes,
+            "events": self.events,
+            "problems": [p.to_json() for p in self.problems],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    project: str
+    where: str
+    first: datetime
+    last: datetime
+    hours: tuple[HourCheck, ...]
+    seconds: float
+
+    @property
+    def problems(self) -> tuple[Problem, ...]:
+        return tuple(p for h in self.hours for p in h.problems)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def checked(self) -> int:
+        return sum(1 for h in self.hours if h.state != "no_manifest")
+
+    @property
+    def without_manifest(self) -> int:
+        return sum(1 for h in self.hours if h.state == "no_manifest")
+
+    @property
+    def files(self) -> int:
+        return sum(h.files for h in self.hours)
+
+    @property
+    def bytes(self) -> int:
+        return sum(h.bytes for h in self.hours)
+
+    @property
+    def events(self) -> int:
+        return sum(h.events for h in self.hours)
+
+    @property
+    def bad_hours(self) -> list[datetime]:
+        return [h.hour for h in self.hours if h.problems]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "where": self.where,
+            "start": iso_hour(self.first),
+            "end": iso_hour(self.last),
+            "ok": self.ok,
+            "hours": len(self.hours),
+            "hours_checked": self.checked,
+            "hours_without_manifest": self.without_manifest,
+            "files_checked": self.files,
+            "bytes_read": self.bytes,
+            "events_counted": self.events,
+            "seconds": round(self.seconds, 3),
+            "problem_count": len(self.problems),
+            "bad_hours": [iso_hour(h) for h in self.bad_hours],
+            "problems": [p.to_json() for p in self.problems],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FileFacts:
+    """What a stored file really holds."""
+
+    bytes: int
+    sha256: str
+    events: int
+    error: str = ""  # a kept .json.gz that does not gunzip
+
+
+class FileCheck:
+    """Size, sha256 and event count of one stored file, fed chunk by chunk.
+
+    Counted exactly as the extractor counted them when it wrote the file: size and hash are of
+    the stored bytes; events are NDJSON lines (a last line without a newline counts). For a
+    kept ``.json.gz`` (``gzip=True``) the lines are those of the decompressed data; a gzip
+    stream that is corrupt or cut short is reported in ``FileFacts.error``. Blocking and CPU
+    bound: call it from a worker thread. The result does not depend on how the bytes are split.
+    """
+
+    __slots__ = ("_decoder", "_digest", "_error", "_last", "_lines", "_size")
+
+    def __init__(self, *, gzip: bool = False) -> None:
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self._lines = 0
+        self._last = b"\n"
+        self._decoder = GzipDecoder() if gzip else None
+        self._error = ""
+
+    def update(self, chunk: bytes) -> None:
+        self._digest.update(chunk)
+        self._size += len(chunk)
+        if self._decoder is None:
+            self._text(chunk)
+            return
+        if self._error:
+            return
+        try:
+            for start in range(0, len(chunk), GZIP_SLICE):
+                self._text(self._decoder.decode(chunk[start : start + GZIP_SLICE]))
+        except ArchiveError as exc:
+            self._error = str(exc)
+
+    def _text(self, text: bytes) -> None:
+        if text:
+            self._lines += text.count(b"\n")
+            self._last = text[-1:]
+
+    def finish(self) -> FileFacts:
+        if self._decoder is not None and not self._error:
+            try:
+                self._decoder.flush()
+            except ArchiveError as exc:
+                self._error = str(exc)
+        lines = self._lines + (0 if self._last == b"\n" else 1)
+        return FileFacts(self._size, self._digest.hexdigest(), lines, self._error)
+
+
+async def verify(
+    sink: Sink,
+    project: str,
+    first: datetime,
+    last: datetime,
+    *,
+    concurrency: int = 4,
+) -> VerifyReport:
+    """Check every stored hour from ``first`` to ``last`` against its manifest.
+
+    One ``completed_hours`` call finds the manifests; then ``concurrency`` hours are checked
+    at once, each reading its manifest once and its files one after the other. Hours without
+    a manifest are not checked, but files found in them are reported as extra: a reader
+    globbing the folders would pick them up.
+    """
+    started = time.monotonic()
+    threads = anyio.CapacityLimiter(concurrency)
+    hours = list(hour_range(first, last))
+    with_manifest = await sink.completed_hours(project, hours)
+
+    async def check(hour: datetime) -> HourCheck:
+        return await _verify_hour(sink, project, hour, hour in with_manifest, threads)
+
+    found = await _map_bounded(hours, check, concurrency)
+    return VerifyReport(
+        project=project,
+        where=sink.describe(),
+        first=first,
+        last=last,
+        hours=tuple(found[h] for h in hours),
+        seconds=time.monotonic() - started,
+    )
+
+
+def _plain_name(name: str) -> bool:
+    return (
+        bool(name)
+        and name not in (".", "..", MANIFEST_NAME)
+        and not any(c in name for c in "/\\\x00")
+    )
+
+
+async def _verify_hour(
+    sink: Sink,
+    project: str,
+    hour: datetime,
+    has_manifest: bool,
+    threads: anyio.CapacityLimiter,
+) -> HourCheck:
+    problems: list[Problem] = []
+
+    def problem(
+        kind: ProblemKind, file: str, detail: str, exp: Any = None, act: Any = None
+    ) -> None:
+        problems.append(Problem(hour, kind, file, detail, exp, act))
+
+    manifest: Manifest | None = None
+    if has_manifest:
+        try:
+            raw = await _read_all(sink, project, hour, MANIFEST_NAME)
+            manifest = Manifest.loads(raw)
+        except (ValueError, StorageError) as exc:
+            problem("manifest", MANIFEST_NAME, f"the manifest cannot be read: {exc}")
+            return HourCheck(hour, "bad", problems=tuple(problems))
+        _check_manifest(hour, manifest, json.loads(raw), problem)
+    try:
+        names = await sink.list_files(project, hour)
+    except StorageError as exc:
+        problem("unreadable", "", f"the hour's files cannot be listed: {exc}")
+        return HourCheck(hour, "bad", problems=tuple(problems))
+    if manifest is None:
+        for name in names:
+            problem(
+                "extra",
+                name,
+                "stored in an hour that has no manifest (left by an unfinished commit?): "
+                "re-extract the hour or delete the file",
+            )
+        return HourCheck(hour, "bad" if problems else "no_manifest", problems=tuple(problems))
+    stored = set(names)
+    listed: set[str] = set()
+    files = size = events = 0
+    for entry in manifest.files:
+        if entry.name in listed:
+            problem("manifest", entry.name, "the manifest lists this file twice")
+            continue
+        listed.add(entry.name)
+        if not _plain_name(entry.name):
+            problem("manifest", entry.name, "the manifest names a file outside the hour's folder")
+            continue
+        if entry.name not in stored:
+            problem("missing", entry.name, "listed in the manifest but not stored")
+            continue
+        try:
+            facts = await _read_facts(sink, project, hour, entry, threads)
+        except StorageError as exc:
+            problem("unreadable", entry.name, str(exc))
+            continue
+        files += 1
+        size += facts.bytes
+        events += facts.events
+        _compare(entry, facts, problem)
+    for name in sorted(stored - listed):
+        problem("extra", name, "stored but not listed in the manifest")
+    return HourCheck(
+        hour,
+        "bad" if problems else "ok",
+        files=files,
+        bytes=size,
+        events=events,
+        problems=tuple(problems),
+    )
+
+
+def _check_manifest(
+    hour: datetime, manifest: Manifest, raw: Any, problem: Callable[..., None]
+) -> None:
+    """The manifest agrees with itself and with the folder it sits in."""
+    if manifest.hour != hour:
+        problem(
+            "manifest",
+            MANIFEST_NAME,
+            "the manifest is for another hour",
+            iso_hour(hour),
+            iso_hour(manifest.hour),
+        )
+    if manifest.status == "complete" and not manifest.files:
+        problem("manifest", MANIFEST_NAME, "status 'complete' but no files are listed")
+    elif manifest.status == "empty" and manifest.files:
+        problem("manifest", MANIFEST_NAME, "status 'empty' but files are listed")
+    elif manifest.status not in ("complete", "empty"):
+        problem("manifest", MANIFEST_NAME, f"unknown status {manifest.status!r}")
+    # The totals at the top are what people and dashboards read; Manifest keeps only the files.
+    for key, total in (("events", manifest.events), ("bytes", manifest.size)):
+        if key in raw and raw[key] != total:
+            problem(
+                "manifest",
+                MANIFEST_NAME,
+                f"its total {key!r} is not the sum of its files",
+                total,
+                raw[key],
+            )
+
+
+async def _read_all(sink: Sink, project: str, hour: datetime, name: str) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    async with _closing(sink.iter_file(project, hour, name)) as chunks:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > MANIFEST_READ_LIMIT:
+                msg = f"{name} is over {MANIFEST_READ_LIMIT // 2**20} MiB: not a manifest"
+                raise ValueError(msg)
+            parts.append(chunk)
+    return b"".join(parts)
+
+
+async def _read_facts(
+    sink: Sink, project: str, hour: datetime, entry: FileEntry, threads: anyio.CapacityLimiter
+) -> FileFacts:
+    check = FileCheck(gzip=entry.name.endswith(".gz"))
+    async with _closing(sink.iter_file(project, hour, entry.name)) as chunks:
+        async for chunk in chunks:
+            await anyio.to_thread.run_sync(check.update, chunk, limiter=threads)
+    return await anyio.to_thread.run_sync(check.finish, limiter=threads)
+
+
+def _compare(entry: FileEntry, facts: FileFacts, problem: Callable[..., None]) -> None:
+    if facts.bytes != entry.bytes:
+        problem("size", entry.name, "its size differs from the manifest", entry.bytes, facts.bytes)
+    if facts.sha256 != entry.sha256:
+        problem(
+            "sha256", entry.name, "its sha256 differs from the manifest", entry.sha256, facts.sha256
+        )
+    if facts.error:
+        problem("corrupt", entry.name, f"it does not gunzip: {facts.error}")
+    elif facts.events != entry.events:
+        problem(
+            "events",
+            entry.name,
+            "its event count (lines) differs from the manifest",
+            entry.events,
+            facts.events,
+        )
+
+
+# --- a fixed number of workers over a list ------------------------------------------------------
+
+
+async def _map_bounded(
+    items: Sequence[_T], fn: Callable[[_T], Awaitable[_R | None]], limit: int
+) -> dict[_T, _R]:
+    """``fn`` over ``items`` by ``limit`` workers; results by item (``None`` results dropped).
+
+    The first error cancels the rest; a ``UserError`` (refused credentials) or a
+    ``StorageError`` comes out as itself, not wrapped in an exception group.
+    """
+    results: dict[_T, _R] = {}
+    pending = iter(items)
+
+    async def worker() -> None:
+        for item in pending:  # shared: each item goes to exactly one worker
+            result = await fn(item)
+            if result is not None:
+                results[item] = result
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for _ in range(max(1, min(limit, len(items)))):
+                tg.start_soon(worker)
+    except BaseExceptionGroup as group:
+        leaf: BaseException | None = first_user_error(group)
+        if leaf is group:
+            leaf = group.subgroup(lambda e: isinstance(e, AsyncAmpError))
+            while isinstance(leaf, BaseExceptionGroup):
+                leaf = leaf.exceptions[0]
+        if leaf is None:
+            raise
+        raise leaf from None
+    return results
+
+
+@asynccontextmanager
+async def _closing(chunks: AsyncIterator[bytes]) -> AsyncIterator[AsyncIterator[bytes]]:
+    """Close an async generator even when the loop over it stops early (aclose is optional)."""
+    try:
+        yield chunks
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
