@@ -154,14 +154,15 @@ class AiohttpExportSource:
                 chunk = await stream.read(READ_SIZE)
                 if not chunk:
                     break
+                received += len(chunk)
                 if len(chunk) < READ_SIZE and not stream.at_eof():
                     parts = [chunk]
                     size = len(chunk)
                     while size < READ_SIZE and (more := await stream.read(READ_SIZE - size)):
                         parts.append(more)
                         size += len(more)
+                        received += len(more)
                     chunk = b"".join(parts)
-                received += len(chunk)
                 yield chunk
         except TimeoutError as exc:
             msg = f"the response stalled after {received} bytes (read_timeout_s passed in silence)"

@@ -44,7 +44,7 @@ def run_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             now=datetime.now(UTC),
             log_format=args.log_format,
             log_file=args.log_file,
-            quiet=args.quiet,
+            quiet=args.quiet or args.log_format is None,  # the log file has every line
         )
         code = run_extract(
             config,

@@ -46,6 +46,7 @@ AUTO_MAX_WINDOW_BYTES = 64 * 1024**2  # keep a window's archive (and its retry) 
 AUTO_MAX_WINDOW_HOURS = 7 * 24
 CHUNK_QUEUE = 4  # chunks of up to 1 MiB buffered between the socket and the decoder
 MAX_RETRY_AFTER_S = 900.0
+COMMIT_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -536,7 +537,17 @@ class Extractor:
         )
         staging = staging or self.sink.stage(self.project, hour)
         try:
-            await staging.commit(manifest)
+            # once data starts moving into place, finish the hour (manifest last) even if the
+            # run is being cancelled: a half-committed hour would show data with no manifest
+            with anyio.CancelScope(shield=True), anyio.fail_after(COMMIT_TIMEOUT_S):
+                await staging.commit(manifest)
+        except TimeoutError:
+            exc = StorageError(f"commit did not finish within {COMMIT_TIMEOUT_S:.0f} s")
+            await staging.discard()
+            state.last_error = f"commit failed: {exc}"
+            state.last_clean_pages = None
+            log.warning("hour.commit_failed", hour=iso_hour(hour), error=str(exc))
+            return False
         except StorageError as exc:
             await staging.discard()
             state.last_error = f"commit failed: {exc}"

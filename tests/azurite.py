@@ -11,12 +11,6 @@ stops it with SIGTERM at the end; ``azure_container`` gives each test its own co
 from __future__ import annotations
 
 import contextlib
-import os
-import re
-import signal
-import subprocess
-import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +28,15 @@ from azure.storage.blob import (
 )
 from azure.storage.blob.aio import BlobServiceClient
 
+from async_amp.testing.azurite import (
+    ACCOUNT_KEY,
+    ACCOUNT_NAME,
+    START_TIMEOUT_S,
+    AzuriteError,
+    AzuriteProcess,
+    dev_connection_string,
+)
+
 __all__ = [
     "ACCOUNT_KEY",
     "ACCOUNT_NAME",
@@ -47,18 +50,6 @@ __all__ = [
 
 TOOLS_DIR = Path(__file__).resolve().parent.parent / "tools"
 AZURITE_BIN = TOOLS_DIR / "node_modules" / ".bin" / "azurite-blob"
-# The well-known development account every Azurite accepts (public, not a secret).
-ACCOUNT_NAME = "devstoreaccount1"
-ACCOUNT_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
-START_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 10.0
-_LISTENING = re.compile(r"successfully listens on (http://[\d.]+:(\d+))")
-
-
-class AzuriteError(RuntimeError):
-    """Azurite is not installed, or did not start."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +67,7 @@ class Azurite:
 
     @property
     def connection_string(self) -> str:
-        return (
-            f"DefaultEndpointsProtocol=http;AccountName={self.account_name};"
-            f"AccountKey={self.account_key};BlobEndpoint={self.blob_endpoint};"
-        )
+        return dev_connection_string(self.blob_endpoint)
 
     def sas_token(
         self,
@@ -112,75 +100,12 @@ class Azurite:
         return BlobServiceClient.from_connection_string(self.connection_string, **options)
 
 
-def _install_hint() -> str:
-    return (
-        f"Azurite is not installed ({AZURITE_BIN} is missing): run `npm ci --prefix tools` "
-        "(`make test` does it; needs Node.js >= 20 and npm)"
-    )
-
-
 @contextlib.contextmanager
 def run_azurite(*, timeout_s: float = START_TIMEOUT_S) -> Iterator[Azurite]:
     """Start ``azurite-blob`` on a free loopback port, in memory; stop it with SIGTERM."""
-    if not AZURITE_BIN.exists():
-        raise AzuriteError(_install_hint())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURITE_")}
-    with tempfile.TemporaryDirectory(prefix="azurite-") as workdir:
-        out_path = Path(workdir) / "stdout.log"
-        err_path = Path(workdir) / "stderr.log"
-        with out_path.open("wb") as out, err_path.open("wb") as err:
-            process = subprocess.Popen(
-                [
-                    str(AZURITE_BIN),
-                    "--blobHost",
-                    "127.0.0.1",
-                    "--blobPort",
-                    "0",
-                    "--inMemoryPersistence",
-                    "--silent",
-                    "--disableTelemetry",
-                    "--skipApiVersionCheck",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                cwd=workdir,
-                env=env,
-            )
-        try:
-            port = _wait_listening(process, out_path, err_path, timeout_s)
-            yield Azurite(blob_endpoint=f"http://127.0.0.1:{port}/{ACCOUNT_NAME}", port=port)
-        finally:
-            _stop(process)
-
-
-def _wait_listening(
-    process: subprocess.Popen[bytes], out_path: Path, err_path: Path, timeout_s: float
-) -> int:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        match = _LISTENING.search(out_path.read_text(errors="replace"))
-        if match:
-            return int(match.group(2))
-        code = process.poll()
-        if code is not None or time.monotonic() > deadline:
-            state = f"exited with code {code}" if code is not None else f"not ready in {timeout_s}s"
-            output = (
-                out_path.read_text(errors="replace") + err_path.read_text(errors="replace")
-            ).strip()
-            msg = f"Azurite {state}; its output:\n{output or '(none)'}"
-            raise AzuriteError(msg)
-        time.sleep(0.05)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with AzuriteProcess(AZURITE_BIN, start_timeout_s=timeout_s) as process:
+        assert process.endpoint is not None
+        yield Azurite(blob_endpoint=process.endpoint.blob_endpoint, port=process.endpoint.port)
 
 
 @pytest.fixture(scope="session")

@@ -62,8 +62,8 @@ async def run(
         read_timeout_s=config.extract.read_timeout_s,
         connect_timeout_s=config.extract.connect_timeout_s,
     )
-    await sink.prepare()
     try:
+        await sink.prepare()
         async with source:
             return await extract(
                 config,
