@@ -44,10 +44,18 @@ _ZIP64_FIELDS = struct.Struct("<QQQ")
 _GZIP_ERRORS = (cast("type[Exception]", isal_zlib.error), ValueError)  # stub types it wrong
 
 
-def _preview(data: bytes) -> str:
-    """A short, printable preview of unexpected bytes (never more than ``_PREVIEW``)."""
-    text = data[:_PREVIEW].decode("ascii", "replace")
-    return "".join(c if c.isprintable() else "." for c in text)
+def _describe(head: bytes) -> str:
+    """What a body that is not a ZIP looks like, without echoing it (it may echo the keys)."""
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return "it is an HTML page, likely an error page served with status 200"
+    if text.startswith((b"{", b"[")):
+        return "it is JSON, likely an error message served with status 200"
+    if text.startswith(b"\x1f\x8b"):
+        return "it is gzip data, not a ZIP"
+    if head and all(32 <= b < 127 or b in b"\r\n\t" for b in head):
+        return "it is plain text, likely an error message served with status 200"
+    return f"it starts with bytes {head[:4].hex(' ')}"
 
 
 class GzipDecoder:
@@ -160,13 +168,15 @@ class _Watch:
             raise ArchiveError(msg)
 
 
-def iter_members(chunks: Iterable[bytes]) -> Iterator[tuple[str, Iterator[bytes]]]:
+def iter_members(
+    chunks: Iterable[bytes], watch: _Watch | None = None
+) -> Iterator[tuple[str, Iterator[bytes]]]:
     """Stream a ZIP: yield ``(member name, its bytes as chunks)`` as the archive arrives.
 
     Every member must be consumed before the next is produced. Truncation, bad CRCs, sizes
     that do not match and non-ZIP bodies raise ``ArchiveError``.
     """
-    preview = _Watch()
+    preview = watch or _Watch()
     count = 0
     try:
         for raw_name, _size, member_chunks in stream_unzip.stream_unzip(preview.watch(chunks)):
@@ -178,7 +188,7 @@ def iter_members(chunks: Iterable[bytes]) -> Iterator[tuple[str, Iterator[bytes]
             yield name, _translate(member_chunks, name)
     except stream_unzip.UnexpectedSignatureError as exc:
         if not preview.head.startswith(b"PK"):
-            msg = f"the response is not a ZIP archive (it starts with {_preview(preview.head)!r})"
+            msg = f"the response is not a ZIP archive ({_describe(preview.head)})"
             raise ArchiveError(msg) from exc
         msg = f"ZIP archive is corrupt: unexpected bytes after {preview.total} bytes"
         raise ArchiveError(msg) from exc
@@ -253,9 +263,11 @@ def process_archive(
     """
     done: list[ProcessedMember] = []
     seen: set[tuple[datetime, int]] = set()
+    project_id = ""
     current: MemberSink | None = None
+    watch = _Watch()
     try:
-        for name, member_chunks in iter_members(chunks):
+        for name, member_chunks in iter_members(chunks, watch):
             try:
                 member = parse_member_name(name)
             except ValueError as exc:
@@ -267,6 +279,13 @@ def process_archive(
                     window += f"..{iso_hour(last_hour)}"
                 msg = f"archive member {name!r} is for hour {iso_hour(member.hour)}, not {window}"
                 raise ArchiveError(msg)
+            project_id = project_id or member.project_id
+            if member.project_id != project_id:
+                msg = (
+                    f"refusing archive member {name!r}: it belongs to project "
+                    f"{member.project_id}, the archive to project {project_id}"
+                )
+                raise ArchiveError(msg)
             key = (member.hour, member.page)
             if key in seen:
                 msg = f"archive holds member {name!r} twice"
@@ -274,7 +293,7 @@ def process_archive(
             seen.add(key)
             file_name = output_name(member, keep_gzip=keep_gzip)
             current = open_member(member, file_name)
-            entry = _copy_member(member_chunks, current, file_name, name, keep_gzip, limits)
+            entry = _copy_member(member_chunks, current, file_name, name, keep_gzip, limits, watch)
             current.finish(entry)
             done.append(ProcessedMember(member, entry))
             current = None
@@ -292,8 +311,10 @@ def _copy_member(
     source: str,
     keep_gzip: bool,
     limits: ArchiveLimits,
+    watch: _Watch,
 ) -> FileEntry:
     decoder = GzipDecoder()
+    raw_start = watch.total  # network bytes before this member (read-ahead makes it generous)
     digest = hashlib.sha256()
     compressed = decoded = lines = 0
     last_byte = b"\n"
@@ -312,10 +333,10 @@ def _copy_member(
                     f"({limits.max_member_bytes} bytes): refusing a possible decompression bomb"
                 )
                 raise ArchiveError(msg)
-            if (
-                decoded > limits.ratio_grace_bytes
-                and decoded > compressed * limits.max_expansion_ratio
-            ):
+            # against the bytes that came over the wire, so that a bomb at the ZIP layer (a
+            # deflated member holding an uncompressed gzip) is caught as well as one in gzip
+            raw = max(1, min(compressed, watch.total - raw_start))
+            if decoded > limits.ratio_grace_bytes and decoded > raw * limits.max_expansion_ratio:
                 msg = (
                     f"member {source!r} expands more than {limits.max_expansion_ratio}x "
                     "(max_expansion_ratio): refusing a possible decompression bomb"

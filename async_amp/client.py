@@ -87,7 +87,7 @@ class AiohttpExportSource:
         self._url = base_url.rstrip("/") + EXPORT_PATH
         token = base64.b64encode(f"{api_key}:{secret_key}".encode()).decode("ascii")
         self._auth_header = f"Basic {token}"
-        self._secrets = (api_key, secret_key)
+        self._secrets = (api_key, secret_key, token)
         self._timeout = aiohttp.ClientTimeout(
             total=None,
             connect=connect_timeout_s,

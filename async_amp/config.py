@@ -6,13 +6,16 @@ Precedence, highest first: CLI flag > environment (``ASYNC_AMP_<SECTION>_<KEY>``
 
 from __future__ import annotations
 
+import base64
 import difflib
+import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from .errors import ConfigError, CredentialsError
 
@@ -133,9 +136,14 @@ class Credentials:
     def __repr__(self) -> str:
         return "Credentials(api_key='***', secret_key='***')"
 
+    @property
+    def basic_token(self) -> str:
+        """The HTTP Basic credential: base64 of ``key:secret`` (as secret as the keys)."""
+        return base64.b64encode(f"{self.api_key}:{self.secret_key}".encode()).decode("ascii")
+
     def secrets(self) -> tuple[str, ...]:
-        """Values that must never appear in logs, errors or files."""
-        return tuple(s for s in (self.api_key, self.secret_key) if s)
+        """Values that must never appear in logs, errors or files: the keys and the token."""
+        return tuple(s for s in (self.api_key, self.secret_key, self.basic_token) if s)
 
 
 # --- the schema: every key, its parser and its check -------------------------------------------
@@ -172,7 +180,7 @@ def _float(minimum: float, *, strict: bool = False) -> Parser:
         except ValueError:
             msg = f"must be a number, not {value!r}"
             raise ValueError(msg) from None
-        if number < minimum or (strict and number == minimum) or number != number:  # noqa: PLR0124
+        if not math.isfinite(number) or number < minimum or (strict and number == minimum):
             msg = f"must be {'>' if strict else '>='} {minimum}, not {value!r}"
             raise ValueError(msg)
         return number
@@ -235,15 +243,38 @@ def _project(value: Any) -> str:
     return text
 
 
-def _url(value: Any) -> str:
+def _url(value: Any, *, allow_path: bool = True) -> str:
+    """An http(s) URL with a host, no credentials, query or fragment (never echoed if risky)."""
     text = _text(value)
-    if not text.startswith(("http://", "https://")):
+    parts = urlsplit(text)
+    if "@" in parts.netloc or parts.query or parts.fragment:
+        msg = (
+            "must be scheme://host[:port] with no credentials, query string or fragment "
+            "(keys go in AMP_API_KEY / AMP_SECRET_KEY or AZURE_STORAGE_* variables)"
+        )
+        raise ValueError(msg)
+    if parts.scheme not in ("http", "https"):
         msg = f"must start with http:// or https://, not {value!r}"
         raise ValueError(msg)
-    if "@" in text.split("//", 1)[1].split("/", 1)[0]:
-        msg = "must not contain credentials; use AMP_API_KEY / AMP_SECRET_KEY"
+    try:
+        host = parts.hostname
+        _ = parts.port
+    except ValueError:
+        host = None
+    if not host:
+        msg = f"must name a host, such as https://amplitude.com, not {value!r}"
+        raise ValueError(msg)
+    if not allow_path and parts.path.strip("/"):
+        msg = (
+            f"must be scheme://host[:port] without a path, not {value!r} "
+            "(async-amp adds /api/2/export itself)"
+        )
         raise ValueError(msg)
     return text.rstrip("/")
+
+
+def _api_url(value: Any) -> str:
+    return _url(value, allow_path=False)
 
 
 def _path(value: Any) -> Path:
@@ -273,7 +304,7 @@ def _prefix(value: Any) -> str:
 
 
 SCHEMA: dict[str, dict[str, Parser]] = {
-    "amplitude": {"project": _project, "region": _choice(*REGION_URLS), "base_url": _url},
+    "amplitude": {"project": _project, "region": _choice(*REGION_URLS), "base_url": _api_url},
     "extract": {
         "concurrency": _int(1, 64),
         "max_attempts": _int(1, 100),
@@ -312,7 +343,7 @@ SCHEMA: dict[str, dict[str, Parser]] = {
 PROJECT_SCHEMA: dict[str, Parser] = {
     "name": _project,
     "region": _choice(*REGION_URLS),
-    "base_url": _url,
+    "base_url": _api_url,
     "api_key_env": _env_name,
     "secret_key_env": _env_name,
     "concurrency": _int(1, 64),

@@ -22,12 +22,12 @@ __all__ = [
 
 HOUR = timedelta(hours=1)
 
-_DAY_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
-_ISO_HOUR_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{1,2})(?::00(?::00)?)?Z?$")
-_AMP_HOUR_RE = re.compile(r"^(\d{4})(\d{2})(\d{2})T(\d{2})$")
-_RELATIVE_RE = re.compile(r"^-(\d+)([hd])$")
+_DAY_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$", re.ASCII)
+_ISO_HOUR_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{1,2})(?::00(?::00)?)?Z?$", re.ASCII)
+_AMP_HOUR_RE = re.compile(r"^(\d{4})(\d{2})(\d{2})T(\d{2})$", re.ASCII)
+_RELATIVE_RE = re.compile(r"^-(\d+)([hd])$", re.ASCII)
 # <project_id>_<YYYY-MM-DD>_<H>#<n>.json.gz, H not zero-padded.
-_MEMBER_RE = re.compile(r"^(\d+)_(\d{4})-(\d{2})-(\d{2})_(\d{1,2})#(\d+)\.json\.gz$")
+_MEMBER_RE = re.compile(r"^(\d+)_(\d{4})-(\d{2})-(\d{2})_(\d{1,2})#(\d+)\.json\.gz$", re.ASCII)
 
 
 def floor_hour(moment: datetime) -> datetime:
@@ -71,10 +71,15 @@ def parse_bound(text: str, *, is_end: bool, now: datetime | None = None) -> date
     if m := _RELATIVE_RE.match(value):
         current = floor_hour(now or datetime.now(UTC))
         amount, unit = int(m.group(1)), m.group(2)
-        if unit == "h":
-            return current - timedelta(hours=amount)
-        day = datetime.combine(current.date() - timedelta(days=amount), datetime.min.time(), UTC)
-        return day + timedelta(hours=23) if is_end else day
+        try:
+            if unit == "h":
+                return current - timedelta(hours=amount)
+            day = current.date() - timedelta(days=amount)
+            start = datetime.combine(day, datetime.min.time(), UTC)
+        except (OverflowError, ValueError):
+            msg = f"{text!r} reaches before the year 1: use a nearer relative bound"
+            raise ConfigError(msg) from None
+        return start + timedelta(hours=23) if is_end else start
     msg = (
         f"cannot read {text!r} as a date or hour: use YYYY-MM-DD (a whole UTC day), "
         "YYYY-MM-DDTHH, YYYYMMDDTHH or a relative -7d / -12h"
@@ -87,6 +92,8 @@ def hour_range(first: datetime, last: datetime) -> Iterator[datetime]:
     hour = first
     while hour <= last:
         yield hour
+        if hour == last:  # never step past the last hour (9999-12-31T23 + 1 h overflows)
+            return
         hour += HOUR
 
 

@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 import structlog
 
+from .errors import ConfigError
+
 __all__ = ["configure_logging", "reattach_stderr", "shutdown_logging"]
 
 LOGGER_NAME = "async_amp"
@@ -86,8 +88,17 @@ def configure_logging(
     stream.setLevel(logging.WARNING if quiet else level)
     _handlers.append(stream)
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        try:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as exc:
+            stream.close()
+            _handlers.clear()
+            msg = (
+                f"cannot write the log file {log_file} ({exc.strerror or exc}): "
+                "pass --log-file PATH or set [output] log_dir"
+            )
+            raise ConfigError(msg) from None
         file_handler.setFormatter(json_formatter)
         _handlers.append(file_handler)
     for handler in _handlers:

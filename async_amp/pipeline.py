@@ -403,7 +403,11 @@ class Extractor:
         async with self.source.export(first, last) as body:
             if body is None:
                 return None
-            return await self._consume(body, open_member, first, last, received)
+            processed = await self._consume(body, open_member, first, last, received)
+        if not processed:
+            msg = "a 200 with an empty ZIP (Amplitude answers 404 when there is no data)"
+            raise ArchiveError(msg)
+        return processed
 
     async def _consume(
         self,
@@ -477,7 +481,6 @@ class Extractor:
         by_hour: dict[datetime, list[ProcessedMember]] = {h: [] for h in hours}
         for item in processed or ():
             by_hour[item.member.hour].append(item)
-        archive_empty = processed is not None and not processed
         retry: list[datetime] = []
         for hour in hours:
             state = self.states[hour]
@@ -485,9 +488,7 @@ class Extractor:
             items = sorted(by_hour[hour], key=lambda p: p.member.page)
             pages = frozenset(p.member.page for p in items)
             problem = ""
-            if archive_empty:
-                problem = "a 200 with an empty ZIP (Amplitude answers 404 when there is no data)"
-            elif expected and len(pages) < expected and processed is not None:
+            if expected and len(pages) < expected and processed is not None:
                 problem = _missing_pages(pages, expected)
             warnings: tuple[str, ...] = ()
             if problem:

@@ -196,7 +196,7 @@ def run_extract(
         for name, plan, _ in outcome.jobs:
             _print_plan(name, plan, stdout, multi=len(jobs) > 1)
         return EXIT_OK
-    _print_summary(outcome, config, stdout)
+    _print_summary(outcome, config, _Scrubbed(stdout, secrets))
     report = outcome.to_json()
     log.info(
         "run.summary",
@@ -397,6 +397,22 @@ class _Progress:
                 reattach_stderr()
 
 
+class _Scrubbed:
+    """A text stream that masks secrets, in case an error message quoted one."""
+
+    def __init__(self, out: IO[str], secrets: Sequence[str]) -> None:
+        self._out = out
+        self._secrets = [s for s in secrets if len(s) >= 4]
+
+    def write(self, text: str) -> int:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return self._out.write(text)
+
+    def flush(self) -> None:
+        self._out.flush()
+
+
 def _write_summary(path: Path, report: dict[str, Any]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -435,7 +451,7 @@ def _print_plan(name: str, plan: Plan, out: IO[str], *, multi: bool) -> None:
         )
 
 
-def _print_summary(outcome: RunOutcome, config: Config, out: IO[str]) -> None:
+def _print_summary(outcome: RunOutcome, config: Config, out: Any) -> None:
     print(f"async-amp run {outcome.run_id} -> {outcome.where}", file=out)
     header = (
         f"  {'project':<14}{'hours':>6}{'complete':>9}{'empty':>6}{'failed':>7}{'skipped':>8}"

@@ -25,6 +25,7 @@ __all__ = ["LocalSink"]
 
 STAGING_DIR = ".async-amp-staging"
 STALE_AFTER_S = 24 * 3600
+STALE_SETUP_S = 600
 READ_CHUNK = 1024 * 1024
 _OUTPUT_SUFFIXES = (".json", ".json.gz")
 
@@ -101,28 +102,49 @@ class _LocalStaging:
 
     def _commit(self, manifest: Manifest) -> None:
         final = self._final
+        self._dir.mkdir(parents=True, exist_ok=True)
+        if not final.exists() and self._commit_whole(manifest):
+            return
         final.mkdir(parents=True, exist_ok=True)
         marker = final / MANIFEST_NAME
         if marker.exists():  # re-extraction: the hour stops looking done before it changes
-            marker.unlink()
+            marker.unlink(missing_ok=True)  # another run may be committing the same hour
             self._sync(final)
         keep = {f.name for f in manifest.files}
         for name in keep:
             (self._dir / name).replace(final / name)
         for old in final.iterdir():
             if old.name not in keep and old.name.endswith(_OUTPUT_SUFFIXES):
-                old.unlink()
+                old.unlink(missing_ok=True)
         self._sync(final)
-        self._dir.mkdir(parents=True, exist_ok=True)
+        tmp = self._write_manifest(manifest)
+        tmp.replace(marker)
+        self._sync(final)
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def _commit_whole(self, manifest: Manifest) -> bool:
+        """A first extraction: the staged folder, manifest included, is renamed into place in
+        one step, so not even a kill mid-commit can leave files without their manifest.
+        False when the folder appeared meanwhile (another run): the caller goes file by file.
+        """
+        self._write_manifest(manifest)
+        self._final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._dir.rename(self._final)  # replaces at most an empty folder, atomically
+        except OSError:
+            (self._dir / MANIFEST_NAME).unlink(missing_ok=True)
+            return False
+        self._sync(self._final.parent)
+        return True
+
+    def _write_manifest(self, manifest: Manifest) -> Path:
         tmp = self._dir / MANIFEST_NAME
         with tmp.open("wb") as out:
             out.write(manifest.dumps())
             out.flush()
             if self._sink.fsync:
                 os.fsync(out.fileno())
-        tmp.replace(marker)
-        self._sync(final)
-        shutil.rmtree(self._dir, ignore_errors=True)
+        return tmp
 
     def _sync(self, folder: Path) -> None:
         if self._sink.fsync:
@@ -153,29 +175,56 @@ class LocalSink:
         await anyio.to_thread.run_sync(self._prepare)
 
     def _prepare(self) -> None:
-        try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-            (self.run_dir / "owner.json").write_text(json.dumps(owner))
-        except OSError as exc:
-            msg = (
-                f"output folder {self.root} is not writable ({exc.strerror or exc}): "
-                "pick another with --output or [output] dir"
-            )
-            raise ConfigError(msg) from None
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+        for attempt in range(5):
+            try:
+                self._claim_run_dir(json.dumps(owner))
+                break
+            except FileNotFoundError:
+                if attempt == 4:  # another run keeps removing the (empty) staging root
+                    raise
+            except OSError as exc:
+                msg = (
+                    f"output folder {self.root} is not writable ({exc.strerror or exc}): "
+                    "pick another with --output or [output] dir"
+                )
+                raise ConfigError(msg) from None
         self._clean_leftovers()
+
+    def _claim_run_dir(self, owner: str) -> None:
+        """Create the run's staging folder with its owner file already inside.
+
+        The folder is built under a dot-name and renamed into place, so another run's clean-up
+        never sees it without an owner (it would take it for a dead run's leftovers).
+        """
+        staging = self.root / STAGING_DIR
+        staging.mkdir(parents=True, exist_ok=True)
+        building = staging / f".{self.run_dir.name}.{os.getpid()}"
+        building.mkdir(exist_ok=True)
+        (building / "owner.json").write_text(owner)
+        building.rename(self.run_dir)
 
     def _clean_leftovers(self) -> None:
         host = socket.gethostname()
+        now = time.time()
         for run in (self.root / STAGING_DIR).iterdir():
             if run == self.run_dir:
                 continue
             try:
-                owner = json.loads((run / "owner.json").read_text())
-                dead = owner["host"] == host and not _pid_alive(int(owner["pid"]))
-                old = time.time() - float(owner["started"]) > STALE_AFTER_S
+                if run.name.startswith("."):  # a run being set up: only stale ones are ours
+                    dead = old = now - run.stat().st_mtime > STALE_SETUP_S
+                else:
+                    owner = json.loads((run / "owner.json").read_text())
+                    dead = owner["host"] == host and not _pid_alive(int(owner["pid"]))
+                    old = now - float(owner["started"]) > STALE_AFTER_S
+            except FileNotFoundError:
+                continue  # gone already (its run finished)
             except (OSError, ValueError, KeyError, TypeError):
-                dead, old = True, True
+                # no readable owner: a run being set up, or a crash long ago; go by its age
+                try:
+                    dead = old = now - run.stat().st_mtime > STALE_SETUP_S
+                except OSError:
+                    continue
             if dead or old:
                 shutil.rmtree(run, ignore_errors=True)
 

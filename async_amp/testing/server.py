@@ -341,6 +341,10 @@ class SimulatorOptions(TypedDict, total=False):
     unsafe_name: str
     chunk_bytes: int
     zip_cache_bytes: int
+    # A careless server that reflects what it was sent: a ``str.format`` template with the
+    # fields {authorization} (the raw header), {token}, {api_key} and {secret_key}, prepended
+    # to every non-200 body and to the HTML_200 page. None (the default): never.
+    echo_credentials: str | None
 
 
 # --------------------------------------------------------------------------- the server
@@ -368,6 +372,7 @@ class ExportSimulator:
         unsafe_name: str = "../../evil.json.gz",
         chunk_bytes: int = 64 * 1024,
         zip_cache_bytes: int = 256 * 1024 * 1024,
+        echo_credentials: str | None = None,
     ) -> None:
         self.dataset = dataset
         self._api_key = api_key
@@ -382,6 +387,7 @@ class ExportSimulator:
         self._unsafe_name = unsafe_name
         self._chunk_bytes = chunk_bytes
         self._cache_limit = zip_cache_bytes
+        self._echo_credentials = echo_credentials
         self._cache: OrderedDict[tuple[datetime, datetime], _Body] = OrderedDict()
         self._cache_size = 0
         self._build_locks: dict[tuple[datetime, datetime], asyncio.Lock] = {}
@@ -591,6 +597,8 @@ class ExportSimulator:
             headers: Mapping[str, str] | None = None,
             content_type: str = "text/plain",
         ) -> web.Response:
+            if self._echo_credentials is not None and (status != 200 or "html" in content_type):
+                text = self._echo(request.headers.get("Authorization")) + " " + text
             body = text.encode()
             self._update(rid, status=status, bytes_sent=len(body))
             return web.Response(
@@ -712,6 +720,19 @@ class ExportSimulator:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._closing.wait(), self.stall_s)
         return self._closing.is_set()
+
+    def _echo(self, header: str | None) -> str:
+        """``echo_credentials`` filled in with what the request sent (a careless server)."""
+        assert self._echo_credentials is not None
+        _, _, value = (header or "").partition(" ")
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            decoded = ""
+        api_key, _, secret_key = decoded.partition(":")
+        return self._echo_credentials.format(
+            authorization=header or "", token=value, api_key=api_key, secret_key=secret_key
+        )
 
     def _check_auth(self, header: str | None) -> tuple[int, str] | None:
         if not header:
