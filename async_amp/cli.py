@@ -216,21 +216,25 @@ def _extra_commands() -> list[Callable[[Any], None]]:
     return registers
 
 
-def _add_common(
-    cmd: argparse.ArgumentParser, *, with_range: bool = True, range_required: bool = True
+def add_range_options(cmd: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """``--start`` / ``--end``, shared by every command that takes a range of hours."""
+    cmd.add_argument(
+        "--start",
+        required=required,
+        help="first hour: YYYY-MM-DD (whole UTC day), YYYY-MM-DDTHH, YYYYMMDDTHH or -7d "
+        "(e.g. --start 2026-11-01)",
+    )
+    cmd.add_argument(
+        "--end",
+        required=required,
+        help="last hour, inclusive, same forms (e.g. --end 2026-11-02 covers up to T23)",
+    )
+
+
+def add_storage_options(
+    cmd: argparse.ArgumentParser, *, sink_help: str = "where to write (e.g. --sink azure)"
 ) -> None:
-    if with_range:
-        cmd.add_argument(
-            "--start",
-            required=range_required,
-            help="first hour: YYYY-MM-DD (whole UTC day), YYYY-MM-DDTHH, YYYYMMDDTHH or -7d "
-            "(e.g. --start 2026-11-01)",
-        )
-        cmd.add_argument(
-            "--end",
-            required=range_required,
-            help="last hour, inclusive, same forms (e.g. --end 2026-11-02 covers up to T23)",
-        )
+    """``--config``, ``--output`` and ``--sink``: which config, and which storage."""
     cmd.add_argument(
         "--config",
         type=Path,
@@ -241,9 +245,25 @@ def _add_common(
     cmd.add_argument(
         "--output", type=Path, metavar="DIR", help="local output folder (e.g. --output data)"
     )
-    cmd.add_argument(
-        "--sink", choices=("local", "azure"), help="where to write (e.g. --sink azure)"
-    )
+    cmd.add_argument("--sink", choices=("local", "azure"), help=sink_help)
+
+
+def parse_range(args: argparse.Namespace, now: datetime) -> tuple[datetime | None, datetime | None]:
+    """``--start`` / ``--end`` as hours (``None`` when not given), checked for order."""
+    first = parse_bound(args.start, is_end=False, now=now) if args.start else None
+    last = parse_bound(args.end, is_end=True, now=now) if args.end else None
+    if first is not None and last is not None and last < first:
+        msg = f"--end {args.end} is before --start {args.start}: swap them"
+        raise ConfigError(msg)
+    return first, last
+
+
+def _add_common(
+    cmd: argparse.ArgumentParser, *, with_range: bool = True, range_required: bool = True
+) -> None:
+    if with_range:
+        add_range_options(cmd, required=range_required)
+    add_storage_options(cmd)
     cmd.add_argument(
         "--log-format",
         choices=("json", "console"),
@@ -330,13 +350,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _cmd_extract(args: argparse.Namespace) -> int:
     environ = _environment()
     now = _now(environ)
-    first = parse_bound(args.start, is_end=False, now=now) if args.start else None
-    last = parse_bound(args.end, is_end=True, now=now) if args.end else None
+    first, last = parse_range(args, now)
     if not args.since_last and (first is None or last is None):
         msg = "--start and --end are required (or --since-last for incremental runs)"
-        raise ConfigError(msg)
-    if first is not None and last is not None and last < first:
-        msg = f"--end {args.end} is before --start {args.start}: swap them"
         raise ConfigError(msg)
     config = _load(
         args,

@@ -13,15 +13,24 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 import anyio
 
-from .cli import EXIT_INCOMPLETE, EXIT_OK, _environment, _load, _now, _positive_int
+from .cli import (
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    _environment,
+    _load,
+    _now,
+    _positive_int,
+    add_range_options,
+    add_storage_options,
+    parse_range,
+)
 from .config import Config
 from .errors import ConfigError, StorageError
-from .hours import iso_hour, parse_bound
+from .hours import iso_hour
 from .inspect import LEGEND, StatusReport, VerifyReport, hour_runs, read_status, verify
 from .runner import select_projects
 from .sinks import Sink, make_sink
@@ -99,35 +108,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _add_options(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument(
-        "--start",
-        required=True,
-        help="first hour: YYYY-MM-DD (whole UTC day), YYYY-MM-DDTHH, YYYYMMDDTHH or -7d "
-        "(e.g. --start 2026-11-01)",
-    )
-    cmd.add_argument(
-        "--end",
-        required=True,
-        help="last hour, inclusive, same forms (e.g. --end 2026-11-02 covers up to T23)",
-    )
+    add_range_options(cmd)
     cmd.add_argument(
         "--json",
         action="store_true",
         help="print one JSON document instead of text (e.g. --json | jq .totals)",
     )
-    cmd.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="config file (default ./config.toml if present; e.g. --config prod.toml)",
-    )
-    cmd.add_argument(
-        "--output", type=Path, metavar="DIR", help="local output folder (e.g. --output data)"
-    )
-    cmd.add_argument(
-        "--sink", choices=("local", "azure"), help="where to read from (e.g. --sink azure)"
-    )
+    add_storage_options(cmd, sink_help="where to read from (e.g. --sink azure)")
     cmd.add_argument(
         "--project",
         action="append",
@@ -141,11 +128,8 @@ def _add_options(cmd: argparse.ArgumentParser) -> None:
 
 
 def _range(args: argparse.Namespace, now: datetime) -> tuple[datetime, datetime]:
-    first = parse_bound(args.start, is_end=False, now=now)
-    last = parse_bound(args.end, is_end=True, now=now)
-    if last < first:
-        msg = f"--end {args.end} is before --start {args.start}: swap them"
-        raise ConfigError(msg)
+    first, last = parse_range(args, now)
+    assert first is not None and last is not None  # both are required options here
     return first, last
 
 

@@ -482,16 +482,22 @@ def _parse_projects(tables: Any, problems: list[str]) -> tuple[ProjectConfig, ..
     return tuple(found)
 
 
-def load_credentials(environ: Mapping[str, str] | None = None) -> Credentials:
-    """Amplitude keys from ``AMP_API_KEY`` / ``AMP_SECRET_KEY`` (environment or ``.env``)."""
+def load_credentials(
+    environ: Mapping[str, str] | None = None, project: ProjectConfig | None = None
+) -> Credentials:
+    """A project's keys, from the environment variables it names (default ``AMP_API_KEY`` and
+    ``AMP_SECRET_KEY``), read from the environment or ``.env``."""
     env = os.environ if environ is None else environ
-    api_key = env.get("AMP_API_KEY", "").strip()
-    secret_key = env.get("AMP_SECRET_KEY", "").strip()
-    missing = [n for n, v in (("AMP_API_KEY", api_key), ("AMP_SECRET_KEY", secret_key)) if not v]
+    key_env = project.api_key_env if project else "AMP_API_KEY"
+    secret_env = project.secret_key_env if project else "AMP_SECRET_KEY"
+    api_key = env.get(key_env, "").strip()
+    secret_key = env.get(secret_env, "").strip()
+    missing = [n for n, v in ((key_env, api_key), (secret_env, secret_key)) if not v]
     if missing:
+        whose = f" for project {project.name!r}" if project else ""
         msg = (
-            f"{' and '.join(missing)} not set: export them or put them in a .env file "
-            "(Amplitude > Settings > Projects > your project > General)"
+            f"{' and '.join(missing)} not set{whose}: export them or put them in a .env file "
+            "(Amplitude > Settings > Projects > the project > General)"
         )
         raise CredentialsError(msg)
     return Credentials(api_key=api_key, secret_key=secret_key)

@@ -23,7 +23,7 @@ import anyio
 import structlog
 
 from .client import AiohttpExportSource
-from .config import Config, Credentials, ProjectConfig
+from .config import Config, Credentials, ProjectConfig, load_credentials
 from .errors import ConfigError, CredentialsError, first_user_error
 from .hours import HOUR, hour_range, iso_hour, parse_bound
 from .logs import configure_logging, reattach_stderr
@@ -35,7 +35,6 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "RunOptions",
-    "project_credentials",
     "run_extract",
 ]
 
@@ -106,24 +105,6 @@ class RunOutcome:
         }
 
 
-def project_credentials(project: ProjectConfig, environ: Mapping[str, str]) -> Credentials:
-    """A project's keys, from the environment variables its config names."""
-    api_key = environ.get(project.api_key_env, "").strip()
-    secret_key = environ.get(project.secret_key_env, "").strip()
-    missing = [
-        name
-        for name, value in ((project.api_key_env, api_key), (project.secret_key_env, secret_key))
-        if not value
-    ]
-    if missing:
-        msg = (
-            f"{' and '.join(missing)} not set for project {project.name!r}: export them or put "
-            "them in a .env file (Amplitude > Settings > Projects > the project > General)"
-        )
-        raise CredentialsError(msg)
-    return Credentials(api_key=api_key, secret_key=secret_key)
-
-
 def select_projects(config: Config, names: Sequence[str]) -> tuple[ProjectConfig, ...]:
     projects = config.project_list()
     if not names:
@@ -160,7 +141,7 @@ def run_extract(
         for project in projects:
             if project.name not in creds:
                 try:
-                    creds[project.name] = project_credentials(project, environ)
+                    creds[project.name] = load_credentials(environ, project)
                 except CredentialsError as exc:
                     problems.append(str(exc))
         if problems:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,22 @@ from async_amp.testing.dataset import Dataset
 KEY, SECRET = "test-api-key-7f3a", "test-secret-9c1e"
 DAY1 = datetime(2026, 11, 1, tzinfo=UTC)
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
+
+
+def isolate_cli(
+    tmp_path: Path, monkeypatch: Any, *, key: str = KEY, secret: str = SECRET, **env: str
+) -> Path:
+    """Run the CLI in ``tmp_path`` with only these settings: no stray ASYNC_AMP_/AMP_/AZURE_
+    variables from the machine, the given keys, and ``env`` (``ASYNC_AMP_...`` values)."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith(("ASYNC_AMP_", "AMP_", "AZURE_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AMP_API_KEY", key)
+    monkeypatch.setenv("AMP_SECRET_KEY", secret)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return tmp_path
 
 
 def small_dataset(**kw: Any) -> Dataset:

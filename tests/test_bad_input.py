@@ -8,7 +8,6 @@ a closed loopback port, so a value wrongly accepted shows up as a failed run, no
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,7 +18,7 @@ import pytest
 from async_amp.cli import main
 from async_amp.testing.background import BackgroundSimulator
 
-from .helpers import DAY1, KEY, SECRET, small_dataset
+from .helpers import DAY1, KEY, SECRET, isolate_cli, small_dataset
 
 RANGE = ["--start", "2026-11-01T00", "--end", "2026-11-01T01"]
 DEAD_URL = "http://127.0.0.1:9"  # the discard port: nothing listens on loopback
@@ -35,15 +34,13 @@ class Result:
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith(("ASYNC_AMP_", "AMP_", "AZURE_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AMP_API_KEY", KEY)
-    monkeypatch.setenv("AMP_SECRET_KEY", SECRET)
-    monkeypatch.setenv("ASYNC_AMP_NOW", "2026-11-26T12:00:00Z")
-    monkeypatch.setenv("ASYNC_AMP_EXTRACT_MAX_ATTEMPTS", "1")
-    monkeypatch.setenv("ASYNC_AMP_AMPLITUDE_BASE_URL", DEAD_URL)
+    isolate_cli(
+        tmp_path,
+        monkeypatch,
+        ASYNC_AMP_NOW="2026-11-26T12:00:00Z",
+        ASYNC_AMP_EXTRACT_MAX_ATTEMPTS="1",
+        ASYNC_AMP_AMPLITUDE_BASE_URL=DEAD_URL,
+    )
     return tmp_path
 
 

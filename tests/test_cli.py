@@ -14,18 +14,12 @@ from async_amp.cli import build_parser, main
 from async_amp.testing.background import BackgroundSimulator
 from async_amp.testing.server import ExportSimulator, Fault, FaultPlan
 
-from .helpers import DAY1, KEY, SECRET, small_dataset
+from .helpers import DAY1, KEY, SECRET, isolate_cli, small_dataset
 
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    for name in list(__import__("os").environ):
-        if name.startswith(("ASYNC_AMP_", "AMP_", "AZURE_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AMP_API_KEY", KEY)
-    monkeypatch.setenv("AMP_SECRET_KEY", SECRET)
-    return tmp_path
+    return isolate_cli(tmp_path, monkeypatch)
 
 
 @pytest.fixture

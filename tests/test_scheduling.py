@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -15,19 +14,12 @@ from async_amp.pipeline import shard_hours
 from async_amp.testing.background import BackgroundSimulator
 from async_amp.testing.server import ExportSimulator
 
-from .helpers import DAY1, KEY, SECRET, assert_output_matches, small_dataset
+from .helpers import DAY1, KEY, SECRET, assert_output_matches, isolate_cli, small_dataset
 
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith(("ASYNC_AMP_", "AMP_", "AZURE_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AMP_API_KEY", KEY)
-    monkeypatch.setenv("AMP_SECRET_KEY", SECRET)
-    monkeypatch.setenv("ASYNC_AMP_OUTPUT_FSYNC", "false")
-    return tmp_path
+    return isolate_cli(tmp_path, monkeypatch, ASYNC_AMP_OUTPUT_FSYNC="false")
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ bodies (the simulator's ``echo_credentials`` option); nor when a config value ca
 from __future__ import annotations
 
 import base64
-import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from async_amp.cli import main
 from async_amp.testing.background import BackgroundSimulator
 from async_amp.testing.server import ExportSimulator, Fault, FaultPlan
 
-from .helpers import DAY1, small_dataset
+from .helpers import DAY1, isolate_cli, small_dataset
 from .test_reliability import record
 
 API_KEY = "SENTINEL-API-KEY-8d1f0c"
@@ -57,14 +56,9 @@ class Outcome:
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith(("ASYNC_AMP_", "AMP_", "AZURE_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AMP_API_KEY", API_KEY)
-    monkeypatch.setenv("AMP_SECRET_KEY", SECRET_KEY)
-    monkeypatch.setenv("ASYNC_AMP_NOW", "2026-11-26T12:00:00Z")
-    return tmp_path
+    return isolate_cli(
+        tmp_path, monkeypatch, key=API_KEY, secret=SECRET_KEY, ASYNC_AMP_NOW="2026-11-26T12:00:00Z"
+    )
 
 
 Runner = Callable[..., Outcome]
