@@ -40,7 +40,7 @@ demo-azure: install azurite
 	$(BIN)/python -m async_amp.demo_azure
 
 bench: install azurite
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 docs: install
 	$(BIN)/python -m async_amp.docgen docs/cli.md

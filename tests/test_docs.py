@@ -1,0 +1,195 @@
+"""The documentation cannot drift from the code: the CLI reference is generated and compared,
+every config key and every log event must be documented with its real name, default and fields.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import re
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from async_amp import config as config_module
+from async_amp.cli import build_parser
+from async_amp.config import SCHEMA
+from async_amp.docgen import commands, render_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+PACKAGE = ROOT / "async_amp"
+LOG_METHODS = {"debug", "info", "warning", "error", "critical", "exception"}
+
+
+def _table(text: str, heading: str) -> list[list[str]]:
+    """Rows of the first Markdown table after ``heading`` (cells stripped, header skipped)."""
+    start = text.index(heading + "\n")
+    rows: list[list[str]] = []
+    for line in text[start:].splitlines()[1:]:
+        if line.startswith("## ") and rows:
+            break
+        if line.startswith("|") and not line.startswith("| ---"):
+            rows.append([cell.strip() for cell in line.strip().strip("|").split(" | ")])
+        elif rows and not line.startswith("|"):
+            break
+    return rows[1:]
+
+
+def _code(cell: str) -> str:
+    match = re.match(r"`([^`]*)`", cell)
+    assert match, f"expected a `code` cell, got {cell!r}"
+    return match.group(1)
+
+
+# --- docs/cli.md ----------------------------------------------------------------------------
+
+
+def test_cli_reference_is_up_to_date() -> None:
+    current = (DOCS / "cli.md").read_text(encoding="utf-8")
+    assert current == render_cli(), "docs/cli.md is out of date: run 'make docs'"
+
+
+def _options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    return [
+        a
+        for a in parser._actions
+        if a.option_strings and not isinstance(a, argparse._HelpAction | argparse._VersionAction)
+    ]
+
+
+@pytest.mark.parametrize("name", list(commands(build_parser())))
+def test_every_option_has_help_with_an_example(name: str) -> None:
+    parser = commands(build_parser())[name]
+    assert parser.description and "e.g." not in parser.prog
+    for action in _options(parser):
+        assert action.help, f"{name} {action.option_strings[0]} has no help"
+        assert "e.g." in action.help, f"{name} {action.option_strings[0]}: help has no example"
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    for action in build_parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                assert choice.help and "e.g." in choice.help, choice.dest
+
+
+# --- docs/configuration.md ------------------------------------------------------------------
+
+
+def _toml_literal(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | Path):
+        return f'"{value}"'
+    return repr(value)
+
+
+def _defaults(section: str) -> dict[str, Any]:
+    cls = config_module._SECTION_TYPES[section]
+    return {
+        f.name: f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        for f in fields(cls)
+    }
+
+
+@pytest.mark.parametrize("section", list(SCHEMA))
+def test_every_config_key_is_documented_with_env_var_and_default(section: str) -> None:
+    text = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    rows = _table(text, f"## [{section}]")
+    documented = {_code(row[0]): row for row in rows}
+    assert set(documented) == set(SCHEMA[section]), (
+        f"[{section}] undocumented: {set(SCHEMA[section]) - set(documented)}; "
+        f"documented but unknown: {set(documented) - set(SCHEMA[section])}"
+    )
+    defaults = _defaults(section)
+    for key, (_, kind, default, env, meaning) in documented.items():
+        assert _code(env) == f"ASYNC_AMP_{section}_{key}".upper(), key
+        want = _toml_literal(defaults[key])
+        shown = default if want == "(none)" else _code(default)
+        assert shown.startswith(want), f"[{section}] {key}: default {default!r}, code has {want}"
+        assert kind and len(meaning) > 20, key
+
+
+def test_every_projects_key_is_documented() -> None:
+    schema = getattr(config_module, "PROJECT_SCHEMA", None)
+    if schema is None:
+        pytest.skip("no [[projects]] in this version")
+    text = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    documented = {_code(row[0]) for row in _table(text, "## [[projects]]")}
+    assert documented == set(schema)
+
+
+# --- docs/operations.md: the log events ------------------------------------------------------
+
+
+def _logged_events() -> dict[str, tuple[str, set[str], bool]]:
+    """``event -> (level, keyword fields, has **expansion)`` from every structlog call."""
+    found: dict[str, tuple[str, set[str], bool]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "testing" in path.relative_to(PACKAGE).parts:
+            continue  # the simulator's own logging is not the extractor's
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in LOG_METHODS
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "log"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
+                continue
+            names = {k.arg for k in node.keywords if k.arg}
+            dynamic = any(k.arg is None for k in node.keywords)
+            level, known, was_dynamic = found.get(
+                node.args[0].value, (node.func.attr, set(), False)
+            )
+            found[node.args[0].value] = (level, known | names, was_dynamic or dynamic)
+    return found
+
+
+def test_every_log_event_is_documented_with_its_fields() -> None:
+    text = (DOCS / "operations.md").read_text(encoding="utf-8")
+    rows = _table(text, "## Log events")
+    documented = {_code(row[0]): (row[1], set(re.findall(r"`(\w+)`", row[2]))) for row in rows}
+    logged = _logged_events()
+    assert set(documented) == set(logged), (
+        f"logged but not documented: {set(logged) - set(documented)}; "
+        f"documented but never logged: {set(documented) - set(logged)}"
+    )
+    for event, (level, names, dynamic) in logged.items():
+        doc_level, doc_fields = documented[event]
+        assert doc_level == level, event
+        missing = names - doc_fields
+        assert not missing, f"{event}: fields {missing} are logged but not documented"
+        if not dynamic:
+            extra = doc_fields - names
+            assert not extra, f"{event}: documented fields {extra} are not logged"
+
+
+def test_kql_examples_only_use_documented_events() -> None:
+    text = (DOCS / "operations.md").read_text(encoding="utf-8")
+    used = set(re.findall(r'event (?:==|in) \(?"([\w.]+)"', text))
+    used |= set(re.findall(r'"((?:run|hour|window)\.\w+)"', text))
+    assert used <= set(_logged_events()), used - set(_logged_events())
+
+
+# --- links between the documents -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("doc", sorted(p.name for p in DOCS.glob("*.md")))
+def test_relative_links_resolve(doc: str) -> None:
+    text = (DOCS / doc).read_text(encoding="utf-8")
+    for target, anchor in re.findall(r"\]\(([\w./-]*\.md)?(?:#([\w-]+))?\)", text):
+        page = (DOCS / target) if target else DOCS / doc
+        assert page.is_file(), f"{doc} links to missing {target}"
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", page.read_text(encoding="utf-8"), re.M)
+            slugs = {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in headings}
+            assert anchor in slugs, f"{doc} links to #{anchor}, not a heading of {page.name}"
