@@ -15,6 +15,7 @@ import pytest
 from async_amp.archive import (
     ArchiveLimits,
     GzipDecoder,
+    count_lines,
     iter_members,
     output_name,
     process_archive,
@@ -315,3 +316,10 @@ def test_output_name_drops_gz_unless_kept() -> None:
     m = MemberName("1", HOUR, 0, "1_2026-11-01_5#0.json.gz")
     assert output_name(m, keep_gzip=False) == "1_2026-11-01_5#0.json"
     assert output_name(m, keep_gzip=True) == "1_2026-11-01_5#0.json.gz"
+
+
+@pytest.mark.parametrize("size", [0, 1, 100, 16 * 1024 - 1, 16 * 1024, 16 * 1024 + 1, 1 << 20])
+def test_count_lines_agrees_with_bytes_count(size: int) -> None:
+    data = (b'{"e":1}\n' * (size // 8 + 1))[:size]
+    data = data[:-1] + b"x" if data.endswith(b"\n") and size % 3 == 0 else data
+    assert count_lines(data) == data.count(b"\n")
