@@ -1,13 +1,15 @@
 """A concurrency bound that backs off while the server pushes back (AIMD).
 
-Amplitude allows about 5 concurrent REST requests per project and answers 429 beyond. Every
-throttled answer halves the number of requests allowed in flight (never below one); every
-``recover_after`` clean responses give one slot back, up to the configured maximum.
+Amplitude allows about 5 concurrent REST requests per project and answers 429 beyond. A
+throttled answer cuts the number of requests allowed in flight to three quarters (never below
+one); every ``recover_after`` clean responses give one slot back, up to the configured maximum.
+
+One burst of 429s is one signal: the requests that were already in flight when the bound was
+cut carry the old epoch, and their 429s do not cut it again. Without that, 16 requests sent at
+once against a limit of 8 would cut 16 -> 8 -> 4 -> 2 -> 1 on a single overload.
 """
 
 from __future__ import annotations
-
-from types import TracebackType
 
 import anyio
 
@@ -15,11 +17,13 @@ __all__ = ["AdaptiveLimiter"]
 
 
 class AdaptiveLimiter:
-    def __init__(self, maximum: int, *, recover_after: int = 4) -> None:
+    def __init__(self, maximum: int, *, recover_after: int = 4, decrease: float = 0.75) -> None:
         self.maximum = maximum
         self._limiter = anyio.CapacityLimiter(maximum)
         self._recover_after = recover_after
+        self._decrease = decrease
         self._clean = 0
+        self.epoch = 0
         self.throttle_events = 0
 
     @property
@@ -30,11 +34,16 @@ class AdaptiveLimiter:
     def in_flight(self) -> int:
         return self._limiter.borrowed_tokens
 
-    def throttled(self) -> int:
-        """The server said slow down: halve the allowed concurrency. Returns the new bound."""
+    def throttled(self, epoch: int | None = None) -> int:
+        """The server said slow down. ``epoch`` is the value of ``self.epoch`` when the
+        throttled request started; a request older than the last cut does not cut again.
+        Returns the bound now in force."""
         self.throttle_events += 1
+        if epoch is not None and epoch != self.epoch:
+            return self.current
+        self.epoch += 1
         self._clean = 0
-        self._limiter.total_tokens = max(1, self.current // 2)
+        self._limiter.total_tokens = max(1, int(self.current * self._decrease))
         return self.current
 
     def succeeded(self) -> None:
@@ -46,13 +55,10 @@ class AdaptiveLimiter:
             self._clean = 0
             self._limiter.total_tokens = self.current + 1
 
-    async def __aenter__(self) -> None:
+    async def acquire(self) -> int:
+        """Wait for a slot; returns the epoch to hand back to ``throttled``."""
         await self._limiter.acquire()
+        return self.epoch
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def release(self) -> None:
         self._limiter.release()

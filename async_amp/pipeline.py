@@ -347,13 +347,18 @@ class Extractor:
         started = time.monotonic()
         stagings: dict[datetime, HourStaging] = {}
         received = [0]
+        epoch = -1
         try:
-            async with self.limiter, self._overall():
-                self.summary.requests += 1
-                try:
-                    processed = await self._fetch(first, last, stagings, received)
-                finally:
-                    self._probe_finished(hours)
+            epoch = await self.limiter.acquire()
+            try:
+                async with self._overall():
+                    self.summary.requests += 1
+                    try:
+                        processed = await self._fetch(first, last, stagings, received)
+                    finally:
+                        self._probe_finished(hours)
+            finally:
+                self.limiter.release()
         except ExportTooLargeError as exc:
             await self._discard(stagings)
             if len(hours) > 1:
@@ -367,7 +372,7 @@ class Extractor:
         except (AttemptError, StorageError) as exc:
             await self._discard(stagings)
             if isinstance(exc, RetryableHTTPError) and exc.throttled:
-                bound = self.limiter.throttled()
+                bound = self.limiter.throttled(epoch)
                 log.warning("run.throttled", status=exc.status, concurrency=bound)
             for hour in hours:
                 state = self.states[hour]

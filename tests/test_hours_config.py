@@ -182,14 +182,19 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
 
 
 @pytest.mark.anyio
-async def test_adaptive_limiter_halves_on_throttle_and_recovers() -> None:
-    limiter = AdaptiveLimiter(8, recover_after=2)
-    assert limiter.throttled() == 4
-    assert limiter.throttled() == 2
-    assert limiter.throttled() == 1
-    assert limiter.throttled() == 1
+async def test_adaptive_limiter_cuts_once_per_burst_and_recovers() -> None:
+    limiter = AdaptiveLimiter(16, recover_after=2)
+    epochs = [limiter.epoch] * 16  # sixteen requests sent together
+    # their sixteen 429s are one signal: one cut, not 16 -> 12 -> 9 -> ... -> 1
+    bounds = [limiter.throttled(e) for e in epochs]
+    assert bounds == [12] * 16 and limiter.throttle_events == 16
+    newer = await limiter.acquire()
+    assert limiter.in_flight == 1
+    assert limiter.throttled(newer) == 9  # a request sent after the cut cuts again
+    limiter.release()
+    for _ in range(9):
+        assert limiter.throttled() >= 1
+    assert limiter.current == 1
     for _ in range(4):
         limiter.succeeded()
     assert limiter.current == 3
-    async with limiter:
-        assert limiter.in_flight == 1
