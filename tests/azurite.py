@@ -32,9 +32,9 @@ from async_amp.testing.azurite import (
     ACCOUNT_KEY,
     ACCOUNT_NAME,
     START_TIMEOUT_S,
+    AzuriteEndpoint,
     AzuriteError,
     AzuriteProcess,
-    dev_connection_string,
 )
 
 __all__ = [
@@ -53,21 +53,8 @@ AZURITE_BIN = TOOLS_DIR / "node_modules" / ".bin" / "azurite-blob"
 
 
 @dataclass(frozen=True, slots=True)
-class Azurite:
-    """A running Azurite blob service on loopback."""
-
-    blob_endpoint: str  # http://127.0.0.1:PORT/devstoreaccount1
-    port: int
-    account_name: str = ACCOUNT_NAME
-    account_key: str = ACCOUNT_KEY
-
-    @property
-    def account_url(self) -> str:
-        return self.blob_endpoint
-
-    @property
-    def connection_string(self) -> str:
-        return dev_connection_string(self.blob_endpoint)
+class Azurite(AzuriteEndpoint):
+    """A running Azurite blob service on loopback, with helpers for tests (SAS, clients)."""
 
     def sas_token(
         self,
