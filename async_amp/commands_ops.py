@@ -158,6 +158,30 @@ def _read(sink: Sink, work: Callable[[], Awaitable[_T]]) -> _T:
     return anyio.run(go)
 
 
+def _report(
+    args: argparse.Namespace,
+    sink: Sink,
+    work: Callable[[], Awaitable[list[_T]]],
+    out: TextIO | None,
+    *,
+    as_json: Callable[[list[_T]], dict[str, Any]],
+    render: Callable[[_T], str],
+) -> list[_T] | None:
+    """Read the reports and print them (JSON or text); None, with one line on stderr, when the
+    storage could not be read."""
+    try:
+        reports = _read(sink, work)
+    except StorageError as exc:
+        print(f"async-amp: error: {exc}", file=sys.stderr)
+        return None
+    stdout = out or sys.stdout
+    if args.json:
+        print(json.dumps(as_json(reports), indent=2), file=stdout)
+    else:
+        stdout.write("\n".join(render(r) for r in reports))
+    return reports
+
+
 def _projects(args: argparse.Namespace, config: Config) -> list[str]:
     return [p.name for p in select_projects(config, args.project or ())]
 
@@ -176,17 +200,8 @@ def _cmd_status(args: argparse.Namespace, out: TextIO | None = None) -> int:
             await read_status(sink, name, first, last, now=now, lag_hours=lag) for name in projects
         ]
 
-    try:
-        reports = _read(sink, work)
-    except StorageError as exc:
-        print(f"async-amp: error: {exc}", file=sys.stderr)
-        return EXIT_INCOMPLETE
-    stdout = out or sys.stdout
-    if args.json:
-        print(json.dumps(status_json(reports), indent=2), file=stdout)
-    else:
-        stdout.write("\n".join(render_status(r) for r in reports))
-    return EXIT_OK
+    reports = _report(args, sink, work, out, as_json=status_json, render=render_status)
+    return EXIT_INCOMPLETE if reports is None else EXIT_OK
 
 
 def _cmd_verify(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -202,17 +217,8 @@ def _cmd_verify(args: argparse.Namespace, out: TextIO | None = None) -> int:
             await verify(sink, name, first, last, concurrency=args.concurrency) for name in projects
         ]
 
-    try:
-        reports = _read(sink, work)
-    except StorageError as exc:
-        print(f"async-amp: error: {exc}", file=sys.stderr)
-        return EXIT_INCOMPLETE
-    stdout = out or sys.stdout
-    if args.json:
-        print(json.dumps(verify_json(reports), indent=2), file=stdout)
-    else:
-        stdout.write("\n".join(render_verify(r) for r in reports))
-    return EXIT_OK if all(r.ok for r in reports) else EXIT_INCOMPLETE
+    reports = _report(args, sink, work, out, as_json=verify_json, render=render_verify)
+    return EXIT_OK if reports is not None and all(r.ok for r in reports) else EXIT_INCOMPLETE
 
 
 def status_json(reports: list[StatusReport]) -> dict[str, Any]:

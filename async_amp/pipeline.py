@@ -131,7 +131,6 @@ class RunSummary:
     throttled: int = 0
     bytes_in: int = 0
     seconds: float = 0.0
-    dry_run: bool = False
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results.values() if r.status == status)
@@ -153,7 +152,7 @@ class RunSummary:
     @property
     def exit_code(self) -> int:
         unfinished = len(self.plan.to_fetch) - len(self.results)
-        return 1 if self.failed or (unfinished and not self.dry_run) else 0
+        return 1 if self.failed or unfinished else 0
 
     def to_json(self) -> dict[str, Any]:
         return {

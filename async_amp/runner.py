@@ -177,7 +177,7 @@ def run_extract(
         for name, plan, _ in outcome.jobs:
             _print_plan(name, plan, stdout, multi=len(jobs) > 1)
         return EXIT_OK
-    _print_summary(outcome, config, _Scrubbed(stdout, secrets))
+    _print_summary(outcome, _Scrubbed(stdout, secrets))
     report = outcome.to_json()
     log.info(
         "run.summary",
@@ -432,7 +432,7 @@ def _print_plan(name: str, plan: Plan, out: IO[str], *, multi: bool) -> None:
         )
 
 
-def _print_summary(outcome: RunOutcome, config: Config, out: Any) -> None:
+def _print_summary(outcome: RunOutcome, out: Any) -> None:
     print(f"async-amp run {outcome.run_id} -> {outcome.where}", file=out)
     header = (
         f"  {'project':<14}{'hours':>6}{'complete':>9}{'empty':>6}{'failed':>7}{'skipped':>8}"
@@ -470,4 +470,3 @@ def _print_summary(outcome: RunOutcome, config: Config, out: Any) -> None:
         )
     elif any(p.other_shards for _, p, _ in outcome.jobs):
         print("  (hours of other shards were left to their workers)", file=out)
-    del config

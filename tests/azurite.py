@@ -11,14 +11,18 @@ stops it with SIGTERM at the end; ``azure_container`` gives each test its own co
 from __future__ import annotations
 
 import contextlib
+import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+import yarl
+from aiohttp import web
 from azure.storage.blob import (
     AccountSasPermissions,
     ContainerSasPermissions,
@@ -45,6 +49,8 @@ __all__ = [
     "AzuriteError",
     "azure_container",
     "azurite",
+    "azurite_proxy",
+    "free_port",
     "run_azurite",
 ]
 
@@ -112,3 +118,56 @@ def azurite() -> Iterator[Azurite]:
 def azure_container() -> str:
     """A container name of this test's own (not created: the sink or the test creates it)."""
     return f"t-{uuid.uuid4().hex[:24]}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+Intercept = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
+_HOP_REQUEST = {"host", "content-length", "transfer-encoding"}
+_HOP_RESPONSE = {"content-length", "transfer-encoding", "connection", "keep-alive"}
+
+
+@contextlib.asynccontextmanager
+async def azurite_proxy(
+    azurite: Azurite, intercept: Intercept, *, max_body: int = 64 * 1024 * 1024
+) -> AsyncIterator[str]:
+    """A loopback proxy in front of Azurite; yields its blob endpoint.
+
+    ``intercept(request)`` sees every request first (its body already read): it returns a
+    response to answer in Azurite's place, or None to forward the request unchanged.
+    """
+    upstream = f"http://127.0.0.1:{azurite.port}"
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            body = await request.read()
+            answer = await intercept(request)
+            if answer is not None:
+                return answer
+            headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_REQUEST}
+            async with session.request(
+                request.method,
+                yarl.URL(upstream + request.raw_path, encoded=True),
+                headers=headers,
+                data=body or None,
+                allow_redirects=False,
+                skip_auto_headers=("Content-Type",),
+            ) as response:
+                payload = await response.read()
+                out = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_RESPONSE}
+                return web.Response(status=response.status, headers=out, body=payload)
+
+        app = web.Application(client_max_size=max_body)
+        app.router.add_route("*", "/{tail:.*}", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            yield f"http://127.0.0.1:{port}/devstoreaccount1"
+        finally:
+            await runner.cleanup()

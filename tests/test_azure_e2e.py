@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,10 +32,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import aiohttp
 import anyio
 import pytest
-import yarl
 from aiohttp import web
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobProperties
@@ -50,7 +47,7 @@ from async_amp.testing.background import BackgroundSimulator
 from async_amp.testing.dataset import Dataset
 from async_amp.testing.server import Fault, FaultPlan, Latency, run_simulator
 
-from .azurite import ACCOUNT_KEY, Azurite
+from .azurite import ACCOUNT_KEY, Azurite, azurite_proxy, free_port
 from .helpers import DAY1, KEY, NOW, SECRET, last_hour_of, make_config, run, small_dataset
 
 pytestmark = [pytest.mark.anyio, pytest.mark.azure]
@@ -191,12 +188,6 @@ async def assert_container_matches(
     missing = expected - set(blobs)
     assert not stray and not missing, f"stray {sorted(stray)}, missing {sorted(missing)}"
     return Checked(files, size)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cli_env(base_url: str, container: str, **extra: str) -> dict[str, str]:
@@ -410,48 +401,21 @@ async def manifest_holding_proxy(
     """A loopback proxy to Azurite that holds the first manifest upload until its client goes
     away (then drops it) or 3 s pass (then forwards it); the event fires when it is held."""
     held = anyio.Event()
-    upstream = f"http://127.0.0.1:{azurite.port}"
-    async with aiohttp.ClientSession(auto_decompress=False) as session:
 
-        async def handle(request: web.Request) -> web.StreamResponse:
-            body = await request.read()
-            path = unquote(request.path)
-            if request.method == "PUT" and path.endswith("/" + MANIFEST_NAME) and not held.is_set():
-                held.set()
-                deadline = time.monotonic() + 3
-                while time.monotonic() < deadline:
-                    transport = request.transport
-                    if transport is None or transport.is_closing():
-                        return web.Response(status=499)  # the client is gone: never forwarded
-                    await anyio.sleep(0.02)
-            headers = {
-                k: v
-                for k, v in request.headers.items()
-                if k.lower() not in {"host", "content-length", "transfer-encoding"}
-            }
-            async with session.request(
-                request.method,
-                yarl.URL(upstream + request.raw_path, encoded=True),
-                headers=headers,
-                data=body or None,
-                allow_redirects=False,
-                skip_auto_headers=("Content-Type",),
-            ) as response:
-                payload = await response.read()
-                drop = {"content-length", "transfer-encoding", "connection", "keep-alive"}
-                out = {k: v for k, v in response.headers.items() if k.lower() not in drop}
-                return web.Response(status=response.status, headers=out, body=payload)
+    async def hold(request: web.Request) -> web.StreamResponse | None:
+        path = unquote(request.path)
+        if request.method == "PUT" and path.endswith("/" + MANIFEST_NAME) and not held.is_set():
+            held.set()
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    return web.Response(status=499)  # the client is gone: never forwarded
+                await anyio.sleep(0.02)
+        return None
 
-        app = web.Application(client_max_size=64 * MIB)
-        app.router.add_route("*", "/{tail:.*}", handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        try:
-            yield f"http://127.0.0.1:{port}/devstoreaccount1", held
-        finally:
-            await runner.cleanup()
+    async with azurite_proxy(azurite, hold) as endpoint:
+        yield endpoint, held
 
 
 async def test_sigterm_during_an_hours_commit_leaves_no_data_without_its_manifest(

@@ -12,7 +12,6 @@ import gzip
 import hashlib
 import json
 import os
-import socket
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -21,10 +20,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import aiohttp
 import anyio
 import pytest
-import yarl
 from aiohttp import web
 from azure.core.exceptions import ResourceNotFoundError
 
@@ -33,7 +30,7 @@ from async_amp.errors import AsyncAmpError, ConfigError, CredentialsError, Stora
 from async_amp.hours import MemberName, parse_member_name
 from async_amp.manifest import FileEntry, Manifest
 from async_amp.sinks.azure import AzureSink
-from tests.azurite import ACCOUNT_KEY, Azurite
+from tests.azurite import ACCOUNT_KEY, Azurite, azurite_proxy, free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.azure]
 
@@ -194,12 +191,6 @@ def chain_text(exc: BaseException) -> str:
         texts.append(f"{seen!s} {seen!r}")
         seen = seen.__cause__ or seen.__context__
     return "\n".join(texts)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- round trip --------------------------------------------------------------------------------
@@ -567,52 +558,20 @@ async def flaky_proxy(
 ) -> AsyncIterator[tuple[str, list[str]]]:
     """A loopback proxy to Azurite that answers 503 ServerBusy when ``fail(method, path)``."""
     failed: list[str] = []
-    upstream = f"http://127.0.0.1:{azurite.port}"
-    async with aiohttp.ClientSession(auto_decompress=False) as session:
 
-        async def handle(request: web.Request) -> web.Response:
-            body = await request.read()
-            if fail(request.method, request.raw_path):
-                failed.append(request.raw_path)
-                return web.Response(
-                    status=503,
-                    headers={"x-ms-error-code": "ServerBusy"},
-                    text=SERVER_BUSY,
-                    content_type="application/xml",
-                )
-            headers = {
-                k: v
-                for k, v in request.headers.items()
-                if k.lower() not in {"host", "content-length", "transfer-encoding"}
-            }
-            async with session.request(
-                request.method,
-                yarl.URL(upstream + request.raw_path, encoded=True),
-                headers=headers,
-                data=body or None,
-                allow_redirects=False,
-                skip_auto_headers=("Content-Type",),
-            ) as response:
-                payload = await response.read()
-                out = {
-                    k: v
-                    for k, v in response.headers.items()
-                    if k.lower()
-                    not in {"content-length", "transfer-encoding", "connection", "keep-alive"}
-                }
-                return web.Response(status=response.status, headers=out, body=payload)
+    async def busy(request: web.Request) -> web.StreamResponse | None:
+        if not fail(request.method, request.raw_path):
+            return None
+        failed.append(request.raw_path)
+        return web.Response(
+            status=503,
+            headers={"x-ms-error-code": "ServerBusy"},
+            text=SERVER_BUSY,
+            content_type="application/xml",
+        )
 
-        app = web.Application(client_max_size=16 * MIB)
-        app.router.add_route("*", "/{tail:.*}", handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        port = free_port()
-        site = web.TCPSite(runner, "127.0.0.1", port)
-        await site.start()
-        try:
-            yield f"http://127.0.0.1:{port}/devstoreaccount1", failed
-        finally:
-            await runner.cleanup()
+    async with azurite_proxy(azurite, busy, max_body=16 * MIB) as endpoint:
+        yield endpoint, failed
 
 
 async def test_server_busy_is_retried(azurite: Azurite, azure_container: str) -> None:
