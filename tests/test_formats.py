@@ -1,0 +1,244 @@
+"""The NDJSON -> Arrow/Parquet converter, checked row by row against a plain-Python oracle."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from async_amp.errors import ArchiveError
+from async_amp.formats import (
+    COLUMNS,
+    EVENT_SCHEMA,
+    JSON_TYPE,
+    iter_event_batches,
+    plain_schema,
+    write_parquet,
+)
+from async_amp.testing.dataset import Dataset
+
+HOUR = datetime(2026, 11, 2, 14, tzinfo=UTC)
+SOURCE = "187520/187520_2026-11-02_14#0.json.gz"
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _fits(kind: str, value: Any) -> Any:
+    """The oracle: the column value for a JSON value, or ``_MISFIT``."""
+    if value is None:
+        return None
+    if kind == "json":
+        return value
+    if kind == "string":
+        return value if isinstance(value, str) else _MISFIT
+    if kind == "bool":
+        return value if isinstance(value, bool) else _MISFIT
+    if isinstance(value, bool):
+        return _MISFIT
+    if kind == "int64":
+        return value if isinstance(value, int) and _INT64[0] <= value <= _INT64[1] else _MISFIT
+    if kind == "float64":
+        if isinstance(value, float):
+            return value
+        return float(value) if isinstance(value, int) and abs(value) <= 2**53 else _MISFIT
+    assert kind == "timestamp"
+    if not isinstance(value, str):
+        return _MISFIT
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return _MISFIT
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+_MISFIT = object()
+
+
+def expected_row(obj: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for column in COLUMNS:
+        value = _fits(column.kind, obj.get(column.key))
+        if value is _MISFIT:
+            extra[column.key] = obj[column.key]
+            value = None
+        row[column.name] = value
+    known = {c.key for c in COLUMNS}
+    extra.update({k: v for k, v in obj.items() if k not in known and v is not None})
+    row["_extra"] = extra or None
+    row["_export_hour"] = HOUR
+    row["_source_file"] = SOURCE
+    return row
+
+
+def actual_rows(table: pa.Table) -> list[dict[str, Any]]:
+    rows = table.to_pylist()
+    for row in rows:
+        for field in EVENT_SCHEMA:
+            if field.type == JSON_TYPE and row[field.name] is not None:
+                row[field.name] = json.loads(row[field.name])
+    return rows
+
+
+def convert(data: bytes, tmp_path: Path, **kw: Any) -> pa.Table:
+    path = tmp_path / "member.ndjson"
+    path.write_bytes(data)
+    batches = list(iter_event_batches(path, export_hour=HOUR, source_file=SOURCE, **kw))
+    return pa.Table.from_batches(batches, schema=EVENT_SCHEMA)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    return bool(a == b)
+
+
+def assert_rows(lines: list[dict[str, Any]], table: pa.Table) -> None:
+    got = actual_rows(table)
+    assert len(got) == len(lines)
+    for number, (obj, row) in enumerate(zip(lines, got, strict=True), start=1):
+        want = expected_row(obj)
+        bad = {k: (want[k], row[k]) for k in want if not _same(want[k], row[k])}
+        assert not bad, f"line {number}: {bad}"
+
+
+def test_simulated_hour_converts_row_for_row(tmp_path: Path) -> None:
+    ds = Dataset(events_per_hour=400, pages_per_hour=1)
+    data = ds.ndjson(HOUR, 0)
+    table = convert(data, tmp_path)
+    assert table.schema == EVENT_SCHEMA
+    lines = [json.loads(line) for line in data.splitlines()]
+    assert_rows(lines, table)
+    assert table.column("_extra").null_count == len(lines)
+
+
+ODD = [
+    # numbers inside strings, a string session_id, a number user_id, -1 sessions
+    {"uuid": "a", "session_id": "1793627999910", "user_id": 12345, "app": "187520"},
+    {"uuid": "b", "session_id": -1, "event_id": 7.0, "amplitude_id": 2**64, "sample_rate": 1},
+    {"uuid": "c", "paying": "true", "is_attribution_event": 1, "location_lat": "52.5"},
+    {"uuid": "d", "location_lat": 52.520008, "location_lng": -13, "paying": True},
+    {"uuid": "e", "event_time": "2026-11-02 13:59:59.910197", "user_creation_time": "never"},
+    {"uuid": "f", "event_time": "2026-11-02T15:59:59+02:00", "processed_time": 1793627999},
+    {"uuid": "g", "new_field": {"x": [1, [2, [3]]]}, "another": "v", "nothing": None},
+    {"uuid": "h", "event_properties": {}, "user_properties": {"é": "ünïcødé 😀", "q": '"\\'}},
+    {"uuid": "i", "event_properties": {"long": "x" * 200_000, "big": 123456789012345678901234}},
+    {"uuid": "j", "groups": [], "data": "just text", "plan": 5, "amplitude_attribution_ids": None},
+    {"uuid": 'k"\\\u0001', "city": "Z\u00fcrich\n", "event_type": "[Amplitude] Page Viewed"},
+    {"uuid": "l", "amplitude_id": 9_007_199_254_740_993, "sample_rate": 9_007_199_254_740_993},
+    {"uuid": "m", "$insert_id": None, "$schema": 12, "$insert_key": "k", "region": True},
+    {"uuid": "n", "version_name": 1.5, "dma": ["x"], "country": {"name": "DE"}},
+    {},
+]
+
+
+def test_odd_records_keep_every_value(tmp_path: Path) -> None:
+    data = b"".join(json.dumps(o, ensure_ascii=False).encode() + b"\n" for o in ODD)
+    table = convert(data, tmp_path)
+    assert_rows(ODD, table)
+    extra = actual_rows(table)
+    assert extra[0]["_extra"] == {"session_id": "1793627999910", "user_id": 12345, "app": "187520"}
+    assert extra[6]["_extra"] == {"new_field": {"x": [1, [2, [3]]]}, "another": "v"}
+    assert extra[5]["event_time"] == datetime(2026, 11, 2, 13, 59, 59, tzinfo=UTC)
+
+
+def test_compact_and_spaced_json_agree(tmp_path: Path) -> None:
+    compact = b"".join(json.dumps(o, separators=(",", ":")).encode() + b"\n" for o in ODD)
+    spaced = b"".join(json.dumps(o, indent=None).encode() + b"  \r\n" for o in ODD)
+    assert_rows(ODD, convert(compact, tmp_path))
+    assert_rows(ODD, convert(spaced, tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("data", "line", "why"),
+    [
+        (b'{"uuid":"a"}\n{"uuid":"b",\n{"uuid":"c"}\n', 2, "not JSON"),
+        (b'{"uuid":"a"}\n\n{"uuid":"c"}\n', 2, "empty"),
+        (b'{"uuid":"a"}\n{"uuid":"b"}\n[1, 2]\n', 3, "not an object"),
+        (b'{"uuid":"a"}\n"text"\n', 2, "not an object"),
+        (b'{"uuid":"a"}\n{"uuid":"b"} trailing\n', 2, "not JSON"),
+    ],
+)
+def test_a_line_that_is_not_a_json_object_names_member_and_line(
+    tmp_path: Path, data: bytes, line: int, why: str
+) -> None:
+    with pytest.raises(ArchiveError) as info:
+        convert(data, tmp_path)
+    message = str(info.value)
+    assert SOURCE in message
+    assert f"line {line}:" in message
+    assert why in message
+
+
+def test_a_last_line_without_newline_is_a_row(tmp_path: Path) -> None:
+    table = convert(b'{"uuid":"a"}\n{"uuid":"b"}', tmp_path)
+    assert table.column("uuid").to_pylist() == ["a", "b"]
+
+
+def test_batches_are_bounded_and_chunks_equal_a_file(tmp_path: Path) -> None:
+    ds = Dataset(events_per_hour=3000, pages_per_hour=1)
+    data = ds.ndjson(HOUR, 0)
+    from_file = convert(data, tmp_path, batch_rows=500)
+    pieces = [data[i : i + 7777] for i in range(0, len(data), 7777)]
+    batches = list(
+        iter_event_batches(
+            iter(pieces), export_hour=HOUR, source_file=SOURCE, batch_rows=500, spool_dir=tmp_path
+        )
+    )
+    assert max(b.num_rows for b in batches) <= 500
+    assert pa.Table.from_batches(batches).equals(from_file)
+    assert list(tmp_path.glob("async-amp-*")) == []  # the spool is gone
+
+
+def test_parquet_is_deterministic_typed_and_bounded(tmp_path: Path) -> None:
+    ds = Dataset(events_per_hour=3000, pages_per_hour=1)
+    path = tmp_path / "m.ndjson"
+    path.write_bytes(ds.ndjson(HOUR, 0))
+    outs = []
+    for _ in range(2):
+        buf = io.BytesIO()
+        facts = write_parquet(
+            iter_event_batches(path, export_hour=HOUR, source_file=SOURCE, batch_rows=700),
+            buf,
+            row_group_rows=1000,
+        )
+        outs.append(buf.getvalue())
+    assert outs[0] == outs[1]
+    lines = ds.event_count(HOUR, 0)
+    assert facts.rows == lines
+    assert facts.bytes == len(outs[0])
+    assert facts.extra_rows == 0
+    file = pq.ParquetFile(io.BytesIO(outs[0]))
+    assert file.schema_arrow == EVENT_SCHEMA
+    sizes = [file.metadata.row_group(i).num_rows for i in range(file.metadata.num_row_groups)]
+    assert sizes == [1000] * (lines // 1000) + [lines % 1000]
+    logical = {c.name: str(c.logical_type) for c in file.schema}
+    assert logical["event_properties"] == "JSON"
+    assert "isAdjustedToUTC=true" in logical["event_time"]
+    first = file.read().slice(0, 1).to_pylist()[0]
+    line = json.loads(ds.ndjson(HOUR, 0).split(b"\n", 1)[0])
+    assert first["uuid"] == line["uuid"]
+    assert first["insert_id"] == line["$insert_id"]
+    assert first["session_id"] == line["session_id"]
+    assert first["event_time"].tzinfo is not None
+    assert first["_export_hour"] == HOUR
+
+
+def test_plain_schema_only_drops_the_json_extension() -> None:
+    plain = plain_schema()
+    assert plain.names == EVENT_SCHEMA.names
+    for a, b in zip(plain, EVENT_SCHEMA, strict=True):
+        assert a.type == (pa.utf8() if b.type == JSON_TYPE else b.type)
+    assert EVENT_SCHEMA.field("event_time").type == pa.timestamp("us", tz="UTC")
+
+
+def test_export_hour_is_the_given_hour(tmp_path: Path) -> None:
+    table = convert(b'{"uuid":"a","event_time":"2026-11-02 13:00:00.000000"}\n', tmp_path)
+    assert table.column("_export_hour").to_pylist() == [HOUR]
+    assert table.column("event_time").to_pylist() == [HOUR - timedelta(hours=1)]
