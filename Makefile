@@ -37,13 +37,13 @@ demo: install
 	$(BIN)/async-amp demo
 
 demo-azure: install azurite
-	$(BIN)/python -m async_amp.demo_azure
+	$(BIN)/python -m async_amp.cli.demo_azure
 
 bench: install azurite
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 docs: install
-	$(BIN)/python -m async_amp.docgen docs/cli.md
+	$(BIN)/python -m async_amp.cli.docgen
 
 clean:
 	rm -rf $(VENV) tools/node_modules data logs bench-data .pytest_cache .mypy_cache .ruff_cache

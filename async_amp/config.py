@@ -1,53 +1,148 @@
-"""Configuration: parsed and validated once, every problem reported in one message.
+"""Configuration: one declaration of every key, read and checked once, every problem in one message.
 
-Precedence, highest first: CLI flag > environment (``ASYNC_AMP_<SECTION>_<KEY>``) >
-``config.toml`` > default. Credentials come only from the environment or ``.env``.
+Precedence, highest first: CLI flag (or an API argument) > environment
+(``ASYNC_AMP_<SECTION>_<KEY>``) > ``config.toml`` > default. Credentials come only from the
+environment or ``.env``, or are passed to ``load_config`` explicitly. Reading and checking
+is ``async_amp.config_load``; this module is the declaration.
+
+The declaration is the section dataclasses below: each field made with :func:`key` is a config
+key, with its default, its value check (``async_amp.values``), and the text of its row in
+``docs/configuration.md``. Everything else is derived from it: the sections and keys
+``load_config`` accepts (with "did you mean" for the rest), the environment variable of each
+key, the flag named in errors, the documentation's tables (``make docs`` writes them, a test
+fails when they are stale). To add a key, add one field to its section::
+
+    min_rate_kib_s: int = key(0, integer(0), "Abandon a response slower than this (0: never).")
+
+and use ``config.extract.min_rate_kib_s``; ``make docs`` then adds its row to the docs. To add
+a section, declare a frozen dataclass of keys, a ``Config`` field for it (``[s3]`` ->
+``s3: S3Config = field(default_factory=S3Config)``), and its docs heading ``## [s3]`` followed
+by the ``<!-- keys: s3 -->`` marker. Checks across keys go in the section's ``problems``
+method. A key that is also a CLI flag passes through ``overrides`` in the CLI (see
+``async_amp.cli.options.load``); give it ``flag="--name"`` when the flag is not ``--<key>``.
 """
 
 from __future__ import annotations
 
 import base64
-import difflib
-import math
-import os
-import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
-from .errors import ConfigError, CredentialsError
+from .values import (
+    Check,
+    api_url,
+    boolean,
+    choice,
+    container,
+    env_name,
+    integer,
+    number,
+    path,
+    prefix,
+    project_label,
+    text,
+    url,
+    window,
+)
 
 __all__ = [
     "REGION_URLS",
+    "SINKS",
     "AmplitudeConfig",
     "AzureConfig",
     "Config",
     "Credentials",
     "ExtractConfig",
+    "Key",
     "OutputConfig",
     "ProjectConfig",
-    "load_config",
-    "load_credentials",
+    "key",
+    "keys_of",
+    "sections",
 ]
 
 REGION_URLS = {
     "us": "https://amplitude.com",
     "eu": "https://analytics.eu.amplitude.com",
 }
-ENV_PREFIX = "ASYNC_AMP_"
-# Not configuration keys: ASYNC_AMP_NOW pins "now" (tests, replays), ASYNC_AMP_MALLOPT=0 keeps
-# glibc's default allocator thresholds.
-PROCESS_KNOBS = frozenset({ENV_PREFIX + "NOW", ENV_PREFIX + "MALLOPT"})
-_FLAG_NAMES = {"dir": "--output", "expected_pages_per_hour": "--expected-pages"}
+SINKS = ("local", "azure")
+_KEY = "async_amp.key"
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """What the declaration says about one key (see the module docstring)."""
+
+    name: str
+    default: Any
+    check: Check
+    doc: str
+    kind: str
+    flag: str | None = None
+    shown: str | None = None
+    required: bool = False
+
+
+def key(
+    default: Any,
+    check: Check,
+    doc: str,
+    *,
+    kind: str | None = None,
+    flag: str | None = None,
+    shown: str | None = None,
+    required: bool = False,
+) -> Any:
+    """Declare a config key: its default, its check, its docs row (``kind`` and ``shown``
+    override the type and default columns)."""
+    meta = {_KEY: (check, doc, kind or check.kind, flag, shown, required)}
+    if default is MISSING:
+        return field(metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def keys_of(section: type[Any]) -> dict[str, Key]:
+    """The keys a section dataclass declares, in order."""
+    found: dict[str, Key] = {}
+    for f in fields(section):
+        if _KEY in f.metadata:
+            check, doc, kind, flag, shown, required = f.metadata[_KEY]
+            found[f.name] = Key(f.name, _default(f), check, doc, kind, flag, shown, required)
+    return found
+
+
+def _default(f: Field[Any]) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    return MISSING
 
 
 @dataclass(frozen=True, slots=True)
 class AmplitudeConfig:
-    project: str = "website"
-    region: str = "us"
-    base_url: str | None = None
+    """``[amplitude]``: the one project to export, when there is no ``[[projects]]``."""
+
+    project: str = key(
+        "website",
+        project_label,
+        "Label of the project in output paths: `<dir>/<project>/date=YYYY-MM-DD/hour=HH/`. A "
+        "plain name usable as a folder (no `/`). It is yours to choose; it does not have to "
+        "match anything in Amplitude.",
+    )
+    region: str = key(
+        "us",
+        choice(*REGION_URLS),
+        "Where the project's data lives: `us` calls `https://amplitude.com`, `eu` calls "
+        "`https://analytics.eu.amplitude.com`. Keys of one region are refused (403) by the "
+        "other.",
+    )
+    base_url: str | None = key(
+        None,
+        api_url,
+        "Call this host instead of the region's: a proxy, the bundled simulator, tests. "
+        "`http://` or `https://`, without credentials in it.",
+    )
 
     @property
     def url(self) -> str:
@@ -57,75 +152,207 @@ class AmplitudeConfig:
 
 @dataclass(frozen=True, slots=True)
 class ExtractConfig:
-    concurrency: int = 4
-    max_attempts: int = 5
-    expected_pages_per_hour: int = 0
-    availability_lag_hours: int = 2
-    read_timeout_s: float = 120.0
-    connect_timeout_s: float = 30.0
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 60.0
-    window_hours: int | Literal["auto"] = 1
-    total_concurrency: int = 0
-    start: str | None = None
-    max_member_bytes: int = 8 * 1024**3
-    max_expansion_ratio: int = 200
+    """``[extract]``: how the export runs."""
+
+    concurrency: int = key(
+        4,
+        integer(1, 64),
+        "Export requests in flight at once, per project (`--concurrency`). Amplitude allows "
+        "about 5 concurrent REST requests per project; the bound halves itself while "
+        "Amplitude answers 429/503 and recovers when it stops.",
+    )
+    max_attempts: int = key(
+        5,
+        integer(1, 100),
+        "Attempts per hour before it is reported failed and the run exits 1 (`--max-attempts`).",
+    )
+    expected_pages_per_hour: int = key(
+        0,
+        integer(0, 10_000),
+        "Partitions (`#0`, `#1`, ... files) every hour should have; an hour with fewer is "
+        "re-asked, and accepted with a warning after two identical short answers "
+        "(`--expected-pages`). `0`: unknown, not checked.",
+    )
+    availability_lag_hours: int = key(
+        2,
+        integer(0, 24 * 30),
+        "Hours that must pass after an hour ends before it is exported: Amplitude makes an "
+        'hour exportable about two hours after it ends. Newer hours are "not yet available": '
+        "skipped by `extract`, shown blank by `status`.",
+    )
+    read_timeout_s: float = key(
+        120.0,
+        number(0, strict=True),
+        "Longest silence tolerated in the middle of a response, in seconds; a stalled body is "
+        "abandoned and the hour retried.",
+    )
+    connect_timeout_s: float = key(
+        30.0,
+        number(0, strict=True),
+        "TCP and TLS connect timeout, in seconds.",
+    )
+    backoff_base_s: float = key(
+        1.0,
+        number(0),
+        'Retry backoff: a random wait ("full jitter") up to `backoff_base_s * 2^(attempt-1)` ...',
+    )
+    backoff_max_s: float = key(
+        60.0,
+        number(0),
+        "... capped at this many seconds. A server's `Retry-After` is always honoured (up to "
+        "15 minutes), even beyond the cap. Must be >= `backoff_base_s`.",
+    )
+    window_hours: int | Literal["auto"] = key(
+        1,
+        window,
+        "Hours asked for in one export request (`--window-hours`). Every hour is still "
+        "checked, committed and retried on its own. Larger windows cost fewer requests for "
+        "quiet projects; `auto` asks a few single hours first and sizes the windows from "
+        "their volume (at most 7 days or 64 MB of archive each).",
+    )
+    total_concurrency: int = key(
+        0,
+        integer(0, 256),
+        "With several projects: requests in flight over all of them together. `0`: the sum of "
+        "each project's `concurrency`.",
+    )
+    start: str | None = key(
+        None,
+        text,
+        "Where `extract --since-last` starts when nothing has been extracted yet for a "
+        "project, in the `--start` forms (`2026-01-01`, `2026-01-01T05`, `-30d`). Once hours "
+        "are stored, `--since-last` continues after the newest one.",
+        kind="date or hour",
+    )
+    max_member_bytes: int = key(
+        8 * 1024**3,
+        integer(1),
+        "Refuse an archive member that expands beyond this many bytes (a decompression bomb); "
+        "the hour fails instead of filling the disk.",
+        shown="`8589934592` (8 GiB)",
+    )
+    max_expansion_ratio: int = key(
+        200,
+        integer(2),
+        "... or one that expands more than this many times its compressed size (checked once "
+        "a member is past 16 MiB). Real NDJSON compresses about 10-20x.",
+    )
+
+    def problems(self, config: Config, environ: Mapping[str, str]) -> list[str]:
+        if self.backoff_max_s < self.backoff_base_s:
+            return ["[extract] backoff_max_s must be >= backoff_base_s"]
+        return []
 
 
 @dataclass(frozen=True, slots=True)
 class OutputConfig:
-    sink: Literal["local", "azure"] = "local"
-    dir: Path = Path("data")
-    keep_gzip: bool = False
-    fsync: bool = True
-    log_dir: Path = Path("logs")
+    """``[output]``: where the data goes."""
+
+    sink: str = key(
+        "local",
+        choice(*SINKS),
+        "Write to a local folder, or to Azure Blob Storage (`--sink`; then see "
+        "[`[azure]`](#azure)).",
+    )
+    dir: Path = key(
+        Path("data"),
+        path,
+        "Local output root (`--output`), relative to the working directory unless absolute; "
+        "`~` is expanded.",
+    )
+    keep_gzip: bool = key(
+        False,
+        boolean,
+        "`true`: store Amplitude's `.json.gz` members byte for byte (about 10x smaller; query "
+        "engines read gzip). `false`: store the decompressed `.json`. The manifest's sizes "
+        "and hashes are of the stored bytes either way.",
+    )
+    fsync: bool = key(
+        True,
+        boolean,
+        "Flush files and folders to disk before the manifest makes an hour visible, so a "
+        "power cut never leaves a manifest over missing data. `false` is faster on throwaway "
+        "disks.",
+    )
+    log_dir: Path = key(
+        Path("logs"),
+        path,
+        "Each `extract` run writes its JSON log lines to `<log_dir>/<run id>.jsonl` (unless "
+        "`--log-file` says otherwise).",
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class AzureConfig:
-    account_url: str | None = None
-    container: str = "amplitude"
-    prefix: str = "amplitude"
-    create_container: bool = True
-    block_size_mib: int = 8
-    max_single_put_mib: int = 8
-    retries: int = 3
-    retry_backoff_s: float = 1.0
-    connect_timeout_s: float = 10.0
-    read_timeout_s: float = 60.0
+    """``[azure]``: the container, when ``[output] sink = "azure"``."""
 
+    account_url: str | None = key(
+        None,
+        url,
+        "`https://<account>.blob.core.windows.net`. Required unless "
+        "`AZURE_STORAGE_CONNECTION_STRING` is set. Never put a SAS token in it: use "
+        "`AZURE_STORAGE_SAS_TOKEN`.",
+    )
+    container: str = key(
+        "amplitude",
+        container,
+        "Container name: 3-63 lowercase letters, digits and single dashes.",
+    )
+    prefix: str = key(
+        "amplitude",
+        prefix,
+        'Folder inside the container under which the projects go; `""` for the container\'s root.',
+    )
+    create_container: bool = key(
+        True,
+        boolean,
+        "Create the container when it does not exist (needs the permission to). `false`: it "
+        "must exist.",
+    )
+    block_size_mib: int = key(
+        8,
+        integer(1, 256),
+        "Size of the blocks a data file is uploaded in, as it is decoded. Memory is about "
+        "five blocks per file being written (the HTTP client copies each block as it sends "
+        "it: 8 MiB blocks peak near 115 MB for one large hour); a blob holds at most 50,000 "
+        "blocks, so the largest file is 50,000 x this.",
+    )
+    max_single_put_mib: int = key(
+        8,
+        integer(1, 5000),
+        "Uploads up to this size (manifests, small files) go in one request; larger ones in "
+        "blocks.",
+    )
+    retries: int = key(
+        3,
+        integer(0, 10),
+        "Retries of a storage call that failed on the network or was throttled (503 "
+        "ServerBusy, 500), with exponential backoff.",
+    )
+    retry_backoff_s: float = key(
+        1.0,
+        number(0),
+        "First wait between those retries, doubling each time, capped at 30 s.",
+    )
+    connect_timeout_s: float = key(
+        10.0,
+        number(0, strict=True),
+        "Connect timeout of storage calls, in seconds: a wrong `account_url` fails in seconds.",
+    )
+    read_timeout_s: float = key(
+        60.0,
+        number(0, strict=True),
+        "Longest wait for a storage response, in seconds.",
+    )
 
-@dataclass(frozen=True, slots=True)
-class ProjectConfig:
-    """One Amplitude project: its output label, its host, and where its keys come from."""
-
-    name: str
-    region: str = "us"
-    base_url: str | None = None
-    api_key_env: str = "AMP_API_KEY"
-    secret_key_env: str = "AMP_SECRET_KEY"  # noqa: S105 - a variable name, not a secret
-    concurrency: int | None = None
-
-    @property
-    def url(self) -> str:
-        return (self.base_url or REGION_URLS[self.region]).rstrip("/")
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    amplitude: AmplitudeConfig = field(default_factory=AmplitudeConfig)
-    extract: ExtractConfig = field(default_factory=ExtractConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
-    azure: AzureConfig = field(default_factory=AzureConfig)
-    projects: tuple[ProjectConfig, ...] = ()
-    source: Path | None = None
-
-    def project_list(self) -> tuple[ProjectConfig, ...]:
-        """``[[projects]]`` when given, else the single ``[amplitude]`` project."""
-        if self.projects:
-            return self.projects
-        amp = self.amplitude
-        return (ProjectConfig(name=amp.project, region=amp.region, base_url=amp.base_url),)
+    def problems(self, config: Config, environ: Mapping[str, str]) -> list[str]:
+        if (
+            config.output.sink == "azure"
+            and not self.account_url
+            and not environ.get("AZURE_STORAGE_CONNECTION_STRING")
+        ):
+            return ["sink 'azure' needs [azure] account_url (or AZURE_STORAGE_CONNECTION_STRING)"]
+        return []
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,358 +373,77 @@ class Credentials:
         return tuple(s for s in (self.api_key, self.secret_key, self.basic_token) if s)
 
 
-# --- the schema: every key, its parser and its check -------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ProjectConfig:
+    """One Amplitude project (a ``[[projects]]`` table): its output label, its host, and where
+    its keys come from (``credentials``, when given in Python, wins over the variables)."""
 
-Parser = Callable[[Any], Any]
+    name: str = key(
+        MISSING,
+        project_label,
+        "The project's label in output paths, like `[amplitude] project`; unique.",
+    )
+    region: str = key(
+        "us",
+        choice(*REGION_URLS),
+        "As `[amplitude] region`.",
+    )
+    base_url: str | None = key(
+        None,
+        api_url,
+        "As `[amplitude] base_url`.",
+    )
+    api_key_env: str = key(
+        "AMP_API_KEY",
+        env_name,
+        "The environment variable holding this project's API key, e.g. `AMP_WEBSITE_API_KEY`.",
+        required=True,
+    )
+    secret_key_env: str = key(
+        "AMP_SECRET_KEY",
+        env_name,
+        "The environment variable holding its secret key.",
+        required=True,
+    )
+    concurrency: int | None = key(
+        None,
+        integer(1, 64),
+        "Requests in flight for this project; default `[extract] concurrency`.",
+    )
+    credentials: Credentials | None = field(default=None, repr=False, compare=False)
 
-
-def _int(minimum: int, maximum: int | None = None) -> Parser:
-    def parse(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            msg = f"must be a whole number, not {value!r}"
-            raise ValueError(msg)
-        try:
-            number = int(value)
-        except ValueError:
-            msg = f"must be a whole number, not {value!r}"
-            raise ValueError(msg) from None
-        if number < minimum or (maximum is not None and number > maximum):
-            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-            msg = f"must be {bound}, not {number}"
-            raise ValueError(msg)
-        return number
-
-    return parse
-
-
-def _float(minimum: float, *, strict: bool = False) -> Parser:
-    def parse(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            msg = f"must be a number, not {value!r}"
-            raise ValueError(msg)
-        try:
-            number = float(value)
-        except ValueError:
-            msg = f"must be a number, not {value!r}"
-            raise ValueError(msg) from None
-        if not math.isfinite(number) or number < minimum or (strict and number == minimum):
-            msg = f"must be {'>' if strict else '>='} {minimum}, not {value!r}"
-            raise ValueError(msg)
-        return number
-
-    return parse
-
-
-def _window(value: Any) -> int | str:
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return "auto"
-    try:
-        hours: int = _int(1, 24 * 365)(value)
-    except ValueError:
-        msg = f"must be a number of hours (1-8760) or 'auto', not {value!r}"
-        raise ValueError(msg) from None
-    return hours
+    @property
+    def url(self) -> str:
+        return (self.base_url or REGION_URLS[self.region]).rstrip("/")
 
 
-def _env_name(value: Any) -> str:
-    text = _text(value)
-    if not all(c.isalnum() or c == "_" for c in text) or text[0].isdigit():
-        msg = f"must be an environment variable name such as AMP_WEB_API_KEY, not {value!r}"
-        raise ValueError(msg)
-    return text
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration. Every field made with ``default_factory`` is a section."""
+
+    amplitude: AmplitudeConfig = field(default_factory=AmplitudeConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    azure: AzureConfig = field(default_factory=AzureConfig)
+    projects: tuple[ProjectConfig, ...] = ()
+    source: Path | None = None
+    credentials: Credentials | None = field(default=None, repr=False, compare=False)
+    # the environment the config was read with: credentials and storage keys come from it
+    # (None: the process environment and ./.env, read when a run starts)
+    environ: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
+
+    def project_list(self) -> tuple[ProjectConfig, ...]:
+        """``[[projects]]`` when given, else the single ``[amplitude]`` project."""
+        if self.projects:
+            return self.projects
+        amp = self.amplitude
+        return (ProjectConfig(name=amp.project, region=amp.region, base_url=amp.base_url),)
 
 
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
-        return False
-    msg = f"must be true or false, not {value!r}"
-    raise ValueError(msg)
-
-
-def _choice(*choices: str) -> Parser:
-    def parse(value: Any) -> str:
-        if not isinstance(value, str) or value.lower() not in choices:
-            msg = f"must be one of {', '.join(repr(c) for c in choices)}, not {value!r}"
-            raise ValueError(msg)
-        return value.lower()
-
-    return parse
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        msg = f"must be a non-empty string, not {value!r}"
-        raise ValueError(msg)
-    return value.strip()
-
-
-def _project(value: Any) -> str:
-    text = _text(value)
-    if "/" in text or "\\" in text or text in (".", "..") or "\x00" in text:
-        msg = f"must be a plain label usable as a folder name, not {value!r}"
-        raise ValueError(msg)
-    return text
-
-
-def _url(value: Any, *, allow_path: bool = True) -> str:
-    """An http(s) URL with a host, no credentials, query or fragment (never echoed if risky)."""
-    text = _text(value)
-    parts = urlsplit(text)
-    if "@" in parts.netloc or parts.query or parts.fragment:
-        msg = (
-            "must be scheme://host[:port] with no credentials, query string or fragment "
-            "(keys go in AMP_API_KEY / AMP_SECRET_KEY or AZURE_STORAGE_* variables)"
-        )
-        raise ValueError(msg)
-    if parts.scheme not in ("http", "https"):
-        msg = f"must start with http:// or https://, not {value!r}"
-        raise ValueError(msg)
-    try:
-        host = parts.hostname
-        _ = parts.port
-    except ValueError:
-        host = None
-    if not host:
-        msg = f"must name a host, such as https://amplitude.com, not {value!r}"
-        raise ValueError(msg)
-    if not allow_path and parts.path.strip("/"):
-        msg = (
-            f"must be scheme://host[:port] without a path, not {value!r} "
-            "(async-amp adds /api/2/export itself)"
-        )
-        raise ValueError(msg)
-    return text.rstrip("/")
-
-
-def _api_url(value: Any) -> str:
-    return _url(value, allow_path=False)
-
-
-def _path(value: Any) -> Path:
-    if isinstance(value, Path):
-        value = str(value)
-    return Path(_text(value)).expanduser()
-
-
-def _container(value: Any) -> str:
-    text = _text(value)
-    ok = 3 <= len(text) <= 63 and all(c.islower() or c.isdigit() or c == "-" for c in text)
-    if not ok or text.startswith("-") or text.endswith("-") or "--" in text:
-        msg = f"must be 3-63 lowercase letters, digits and single dashes, not {value!r}"
-        raise ValueError(msg)
-    return text
-
-
-def _prefix(value: Any) -> str:
-    if not isinstance(value, str):
-        msg = f"must be a string, not {value!r}"
-        raise ValueError(msg)
-    text = value.strip().strip("/")
-    if ".." in text.split("/") or "\\" in text:
-        msg = f"must be a plain blob path prefix, not {value!r}"
-        raise ValueError(msg)
-    return text
-
-
-SCHEMA: dict[str, dict[str, Parser]] = {
-    "amplitude": {"project": _project, "region": _choice(*REGION_URLS), "base_url": _api_url},
-    "extract": {
-        "concurrency": _int(1, 64),
-        "max_attempts": _int(1, 100),
-        "expected_pages_per_hour": _int(0, 10_000),
-        "availability_lag_hours": _int(0, 24 * 30),
-        "read_timeout_s": _float(0, strict=True),
-        "connect_timeout_s": _float(0, strict=True),
-        "backoff_base_s": _float(0),
-        "backoff_max_s": _float(0),
-        "window_hours": _window,
-        "total_concurrency": _int(0, 256),
-        "start": _text,
-        "max_member_bytes": _int(1),
-        "max_expansion_ratio": _int(2),
-    },
-    "output": {
-        "sink": _choice("local", "azure"),
-        "dir": _path,
-        "keep_gzip": _bool,
-        "fsync": _bool,
-        "log_dir": _path,
-    },
-    "azure": {
-        "account_url": _url,
-        "container": _container,
-        "prefix": _prefix,
-        "create_container": _bool,
-        "block_size_mib": _int(1, 256),
-        "max_single_put_mib": _int(1, 5000),
-        "retries": _int(0, 10),
-        "retry_backoff_s": _float(0),
-        "connect_timeout_s": _float(0, strict=True),
-        "read_timeout_s": _float(0, strict=True),
-    },
-}
-PROJECT_SCHEMA: dict[str, Parser] = {
-    "name": _project,
-    "region": _choice(*REGION_URLS),
-    "base_url": _api_url,
-    "api_key_env": _env_name,
-    "secret_key_env": _env_name,
-    "concurrency": _int(1, 64),
-}
-
-
-_SECTION_TYPES: dict[str, type[Any]] = {
-    "amplitude": AmplitudeConfig,
-    "extract": ExtractConfig,
-    "output": OutputConfig,
-    "azure": AzureConfig,
-}
-
-
-def _suggest(word: str, options: Mapping[str, object]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def load_config(
-    path: Path | None,
-    *,
-    overrides: Mapping[str, Mapping[str, Any]] | None = None,
-    environ: Mapping[str, str] | None = None,
-    required: bool = False,
-) -> Config:
-    """Read ``path`` (if it exists), apply environment and CLI overrides, validate everything.
-
-    ``overrides`` are CLI values as ``{"extract": {"concurrency": 8}}``; ``None`` values are
-    ignored. Raises one ``ConfigError`` listing every problem.
-    """
-    env = os.environ if environ is None else environ
-    problems: list[str] = []
-    raw: dict[str, Any] = {}
-    where = str(path) if path else "config"
-    if path is not None:
-        if path.is_file():
-            try:
-                raw = tomllib.loads(path.read_text(encoding="utf-8"))
-            except tomllib.TOMLDecodeError as exc:
-                msg = f"{path}: not valid TOML: {exc}"
-                raise ConfigError(msg) from None
-            except (OSError, UnicodeDecodeError) as exc:
-                msg = f"{path}: cannot read it: {exc}"
-                raise ConfigError(msg) from None
-        elif required or path.exists():
-            msg = f"{path}: no such config file; pass --config PATH or create it (see config.toml)"
-            raise ConfigError(msg)
-
-    values: dict[str, dict[str, tuple[Any, str]]] = {s: {} for s in SCHEMA}
-    projects = _parse_projects(raw.pop("projects", []), problems)
-    for section, body in raw.items():
-        if section not in SCHEMA:
-            problems.append(f"unknown section [{section}]{_suggest(section, SCHEMA)}")
-            continue
-        if not isinstance(body, dict):
-            problems.append(f"[{section}] must be a table")
-            continue
-        for key, value in body.items():
-            if key not in SCHEMA[section]:
-                problems.append(f"unknown key [{section}] {key}{_suggest(key, SCHEMA[section])}")
-                continue
-            values[section][key] = (value, f"[{section}] {key}")
-    for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name in PROCESS_KNOBS:
-            continue
-        rest = name[len(ENV_PREFIX) :].lower()
-        for section, keys in SCHEMA.items():
-            if rest.startswith(section + "_") and rest[len(section) + 1 :] in keys:
-                values[section][rest[len(section) + 1 :]] = (value, name)
-                break
-        else:
-            problems.append(f"unknown environment variable {name}")
-    for section, body in (overrides or {}).items():
-        for key, value in body.items():
-            if value is not None:
-                flag = _FLAG_NAMES.get(key, "--" + key.replace("_", "-"))
-                values[section][key] = (value, flag)
-
-    sections: dict[str, Any] = {}
-    for section, keys in SCHEMA.items():
-        parsed: dict[str, Any] = {}
-        for key, (value, origin) in values[section].items():
-            try:
-                parsed[key] = keys[key](value)
-            except ValueError as exc:
-                problems.append(f"{origin} {exc}")
-        sections[section] = _SECTION_TYPES[section](**parsed)
-
-    extract: ExtractConfig = sections["extract"]
-    if extract.backoff_max_s < extract.backoff_base_s:
-        problems.append("[extract] backoff_max_s must be >= backoff_base_s")
-    output: OutputConfig = sections["output"]
-    azure: AzureConfig = sections["azure"]
-    if (
-        output.sink == "azure"
-        and not azure.account_url
-        and not env.get("AZURE_STORAGE_CONNECTION_STRING")
-    ):
-        problems.append(
-            "sink 'azure' needs [azure] account_url (or AZURE_STORAGE_CONNECTION_STRING)"
-        )
-    if problems:
-        count = f"{len(problems)} problems" if len(problems) > 1 else "1 problem"
-        msg = f"{where}: {count}: " + "; ".join(problems)
-        raise ConfigError(msg)
-    return Config(source=path, projects=projects, **sections)
-
-
-def _parse_projects(tables: Any, problems: list[str]) -> tuple[ProjectConfig, ...]:
-    """``[[projects]]``: each needs a name and the names of the variables holding its keys."""
-    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
-        problems.append("projects must be written as [[projects]] tables")
-        return ()
-    found: list[ProjectConfig] = []
-    for index, table in enumerate(tables, start=1):
-        label = f"[[projects]] #{index}"
-        parsed: dict[str, Any] = {}
-        for key, value in table.items():
-            if key not in PROJECT_SCHEMA:
-                problems.append(f"unknown key {label} {key}{_suggest(key, PROJECT_SCHEMA)}")
-                continue
-            try:
-                parsed[key] = PROJECT_SCHEMA[key](value)
-            except ValueError as exc:
-                problems.append(f"{label} {key} {exc}")
-        missing = [k for k in ("name", "api_key_env", "secret_key_env") if k not in table]
-        if missing:
-            problems.append(f"{label} needs {', '.join(missing)}")
-            continue
-        if "name" in parsed:
-            found.append(ProjectConfig(**parsed))
-    names = [p.name for p in found]
-    for name in sorted({n for n in names if names.count(n) > 1}):
-        problems.append(f"[[projects]] name {name!r} is used twice")
-    return tuple(found)
-
-
-def load_credentials(
-    environ: Mapping[str, str] | None = None, project: ProjectConfig | None = None
-) -> Credentials:
-    """A project's keys, from the environment variables it names (default ``AMP_API_KEY`` and
-    ``AMP_SECRET_KEY``), read from the environment or ``.env``."""
-    env = os.environ if environ is None else environ
-    key_env = project.api_key_env if project else "AMP_API_KEY"
-    secret_env = project.secret_key_env if project else "AMP_SECRET_KEY"
-    api_key = env.get(key_env, "").strip()
-    secret_key = env.get(secret_env, "").strip()
-    missing = [n for n, v in ((key_env, api_key), (secret_env, secret_key)) if not v]
-    if missing:
-        whose = f" for project {project.name!r}" if project else ""
-        msg = (
-            f"{' and '.join(missing)} not set{whose}: export them or put them in a .env file "
-            "(Amplitude > Settings > Projects > the project > General)"
-        )
-        raise CredentialsError(msg)
-    return Credentials(api_key=api_key, secret_key=secret_key)
+def sections() -> dict[str, type[Any]]:
+    """``{"amplitude": AmplitudeConfig, ...}``: every section of ``Config``, in order."""
+    return {
+        f.name: f.default_factory  # type: ignore[misc]
+        for f in fields(Config)
+        if f.default_factory is not MISSING
+    }

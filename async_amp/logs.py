@@ -1,128 +1,66 @@
-"""structlog set-up: JSON lines for machines, a readable console renderer for people.
+"""The library's log events, sent through the standard ``logging`` module (logger ``async_amp``).
 
-Every line carries a timestamp, the level, the event name and the run id (bound with
-contextvars); per-hour lines add the hour, attempt, status, bytes, events and duration. Every
-run also writes its JSON lines to a file. Known secrets are masked in every line.
+Every module logs with ``from .logs import log`` and ``log.info("hour.done", hour=..., ...)``.
+Those events never depend on structlog's global configuration (an unconfigured structlog
+prints to stdout): ``log`` is bound once, here, to ``logging.getLogger("async_amp")``, and each
+event becomes one ``logging.LogRecord`` whose message is the event name and whose attributes
+are its fields (``record.hour``, ``record.run_id``, ...). Whoever embeds async-amp decides
+where records go with ordinary ``logging`` handlers, or lets them go nowhere (the package only
+adds a ``NullHandler``). The CLI renders them as JSON or console lines (``async_amp.cli.output``).
+
+Fields bound with :func:`bound` (the run id, the project) are merged into every event logged
+inside that block, in the same task or in tasks it starts; known secrets are masked in every
+field before the record is made.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
-from collections.abc import Iterable, MutableMapping
-from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Iterable, Iterator, MutableMapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
 
 import structlog
 
-from .errors import ConfigError
+from .scrub import scrub
 
-__all__ = ["configure_logging", "reattach_stderr", "shutdown_logging"]
+__all__ = ["LOGGER_NAME", "bound", "log"]
 
 LOGGER_NAME = "async_amp"
-_handlers: list[logging.Handler] = []
+_secrets: ContextVar[tuple[str, ...]] = ContextVar("async_amp_secrets", default=())
+
+logging.getLogger(LOGGER_NAME).addHandler(logging.NullHandler())
 
 
-def _redactor(secrets: Iterable[str]) -> structlog.types.Processor:
-    # very short values would mangle ordinary words ("gzip data i*** corrupt"); real keys are long
-    hidden = tuple(s for s in secrets if len(s) >= 4)
-
-    def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-        if hidden:
-            for key, value in event.items():
-                if isinstance(value, str):
-                    clean = value
-                    for secret in hidden:
-                        clean = clean.replace(secret, "***")
-                    event[key] = clean
-        return event
-
-    return redact
+def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    secrets = _secrets.get()
+    if secrets:
+        for key, value in event.items():
+            if isinstance(value, str):
+                event[key] = scrub(value, secrets)
+    return event
 
 
-def configure_logging(
-    *,
-    fmt: Literal["json", "console"] | None,
-    log_file: Path | None,
-    run_id: str,
-    secrets: Iterable[str] = (),
-    level: int = logging.INFO,
-    quiet: bool = False,
-) -> None:
-    """Send structlog events to stderr (console on a TTY, else JSON) and to ``log_file``."""
-    shutdown_logging()
-    if fmt is None:
-        fmt = "console" if sys.stderr.isatty() else "json"
-    shared: list[structlog.types.Processor] = [
+log: structlog.stdlib.BoundLogger = structlog.wrap_logger(
+    logging.getLogger(LOGGER_NAME),
+    processors=[
+        structlog.stdlib.filter_by_level,
         structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        _redactor(secrets),
-    ]
-    structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        cache_logger_on_first_use=False,
-    )
-    json_formatter = structlog.stdlib.ProcessorFormatter(
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
-        ],
-        foreign_pre_chain=shared,
-    )
-    console_formatter = structlog.stdlib.ProcessorFormatter(
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
-        ],
-        foreign_pre_chain=shared,
-    )
-    logger = logging.getLogger(LOGGER_NAME)
-    logger.setLevel(level)
-    logger.propagate = False
-    stream = logging.StreamHandler(sys.stderr)
-    stream.setFormatter(json_formatter if fmt == "json" else console_formatter)
-    stream.setLevel(logging.WARNING if quiet else level)
-    _handlers.append(stream)
-    if log_file is not None:
-        try:
-            log_file.parent.mkdir(parents=True, exist_ok=True)
-            file_handler = logging.FileHandler(log_file, encoding="utf-8")
-        except OSError as exc:
-            stream.close()
-            _handlers.clear()
-            msg = (
-                f"cannot write the log file {log_file} ({exc.strerror or exc}): "
-                "pass --log-file PATH or set [output] log_dir"
-            )
-            raise ConfigError(msg) from None
-        file_handler.setFormatter(json_formatter)
-        _handlers.append(file_handler)
-    for handler in _handlers:
-        logger.addHandler(handler)
-    # The Azure SDK logs every HTTP request at INFO (with URLs): keep only its warnings.
-    logging.getLogger("azure").setLevel(logging.WARNING)
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(run_id=run_id)
+        _redact,
+        structlog.stdlib.render_to_log_kwargs,
+    ],
+    wrapper_class=structlog.stdlib.BoundLogger,
+    cache_logger_on_first_use=True,
+)
 
 
-def shutdown_logging() -> None:
-    """Detach and close the handlers of a previous ``configure_logging``."""
-    logger = logging.getLogger(LOGGER_NAME)
-    for handler in _handlers:
-        logger.removeHandler(handler)
-        handler.close()
-    _handlers.clear()
-
-
-def reattach_stderr() -> None:
-    """Point the stderr handler at the current ``sys.stderr`` (a live progress display swaps it
-    for a proxy that keeps log lines from tearing the progress bar)."""
-    for handler in _handlers:
-        if isinstance(handler, logging.StreamHandler) and not isinstance(
-            handler, logging.FileHandler
-        ):
-            handler.setStream(sys.stderr)
+@contextmanager
+def bound(*, secrets: Iterable[str] = (), **fields: Any) -> Iterator[None]:
+    """Within the block, every event carries ``fields`` and has ``secrets`` masked."""
+    token = _secrets.set(tuple(dict.fromkeys([*_secrets.get(), *secrets])))
+    try:
+        with structlog.contextvars.bound_contextvars(**fields):
+            yield
+    finally:
+        _secrets.reset(token)

@@ -12,15 +12,13 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from datetime import UTC, datetime
 
 import anyio
 import anyio.abc
-import structlog
 
 from .archive import ArchiveLimits, MemberSink, ProcessedMember, process_archive
 from .client import ExportSource
@@ -33,92 +31,22 @@ from .errors import (
     StorageError,
     first_user_error,
 )
-from .hours import HOUR, MemberName, floor_hour, hour_range, iso_hour
+from .hours import MemberName, hour_range, iso_hour
 from .limiter import AdaptiveLimiter
+from .logs import bound, log
 from .manifest import Manifest
+from .plan import Plan, chop, make_plan
+from .results import HourResult, ProjectResult
 from .sinks.base import HourStaging, Sink
 
-__all__ = ["HourResult", "Plan", "RunSummary", "extract", "make_plan"]
+__all__ = ["Extractor", "RunSummary", "extract"]
 
-log = structlog.get_logger("async_amp")
 
 AUTO_MAX_WINDOW_BYTES = 64 * 1024**2  # keep a window's archive (and its retry) moderate
 AUTO_MAX_WINDOW_HOURS = 7 * 24
 CHUNK_QUEUE = 4  # chunks of up to 1 MiB buffered between the socket and the decoder
 MAX_RETRY_AFTER_S = 900.0
 COMMIT_TIMEOUT_S = 120.0
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """What a run will do: every hour of the range falls in exactly one list."""
-
-    hours: tuple[datetime, ...]
-    to_fetch: tuple[datetime, ...]
-    done: tuple[datetime, ...]
-    not_available: tuple[datetime, ...]
-    other_shards: tuple[datetime, ...] = ()
-
-
-def chop(hours: Sequence[datetime], width: int) -> list[list[datetime]]:
-    """Cut hours into windows of at most ``width`` consecutive hours (gaps start a new one)."""
-    windows: list[list[datetime]] = []
-    for hour in hours:
-        current = windows[-1] if windows else None
-        if current and len(current) < width and current[-1] + HOUR == hour:
-            current.append(hour)
-        else:
-            windows.append([hour])
-    return windows
-
-
-def available_until(now: datetime, lag_hours: int) -> datetime:
-    """The newest hour that may be exported at ``now``: it ended ``lag_hours`` ago or more."""
-    return floor_hour(now) - timedelta(hours=lag_hours) - HOUR
-
-
-def shard_hours(hours: Sequence[datetime], shard: tuple[int, int]) -> set[datetime]:
-    """Shard ``K/N`` of a range: the K-th of N contiguous, nearly equal blocks of its hours.
-
-    It depends only on the range, so N workers given the same range agree without talking,
-    and blocks stay contiguous so request windows still work inside each.
-    """
-    index, count = shard
-    size, extra = divmod(len(hours), count)
-    start = (index - 1) * size + min(index - 1, extra)
-    return set(hours[start : start + size + (1 if index <= extra else 0)])
-
-
-def make_plan(
-    first: datetime,
-    last: datetime,
-    *,
-    done: set[datetime],
-    now: datetime,
-    lag_hours: int,
-    shard: tuple[int, int] | None = None,
-) -> Plan:
-    newest = available_until(now, lag_hours)
-    hours = tuple(hour_range(first, last))
-    mine = shard_hours(hours, shard) if shard else set(hours)
-    return Plan(
-        hours=hours,
-        to_fetch=tuple(h for h in hours if h <= newest and h not in done and h in mine),
-        done=tuple(h for h in hours if h <= newest and h in done and h in mine),
-        not_available=tuple(h for h in hours if h > newest and h in mine),
-        other_shards=tuple(h for h in hours if h not in mine),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class HourResult:
-    hour: datetime
-    status: Literal["complete", "empty", "failed"]
-    attempts: int
-    events: int = 0
-    bytes: int = 0
-    files: int = 0
-    error: str = ""
 
 
 @dataclass(slots=True)
@@ -154,27 +82,18 @@ class RunSummary:
         unfinished = len(self.plan.to_fetch) - len(self.results)
         return 1 if self.failed or unfinished else 0
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "hours_requested": len(self.plan.hours),
-            "complete": self.count("complete"),
-            "empty": self.count("empty"),
-            "failed": self.count("failed"),
-            "skipped": len(self.plan.done),
-            "not_available": len(self.plan.not_available),
-            "failed_hours": [iso_hour(r.hour) for r in self.failed],
-            "not_available_hours": [iso_hour(h) for h in self.plan.not_available],
-            "events": self.events,
-            "bytes_written": self.bytes_written,
-            "bytes_downloaded": self.bytes_in,
-            "requests": self.requests,
-            "retries": self.retries,
-            "throttled": self.throttled,
-            "seconds": round(self.seconds, 3),
-            "mb_per_s": round(self.bytes_written / 1e6 / self.seconds, 1) if self.seconds else 0,
-            "exit_code": self.exit_code,
-        }
+    def result(self, project: str) -> ProjectResult:
+        """A frozen copy of the tally, as the API returns it."""
+        return ProjectResult(
+            name=project,
+            plan=self.plan,
+            results=tuple(self.results.values()),
+            requests=self.requests,
+            retries=self.retries,
+            throttled=self.throttled,
+            bytes_downloaded=self.bytes_in,
+            seconds=self.seconds,
+        )
 
 
 @dataclass(slots=True)
@@ -254,7 +173,10 @@ class Extractor:
         summary = self.summary = RunSummary(run_id=self.run_id, plan=plan)
         started = time.monotonic()
         # every line this run logs (its tasks inherit the context) names the project
-        structlog.contextvars.bind_contextvars(project=self.project)
+        with bound(project=self.project):
+            return await self._run(plan, summary, started)
+
+    async def _run(self, plan: Plan, summary: RunSummary, started: float) -> RunSummary:
         log.info(
             "run.start",
             hours=len(plan.hours),
@@ -560,6 +482,7 @@ class Extractor:
             log.warning("hour.commit_failed", hour=iso_hour(hour), error=str(exc))
             return False
         result = HourResult(
+            project=self.project,
             hour=hour,
             status=manifest.status,
             attempts=state.attempts,
@@ -618,7 +541,9 @@ class Extractor:
 
     def _fail(self, hour: datetime, error: str) -> None:
         state = self.states[hour]
-        result = HourResult(hour=hour, status="failed", attempts=state.attempts, error=error)
+        result = HourResult(
+            hour=hour, status="failed", attempts=state.attempts, error=error, project=self.project
+        )
         self._record(result)
         log.error("hour.failed", hour=iso_hour(hour), attempts=state.attempts, error=error)
 

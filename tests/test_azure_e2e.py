@@ -262,7 +262,7 @@ async def test_two_days_at_concurrency_8_byte_identical_and_resume_with_one_list
     async with run_simulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
         config = make_config(sim.base_url, tmp_path, concurrency=8)
         summary = await run(config, DAY1, last, sink=azure_sink(azurite, azure_container))
-        assert summary.exit_code == 0, summary.to_json()
+        assert summary.exit_code == 0, summary.failed
         assert sim.request_count() == 48
         assert sim.max_in_flight_seen <= 8
         assert (summary.count("complete"), summary.count("empty")) == (46, 2)
@@ -503,7 +503,7 @@ async def test_fault_on_first_attempt_recovered_into_azure(
         sink = azure_sink(azurite, azure_container, block_size_mib=1, record=sent)
         summary = await run(config, first, last, sink=sink)
         assert sim.request_count(hour=hour) == 2
-    assert summary.exit_code == 0, summary.to_json()
+    assert summary.exit_code == 0, summary.failed
     assert summary.retries == 1
     await assert_container_matches(azurite, azure_container, dataset, [first, hour, last])
 
@@ -692,7 +692,7 @@ async def test_every_fault_class_on_a_first_attempt_is_recovered_into_azure(
         summary = await run(config, hours[0], hours[-1], sink=azure_sink(azurite, azure_container))
         for hour in hours:
             assert sim.request_count(hour=hour) == (3 if hour == reset_hour else 2), faults[hour]
-    assert summary.exit_code == 0, summary.to_json()
+    assert summary.exit_code == 0, summary.failed
     assert summary.retries == len(hours)
     await assert_container_matches(azurite, azure_container, dataset, hours)
 

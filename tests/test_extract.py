@@ -118,7 +118,7 @@ async def test_each_fault_class_is_recovered(tmp_path: Path, fault: Fault) -> No
         assert sim.request_count(hour=hour) == tries + 1
         assert sim.request_count() == tries + 3
     assert summary.retries == 1
-    assert summary.exit_code == 0, summary.to_json()
+    assert summary.exit_code == 0, summary.failed
     assert_output_matches(tmp_path, dataset, hour - timedelta(hours=1), hour + timedelta(hours=1))
     assert not any(tmp_path.rglob("evil*"))
 

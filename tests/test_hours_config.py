@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from async_amp.client import parse_retry_after, sanitize
-from async_amp.config import load_config, load_credentials
+from async_amp.config_load import load_config, load_credentials
 from async_amp.errors import ConfigError, CredentialsError
 from async_amp.hours import amplitude_param, hour_range, parse_bound, parse_member_name
 from async_amp.limiter import AdaptiveLimiter
-from async_amp.pipeline import available_until, make_plan
+from async_amp.plan import available_until, make_plan
 
 H = datetime(2026, 11, 1, 5, tzinfo=UTC)
 

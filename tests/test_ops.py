@@ -24,8 +24,8 @@ from azure.storage.blob import BlobServiceClient as SyncBlobServiceClient
 
 from async_amp.cli import main
 from async_amp.config import AzureConfig
-from async_amp.inspect import FileCheck, StatusReport, VerifyReport, read_status, verify
 from async_amp.manifest import MANIFEST_NAME, Manifest, hour_folder
+from async_amp.readback import FileCheck, StatusReport, VerifyReport, read_status, verify
 from async_amp.sinks.azure import AzureSink
 from async_amp.sinks.base import Sink
 from async_amp.sinks.local import READ_CHUNK, LocalSink

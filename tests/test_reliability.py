@@ -285,7 +285,7 @@ async def test_soak_14_day_backfill_with_random_faults_ends_identical_and_once(
         requests = sim.request_count()
         peak = sim.max_in_flight_seen
     seconds = time.monotonic() - started
-    assert summary.exit_code == 0, summary.to_json()
+    assert summary.exit_code == 0, summary.failed
     assert peak <= 8
     figures = assert_complete(store, dataset, first, last)
     hours = SOAK_DAYS * 24

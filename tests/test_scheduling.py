@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from async_amp.cli import main
-from async_amp.pipeline import shard_hours
+from async_amp.plan import shard_hours
 from async_amp.testing.background import BackgroundSimulator
 from async_amp.testing.server import ExportSimulator
 

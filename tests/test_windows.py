@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from async_amp.pipeline import AUTO_MAX_WINDOW_BYTES, Extractor, chop
+from async_amp.pipeline import AUTO_MAX_WINDOW_BYTES, Extractor
+from async_amp.plan import chop
 from async_amp.sinks.local import LocalSink
 from async_amp.testing.server import Fault, FaultPlan, Injection, RequestInfo, run_simulator
 

@@ -2,12 +2,12 @@
 
 No Azure account needed. Azurite, the Azure Storage emulator (``npm ci --prefix tools``), runs
 on loopback for the length of the demo; the simulated Export API serves the two days; the real
-CLI path (``runner.run_extract`` with ``sink = "azure"``) writes them to a container. The demo
-then shows where the blobs are, how to list them, what the manifests say, and stops Azurite,
-whose storage lives in memory: the blobs go with it (``--keep-running`` keeps it up until
-Ctrl-C, to try the listing commands it prints)::
+CLI path (``extract``'s ``run_and_present`` with ``sink = "azure"``) writes them to a container.
+The demo then shows where the blobs are, how to list them, what the manifests say, and stops
+Azurite, whose storage lives in memory: the blobs go with it (``--keep-running`` keeps it up
+until Ctrl-C, to try the listing commands it prints)::
 
-    .venv/bin/python -m async_amp.demo_azure [--keep-gzip] [--concurrency 8] [--keep-running]
+    .venv/bin/python -m async_amp.cli.demo_azure [--keep-gzip] [--concurrency 8] [--keep-running]
 """
 
 from __future__ import annotations
@@ -26,24 +26,27 @@ from urllib.parse import quote
 
 import anyio
 
-from .config import Config, Credentials, load_config
-from .demo import DEMO_DAYS, DEMO_KEY, DEMO_SECRET, _quiet
-from .errors import UserError
-from .hours import hour_range
-from .logs import shutdown_logging
-from .manifest import MANIFEST_NAME, Manifest
-from .runner import EXIT_USAGE, RunOptions, run_extract
-from .sinks.azure import AzureSink
-from .testing.azurite import AzuriteError, AzuriteProcess
-from .testing.background import BackgroundSimulator
-from .testing.dataset import Dataset
+from ..config import Config, Credentials
+from ..config_load import load_config
+from ..errors import UserError
+from ..hours import hour_range
+from ..manifest import MANIFEST_NAME, Manifest
+from ..run import RunRequest
+from ..sinks.azure import AzureSink
+from ..testing.azurite import AzuriteError, AzuriteProcess
+from ..testing.background import BackgroundSimulator
+from ..testing.dataset import Dataset
+from .commands.demo import DEMO_DAYS, DEMO_KEY, DEMO_SECRET, quiet_hours
+from .commands.extract import run_and_present
+from .options import EXIT_USAGE
+from .output import shutdown_logging
 
 __all__ = ["main"]
 
 CONTAINER = "async-amp-demo"
 EXIT_INTERRUPTED = 130
 SHOWN_BLOBS = 4  # blob names listed for the sample hour
-_PROG = "python -m async_amp.demo_azure"
+_PROG = "python -m async_amp.cli.demo_azure"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -111,7 +114,7 @@ def _run(args: argparse.Namespace) -> int:
         environ=placeholder,
     )
     first, last = DEMO_DAYS[0], DEMO_DAYS[1] + timedelta(hours=23)
-    dataset = Dataset(events_per_hour=800, pages_per_hour=3, quiet_hours=frozenset(_quiet()))
+    dataset = Dataset(events_per_hour=800, pages_per_hour=3, quiet_hours=frozenset(quiet_hours()))
     with AzuriteProcess(port=args.port) as azurite:
         # Only Azurite's connection string: a SAS token or account in the caller's environment
         # must never receive demo data.
@@ -119,19 +122,13 @@ def _run(args: argparse.Namespace) -> int:
         print(f"Azurite (Azure Storage emulator) on {azurite.blob_endpoint}, in memory")
         with BackgroundSimulator(dataset, api_key=DEMO_KEY, secret_key=DEMO_SECRET) as sim:
             amplitude = replace(config.amplitude, base_url=sim.base_url)
-            config = replace(config, amplitude=amplitude)
+            config = replace(config, amplitude=amplitude, environ=environ)
             print(f"simulated Export API on {sim.base_url} (two days, 3 partitions per hour)")
-            options = RunOptions(
-                first=first,
-                last=last,
-                now=datetime.now(UTC),
+            code = run_and_present(
+                config,
+                RunRequest(first=first, last=last, now=datetime.now(UTC)),
                 # a progress line on a terminal, else warnings only; every line in logs/
                 quiet=not sys.stderr.isatty(),
-            )
-            code = run_extract(
-                config,
-                options,
-                environ=environ,
                 credentials={config.amplitude.project: Credentials(DEMO_KEY, DEMO_SECRET)},
             )
             # asyncio resets SIGTERM to its default when the run's signal receiver closes

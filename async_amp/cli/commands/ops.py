@@ -1,8 +1,8 @@
 """``async-amp status`` and ``async-amp verify``: read back what extractions stored.
 
-A thin shell over ``async_amp.inspect``: parse the range, load the config, build the sink
-(without ``prepare()``: nothing is written, read-only credentials do), print the report as text
-or JSON, and map it to an exit code.
+A thin shell over ``async_amp.status`` and ``async_amp.verify`` (which read the sink without
+``prepare()``: nothing is written, read-only credentials do): parse the range, load the config,
+print the report as text or JSON, and map it to an exit code.
 """
 
 from __future__ import annotations
@@ -10,34 +10,31 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
-from typing import Any, TextIO, TypeVar
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TextIO
 
-import anyio
-
-from .cli import (
+from ... import api
+from ...errors import StorageError
+from ...hours import iso_hour
+from ...readback import LEGEND, StatusReport, VerifyReport, hour_runs
+from ...results import StatusResult, VerifyResult
+from ..options import (
     EXIT_INCOMPLETE,
     EXIT_OK,
-    _environment,
-    _load,
-    _now,
-    _positive_int,
+    add_project_option,
     add_range_options,
     add_storage_options,
+    environment,
+    load,
+    now,
     parse_range,
+    positive_int,
 )
-from .config import Config
-from .errors import ConfigError, StorageError
-from .hours import iso_hour
-from .inspect import LEGEND, StatusReport, VerifyReport, hour_runs, read_status, verify
-from .runner import select_projects
-from .sinks import Sink, make_sink
 
-__all__ = ["register", "render_status", "render_verify", "status_json", "verify_json"]
+__all__ = ["ORDER", "register", "render_status", "render_verify"]
 
-_T = TypeVar("_T")
+ORDER = 40
 
 STATUS_EPILOG = """\
 examples:
@@ -99,7 +96,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _add_options(check)
     check.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         default=4,
         metavar="N",
         help="hours checked at once (default 4; e.g. --concurrency 8 on a big Azure range)",
@@ -115,11 +112,9 @@ def _add_options(cmd: argparse.ArgumentParser) -> None:
         help="print one JSON document instead of text (e.g. --json | jq .totals)",
     )
     add_storage_options(cmd, sink_help="where to read from (e.g. --sink azure)")
-    cmd.add_argument(
-        "--project",
-        action="append",
-        metavar="NAME",
-        help="only this project (default: every [[projects]] entry, or [amplitude] project); "
+    add_project_option(
+        cmd,
+        "only this project (default: every [[projects]] entry, or [amplitude] project); "
         "repeat for several (e.g. --project website)",
     )
 
@@ -127,116 +122,41 @@ def _add_options(cmd: argparse.ArgumentParser) -> None:
 # --- handlers -----------------------------------------------------------------------------------
 
 
-def _range(args: argparse.Namespace, now: datetime) -> tuple[datetime, datetime]:
-    first, last = parse_range(args, now)
-    assert first is not None and last is not None  # both are required options here
-    return first, last
-
-
-def _reader(config: Config, environ: Mapping[str, str]) -> Sink:
-    """The configured sink, for reading only (no ``prepare()``: nothing is written)."""
-    if config.output.sink == "local" and not config.output.dir.is_dir():
-        msg = (
-            f"no output folder {config.output.dir}: nothing was extracted there; "
-            "pass --output DIR or set [output] dir"
-        )
-        raise ConfigError(msg)
-    run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-read-{uuid.uuid4().hex[:6]}"
-    return make_sink(config, run_id=run_id, environ=environ)
-
-
-def _read(sink: Sink, work: Callable[[], Awaitable[_T]]) -> _T:
-    """Run ``work`` on a fresh event loop; the sink is closed whatever happens."""
-
-    async def go() -> _T:
-        try:
-            return await work()
-        finally:
-            with anyio.CancelScope(shield=True):
-                await sink.aclose()
-
-    return anyio.run(go)
-
-
 def _report(
     args: argparse.Namespace,
-    sink: Sink,
-    work: Callable[[], Awaitable[list[_T]]],
+    work: Callable[..., StatusResult | VerifyResult],
     out: TextIO | None,
-    *,
-    as_json: Callable[[list[_T]], dict[str, Any]],
-    render: Callable[[_T], str],
-) -> list[_T] | None:
+    render: Callable[[Any], str],
+    **kwargs: Any,
+) -> StatusResult | VerifyResult | None:
     """Read the reports and print them (JSON or text); None, with one line on stderr, when the
     storage could not be read."""
+    environ = environment()
+    moment = now(environ)
+    first, last = parse_range(args, moment)
+    config = load(args, environ)
+    assert first is not None and last is not None  # both are required options here
     try:
-        reports = _read(sink, work)
+        result = work(config, start=first, end=last, project=args.project, now=moment, **kwargs)
     except StorageError as exc:
         print(f"async-amp: error: {exc}", file=sys.stderr)
         return None
     stdout = out or sys.stdout
     if args.json:
-        print(json.dumps(as_json(reports), indent=2), file=stdout)
+        print(json.dumps(result.to_json(), indent=2), file=stdout)
     else:
-        stdout.write("\n".join(render(r) for r in reports))
-    return reports
-
-
-def _projects(args: argparse.Namespace, config: Config) -> list[str]:
-    return [p.name for p in select_projects(config, args.project or ())]
+        stdout.write("\n".join(render(r) for r in result.projects))
+    return result
 
 
 def _cmd_status(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    environ = _environment()
-    now = _now(environ)
-    first, last = _range(args, now)
-    config = _load(args, environ)
-    projects = _projects(args, config)
-    sink = _reader(config, environ)
-    lag = config.extract.availability_lag_hours
-
-    async def work() -> list[StatusReport]:
-        return [
-            await read_status(sink, name, first, last, now=now, lag_hours=lag) for name in projects
-        ]
-
-    reports = _report(args, sink, work, out, as_json=status_json, render=render_status)
-    return EXIT_INCOMPLETE if reports is None else EXIT_OK
+    result = _report(args, api.status_sync, out, render_status)
+    return EXIT_INCOMPLETE if result is None else EXIT_OK
 
 
 def _cmd_verify(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    environ = _environment()
-    now = _now(environ)
-    first, last = _range(args, now)
-    config = _load(args, environ)
-    projects = _projects(args, config)
-    sink = _reader(config, environ)
-
-    async def work() -> list[VerifyReport]:
-        return [
-            await verify(sink, name, first, last, concurrency=args.concurrency) for name in projects
-        ]
-
-    reports = _report(args, sink, work, out, as_json=verify_json, render=render_verify)
-    return EXIT_OK if reports is not None and all(r.ok for r in reports) else EXIT_INCOMPLETE
-
-
-def status_json(reports: list[StatusReport]) -> dict[str, Any]:
-    """``status --json``: every project's report, and totals over them."""
-    totals: dict[str, int] = {}
-    for report in reports:
-        for key, value in report.to_json()["totals"].items():
-            totals[key] = totals.get(key, 0) + value
-    return {"projects": {r.project: r.to_json() for r in reports}, "totals": totals}
-
-
-def verify_json(reports: list[VerifyReport]) -> dict[str, Any]:
-    """``verify --json``: every project's report; ``ok`` only when all are."""
-    return {
-        "ok": all(r.ok for r in reports),
-        "problem_count": sum(len(r.problems) for r in reports),
-        "projects": {r.project: r.to_json() for r in reports},
-    }
+    result = _report(args, api.verify_sync, out, render_verify, concurrency=args.concurrency)
+    return EXIT_OK if isinstance(result, VerifyResult) and result.ok else EXIT_INCOMPLETE
 
 
 # --- text forms -----------------------------------------------------------------------------

@@ -10,24 +10,47 @@ from pathlib import Path
 
 import anyio
 
-from .cli import _load
-from .config import AmplitudeConfig, Config, Credentials
-from .hours import hour_range
-from .runner import RunOptions, run_extract
-from .sinks.local import LocalSink
-from .testing.background import BackgroundSimulator
-from .testing.dataset import Dataset
+from ...config import AmplitudeConfig, Config, Credentials
+from ...hours import hour_range
+from ...run import RunRequest
+from ...sinks.local import LocalSink
+from ...testing.background import BackgroundSimulator
+from ...testing.dataset import Dataset
+from ..options import add_log_options, add_storage_options, environment, load, positive_int
+from .extract import run_and_present
 
-__all__ = ["DEMO_DAYS", "run_demo"]
+__all__ = ["DEMO_DAYS", "DEMO_KEY", "DEMO_SECRET", "ORDER", "quiet_hours", "register", "run_demo"]
+
+ORDER = 30
 
 DEMO_DAYS = (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC))
 DEMO_KEY, DEMO_SECRET = "demo-api-key", "demo-secret-key"
 
 
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="extract two simulated days end to end (e.g. async-amp demo)",
+        description="Start the simulated Export API on loopback and extract two days from it "
+        "into --output, exactly as 'extract' would from Amplitude. No account needed.",
+        epilog="example: async-amp demo --output data --concurrency 8",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_storage_options(demo)
+    add_log_options(demo)
+    demo.add_argument(
+        "--concurrency",
+        type=positive_int,
+        metavar="N",
+        help="requests in flight (e.g. --concurrency 8)",
+    )
+    demo.set_defaults(handler=lambda args: run_demo(args, environment()))
+
+
 def run_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Serve two simulated days on loopback, extract them with the real client, show them."""
-    config = _load(args, {}, concurrency=args.concurrency or 8)
-    dataset = Dataset(events_per_hour=800, pages_per_hour=3, quiet_hours=frozenset(_quiet()))
+    config = load(args, {}, concurrency=args.concurrency or 8)
+    dataset = Dataset(events_per_hour=800, pages_per_hour=3, quiet_hours=frozenset(quiet_hours()))
     first, last = DEMO_DAYS[0], DEMO_DAYS[1] + timedelta(hours=23)
     with BackgroundSimulator(dataset, api_key=DEMO_KEY, secret_key=DEMO_SECRET) as sim:
         config = Config(
@@ -36,20 +59,15 @@ def run_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             output=config.output,
             azure=config.azure,
             source=config.source,
+            environ={k: v for k, v in environ.items() if not k.startswith("AZURE_")},
         )
         print(f"simulated Export API on {sim.base_url} (two days, 3 partitions per hour)")
-        options = RunOptions(
-            first=first,
-            last=last,
-            now=datetime.now(UTC),
+        code = run_and_present(
+            config,
+            RunRequest(first=first, last=last, now=datetime.now(UTC)),
             log_format=args.log_format,
             log_file=args.log_file,
             quiet=args.quiet or args.log_format is None,  # the log file has every line
-        )
-        code = run_extract(
-            config,
-            options,
-            environ={k: v for k, v in environ.items() if not k.startswith("AZURE_")},
             credentials={config.amplitude.project: Credentials(DEMO_KEY, DEMO_SECRET)},
         )
         print(f"  export requests served by the simulator: {sim.request_count()}")
@@ -58,7 +76,7 @@ def run_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return code
 
 
-def _quiet() -> list[datetime]:
+def quiet_hours() -> list[datetime]:
     return [DEMO_DAYS[0].replace(hour=3), DEMO_DAYS[1].replace(hour=4)]
 
 

@@ -33,7 +33,7 @@ from .archive import GzipDecoder
 from .errors import ArchiveError, AsyncAmpError, StorageError, first_user_error
 from .hours import HOUR, hour_range, iso_hour
 from .manifest import MANIFEST_NAME, FileEntry, Manifest
-from .pipeline import available_until
+from .plan import available_until
 from .sinks.base import Sink
 
 __all__ = [

@@ -1,0 +1,246 @@
+"""The Python API: what the CLI does, as functions that return typed values.
+
+::
+
+    import async_amp
+
+    config = async_amp.load_config("config.toml")
+    result = async_amp.extract_sync(config, start="2026-11-01", end="2026-11-02")
+    result.raise_for_failures()
+
+Each function has an ``async`` form (``extract``, ``status``, ``verify``) for callers with an
+event loop, and a ``_sync`` twin that runs one on a fresh loop (in any thread). None of them
+configures logging, installs a signal handler, prints, or exits: user errors raise
+``async_amp.UserError`` subclasses, log events go to the standard ``logging`` logger
+``async_amp`` (see ``async_amp.logs``). See ``docs/python-api.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+
+from . import config_load
+from .config import Config
+from .errors import ConfigError
+from .hours import floor_hour, parse_bound
+from .readback import read_status
+from .readback import verify as verify_project
+from .results import ExtractResult, HourResult, StatusResult, VerifyResult
+from .run import ExtractionRun, RunRequest, new_run_id, select_projects
+from .sinks import Sink, make_sink
+
+__all__ = [
+    "Bound",
+    "extract",
+    "extract_sync",
+    "load_config",
+    "status",
+    "status_sync",
+    "verify",
+    "verify_sync",
+]
+
+Bound = str | date | datetime
+_T = TypeVar("_T")
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    api_key: str | None = None,
+    secret_key: str | None = None,
+    environ: dict[str, str] | None = None,
+) -> Config:
+    """Read the config the CLI would read: ``path`` (default ``./config.toml`` when present),
+    with ``ASYNC_AMP_<SECTION>_<KEY>`` environment overrides applied.
+
+    The Amplitude keys come from ``AMP_API_KEY`` / ``AMP_SECRET_KEY`` (or the variables each
+    ``[[projects]]`` table names), in the environment or ``./.env``, unless ``api_key`` and
+    ``secret_key`` are given. ``environ`` replaces the process environment (and ``.env``).
+    Raises ``ConfigError`` naming every problem at once.
+    """
+    file = Path(path) if path is not None else Path("config.toml")
+    return config_load.load_config(
+        file, api_key=api_key, secret_key=secret_key, environ=environ, required=path is not None
+    )
+
+
+def hour_bound(value: Bound, *, is_end: bool, now: datetime) -> datetime:
+    """A ``start``/``end`` argument as an hour: the CLI's strings, a ``date`` (the whole UTC
+    day) or a timezone-aware ``datetime`` (the hour it falls in)."""
+    if isinstance(value, str):
+        return parse_bound(value, is_end=is_end, now=now)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            msg = f"{value!r} has no timezone: pass an aware datetime (e.g. tzinfo=UTC)"
+            raise ConfigError(msg)
+        return floor_hour(value)
+    if isinstance(value, date):
+        start = datetime(value.year, value.month, value.day, tzinfo=UTC)
+        return start + timedelta(hours=23) if is_end else start
+    msg = f"{value!r} is not a date, an aware datetime or a string such as '2026-11-01'"
+    raise ConfigError(msg)
+
+
+def _range(
+    start: Bound | None, end: Bound | None, now: datetime, *, optional: bool = False
+) -> tuple[datetime | None, datetime | None]:
+    first = hour_bound(start, is_end=False, now=now) if start is not None else None
+    last = hour_bound(end, is_end=True, now=now) if end is not None else None
+    if (first is None or last is None) and not optional:
+        msg = "start and end are both required"
+        raise ConfigError(msg)
+    if first is not None and last is not None and last < first:
+        msg = f"end {end} is before start {start}: swap them"
+        raise ConfigError(msg)
+    return first, last
+
+
+def _names(project: str | Sequence[str] | None) -> tuple[str, ...]:
+    if project is None:
+        return ()
+    return (project,) if isinstance(project, str) else tuple(project)
+
+
+async def extract(
+    config: Config,
+    *,
+    start: Bound | None = None,
+    end: Bound | None = None,
+    project: str | Sequence[str] | None = None,
+    force: bool = False,
+    since_last: bool = False,
+    shard: tuple[int, int] | None = None,
+    on_hour: Callable[[HourResult], None] | None = None,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> ExtractResult:
+    """Extract every hour from ``start`` to ``end`` (both inclusive, UTC), as ``async-amp
+    extract`` does; returns what happened, hour by hour (``result.exit_code`` is the CLI's).
+
+    ``project``: one name or several (default: every project of the config). ``since_last``:
+    from the hour after the newest complete one (``start`` or ``[extract] start`` when none)
+    up to the newest available hour. ``shard``: ``(k, n)``, the k-th of n slices of the range.
+    ``on_hour`` is called as each hour ends (committed or failed). ``dry_run``: plan only
+    (``result.projects[i].plan``), no request. ``now``: the current time (tests, replays).
+    """
+    moment = now or datetime.now(UTC)
+    first, last = _range(start, end, moment, optional=since_last)
+    request = RunRequest(
+        first=first,
+        last=last,
+        now=moment,
+        force=force,
+        since_last=since_last,
+        shard=shard,
+        projects=_names(project),
+        dry_run=dry_run,
+    )
+    run = ExtractionRun(config, request, on_hour=on_hour)
+    async with run:
+        await run.plan()
+        if not dry_run:
+            await run.execute()
+    return run.result()
+
+
+def _sync(function: Callable[..., Any], **kwargs: Any) -> Any:
+    return anyio.run(functools.partial(function, **kwargs))
+
+
+def extract_sync(config: Config, **kwargs: Any) -> ExtractResult:
+    """:func:`extract` on a fresh event loop (the same keyword arguments)."""
+    result: ExtractResult = _sync(extract, config=config, **kwargs)
+    return result
+
+
+def _reader(config: Config) -> Sink:
+    """The configured sink, for reading only (no ``prepare()``: nothing is written)."""
+    if config.output.sink == "local" and not config.output.dir.is_dir():
+        msg = (
+            f"no output folder {config.output.dir}: nothing was extracted there; "
+            "pass --output DIR or set [output] dir"
+        )
+        raise ConfigError(msg)
+    environ = config.environ if config.environ is not None else config_load.process_environment()
+    return make_sink(config, run_id=new_run_id("read"), environ=environ)
+
+
+async def _closing(sink: Sink, work: Callable[[], Any]) -> Any:
+    try:
+        return await work()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await sink.aclose()
+
+
+async def status(
+    config: Config,
+    *,
+    start: Bound,
+    end: Bound,
+    project: str | Sequence[str] | None = None,
+    now: datetime | None = None,
+) -> StatusResult:
+    """Which hours from ``start`` to ``end`` are complete, empty, missing or not yet available,
+    per project, from the manifests (as ``async-amp status``). Only reads."""
+    moment = now or datetime.now(UTC)
+    first, last = _range(start, end, moment)
+    assert first is not None and last is not None
+    names = [p.name for p in select_projects(config, _names(project))]
+    sink = _reader(config)
+    lag = config.extract.availability_lag_hours
+
+    async def work() -> StatusResult:
+        reports = [
+            await read_status(sink, name, first, last, now=moment, lag_hours=lag) for name in names
+        ]
+        return StatusResult(tuple(reports))
+
+    result: StatusResult = await _closing(sink, work)
+    return result
+
+
+def status_sync(config: Config, **kwargs: Any) -> StatusResult:
+    """:func:`status` on a fresh event loop (the same keyword arguments)."""
+    result: StatusResult = _sync(status, config=config, **kwargs)
+    return result
+
+
+async def verify(
+    config: Config,
+    *,
+    start: Bound,
+    end: Bound,
+    project: str | Sequence[str] | None = None,
+    concurrency: int = 4,
+    now: datetime | None = None,
+) -> VerifyResult:
+    """Re-read every stored file from ``start`` to ``end`` and compare it with its manifest
+    (as ``async-amp verify``); ``result.ok`` when everything matches. Only reads."""
+    moment = now or datetime.now(UTC)
+    first, last = _range(start, end, moment)
+    assert first is not None and last is not None
+    names = [p.name for p in select_projects(config, _names(project))]
+    sink = _reader(config)
+
+    async def work() -> VerifyResult:
+        reports = [
+            await verify_project(sink, name, first, last, concurrency=concurrency) for name in names
+        ]
+        return VerifyResult(tuple(reports))
+
+    result: VerifyResult = await _closing(sink, work)
+    return result
+
+
+def verify_sync(config: Config, **kwargs: Any) -> VerifyResult:
+    """:func:`verify` on a fresh event loop (the same keyword arguments)."""
+    result: VerifyResult = _sync(verify, config=config, **kwargs)
+    return result

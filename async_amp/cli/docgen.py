@@ -1,0 +1,170 @@
+"""Render the generated documentation, so the reference cannot drift from the code.
+
+``docs/cli.md`` is the ``--help`` of every command; the key tables of
+``docs/configuration.md`` (after each ``<!-- keys: SECTION -->`` marker) come from the config
+declaration (``async_amp.config``)::
+
+    python -m async_amp.cli.docgen           # rewrite them (make docs)
+    python -m async_amp.cli.docgen --check   # exit 1 when one is out of date
+
+The help is rendered at a fixed width, whatever the terminal, so the output is the same on
+every machine running the same Python minor version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import MISSING
+from pathlib import Path
+from typing import Any
+
+from ..config import ProjectConfig, keys_of, sections
+from ..config_load import ENV_PREFIX
+from .parser import build_parser
+
+__all__ = ["WIDTH", "commands", "main", "render_cli", "render_configuration"]
+
+WIDTH = 100
+HEADER = """\
+# Command-line reference
+
+<!-- Generated from `--help` by `python -m async_amp.cli.docgen` (make docs).
+     Do not edit by hand: change the help text in the code and regenerate. -->
+
+Every command accepts `--help`. Options that are also config keys follow the precedence
+CLI flag > environment (`ASYNC_AMP_<SECTION>_<KEY>`) > `config.toml` > default; see
+[configuration.md](configuration.md). What each exit code means, and what to do about it:
+[operations.md](operations.md#exit-codes).
+"""
+
+
+@contextmanager
+def _columns(width: int) -> Iterator[None]:
+    """argparse wraps help at ``$COLUMNS - 2``: pin it while rendering."""
+    saved = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(width + 2)
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = saved
+
+
+def commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The subcommand parsers by name, in the order they were added."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def render_cli(parser: argparse.ArgumentParser | None = None) -> str:
+    """The whole of ``docs/cli.md``."""
+    parser = parser or build_parser()
+    parts = [HEADER]
+    with _columns(WIDTH):
+        sections = [(parser.prog, parser.format_help())]
+        sections += [(sub.prog, sub.format_help()) for sub in commands(parser).values()]
+    index = "".join(f"- [`{name}`](#{name.replace(' ', '-')})\n" for name, _ in sections[1:])
+    parts.append(index)
+    for name, text in sections:
+        parts.append(f"## {name}\n\n```text\n{text.rstrip()}\n```\n")
+    return "\n".join(parts)
+
+
+_MARKER = re.compile(r"^<!-- keys: (\[?[\w]+\]?) -->$", re.M)
+_TABLE_HEAD = (
+    "| key | type | default | environment variable | meaning |\n| --- | --- | --- | --- | --- |\n"
+)
+
+
+def _literal(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if isinstance(value, str | Path):
+        return f'`"{value}"`'
+    return f"`{value!r}`"
+
+
+def _key_table(section: str) -> str:
+    """The Markdown table of one section's keys (``[projects]``: the ``[[projects]]`` ones)."""
+    cls = ProjectConfig if section == "[projects]" else sections()[section]
+    rows = []
+    for key in keys_of(cls).values():
+        if cls is ProjectConfig:
+            env = "—"
+            default = "(required)" if key.required or key.default is MISSING else None
+        else:
+            env = f"`{ENV_PREFIX}{section.upper()}_{key.name.upper()}`"
+            default = None
+        shown = default or key.shown or _literal(key.default)
+        rows.append(f"| `{key.name}` | {key.kind} | {shown} | {env} | {key.doc} |\n")
+    return _TABLE_HEAD + "".join(rows)
+
+
+def render_configuration(current: str) -> str:
+    """``current`` (``docs/configuration.md``) with every key table regenerated."""
+    parts: list[str] = []
+    pos = 0
+    for marker in _MARKER.finditer(current):
+        parts.append(current[pos : marker.end()] + "\n\n")
+        rest = current[marker.end() :].lstrip("\n")
+        table = 0
+        for line in rest.splitlines(keepends=True):
+            if not line.startswith("|"):
+                break
+            table += len(line)
+        pos = len(current) - len(rest) + table
+        parts.append(_key_table(marker.group(1)))
+    parts.append(current[pos:])
+    return "".join(parts)
+
+
+def _targets(root: Path) -> dict[Path, str]:
+    config_md = root / "configuration.md"
+    current = config_md.read_text(encoding="utf-8") if config_md.is_file() else ""
+    return {root / "cli.md": render_cli(), config_md: render_configuration(current)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = argparse.ArgumentParser(
+        prog="python -m async_amp.cli.docgen",
+        description="Render docs/cli.md from the --help of every async-amp command, and the "
+        "key tables of docs/configuration.md from the config declaration.",
+        epilog="example: python -m async_amp.cli.docgen --check",
+    )
+    args.add_argument(
+        "--docs", type=Path, default=Path("docs"), help="the docs folder (e.g. --docs docs)"
+    )
+    args.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 when a file is out of date (e.g. --check in CI)",
+    )
+    ns = args.parse_args(argv)
+    stale = 0
+    for path, text in _targets(ns.docs).items():
+        current = path.read_text(encoding="utf-8") if path.is_file() else None
+        if current == text:
+            continue
+        if ns.check:
+            print(f"{path} is out of date: run 'make docs'", file=sys.stderr)
+            stale += 1
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path}")
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

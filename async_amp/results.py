@@ -1,0 +1,252 @@
+"""What an extraction returns: frozen, typed values, the same facts the CLI prints.
+
+``ExtractResult`` holds one ``ProjectResult`` per project; ``exit_code`` is the CLI's (0: every
+available hour is complete or empty; 1: some are not); ``raise_for_failures()`` turns the
+second case into ``IncompleteExtraction``; ``to_json()`` is the CLI's ``--summary-json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from .errors import AsyncAmpError
+from .hours import iso_hour
+from .plan import Plan
+from .readback import StatusReport, VerifyReport
+
+__all__ = [
+    "ExtractResult",
+    "FailedHour",
+    "HourResult",
+    "IncompleteExtraction",
+    "ProjectResult",
+    "StatusResult",
+    "VerifyResult",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class HourResult:
+    """How one hour ended: committed (complete or empty) or failed after its last attempt."""
+
+    hour: datetime
+    status: Literal["complete", "empty", "failed"]
+    attempts: int
+    events: int = 0
+    bytes: int = 0
+    files: int = 0
+    error: str = ""
+    project: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FailedHour:
+    """An hour still incomplete after every attempt, and the last error it met."""
+
+    project: str
+    hour: datetime
+    error: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectResult:
+    """One project's run: how many hours ended in which state, and what it cost."""
+
+    name: str
+    plan: Plan = field(repr=False)
+    results: tuple[HourResult, ...] = field(default=(), repr=False)
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    bytes_downloaded: int = 0
+    seconds: float = 0.0
+
+    def _count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def complete(self) -> int:
+        return self._count("complete")
+
+    @property
+    def empty(self) -> int:
+        return self._count("empty")
+
+    @property
+    def failed(self) -> int:
+        return self._count("failed")
+
+    @property
+    def skipped(self) -> int:
+        """Hours already complete before the run (not asked again)."""
+        return len(self.plan.done)
+
+    @property
+    def not_available(self) -> int:
+        """Hours too recent to export (``availability_lag_hours``)."""
+        return len(self.plan.not_available)
+
+    @property
+    def unfinished(self) -> int:
+        """Hours the run meant to fetch but never finished (it was stopped)."""
+        return len(self.plan.to_fetch) - len(self.results)
+
+    @property
+    def events(self) -> int:
+        return sum(r.events for r in self.results)
+
+    @property
+    def bytes_written(self) -> int:
+        return sum(r.bytes for r in self.results)
+
+    @property
+    def failed_hours(self) -> tuple[FailedHour, ...]:
+        return tuple(
+            FailedHour(self.name, r.hour, r.error, r.attempts)
+            for r in sorted(self.results, key=lambda r: r.hour)
+            if r.status == "failed"
+        )
+
+    @property
+    def mb_per_s(self) -> float:
+        return round(self.bytes_written / 1e6 / self.seconds, 1) if self.seconds else 0
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed or self.unfinished else 0
+
+    def to_json(self, run_id: str) -> dict[str, Any]:
+        return {
+            "run_id": run_id,
+            "hours_requested": len(self.plan.hours),
+            "complete": self.complete,
+            "empty": self.empty,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "not_available": self.not_available,
+            "failed_hours": [iso_hour(f.hour) for f in self.failed_hours],
+            "not_available_hours": [iso_hour(h) for h in self.plan.not_available],
+            "events": self.events,
+            "bytes_written": self.bytes_written,
+            "bytes_downloaded": self.bytes_downloaded,
+            "requests": self.requests,
+            "retries": self.retries,
+            "throttled": self.throttled,
+            "seconds": round(self.seconds, 3),
+            "mb_per_s": self.mb_per_s,
+            "exit_code": self.exit_code,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractResult:
+    """A whole run: every selected project, into one sink."""
+
+    run_id: str
+    sink: str
+    projects: tuple[ProjectResult, ...]
+    seconds: float = 0.0
+    interrupted: bool = False
+    dry_run: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every available hour is complete or empty, else 1 (as the CLI's)."""
+        if self.dry_run:
+            return 0
+        if self.interrupted:
+            return 1
+        return max((p.exit_code for p in self.projects), default=0)
+
+    @property
+    def failed_hours(self) -> tuple[FailedHour, ...]:
+        return tuple(f for p in self.projects for f in p.failed_hours)
+
+    def project(self, name: str) -> ProjectResult:
+        """The result of the project called ``name``."""
+        for result in self.projects:
+            if result.name == name:
+                return result
+        raise KeyError(name)
+
+    def raise_for_failures(self) -> None:
+        """Raise ``IncompleteExtraction`` unless every available hour is complete or empty."""
+        if self.exit_code != 0:
+            raise IncompleteExtraction(self)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--summary-json`` document."""
+        projects = {p.name: p.to_json(self.run_id) for p in self.projects}
+        keys = ("complete", "empty", "failed", "skipped", "not_available", "events")
+        totals: dict[str, Any] = {k: sum(p[k] for p in projects.values()) for k in keys}
+        totals["bytes_written"] = sum(p["bytes_written"] for p in projects.values())
+        totals["failed_hours"] = [
+            f"{name}:{hour}" for name, p in projects.items() for hour in p["failed_hours"]
+        ]
+        return {
+            "run_id": self.run_id,
+            "sink": self.sink,
+            "seconds": round(self.seconds, 3),
+            "interrupted": self.interrupted,
+            "exit_code": self.exit_code,
+            "totals": totals,
+            "projects": projects,
+        }
+
+
+class IncompleteExtraction(AsyncAmpError):
+    """Some hours are still incomplete after every attempt (or the run was stopped)."""
+
+    def __init__(self, result: ExtractResult) -> None:
+        self.result = result
+        self.failed_hours = result.failed_hours
+        shown = ", ".join(f"{f.project}:{iso_hour(f.hour)}" for f in self.failed_hours[:5])
+        more = len(self.failed_hours) - 5
+        unfinished = sum(p.unfinished for p in result.projects)
+        parts = []
+        if self.failed_hours:
+            parts.append(
+                f"{len(self.failed_hours)} hours failed: {shown}"
+                + (f" and {more} more" if more > 0 else "")
+            )
+        if unfinished:
+            parts.append(f"{unfinished} hours not finished (the run was stopped)")
+        super().__init__(f"run {result.run_id} incomplete: " + "; ".join(parts))
+
+
+@dataclass(frozen=True, slots=True)
+class StatusResult:
+    """``status``: one report per project of which hours are complete, empty, missing..."""
+
+    projects: tuple[StatusReport, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """``status --json``: every project's report, and totals over them."""
+        totals: dict[str, int] = {}
+        for report in self.projects:
+            for key, value in report.to_json()["totals"].items():
+                totals[key] = totals.get(key, 0) + value
+        return {"projects": {r.project: r.to_json() for r in self.projects}, "totals": totals}
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    """``verify``: one report per project of every stored file checked against its manifest."""
+
+    projects: tuple[VerifyReport, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when every stored file matches its manifest."""
+        return all(r.ok for r in self.projects)
+
+    def to_json(self) -> dict[str, Any]:
+        """``verify --json``: every project's report; ``ok`` only when all are."""
+        return {
+            "ok": self.ok,
+            "problem_count": sum(len(r.problems) for r in self.projects),
+            "projects": {r.project: r.to_json() for r in self.projects},
+        }

@@ -1,0 +1,307 @@
+"""One extraction run: every selected project, one sink, one shared bound, one result.
+
+``ExtractionRun`` is what ``async_amp.extract`` and the CLI drive::
+
+    run = ExtractionRun(config, RunRequest(first, last, now=now))   # checks projects, keys
+    async with run:              # opens the sink (and closes it, whatever happens)
+        await run.plan()         # per project: the hours to fetch, skip, leave for later
+        await run.execute()      # fetch them all; cancel it to stop (hours in flight are
+    result = run.result()        # abandoned without a manifest); a frozen ExtractResult
+
+It installs no signal handler and configures no logging; its log events go to the
+``async_amp`` logger, each carrying the run id (and the project), with the keys masked.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+
+import anyio
+
+from .client import AiohttpExportSource
+from .config import Config, Credentials, ProjectConfig
+from .config_load import load_credentials, process_environment
+from .errors import ConfigError, CredentialsError, first_user_error
+from .hours import HOUR, hour_range, iso_hour, parse_bound
+from .logs import bound, log
+from .pipeline import Extractor
+from .plan import Plan, available_until
+from .results import ExtractResult, HourResult, ProjectResult
+from .sinks import Sink, make_sink
+
+__all__ = ["ExtractionRun", "RunRequest", "log_summary", "new_run_id", "select_projects"]
+
+SINCE_LAST_LOOKBACK = timedelta(days=400)
+SINCE_LAST_GAPS = timedelta(days=7)
+STORAGE_SECRETS = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_SAS_TOKEN")
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """What to extract: a range of hours (or ``since_last``), for which projects, how."""
+
+    first: datetime | None
+    last: datetime | None
+    now: datetime
+    force: bool = False
+    since_last: bool = False
+    shard: tuple[int, int] | None = None
+    projects: tuple[str, ...] = ()
+    dry_run: bool = False
+
+
+@dataclass(slots=True)
+class _Job:
+    project: ProjectConfig
+    extractor: Extractor
+    source: AiohttpExportSource | None
+    plan: Plan | None = None
+
+
+def select_projects(config: Config, names: Sequence[str]) -> tuple[ProjectConfig, ...]:
+    """The projects called ``names`` (all of them when empty); unknown names are an error."""
+    projects = config.project_list()
+    if not names:
+        return projects
+    known = {p.name: p for p in projects}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        msg = (
+            f"unknown project {', '.join(map(repr, unknown))}: the config has "
+            f"{', '.join(map(repr, known))}"
+        )
+        raise ConfigError(msg)
+    return tuple(known[n] for n in dict.fromkeys(names))
+
+
+def new_run_id(kind: str = "") -> str:
+    """``20261101T050000Z-1a2b3c``: when the run started, and six random hex digits."""
+    tag = f"{kind}-" if kind else ""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{tag}{uuid.uuid4().hex[:6]}"
+
+
+def _credentials(
+    config: Config,
+    projects: Sequence[ProjectConfig],
+    environ: Mapping[str, str],
+    given: Mapping[str, Credentials],
+) -> dict[str, Credentials]:
+    """Every project's keys: given > on the project > on the config > its environment
+    variables. Every missing one is named in one ``CredentialsError``."""
+    found: dict[str, Credentials] = {}
+    problems: list[str] = []
+    for project in projects:
+        creds = given.get(project.name) or project.credentials or config.credentials
+        if creds is None:
+            try:
+                creds = load_credentials(environ, project)
+            except CredentialsError as exc:
+                problems.append(str(exc))
+                continue
+        found[project.name] = creds
+    if problems:
+        raise CredentialsError("; ".join(problems))
+    return found
+
+
+class ExtractionRun:
+    """Plans and runs one extraction over every selected project (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: Config,
+        request: RunRequest,
+        *,
+        credentials: Mapping[str, Credentials] | None = None,
+        on_hour: Callable[[HourResult], None] | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        self.config = config
+        self.request = request
+        environ = config.environ if config.environ is not None else process_environment()
+        self.projects = select_projects(config, request.projects)
+        creds = (
+            {}
+            if request.dry_run
+            else _credentials(config, self.projects, environ, credentials or {})
+        )
+        self.run_id = run_id or new_run_id()
+        self.secrets = tuple(s for c in creds.values() for s in c.secrets()) + tuple(
+            environ[n] for n in STORAGE_SECRETS if environ.get(n)
+        )
+        self.sink: Sink = make_sink(config, run_id=self.run_id, environ=environ)
+        self.where = self.sink.describe()
+        self._jobs = [
+            self._job(project, creds.get(project.name), on_hour) for project in self.projects
+        ]
+        self._started = time.monotonic()
+        self._seconds = 0.0
+
+    def _job(
+        self,
+        project: ProjectConfig,
+        creds: Credentials | None,
+        on_hour: Callable[[HourResult], None] | None,
+    ) -> _Job:
+        ex = self.config.extract
+        source = None
+        if creds is not None:
+            source = AiohttpExportSource(
+                project.url,
+                creds.api_key,
+                creds.secret_key,
+                read_timeout_s=ex.read_timeout_s,
+                connect_timeout_s=ex.connect_timeout_s,
+                region_hint=f" (now {project.region!r}, calling {project.url})",
+            )
+        extractor = Extractor(
+            self.config,
+            source,  # type: ignore[arg-type]  # None only for dry runs, which make no request
+            self.sink,
+            run_id=self.run_id,
+            now=self.request.now,
+            project=project,
+            on_hour=on_hour,
+        )
+        return _Job(project=project, extractor=extractor, source=source)
+
+    async def __aenter__(self) -> ExtractionRun:
+        try:
+            with bound(run_id=self.run_id, secrets=self.secrets):
+                await self.sink.prepare()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.sink.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.sink.aclose()
+
+    @property
+    def plans(self) -> dict[str, Plan]:
+        """Each project's plan, once :meth:`plan` has made it."""
+        return {j.project.name: j.plan for j in self._jobs if j.plan is not None}
+
+    async def plan(self) -> None:
+        """Decide, per project, which hours to fetch (reads what the sink already has)."""
+        with bound(run_id=self.run_id, secrets=self.secrets):
+            for job in self._jobs:
+                first, last = await self._range(job.project)
+                job.plan = await job.extractor.plan(
+                    first, last, force=self.request.force, shard=self.request.shard
+                )
+
+    async def execute(self) -> None:
+        """Fetch every planned hour of every project under one shared bound."""
+        self._started = time.monotonic()
+        try:
+            with bound(run_id=self.run_id, secrets=self.secrets):
+                await self._execute()
+        finally:
+            self._seconds = time.monotonic() - self._started
+
+    async def _execute(self) -> None:
+        jobs = [j for j in self._jobs if j.plan is not None]
+        total = self.config.extract.total_concurrency or sum(j.extractor.concurrency for j in jobs)
+        overall = anyio.CapacityLimiter(total)
+        for job in jobs:
+            job.extractor.overall = overall
+        async with AsyncExitStack() as stack:
+            for job in jobs:
+                assert job.source is not None
+                await stack.enter_async_context(job.source)
+            try:
+                async with anyio.create_task_group() as tg:
+                    for job in jobs:
+                        assert job.plan is not None
+                        tg.start_soon(job.extractor.run, job.plan)
+            except BaseExceptionGroup as group:
+                raise first_user_error(group) from None
+
+    def result(self, *, interrupted: bool = False) -> ExtractResult:
+        """What the run did so far (everything, once :meth:`execute` has returned)."""
+        projects = []
+        for job in self._jobs:
+            if job.plan is None:
+                continue
+            summary = job.extractor.summary
+            if summary is None:
+                projects.append(ProjectResult(name=job.project.name, plan=job.plan))
+            else:
+                projects.append(summary.result(job.project.name))
+        seconds = self._seconds or time.monotonic() - self._started
+        return ExtractResult(
+            run_id=self.run_id,
+            sink=self.where,
+            projects=tuple(projects),
+            seconds=seconds,
+            interrupted=interrupted,
+            dry_run=self.request.dry_run,
+        )
+
+    async def _range(self, project: ProjectConfig) -> tuple[datetime, datetime]:
+        request = self.request
+        if not request.since_last:
+            assert request.first is not None and request.last is not None
+            return request.first, request.last
+        newest = available_until(request.now, self.config.extract.availability_lag_hours)
+        configured = request.first
+        if configured is None and self.config.extract.start:
+            configured = parse_bound(self.config.extract.start, is_end=False, now=request.now)
+        scan_from = min(configured, newest) if configured else newest - SINCE_LAST_LOOKBACK
+        done = await self.sink.completed_hours(project.name, hour_range(scan_from, newest))
+        if done:
+            first = max(done) + HOUR
+            # hours left behind by earlier runs (failed, interrupted) are asked again: start at
+            # the oldest gap after the configured start, or within a week of the newest hour
+            floor = configured if configured is not None else max(done) - SINCE_LAST_GAPS
+            gaps = [h for h in hour_range(max(floor, scan_from), max(done)) if h not in done]
+            if gaps:
+                log.warning(
+                    "run.since_last_gaps",
+                    project=project.name,
+                    gaps=len(gaps),
+                    first=iso_hour(gaps[0]),
+                )
+                first = gaps[0]
+        elif configured is not None:
+            first = configured
+        else:
+            msg = (
+                f"--since-last: nothing extracted yet for project {project.name!r}; "
+                'set [extract] start = "2026-01-01" or pass --start'
+            )
+            raise ConfigError(msg)
+        last = request.last or newest
+        log.info("run.since_last", project=project.name, start=iso_hour(first), end=iso_hour(last))
+        return first, max(first, last)
+
+
+def log_summary(
+    result: ExtractResult, *, secrets: Sequence[str] = (), exit_code: int | None = None
+) -> None:
+    """The ``run.summary`` event: the totals of ``result`` (``exit_code``: when not its own)."""
+    report = result.to_json()
+    with bound(run_id=result.run_id, secrets=secrets):
+        log.info(
+            "run.summary",
+            **report["totals"],
+            exit_code=result.exit_code if exit_code is None else exit_code,
+            interrupted=result.interrupted,
+            seconds=report["seconds"],
+            requests=sum(p.requests for p in result.projects),
+            retries=sum(p.retries for p in result.projects),
+        )
