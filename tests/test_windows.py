@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from async_amp.pipeline import AUTO_MAX_WINDOW_BYTES, Extractor
 from async_amp.plan import chop
-from async_amp.sinks.local import LocalSink
+from async_amp.schedule import AUTO_MAX_WINDOW_BYTES, Observed, auto_window
 from async_amp.testing.server import Fault, FaultPlan, Injection, RequestInfo, run_simulator
 
 from .helpers import (
@@ -100,17 +99,10 @@ async def test_auto_uses_wide_windows_for_a_quiet_project(tmp_path: Path) -> Non
     assert_output_matches(tmp_path, dataset, DAY1, last)
 
 
-def test_auto_stays_hourly_when_hours_are_big(tmp_path: Path) -> None:
-    extractor = Extractor(
-        make_config("http://127.0.0.1:9", tmp_path, window_hours="auto", concurrency=4),
-        source=None,  # type: ignore[arg-type]
-        sink=LocalSink(tmp_path, run_id="x"),
-        run_id="x",
-    )
-    extractor.observed = [(1, AUTO_MAX_WINDOW_BYTES), (1, AUTO_MAX_WINDOW_BYTES * 2)]
-    assert extractor.auto_window(400) == 1
-    extractor.observed = [(1, 1000)] * 4
-    assert extractor.auto_window(400) == 100
-    assert extractor.auto_window(10_000) == 168
-    extractor.observed = []
-    assert extractor.auto_window(400) == 24
+def test_auto_stays_hourly_when_hours_are_big() -> None:
+    big = [Observed(1, AUTO_MAX_WINDOW_BYTES), Observed(1, AUTO_MAX_WINDOW_BYTES * 2)]
+    assert auto_window(400, slots=4, observed=big) == 1
+    small = [Observed(1, 1000)] * 4
+    assert auto_window(400, slots=4, observed=small) == 100
+    assert auto_window(10_000, slots=4, observed=small) == 168
+    assert auto_window(400, slots=4, observed=[]) == 24

@@ -1,0 +1,61 @@
+"""Committing one hour: its files become visible, then its manifest, last; all or nothing.
+
+Once data starts moving into place the commit finishes even if the run is being cancelled (a
+half-committed hour would show data with no manifest), within ``COMMIT_TIMEOUT_S``. A commit
+that fails or times out discards the staging and says why: the hour is then asked again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import anyio
+
+from .archive import ProcessedMember
+from .errors import StorageError
+from .hours import iso_hour
+from .logs import log
+from .manifest import Manifest
+from .sinks.base import HourStaging
+
+__all__ = ["COMMIT_TIMEOUT_S", "commit_hour", "manifest_for"]
+
+COMMIT_TIMEOUT_S = 120.0
+
+
+def manifest_for(
+    hour: datetime,
+    members: Sequence[ProcessedMember],
+    *,
+    attempts: int,
+    run_id: str,
+    warnings: tuple[str, ...] = (),
+) -> Manifest:
+    """The manifest of an hour whose attempt brought ``members`` (none: an empty hour)."""
+    files = tuple(p.entry for p in members)
+    return Manifest(
+        hour=hour,
+        status="complete" if files else "empty",
+        files=files,
+        attempts=attempts,
+        extracted_at=datetime.now(UTC),
+        run_id=run_id,
+        warnings=warnings,
+    )
+
+
+async def commit_hour(staging: HourStaging, manifest: Manifest) -> str | None:
+    """Commit ``staging`` with ``manifest``; ``None`` when done, else why it failed."""
+    try:
+        with anyio.CancelScope(shield=True), anyio.fail_after(COMMIT_TIMEOUT_S):
+            await staging.commit(manifest)
+    except TimeoutError:
+        error = f"commit did not finish within {COMMIT_TIMEOUT_S:.0f} s"
+    except StorageError as exc:
+        error = str(exc)
+    else:
+        return None
+    await staging.discard()
+    log.warning("hour.commit_failed", hour=iso_hour(manifest.hour), error=error)
+    return error

@@ -1,0 +1,138 @@
+"""The pure steps of the orchestration layer, tested directly, without HTTP: judging an hour,
+grouping a window's members, the retry decision and its backoff, the manifest of an hour."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+
+import pytest
+
+from async_amp.archive import ProcessedMember
+from async_amp.commit import manifest_for
+from async_amp.hours import MemberName
+from async_amp.judge import by_hour, judge_hour, missing_pages
+from async_amp.manifest import FileEntry
+from async_amp.retry import MAX_RETRY_AFTER_S, RetryPlan, backoff_delay, plan_retry
+
+from .helpers import DAY1
+
+H0, H1, H2 = DAY1, DAY1 + timedelta(hours=1), DAY1 + timedelta(hours=2)
+
+
+def _member(hour_offset: int, page: int, events: int = 10) -> ProcessedMember:
+    hour = DAY1 + timedelta(hours=hour_offset)
+    base = f"1_{hour:%Y-%m-%d}_{hour.hour}#{page}.json.gz"
+    return ProcessedMember(
+        member=MemberName(project_id="1", hour=hour, page=page, base_name=base),
+        entry=FileEntry(name=base.removesuffix(".gz"), bytes=100, events=events, sha256="0" * 64),
+    )
+
+
+# --- judge ------------------------------------------------------------------------------------
+
+
+def test_a_whole_hour_or_an_unknown_page_count_is_committed() -> None:
+    assert (
+        judge_hour(frozenset({0, 1, 2}), expected=3, no_data=False, previous_short=None).action
+        == "commit"
+    )
+    assert (
+        judge_hour(frozenset({0}), expected=0, no_data=False, previous_short=None).action
+        == "commit"
+    )
+
+
+def test_a_404_is_an_empty_hour_never_a_short_one() -> None:
+    verdict = judge_hour(frozenset(), expected=3, no_data=True, previous_short=None)
+    assert verdict.action == "commit" and not verdict.warnings
+
+
+def test_a_short_hour_is_asked_again_then_accepted_when_the_answer_repeats() -> None:
+    first = judge_hour(frozenset({0, 2}), expected=3, no_data=False, previous_short=None)
+    assert first.action == "retry"
+    assert first.problem == "2 of 3 pages, partition #1 absent"
+    other = judge_hour(frozenset({0}), expected=3, no_data=False, previous_short=frozenset({0, 2}))
+    assert other.action == "retry"  # a different short answer is not a repeat
+    same = judge_hour(
+        frozenset({0, 2}), expected=3, no_data=False, previous_short=frozenset({0, 2})
+    )
+    assert same.action == "commit"
+    assert same.warnings == (
+        "accepted after two identical short attempts: 2 of 3 pages, partition #1 absent",
+    )
+
+
+def test_missing_pages_names_them_whether_numbering_starts_at_0_or_1() -> None:
+    assert missing_pages(frozenset({1, 3}), 3) == "2 of 3 pages, partition #2 absent"
+    assert missing_pages(frozenset(), 2) == "0 of 2 pages, partitions #0, #1 absent"
+
+
+def test_by_hour_groups_members_in_page_order_and_keeps_hours_without_data() -> None:
+    grouped = by_hour([H0, H1, H2], [_member(2, 1), _member(0, 0), _member(2, 0)])
+    assert [[m.member.page for m in grouped[h]] for h in (H0, H1, H2)] == [[0], [], [0, 1]]
+    assert by_hour([H0], None) == {H0: []}
+
+
+# --- retry -------------------------------------------------------------------------------------
+
+
+def test_backoff_is_full_jitter_capped_and_never_undercuts_retry_after() -> None:
+    rng = random.Random(7)
+    delays = [
+        backoff_delay(3, base_s=1.0, max_s=60.0, retry_after=None, rng=rng) for _ in range(200)
+    ]
+    assert min(delays) >= 0 and max(delays) <= 4.0 and max(delays) > 2.0
+    capped = [
+        backoff_delay(20, base_s=1.0, max_s=5.0, retry_after=None, rng=rng) for _ in range(50)
+    ]
+    assert max(capped) <= 5.0
+    assert backoff_delay(1, base_s=1.0, max_s=60.0, retry_after=30.0, rng=rng) >= 30.0
+    assert backoff_delay(1, base_s=1.0, max_s=60.0, retry_after=1e9, rng=rng) == MAX_RETRY_AFTER_S
+
+
+def _plan(
+    attempts: dict[datetime, int], *, alone: bool = False, max_attempts: int = 3
+) -> RetryPlan:
+    return plan_retry(
+        list(attempts),
+        attempts,
+        max_attempts=max_attempts,
+        alone=alone,
+        retry_after=None,
+        base_s=0.0,
+        max_s=0.0,
+        rng=random.Random(1),
+    )
+
+
+def test_a_window_goes_again_whole_while_all_its_hours_have_attempts_left() -> None:
+    decision = _plan({H0: 1, H1: 1, H2: 2})
+    assert decision.groups == ((H0, H1, H2),) and decision.give_up == ()
+
+
+def test_hours_out_of_attempts_fail_and_the_rest_go_again_alone() -> None:
+    decision = _plan({H0: 1, H1: 3, H2: 2})
+    assert decision.give_up == (H1,)
+    assert decision.groups == ((H0,), (H2,))
+    assert decision.again == (H0, H2)
+
+
+def test_alone_splits_a_window_and_nothing_left_means_no_delay() -> None:
+    assert _plan({H0: 1, H1: 1}, alone=True).groups == ((H0,), (H1,))
+    spent = _plan({H0: 3})
+    assert spent.groups == () and spent.give_up == (H0,) and spent.delay == 0.0
+
+
+# --- commit ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("members", "status"), [([], "empty"), ([_member(0, 0), _member(0, 1, 5)], "complete")]
+)
+def test_the_manifest_of_an_hour(members: list[ProcessedMember], status: str) -> None:
+    manifest = manifest_for(H0, members, attempts=2, run_id="r", warnings=("w",))
+    assert manifest.status == status
+    assert manifest.events == sum(m.entry.events for m in members)
+    assert [f.name for f in manifest.files] == [m.entry.name for m in members]
+    assert (manifest.attempts, manifest.run_id, manifest.warnings) == (2, "r", ("w",))
