@@ -1,0 +1,239 @@
+"""Per-hour and per-day aggregation in DuckDB: memory follows one day, never the range.
+
+Each hour is loaded into ``h`` (``ingest.load_hour``) and reduced at once into small per-day
+partials (visitors, sessions, blog views, identified users, uuid hashes); at the end of a UTC
+day those partials are folded into a few compact tables (one row per device first seen, per
+blog post and visitor and day, per identified user and day) and emptied. The database is a
+file in a temporary folder with a memory limit, so DuckDB spills to disk instead of growing.
+Counts that stay small whatever the range (per hour, per day, per key) live in Python.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from .ingest import load_hour, sql_text
+from .settings import ReportSettings
+
+__all__ = ["SESSION_BUCKETS", "Aggregator", "DayFacts"]
+
+# (upper bound in seconds, label): sessions by their length (last event - first event).
+SESSION_BUCKETS: tuple[tuple[float, str], ...] = (
+    (0.5, "one event"),
+    (10, "< 10 s"),
+    (30, "10-30 s"),
+    (60, "30 s-1 min"),
+    (180, "1-3 min"),
+    (600, "3-10 min"),
+    (1800, "10-30 min"),
+    (float("inf"), "30 min +"),
+)
+
+_PARTIALS = """
+CREATE TABLE d_uuid (uhash UBIGINT);
+CREATE TABLE d_vis (device_id VARCHAR, user_id VARCHAR, country VARCHAR, city VARCHAR,
+    os_name VARCHAR, device_family VARCHAR, device_type VARCHAR, source VARCHAR,
+    first_t TIMESTAMP, events BIGINT, pvs BIGINT);
+CREATE TABLE d_sess (device_id VARCHAR, session_id BIGINT, min_t TIMESTAMP, max_t TIMESTAMP,
+    n BIGINT);
+CREATE TABLE d_blog (device_id VARCHAR, session_id BIGINT, path VARCHAR, views BIGINT,
+    first_t TIMESTAMP);
+CREATE TABLE d_users (user_id VARCHAR, device_id VARCHAR, first_t TIMESTAMP, last_t TIMESTAMP,
+    events BIGINT, country VARCHAR, city VARCHAR, company VARCHAR);
+CREATE TABLE devices (device_id VARCHAR, first_day DATE, country VARCHAR, city VARCHAR,
+    os_name VARCHAR, device_family VARCHAR, device_type VARCHAR, source VARCHAR);
+CREATE TABLE blog_pairs (day DATE, path VARCHAR, device_id VARCHAR, views BIGINT,
+    continued BOOLEAN);
+CREATE TABLE user_day (day DATE, user_id VARCHAR, device_id VARCHAR, first_t TIMESTAMP,
+    last_t TIMESTAMP, events BIGINT, country VARCHAR, city VARCHAR, company VARCHAR);
+"""
+
+_PER_HOUR = (
+    "INSERT INTO d_uuid SELECT uhash FROM h WHERE uuid IS NOT NULL",
+    """INSERT INTO d_vis SELECT device_id, max(user_id), arg_min(country, event_time),
+        arg_min(city, event_time), arg_min(os_name, event_time),
+        arg_min(device_family, event_time), arg_min(device_type, event_time),
+        arg_min(source, event_time), min(event_time), count(*), count(*) FILTER (is_pv)
+        FROM h WHERE device_id IS NOT NULL GROUP BY device_id""",
+    """INSERT INTO d_sess SELECT device_id, session_id, min(event_time), max(event_time),
+        count(*) FROM h WHERE device_id IS NOT NULL AND session_id > 0
+        GROUP BY device_id, session_id""",
+    """INSERT INTO d_users SELECT user_id, arg_max(device_id, event_time), min(event_time),
+        max(event_time), count(*), arg_max(country, event_time), arg_max(city, event_time),
+        arg_max(company, event_time) FROM h WHERE user_id IS NOT NULL GROUP BY user_id""",
+)
+
+
+@dataclass(slots=True)
+class DayFacts:
+    """What one UTC day holds, once its hours are read."""
+
+    day: date
+    events: int = 0
+    duplicates: int = 0
+    extra_rows: int = 0
+    visitors: int = 0
+    new_visitors: int = 0
+    identified: int = 0
+    sessions: int = 0
+    page_views: int = 0
+
+
+@dataclass(slots=True)
+class Aggregator:
+    """Feed it hours in order (``add_hour``), close each day (``end_day``), then query it."""
+
+    folder: Path
+    settings: ReportSettings
+    memory_limit: str = "256MB"
+    threads: int = 2
+    con: duckdb.DuckDBPyConnection = field(init=False)
+    days: list[DayFacts] = field(default_factory=list)
+    hour_rows: dict[datetime, int] = field(default_factory=dict)
+    keys_first: dict[str, date] = field(default_factory=dict)
+    pkeys_first: dict[str, date] = field(default_factory=dict)
+    event_types: Counter[str] = field(default_factory=Counter)
+    weekday_hour: Counter[tuple[int, int]] = field(default_factory=Counter)
+    session_lengths: Counter[str] = field(default_factory=Counter)
+    titles: dict[str, str] = field(default_factory=dict)
+    _day: DayFacts | None = None
+
+    def __post_init__(self) -> None:
+        self.con = duckdb.connect(str(self.folder / "report.duckdb"))
+        for setting in (
+            f"SET memory_limit = {sql_text(self.memory_limit)}",
+            f"SET temp_directory = {sql_text(str(self.folder / 'spill'))}",
+            f"SET threads = {int(self.threads)}",
+            "SET preserve_insertion_order = false",
+            "SET TimeZone = 'UTC'",
+            "SET enable_progress_bar = false",
+        ):
+            self.run(setting)
+        for statement in _PARTIALS.split(";"):
+            if statement.strip():
+                self.run(statement)
+
+    def run(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql, list(params) if params else None).fetchall()
+
+    def close(self) -> None:
+        self.con.close()
+
+    # ------------------------------------------------------------------ per hour
+
+    def add_hour(self, hour: datetime, paths: list[Path]) -> int:
+        """Read one hour's files and fold them into the day's partials; returns its rows."""
+        day = hour.date()
+        if self._day is None or self._day.day != day:
+            if self._day is not None:
+                self.end_day()
+            self._day = DayFacts(day)
+        facts = self._day
+        rows = load_hour(self.con, paths, self.settings, self.settings.time_zone)
+        self.hour_rows[hour] = rows
+        if not rows:
+            return 0
+        for sql in _PER_HOUR:
+            self.run(sql)
+        prefix = self.settings.blog_prefix
+        self.run(
+            """INSERT INTO d_blog SELECT device_id, session_id, path, count(*), min(event_time)
+            FROM h WHERE is_pv AND starts_with(path, ?) AND device_id IS NOT NULL
+            GROUP BY device_id, session_id, path""",
+            prefix,
+        )
+        for path, title in self.run(
+            "SELECT path, any_value(title) FROM h WHERE is_pv AND starts_with(path, ?) "
+            "AND title IS NOT NULL GROUP BY path",
+            prefix,
+        ):
+            self.titles.setdefault(path, title)
+        facts.events += rows
+        (extra, pvs), *_ = self.run(
+            "SELECT count(*) FILTER (extra), count(*) FILTER (is_pv) FROM h"
+        )
+        facts.extra_rows += extra
+        facts.page_views += pvs
+        for (key,) in self.run("SELECT DISTINCT unnest(keys) FROM h"):
+            self.keys_first.setdefault(key, day)
+        for (key,) in self.run("SELECT DISTINCT unnest(pkeys) FROM h"):
+            self.pkeys_first.setdefault(key, day)
+        for etype, count in self.run("SELECT event_type, count(*) FROM h GROUP BY ALL"):
+            self.event_types[etype or "(none)"] += count
+        for dow, hour_of_day, count in self.run(
+            "SELECT dow, local_hour, count(*) FROM h WHERE is_pv AND dow IS NOT NULL GROUP BY ALL"
+        ):
+            self.weekday_hour[(int(dow), int(hour_of_day))] += count
+        return rows
+
+    # ------------------------------------------------------------------ per day
+
+    def end_day(self) -> None:
+        """Fold the current day's partials into the compact tables and empty them."""
+        facts, self._day = self._day, None
+        if facts is None:
+            return
+        day = facts.day
+        (total, distinct), *_ = self.run("SELECT count(*), count(DISTINCT uhash) FROM d_uuid")
+        facts.duplicates = int(total) - int(distinct)
+        self.run(
+            """CREATE OR REPLACE TEMP TABLE dv AS SELECT device_id, max(user_id) AS user_id,
+            arg_min(country, first_t) AS country, arg_min(city, first_t) AS city,
+            arg_min(os_name, first_t) AS os_name, arg_min(device_family, first_t) AS device_family,
+            arg_min(device_type, first_t) AS device_type, arg_min(source, first_t) AS source
+            FROM d_vis GROUP BY device_id"""
+        )
+        (facts.visitors, facts.identified), *_ = self.run("SELECT count(*), count(user_id) FROM dv")
+        (facts.new_visitors,), *_ = self.run(
+            "SELECT count(*) FROM dv ANTI JOIN devices USING (device_id)"
+        )
+        self.run(
+            """INSERT INTO devices SELECT device_id, ?, country, city, os_name, device_family,
+            device_type, source FROM dv ANTI JOIN devices USING (device_id)""",
+            day,
+        )
+        self.run(
+            """CREATE OR REPLACE TEMP TABLE ds AS SELECT device_id, session_id,
+            min(min_t) AS min_t, max(max_t) AS max_t, sum(n) AS n
+            FROM d_sess GROUP BY device_id, session_id"""
+        )
+        whens = " ".join(
+            f"WHEN epoch(max_t) - epoch(min_t) < {bound} THEN {sql_text(label)}"
+            for bound, label in SESSION_BUCKETS[1:-1]
+        )
+        for label, count in self.run(
+            f"SELECT CASE WHEN n = 1 THEN {sql_text(SESSION_BUCKETS[0][1])} {whens} "
+            f"ELSE {sql_text(SESSION_BUCKETS[-1][1])} END, count(*) FROM ds GROUP BY ALL"
+        ):
+            self.session_lengths[label] += count
+        (facts.sessions,), *_ = self.run("SELECT count(*) FROM ds")
+        self.run(
+            """INSERT INTO blog_pairs SELECT ?, b.path, b.device_id, sum(b.views),
+                bool_or(coalesce(s.max_t > b.first_t, false))
+            FROM (SELECT device_id, session_id, path, sum(views) AS views, min(first_t) AS first_t
+                  FROM d_blog GROUP BY ALL) b
+            LEFT JOIN ds s USING (device_id, session_id)
+            GROUP BY b.path, b.device_id""",
+            day,
+        )
+        self.run(
+            """INSERT INTO user_day SELECT ?, user_id, arg_max(device_id, last_t), min(first_t),
+            max(last_t), sum(events), arg_max(country, last_t), arg_max(city, last_t),
+            arg_max(company, last_t) FROM d_users GROUP BY user_id""",
+            day,
+        )
+        for table in ("d_uuid", "d_vis", "d_sess", "d_blog", "d_users"):
+            self.run(f"DELETE FROM {table}")
+        self.run("DROP TABLE IF EXISTS dv")
+        self.run("DROP TABLE IF EXISTS ds")
+        self.days.append(facts)
+
+    def finish(self) -> None:
+        """Close the last day."""
+        self.end_day()

@@ -1,0 +1,226 @@
+"""Scan a range of stored hours through the ``Sink`` read-back protocol and build a ``Report``.
+
+The sink is only read (``completed_hours``, ``read_manifest``, ``list_files``, ``iter_file``),
+so a local folder, Azure and S3 work alike. A local sink's files are read where they lie; any
+other sink's files are streamed to a temporary folder one hour ahead of the aggregation (which
+runs in a worker thread), and removed as soon as the hour is read.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import anyio
+from anyio.streams.memory import MemoryObjectSendStream
+
+from ..errors import StorageError
+from ..hours import hour_range
+from ..manifest import Manifest
+from ..pipeline import available_until
+from ..sinks.base import Sink
+from ..sinks.local import LocalSink
+from .aggregate import SESSION_BUCKETS, Aggregator
+from .ingest import file_format
+from .model import BlogPost, HourCell, Lead, Report, new_keys, suspicious_drops
+from .settings import ReportSettings
+
+__all__ = ["ScanProgress", "build_report"]
+
+
+@dataclass(frozen=True, slots=True)
+class ScanProgress:
+    hours_done: int
+    hours_total: int
+    rows: int
+    hour: datetime
+
+
+Progress = Callable[[ScanProgress], None]
+
+
+def _cell(hour: datetime, manifest: Manifest | None, newest: datetime) -> HourCell:
+    if manifest is None:
+        return HourCell(hour, "not_available" if hour > newest else "missing")
+    if manifest.status not in ("complete", "empty"):
+        return HourCell(hour, "failed", detail=f"manifest status {manifest.status!r}")
+    return HourCell(hour, manifest.status, events=manifest.events, attempts=manifest.attempts)
+
+
+async def _read_hour(
+    sink: Sink, project: str, hour: datetime, has_manifest: bool, newest: datetime, tmp: Path
+) -> tuple[HourCell, list[Path], bool]:
+    """The hour's cell and the local paths of its data files (``True``: temporary copies)."""
+    manifest: Manifest | None = None
+    if has_manifest:
+        try:
+            manifest = await sink.read_manifest(project, hour)
+        except ValueError as exc:
+            return HourCell(hour, "failed", detail=f"unreadable manifest: {exc}"), [], False
+    cell = _cell(hour, manifest, newest)
+    if manifest is None:
+        if cell.state == "missing" and await sink.list_files(project, hour):
+            cell = HourCell(hour, "failed", detail="data files without a manifest")
+        return cell, [], False
+    names = [f.name for f in manifest.files if file_format(f.name) is not None]
+    if cell.state != "complete" or not names:
+        return cell, [], False
+    if isinstance(sink, LocalSink):
+        return cell, [sink.file_path(project, hour, name) for name in names], False
+    folder = tmp / f"{hour:%Y%m%dT%H}"
+    folder.mkdir()
+    paths = []
+    for name in names:
+        path = folder / name
+        async with await anyio.open_file(path, "wb") as out:
+            async for chunk in sink.iter_file(project, hour, name):
+                await out.write(chunk)
+        paths.append(path)
+    return cell, paths, True
+
+
+async def build_report(
+    sink: Sink,
+    project: str,
+    first: datetime,
+    last: datetime,
+    *,
+    now: datetime,
+    lag_hours: int,
+    settings: ReportSettings | None = None,
+    progress: Progress | None = None,
+    memory_limit: str = "256MB",
+) -> Report:
+    """Read every hour from ``first`` to ``last`` (inclusive, UTC) and aggregate it."""
+    settings = settings or ReportSettings()
+    hours = list(hour_range(first, last))
+    newest = available_until(now, lag_hours)
+    done = await sink.completed_hours(project, hours)
+    cells: list[HourCell] = []
+    with tempfile.TemporaryDirectory(prefix="async-amp-report-") as name:
+        tmp = Path(name)
+        agg = Aggregator(tmp, settings, memory_limit=memory_limit)
+        try:
+            send, receive = anyio.create_memory_object_stream[tuple[HourCell, list[Path], bool]](1)
+
+            async def produce(
+                out: MemoryObjectSendStream[tuple[HourCell, list[Path], bool]],
+            ) -> None:
+                async with out:
+                    for hour in hours:
+                        await out.send(
+                            await _read_hour(sink, project, hour, hour in done, newest, tmp)
+                        )
+
+            rows = 0
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(produce, send)
+                async with receive:
+                    async for cell, paths, temporary in receive:
+                        try:
+                            rows += await anyio.to_thread.run_sync(agg.add_hour, cell.hour, paths)
+                        except Exception as exc:
+                            msg = f"cannot read the data of {cell.hour:%Y-%m-%dT%H}: {exc}"
+                            raise StorageError(msg) from exc
+                        finally:
+                            if temporary and paths:
+                                shutil.rmtree(paths[0].parent, ignore_errors=True)
+                        cells.append(cell)
+                        if progress is not None:
+                            progress(ScanProgress(len(cells), len(hours), rows, cell.hour))
+            await anyio.to_thread.run_sync(agg.finish)
+            return await anyio.to_thread.run_sync(
+                lambda: _collect(
+                    agg, sink.describe(), project, first, last, now, lag_hours, cells, rows
+                )
+            )
+        finally:
+            agg.close()
+
+
+def _ranking(agg: Aggregator, column: str, limit: int) -> tuple[tuple[str, int], ...]:
+    rows = agg.run(
+        f"SELECT coalesce({column}, '(unknown)'), count(*) FROM devices "
+        f"GROUP BY ALL ORDER BY 2 DESC, 1 LIMIT {int(limit)}"
+    )
+    return tuple((str(k), int(n)) for k, n in rows)
+
+
+def _collect(
+    agg: Aggregator,
+    where: str,
+    project: str,
+    first: datetime,
+    last: datetime,
+    now: datetime,
+    lag_hours: int,
+    cells: list[HourCell],
+    rows: int,
+) -> Report:
+    settings = agg.settings
+    top = settings.top
+    day_list = [d.day for d in agg.days]
+    index = {d: i for i, d in enumerate(day_list)}
+    blog: list[BlogPost] = []
+    posts = agg.run(
+        f"""SELECT path, sum(views) AS views, count(DISTINCT device_id) AS visitors,
+            count(DISTINCT device_id) FILTER (continued) AS cont
+        FROM blog_pairs GROUP BY path ORDER BY views DESC, path LIMIT {int(top)}"""
+    )
+    daily: dict[str, list[int]] = {p[0]: [0] * len(day_list) for p in posts}
+    if posts:
+        for path, day, views in agg.run(
+            "SELECT path, day, sum(views) FROM blog_pairs WHERE path IN "
+            "(SELECT unnest(?::VARCHAR[])) GROUP BY ALL",
+            [p[0] for p in posts],
+        ):
+            if day in index:
+                daily[path][index[day]] = int(views)
+    for path, views, visitors, cont in posts:
+        title = agg.titles.get(path, "")
+        blog.append(BlogPost(path, title, int(views), int(visitors), int(cont), tuple(daily[path])))
+    (blog_views,), *_ = agg.run("SELECT coalesce(sum(views), 0) FROM blog_pairs")
+    leads = tuple(
+        Lead(str(u), lv, fv, int(d), int(e), c or "", ci or "", co or "")
+        for u, lv, fv, d, e, c, ci, co in agg.run(
+            f"""SELECT user_id, max(last_t) AS lv, min(first_t), count(*), sum(events),
+                arg_max(country, last_t), arg_max(city, last_t), arg_max(company, last_t)
+            FROM user_day GROUP BY user_id ORDER BY lv DESC, user_id LIMIT {int(settings.leads)}"""
+        )
+    )
+    (identified,), *_ = agg.run("SELECT count(DISTINCT user_id) FROM user_day")
+    first_day: date = day_list[0] if day_list else first.date()
+    keys, baseline = new_keys(agg.keys_first, agg.pkeys_first, first_day)
+    lengths = tuple((label, agg.session_lengths.get(label, 0)) for _, label in SESSION_BUCKETS)
+    return Report(
+        project=project,
+        where=where,
+        first=first,
+        last=last,
+        now=now,
+        lag_hours=lag_hours,
+        settings=settings,
+        hours=tuple(cells),
+        days=tuple(agg.days),
+        drops=tuple(suspicious_drops(cells, settings.drop_ratio)),
+        new_keys=tuple(keys),
+        baseline_keys=baseline,
+        event_types=tuple(agg.event_types.most_common(top)),
+        countries=_ranking(agg, "country", top),
+        cities=_ranking(agg, "city || ', ' || coalesce(country, '?')", top),
+        sources=_ranking(agg, "source", top),
+        oses=_ranking(agg, "device_family", top),
+        browsers=_ranking(agg, "os_name", top),
+        device_types=_ranking(agg, "device_type", top),
+        blog=tuple(blog),
+        blog_views=int(blog_views),
+        leads=leads,
+        identified_total=int(identified),
+        weekday_hour=dict(agg.weekday_hour),
+        session_lengths=lengths,
+        rows_read=rows,
+    )

@@ -1,0 +1,142 @@
+"""The audience, blog-post and when panels: who visits, what they read, and when."""
+
+from __future__ import annotations
+
+from html import escape
+
+from .health import WEEKDAYS, absent
+from .model import Report
+from .svg import bars, hbars, sparkline
+
+__all__ = ["audience", "blog", "when"]
+
+
+def _no_page_views(report: Report) -> str:
+    names = ", ".join(f'"{e}"' for e in report.settings.page_view_events)
+    return absent(
+        f"No page-view events in this range (looked for event types {names}; set "
+        "[report] page_view_events to the names your site sends)."
+    )
+
+
+def audience(report: Report) -> str:
+    days = report.days
+    if not any(d.visitors for d in days):
+        return absent("No events with a device_id in this range: no visitors to count.")
+    returning = [d.visitors - d.new_visitors for d in days]
+    chart = bars(
+        [("new", [d.new_visitors for d in days]), ("returning", returning)],
+        [f"{d.day:%Y-%m-%d}" for d in days],
+        label="visitors per day, new and returning",
+    )
+    visitors = sum(n for _, n in report.countries) if report.countries else 0
+    total = sum(d.new_visitors for d in days)
+    panels = [
+        ("Countries", report.countries),
+        ("Cities", report.cities),
+        ("Referrer / UTM source", report.sources),
+        ("Operating system", report.oses),
+        ("Browser", report.browsers),
+    ]
+    grid = "".join(
+        f'<section class="panel"><h3>{escape(name)}</h3>{hbars(items, total=total)}</section>'
+        for name, items in panels
+    )
+    del visitors
+    return (
+        f"<div class='chips'><span class='chip'>distinct visitors (device_id) <b id='visitors'>"
+        f"{total:,}</b></span><span class='chip'>identified users (user_id) <b>"
+        f"{report.identified_total:,}</b></span></div>{chart}<div class='legend'><span><i "
+        "style='background:var(--s0)'></i>new (first seen that day)</span><span><i "
+        "style='background:var(--s1)'></i>returning (seen on an earlier day of the range)"
+        f"</span></div><p class='note'>Breakdowns count each visitor once, by the first event "
+        f"they sent in the range.</p><div class='grid'>{grid}</div>{leads(report)}"
+    )
+
+
+def leads(report: Report) -> str:
+    if not report.leads:
+        return "<h3>Identified users</h3>" + absent(
+            "No events with a user_id in this range: nobody logged in or signed up."
+        )
+    rows = "".join(
+        f"<tr><td><code>{escape(u.user_id)}</code></td><td>{escape(u.company)}</td>"
+        f"<td>{escape(u.city)}{', ' if u.city and u.country else ''}{escape(u.country)}</td>"
+        f"<td class='num'>{u.last_visit:%Y-%m-%d %H:%M}</td><td class='num'>{u.days:,}</td>"
+        f"<td class='num'>{u.events:,}</td></tr>"
+        for u in report.leads
+    )
+    more = report.identified_total - len(report.leads)
+    tail = f"<p class='note'>{more:,} more not listed ([report] leads).</p>" if more > 0 else ""
+    return (
+        f"<h3>Identified users, most recent first ({report.identified_total:,})</h3>"
+        "<table id='leads'><tr><th>user_id</th><th>company</th><th>where</th><th class='num'>"
+        "last visit (UTC)</th><th class='num'>days</th><th class='num'>events</th></tr>"
+        f"{rows}</table>{tail}"
+    )
+
+
+def blog(report: Report) -> str:
+    prefix = report.settings.blog_prefix
+    if not report.page_views:
+        return _no_page_views(report)
+    if not report.blog:
+        return absent(
+            f"No page views with a path under {prefix} in this range (set [report] "
+            "blog_prefix and page_path_keys to match your site)."
+        )
+    rows = "".join(
+        f"<tr><td class='num'>{i}</td><td class='post'><b>{escape(p.title or p.path)}</b><br>"
+        f"<span class='note'>{escape(p.path)}</span></td><td class='num views'>{p.views:,}</td>"
+        f"<td class='num'>{p.visitors:,}</td><td class='num'>{p.continued_share:.0%}</td>"
+        f"<td>{sparkline(p.daily)}</td></tr>"
+        for i, p in enumerate(report.blog, 1)
+    )
+    return (
+        f"<p class='note'>{report.blog_views:,} views of pages under <code>{escape(prefix)}"
+        "</code>. Visitors: distinct device_id. Went on: share of those visitors who sent "
+        "another event in the same session after their first view of the post.</p>"
+        "<table id='blog'><tr><th class='num'>#</th><th>post</th><th class='num'>views</th>"
+        "<th class='num'>visitors</th><th class='num'>went on</th><th>views per day</th></tr>"
+        f"{rows}</table>"
+    )
+
+
+def _weekday_heatmap(report: Report) -> str:
+    counts = report.weekday_hour
+    top = max(counts.values(), default=0) or 1
+    size, left = 18, 34
+    parts = [f'<text x="{left + h * size + 3}" y="10">{h:02d}</text>' for h in range(0, 24, 3)]
+    for d, name in enumerate(WEEKDAYS, 1):
+        parts.append(f'<text x="0" y="{14 + (d - 1) * size + 13}">{name}</text>')
+        for h in range(24):
+            n = counts.get((d, h), 0)
+            alpha = 0.06 + 0.94 * n / top
+            parts.append(
+                f'<rect x="{left + h * size}" y="{14 + (d - 1) * size}" width="{size}" '
+                f'height="{size}" fill="rgba(47,111,179,{alpha:.2f})"><title>{name} '
+                f"{h:02d}:00: {n:,} page views</title></rect>"
+            )
+    width, height = left + 24 * size, 14 + 7 * size
+    return (
+        f'<svg class="cal wk" viewBox="0 0 {width} {height}" width="{width}" role="img" '
+        f'aria-label="page views by weekday and hour">{"".join(parts)}</svg>'
+    )
+
+
+def when(report: Report) -> str:
+    if not report.page_views:
+        return _no_page_views(report)
+    tz = escape(report.settings.time_zone)
+    sessions = sum(n for _, n in report.session_lengths)
+    lengths = (
+        hbars(report.session_lengths)
+        if sessions
+        else absent("No events with a session_id: session lengths cannot be measured.")
+    )
+    return (
+        f"<h3>Page views by weekday and hour ({tz})</h3>{_weekday_heatmap(report)}"
+        f"<div class='grid'><section class='panel'><h3>Session length ({sessions:,} sessions)"
+        f"</h3>{lengths}</section><section class='panel'><h3>Device mix (visitors)</h3>"
+        f"{hbars(report.device_types)}</section></div>"
+    )
