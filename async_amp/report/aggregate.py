@@ -1,6 +1,7 @@
 """Per-hour and per-day aggregation in DuckDB: memory follows one day, never the range.
 
-Each hour is loaded into ``h`` (``ingest.load_hour``) and reduced at once into small per-day
+A batch of hours (a whole day when it is small) is loaded into ``h`` (``ingest.load_hour``)
+and reduced at once into small per-day
 partials (visitors, sessions, blog views, identified users, uuid hashes); at the end of a UTC
 day those partials are folded into a few compact tables (one row per device first seen, per
 blog post and visitor and day, per identified user and day) and emptied. The database is a
@@ -12,13 +13,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from .ingest import load_hour, sql_text
+from .ingest import hour_keys, hour_source, load_hour, sql_text
 from .settings import ReportSettings
 
 __all__ = ["SESSION_BUCKETS", "Aggregator", "DayFacts"]
@@ -87,7 +88,7 @@ class DayFacts:
 
 @dataclass(slots=True)
 class Aggregator:
-    """Feed it hours in order (``add_hour``), close each day (``end_day``), then query it."""
+    """Feed it hours in order (``add_hours``), close each day (``end_day``), then query it."""
 
     folder: Path
     settings: ReportSettings
@@ -95,7 +96,6 @@ class Aggregator:
     threads: int = 2
     con: duckdb.DuckDBPyConnection = field(init=False)
     days: list[DayFacts] = field(default_factory=list)
-    hour_rows: dict[datetime, int] = field(default_factory=dict)
     keys_first: dict[str, date] = field(default_factory=dict)
     pkeys_first: dict[str, date] = field(default_factory=dict)
     event_types: Counter[str] = field(default_factory=Counter)
@@ -103,6 +103,8 @@ class Aggregator:
     session_lengths: Counter[str] = field(default_factory=Counter)
     titles: dict[str, str] = field(default_factory=dict)
     _day: DayFacts | None = None
+    _keysigs: set[int] = field(default_factory=set)
+    _pkeysigs: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.con = duckdb.connect(str(self.folder / "report.duckdb"))
@@ -127,16 +129,16 @@ class Aggregator:
 
     # ------------------------------------------------------------------ per hour
 
-    def add_hour(self, hour: datetime, paths: list[Path]) -> int:
-        """Read one hour's files and fold them into the day's partials; returns its rows."""
-        day = hour.date()
+    def add_hours(self, day: date, paths: list[Path]) -> int:
+        """Read the files of some hours of ``day`` (in order: days never go back) at once and
+        fold them into the day's partials; returns the rows read."""
         if self._day is None or self._day.day != day:
             if self._day is not None:
                 self.end_day()
             self._day = DayFacts(day)
         facts = self._day
-        rows = load_hour(self.con, paths, self.settings, self.settings.time_zone)
-        self.hour_rows[hour] = rows
+        source = hour_source(self.con, paths, self.settings)
+        rows = load_hour(self.con, source, self.settings.time_zone)
         if not rows:
             return 0
         for sql in _PER_HOUR:
@@ -160,10 +162,17 @@ class Aggregator:
         )
         facts.extra_rows += extra
         facts.page_views += pvs
-        for (key,) in self.run("SELECT DISTINCT unnest(keys) FROM h"):
-            self.keys_first.setdefault(key, day)
-        for (key,) in self.run("SELECT DISTINCT unnest(pkeys) FROM h"):
-            self.pkeys_first.setdefault(key, day)
+        assert source is not None
+        for column, seen, first in (
+            ("keys", self._keysigs, self.keys_first),
+            ("pkeys", self._pkeysigs, self.pkeys_first),
+        ):
+            sigs = [int(s) for (s,) in self.run(f"SELECT DISTINCT {column[:-1]}sig FROM h")]
+            unseen = [s for s in sigs if s not in seen]
+            if unseen:
+                for key in hour_keys(self.con, source, column, unseen):  # type: ignore[arg-type]
+                    first.setdefault(key, day)
+                seen.update(unseen)
         for etype, count in self.run("SELECT event_type, count(*) FROM h GROUP BY ALL"):
             self.event_types[etype or "(none)"] += count
         for dow, hour_of_day, count in self.run(

@@ -11,11 +11,12 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
 import anyio
+import duckdb
 from anyio.streams.memory import MemoryObjectSendStream
 
 from ..errors import StorageError
@@ -30,6 +31,27 @@ from .model import BlogPost, HourCell, Lead, Report, new_keys, suspicious_drops
 from .settings import ReportSettings
 
 __all__ = ["ScanProgress", "build_report"]
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Consecutive hours of one day, read by DuckDB in one go (small hours cost a query each)."""
+
+    cells: list[HourCell] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)
+    temporary: list[Path] = field(default_factory=list)
+    size: int = 0
+    rows: int = 0  # over every batch: the scan's running total
+
+    def add(self, cell: HourCell, paths: list[Path], size: int, *, temporary: bool) -> None:
+        self.cells.append(cell)
+        self.paths.extend(paths)
+        self.size += size
+        if temporary and paths:
+            self.temporary.append(paths[0].parent)
+
+    def clear(self) -> None:
+        self.cells, self.paths, self.temporary, self.size = [], [], [], 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,24 +75,27 @@ def _cell(hour: datetime, manifest: Manifest | None, newest: datetime) -> HourCe
 
 async def _read_hour(
     sink: Sink, project: str, hour: datetime, has_manifest: bool, newest: datetime, tmp: Path
-) -> tuple[HourCell, list[Path], bool]:
-    """The hour's cell and the local paths of its data files (``True``: temporary copies)."""
+) -> tuple[HourCell, list[Path], bool, int]:
+    """The hour's cell, the local paths of its data files, ``True`` when those are temporary
+    copies, and their weight for batching (bytes as stored, gzip'd ones counted 8 times)."""
     manifest: Manifest | None = None
     if has_manifest:
         try:
             manifest = await sink.read_manifest(project, hour)
         except ValueError as exc:
-            return HourCell(hour, "failed", detail=f"unreadable manifest: {exc}"), [], False
+            return HourCell(hour, "failed", detail=f"unreadable manifest: {exc}"), [], False, 0
     cell = _cell(hour, manifest, newest)
     if manifest is None:
         if cell.state == "missing" and await sink.list_files(project, hour):
             cell = HourCell(hour, "failed", detail="data files without a manifest")
-        return cell, [], False
-    names = [f.name for f in manifest.files if file_format(f.name) is not None]
+        return cell, [], False, 0
+    files = [f for f in manifest.files if file_format(f.name) is not None]
+    names = [f.name for f in files]
+    size = sum(f.bytes * (8 if f.name.endswith(".gz") else 1) for f in files)
     if cell.state != "complete" or not names:
-        return cell, [], False
+        return cell, [], False, 0
     if isinstance(sink, LocalSink):
-        return cell, [sink.file_path(project, hour, name) for name in names], False
+        return cell, [sink.file_path(project, hour, name) for name in names], False, size
     folder = tmp / f"{hour:%Y%m%dT%H}"
     folder.mkdir()
     paths = []
@@ -80,7 +105,7 @@ async def _read_hour(
             async for chunk in sink.iter_file(project, hour, name):
                 await out.write(chunk)
         paths.append(path)
-    return cell, paths, True
+    return cell, paths, True, size
 
 
 async def build_report(
@@ -94,8 +119,13 @@ async def build_report(
     settings: ReportSettings | None = None,
     progress: Progress | None = None,
     memory_limit: str = "256MB",
+    batch_bytes: int = 64 * 1024 * 1024,
 ) -> Report:
-    """Read every hour from ``first`` to ``last`` (inclusive, UTC) and aggregate it."""
+    """Read every hour from ``first`` to ``last`` (inclusive, UTC) and aggregate it.
+
+    Hours are read in batches of one day at most and about ``batch_bytes`` of NDJSON (the
+    memory a batch needs grows with it); DuckDB keeps to ``memory_limit`` and spills beyond.
+    """
     settings = settings or ReportSettings()
     hours = list(hour_range(first, last))
     newest = available_until(now, lag_hours)
@@ -105,10 +135,12 @@ async def build_report(
         tmp = Path(name)
         agg = Aggregator(tmp, settings, memory_limit=memory_limit)
         try:
-            send, receive = anyio.create_memory_object_stream[tuple[HourCell, list[Path], bool]](1)
+            send, receive = anyio.create_memory_object_stream[
+                tuple[HourCell, list[Path], bool, int]
+            ](1)
 
             async def produce(
-                out: MemoryObjectSendStream[tuple[HourCell, list[Path], bool]],
+                out: MemoryObjectSendStream[tuple[HourCell, list[Path], bool, int]],
             ) -> None:
                 async with out:
                     for hour in hours:
@@ -116,22 +148,39 @@ async def build_report(
                             await _read_hour(sink, project, hour, hour in done, newest, tmp)
                         )
 
-            rows = 0
+            batch = _Batch()
+
+            async def flush() -> None:
+                if batch.cells:
+                    day = batch.cells[0].hour.date()
+                    try:
+                        batch.rows += await anyio.to_thread.run_sync(
+                            agg.add_hours, day, batch.paths
+                        )
+                    except duckdb.Error as exc:
+                        lo, hi = batch.cells[0].hour, batch.cells[-1].hour
+                        msg = f"cannot read the data of {lo:%Y-%m-%dT%H} to {hi:%H}: {exc}"
+                        raise StorageError(msg) from exc
+                    finally:
+                        for folder in batch.temporary:
+                            shutil.rmtree(folder, ignore_errors=True)
+                    cells.extend(batch.cells)
+                    if progress is not None:
+                        progress(ScanProgress(len(cells), len(hours), batch.rows, cells[-1].hour))
+                    batch.clear()
+
             async with anyio.create_task_group() as tg:
                 tg.start_soon(produce, send)
                 async with receive:
-                    async for cell, paths, temporary in receive:
-                        try:
-                            rows += await anyio.to_thread.run_sync(agg.add_hour, cell.hour, paths)
-                        except Exception as exc:
-                            msg = f"cannot read the data of {cell.hour:%Y-%m-%dT%H}: {exc}"
-                            raise StorageError(msg) from exc
-                        finally:
-                            if temporary and paths:
-                                shutil.rmtree(paths[0].parent, ignore_errors=True)
-                        cells.append(cell)
-                        if progress is not None:
-                            progress(ScanProgress(len(cells), len(hours), rows, cell.hour))
+                    async for cell, paths, temporary, size in receive:
+                        if batch.cells and (
+                            batch.cells[0].hour.date() != cell.hour.date()
+                            or batch.size + size > batch_bytes
+                        ):
+                            await flush()
+                        batch.add(cell, paths, size, temporary=temporary)
+                await flush()
+            rows = batch.rows
             await anyio.to_thread.run_sync(agg.finish)
             return await anyio.to_thread.run_sync(
                 lambda: _collect(

@@ -23,7 +23,15 @@ import duckdb
 
 from .settings import ReportSettings
 
-__all__ = ["KNOWN_FIELDS", "Format", "file_format", "load_hour"]
+__all__ = [
+    "KNOWN_FIELDS",
+    "Format",
+    "file_format",
+    "hour_keys",
+    "hour_source",
+    "load_hour",
+    "sql_text",
+]
 
 Format = Literal["ndjson", "parquet"]
 
@@ -61,41 +69,60 @@ def sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _json_key(column: str, key: str) -> str:
-    return f"nullif(nullif({column} ->> {sql_text(key)}, ''), 'EMPTY')"
+def _derived(settings: ReportSettings) -> tuple[str, str]:
+    """The settings-driven columns, over ``props``/``uprops`` JSON and the typed columns.
 
+    Each JSON column is parsed once: one ``json_extract_string`` with the list of every key
+    wanted from it, then ``coalesce`` over the list's items (empty and "EMPTY" count as absent).
+    """
+    wanted_p = list(
+        dict.fromkeys((*settings.page_path_keys, *settings.page_title_keys, *settings.source_keys))
+    )
+    wanted_u = list(dict.fromkeys((*settings.source_keys, *settings.company_keys)))
 
-def _derived(settings: ReportSettings) -> str:
-    """The settings-driven columns, over ``props``/``uprops`` JSON and the typed columns."""
+    def pick(column: str, wanted: list[str], keys: tuple[str, ...]) -> str:
+        items = [f"nullif(nullif({column}[{wanted.index(k) + 1}], ''), 'EMPTY')" for k in keys]
+        return ", ".join(items) if items else "NULL"
+
     events = ", ".join(sql_text(e) for e in settings.page_view_events)
-    path = ", ".join(_json_key("props", k) for k in settings.page_path_keys)
-    title = ", ".join(_json_key("props", k) for k in settings.page_title_keys)
-    sources = [_json_key(col, k) for col in ("props", "uprops") for k in settings.source_keys]
-    company = ", ".join(_json_key("uprops", k) for k in settings.company_keys) or "NULL"
+    sources = (
+        pick("pv", wanted_p, settings.source_keys)
+        + ", "
+        + pick("uv", wanted_u, settings.source_keys)
+    )
     return (
-        f"event_type IN ({events}) AS is_pv, coalesce({path}) AS path, "
-        f"coalesce({title}) AS title, "
-        f"lower(coalesce({', '.join(sources)}, 'direct')) AS source, "
-        f"coalesce({company}) AS company"
+        f"event_type IN ({events}) AS is_pv, "
+        f"coalesce({pick('pv', wanted_p, settings.page_path_keys)}) AS path, "
+        f"coalesce({pick('pv', wanted_p, settings.page_title_keys)}) AS title, "
+        f"lower(coalesce({sources}, 'direct')) AS source, "
+        f"coalesce({pick('uv', wanted_u, settings.company_keys)}) AS company"
+    ), (
+        f"json_extract_string(props, [{', '.join(sql_text(k) for k in wanted_p)}]) AS pv, "
+        f"json_extract_string(uprops, [{', '.join(sql_text(k) for k in wanted_u)}]) AS uv"
     )
 
 
 def _ndjson_select(files: str, settings: ReportSettings) -> str:
     known = "[" + ", ".join(sql_text(k) for k in KNOWN_FIELDS) + "]"
-    picks = ", ".join(f"v[{i + 1}] AS {c}" for i, c in enumerate(_COLUMNS) if c != "session_id")
-    picks = picks.replace("v[6] AS event_time", "TRY_CAST(v[6] AS TIMESTAMP) AS event_time")
+    picks = ", ".join(
+        f"TRY_CAST(v[{i + 1}] AS {_type(c)}) AS {c}"
+        if _type(c) != "VARCHAR"
+        else f"v[{i + 1}] AS {c}"
+        for i, c in enumerate(_COLUMNS)
+    )
     paths = "[" + ", ".join(sql_text(c) for c in _COLUMNS) + "]"
+    derived, extract = _derived(settings)
     return f"""
         WITH raw AS (
             SELECT json_extract_string(json, {paths}) AS v,
                    json -> 'event_properties' AS props, json -> 'user_properties' AS uprops,
                    json_keys(json) AS keys
             FROM read_ndjson_objects({files}, compression = 'auto_detect')
-        )
-        SELECT {picks}, TRY_CAST(v[5] AS BIGINT) AS session_id, {_derived(settings)},
+        ), x AS (SELECT *, {extract} FROM raw)
+        SELECT {picks}, {derived},
                len(list_filter(keys, lambda k: NOT list_contains({known}, k))) > 0 AS extra,
                keys, json_keys(props) AS pkeys
-        FROM raw"""
+        FROM x"""
 
 
 def _parquet_select(con: duckdb.DuckDBPyConnection, files: str, settings: ReportSettings) -> str:
@@ -106,39 +133,35 @@ def _parquet_select(con: duckdb.DuckDBPyConnection, files: str, settings: Report
         ).fetchall()
     }
 
-    def col(name: str, cast: str = "VARCHAR") -> str:
-        return (
-            f"TRY_CAST({name} AS {cast}) AS {name}"
-            if name in present
-            else f"NULL::{cast} AS {name}"
-        )
+    def col(name: str, cast: str) -> str:
+        if name in present:
+            return f"TRY_CAST({name} AS {cast}) AS {name}"
+        return f"NULL::{cast} AS {name}"
 
     def js(name: str) -> str:
         return f"TRY_CAST({name} AS JSON)" if name in present else "NULL::JSON"
 
     typed = ", ".join(col(c, _type(c)) for c in _COLUMNS)
     fixed = "[" + ", ".join(sql_text(c) for c in sorted(present - set(_PARQUET_META))) + "]"
+    derived, extract = _derived(settings)
     return f"""
         WITH raw AS (
             SELECT {typed}, {js("event_properties")} AS props, {js("user_properties")} AS uprops,
                    {js("_extra")} AS extra_json
             FROM read_parquet({files}, union_by_name = true)
-        )
-        SELECT * EXCLUDE (extra_json), {_derived(settings)},
+        ), x AS (SELECT *, {extract} FROM raw)
+        SELECT {", ".join(_COLUMNS)}, {derived},
                coalesce(len(json_keys(extra_json)), 0) > 0 AS extra,
                list_concat({fixed}, coalesce(json_keys(extra_json), [])) AS keys,
                json_keys(props) AS pkeys
-        FROM raw"""
+        FROM x"""
 
 
-def load_hour(
-    con: duckdb.DuckDBPyConnection,
-    paths: Sequence[Path],
-    settings: ReportSettings,
-    time_zone: str,
-) -> int:
-    """Replace the temporary table ``h`` with the hour's rows; returns how many it holds."""
-    con.execute("DROP TABLE IF EXISTS h").fetchall()
+def hour_source(
+    con: duckdb.DuckDBPyConnection, paths: Sequence[Path], settings: ReportSettings
+) -> str | None:
+    """SQL for the hour's rows in the normalised columns (``keys``/``pkeys`` lists included);
+    ``None`` when no file is in a format the report reads."""
     by_format: dict[Format, list[Path]] = {}
     for path in paths:
         fmt = file_format(path.name)
@@ -151,27 +174,46 @@ def load_hour(
             selects.append(_ndjson_select(files, settings))
         else:
             selects.append(_parquet_select(con, files, settings))
-    if not selects:
-        con.execute(f"CREATE TEMP TABLE h AS SELECT * FROM ({_empty(settings)}) LIMIT 0").fetchall()
-        return 0
-    body = " UNION ALL BY NAME ".join(f"({s})" for s in selects)
+    return " UNION ALL BY NAME ".join(f"({s})" for s in selects) if selects else None
+
+
+def load_hour(con: duckdb.DuckDBPyConnection, source: str | None, time_zone: str) -> int:
+    """Replace the temporary table ``h`` with the hour's rows; returns how many it holds.
+
+    The key lists are not kept (they would be most of the table): ``keysig``/``pkeysig`` hash
+    them, and ``hour_keys`` reads the names again only for signatures not seen before.
+    """
+    con.execute("DROP TABLE IF EXISTS h").fetchall()
     local = f"timezone({sql_text(time_zone)}, event_time::TIMESTAMPTZ)"
+    body = source or _EMPTY
     con.execute(
-        f"CREATE TEMP TABLE h AS SELECT *, hash(uuid) AS uhash, "
-        f"isodow({local}) AS dow, hour({local}) AS local_hour FROM ({body})"
+        f"CREATE TEMP TABLE h AS SELECT * EXCLUDE (keys, pkeys), hash(uuid) AS uhash, "
+        f"hash(keys) AS keysig, hash(pkeys) AS pkeysig, isodow({local}) AS dow, "
+        f"hour({local}) AS local_hour FROM ({body})"
     ).fetchall()
     return int(con.execute("SELECT count(*) FROM h").fetchall()[0][0])
+
+
+def hour_keys(
+    con: duckdb.DuckDBPyConnection, source: str, column: Literal["keys", "pkeys"], sigs: list[int]
+) -> list[str]:
+    """The distinct names in ``column`` of the rows whose list hashes to one of ``sigs``."""
+    listed = "[" + ", ".join(str(int(s)) for s in sigs) + "]::UBIGINT[]"
+    rows = con.execute(
+        f"SELECT DISTINCT unnest({column}) FROM ({source}) "
+        f"WHERE list_contains({listed}, hash({column}))"
+    ).fetchall()
+    return sorted(str(r[0]) for r in rows)
 
 
 def _type(column: str) -> str:
     return {"session_id": "BIGINT", "event_time": "TIMESTAMP"}.get(column, "VARCHAR")
 
 
-def _empty(settings: ReportSettings) -> str:
-    typed = ", ".join(f"NULL::{_type(c)} AS {c}" for c in _COLUMNS)
-    return (
-        f"SELECT *, {_derived(settings)}, false AS extra, []::VARCHAR[] AS keys, "
-        f"[]::VARCHAR[] AS pkeys, NULL::UBIGINT AS uhash, NULL::BIGINT AS dow, "
-        f"NULL::BIGINT AS local_hour FROM (SELECT {typed}, NULL::JSON AS props, "
-        f"NULL::JSON AS uprops)"
-    )
+_EMPTY = (
+    "SELECT "
+    + ", ".join(f"NULL::{_type(c)} AS {c}" for c in _COLUMNS)
+    + ", false AS is_pv, NULL::VARCHAR AS path, NULL::VARCHAR AS title, "
+    "NULL::VARCHAR AS source, NULL::VARCHAR AS company, false AS extra, "
+    "[]::VARCHAR[] AS keys, []::VARCHAR[] AS pkeys LIMIT 0"
+)

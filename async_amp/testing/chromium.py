@@ -133,10 +133,10 @@ class Chromium:
                 env={**os.environ, "HOME": profile},
             )
             try:
-                url = await asyncio.wait_for(_devtools_url(process), 60)
+                devtools = await asyncio.wait_for(_devtools_url(process), 60)
                 async with (
                     aiohttp.ClientSession() as http,
-                    http.ws_connect(url, max_msg_size=0) as ws,
+                    http.ws_connect(devtools, max_msg_size=0) as ws,
                 ):
                     yield await _attach(ws, url)
             finally:
