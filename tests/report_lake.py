@@ -9,6 +9,10 @@ first run stores NDJSON, the second gzip'd NDJSON, so both formats are read.
 
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,13 +58,15 @@ class Lake:
     root: Path  # the output folder: <root>/website/date=.../hour=.../
     report: Report
 
-    def build(self, settings: ReportSettings = SETTINGS) -> Report:
+    def build(
+        self, settings: ReportSettings = SETTINGS, first: datetime = FIRST, last: datetime = LAST
+    ) -> Report:
         return anyio.run(
             lambda: build_report(
                 LocalSink(self.root, run_id="report-test", fsync=False),
                 "website",
-                FIRST,
-                LAST,
+                first,
+                last,
                 now=NOW,
                 lag_hours=LAG,
                 settings=settings,
@@ -77,6 +83,14 @@ class Lake:
             "union_by_name = true) "
             f"WHERE NOT (date = '{FAILED:%Y-%m-%d}' AND hour = '{FAILED:%H}')"
         )
+
+
+@functools.cache
+def shared_lake() -> Lake:
+    """The lake, built once per test session (several modules read it; none writes to it)."""
+    root = Path(tempfile.mkdtemp(prefix="async-amp-report-lake-"))
+    atexit.register(shutil.rmtree, root, True)
+    return build_lake(root)
 
 
 def build_lake(root: Path) -> Lake:

@@ -29,15 +29,15 @@ from .report_lake import (
     PROPERTY_FROM,
     QUIET,
     Lake,
-    build_lake,
+    shared_lake,
 )
 
 PAGE_VIEWS = ("[Amplitude] Page Viewed", "Page Viewed", "Blog Post Viewed", "page_view", "Pageview")
 
 
 @pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
-    return build_lake(tmp_path_factory.mktemp("report"))
+def lake() -> Lake:
+    return shared_lake()
 
 
 @pytest.fixture(scope="module")

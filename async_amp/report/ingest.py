@@ -8,9 +8,10 @@ Every format ends in the same columns, so the aggregation above it never asks wh
     keys VARCHAR[] (top-level field names), pkeys VARCHAR[] (event_properties keys)
 
 NDJSON (``.json``) and gzip'd NDJSON (``.json.gz``) are read with ``read_ndjson_objects``;
-Parquet (``.parquet``, typed columns with ``event_properties`` as JSON text and unknown fields
-in ``_extra``) with ``read_parquet``. Rows whose top-level fields are not in the Export API's
-documented schema count as ``extra`` (they are what a Parquet file keeps in ``_extra``).
+Parquet (``.parquet``, ``async_amp.formats.EVENT_SCHEMA``: typed columns, ``event_properties``
+as JSON, unknown fields and ill-typed values in ``_extra``) with ``read_parquet``. In NDJSON,
+rows with top-level fields outside that schema count as ``extra`` (Parquet keeps those in
+``_extra``; it also puts ill-typed values there, which NDJSON rows are not checked for).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Literal
 
 import duckdb
 
+from ..formats.schema import COLUMNS, EXTRA, LINEAGE
 from .settings import ReportSettings
 
 __all__ = [
@@ -35,24 +37,14 @@ __all__ = [
 
 Format = Literal["ndjson", "parquet"]
 
-# The Export API's top-level fields (AMPLITUDE.md); anything else is kept in ``_extra``.
-KNOWN_FIELDS: tuple[str, ...] = (
-    "$insert_id", "$insert_key", "$schema", "adid", "amplitude_attribution_ids",
-    "amplitude_event_type", "amplitude_id", "app", "city", "client_event_time",
-    "client_upload_time", "country", "data", "data_type", "device_brand", "device_carrier",
-    "device_family", "device_id", "device_manufacturer", "device_model", "device_type", "dma",
-    "event_id", "event_properties", "event_time", "event_type", "global_user_properties",
-    "group_properties", "groups", "idfa", "ip_address", "is_attribution_event", "language",
-    "library", "location_lat", "location_lng", "os_name", "os_version", "partner_id", "paying",
-    "plan", "platform", "processed_time", "region", "sample_rate", "server_received_time",
-    "server_upload_time", "session_id", "source_id", "start_version", "user_creation_time",
-    "user_id", "user_properties", "uuid", "version_name",
-)  # fmt: skip
+# The Export API's documented top-level fields: what the Parquet schema gives a column each;
+# anything else is what a Parquet file keeps in ``_extra``.
+KNOWN_FIELDS: tuple[str, ...] = tuple(c.key for c in COLUMNS)
 _COLUMNS = (
     "uuid", "event_type", "device_id", "user_id", "session_id", "event_time", "country", "city",
     "os_name", "device_family", "device_type",
 )  # fmt: skip
-_PARQUET_META = ("_extra", "_export_hour")
+_PARQUET_META = tuple(c.name for c in (EXTRA, *LINEAGE))
 
 
 def file_format(name: str) -> Format | None:

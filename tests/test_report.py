@@ -1,0 +1,194 @@
+"""The report's reader and aggregation: every storage format and sink gives the same report,
+and the pure pieces (drops, drift, settings) on their own."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import anyio
+import pytest
+
+from async_amp.config import AzureConfig
+from async_amp.errors import ConfigError
+from async_amp.formats import iter_event_batches, write_parquet
+from async_amp.manifest import MANIFEST_NAME, FileEntry, Manifest, hour_folder
+from async_amp.report import Report, ReportSettings, build_report
+from async_amp.report.model import HourCell, suspicious_drops
+from async_amp.sinks.azure import AzureSink
+from async_amp.sinks.local import LocalSink
+from async_amp.testing.server import run_simulator
+
+from .azurite import Azurite
+from .helpers import KEY, SECRET, make_config, run
+from .report_lake import (
+    DATASET,
+    FAILED,
+    FIELD_FROM,
+    FIRST,
+    LAG,
+    LAST,
+    NOW,
+    PROPERTY_FROM,
+    SETTINGS,
+    Lake,
+    shared_lake,
+)
+
+
+def _same_numbers(a: Report, b: Report) -> None:
+    """Everything the page shows but where the data came from."""
+    assert a.hours == b.hours
+    assert a.days == b.days
+    assert a.rows_read == b.rows_read > 0
+    assert a.blog == b.blog and a.blog
+    assert a.leads == b.leads and a.leads
+    assert (a.countries, a.cities, a.sources, a.oses, a.browsers, a.device_types) == (
+        b.countries,
+        b.cities,
+        b.sources,
+        b.oses,
+        b.browsers,
+        b.device_types,
+    )
+    assert a.weekday_hour == b.weekday_hour
+    assert a.session_lengths == b.session_lengths
+    assert a.drops == b.drops
+    assert a.event_types == b.event_types
+
+
+# --- Parquet ----------------------------------------------------------------------------------
+
+
+PARQUET_DAYS = (FAILED.replace(hour=0), FIELD_FROM.replace(hour=23))  # Nov 6 to Nov 8
+
+
+def _to_parquet(lake: Lake, out: Path) -> None:
+    """Three days of the lake again, each hour as one Parquet file by the project's writer."""
+    days = {f"date={d:%Y-%m-%d}" for d in (PARQUET_DAYS[0] + timedelta(days=n) for n in range(3))}
+    for folder in sorted((lake.root / "website").glob("date=*/hour=*")):
+        if folder.parent.name not in days:
+            continue
+        target = out / folder.relative_to(lake.root)
+        target.mkdir(parents=True)
+        try:
+            manifest = Manifest.loads((folder / MANIFEST_NAME).read_bytes())
+        except ValueError:
+            shutil.copy(folder / MANIFEST_NAME, target / MANIFEST_NAME)  # the failed hour
+            continue
+        if manifest.status == "empty":
+            shutil.copy(folder / MANIFEST_NAME, target / MANIFEST_NAME)
+            continue
+        members = []
+        for entry in manifest.files:
+            data = (folder / entry.name).read_bytes()
+            members.append(gzip.decompress(data) if entry.name.endswith(".gz") else data)
+        batches = iter_event_batches(members, export_hour=manifest.hour, source_file="hour")
+        name = f"{manifest.hour:%Y-%m-%d_%H}.parquet"
+        with (target / name).open("wb") as file:
+            facts = write_parquet(batches, file)
+        entry = FileEntry(name, facts.bytes, facts.rows, facts.sha256)
+        (target / MANIFEST_NAME).write_bytes(replace(manifest, files=(entry,)).dumps())
+
+
+def test_parquet_output_gives_the_same_report_as_ndjson(tmp_path: Path) -> None:
+    lake = shared_lake()
+    _to_parquet(lake, tmp_path)
+    assert list(tmp_path.glob("website/*/*/*.parquet"))
+    from_parquet = replace(lake, root=tmp_path).build(SETTINGS, *PARQUET_DAYS)
+    _same_numbers(lake.build(SETTINGS, *PARQUET_DAYS), from_parquet)
+    # drift in Parquet comes from _extra's keys and the JSON columns' keys
+    assert ("field", "app_build", FIELD_FROM.date()) in [
+        (k.kind, k.name, k.day) for k in from_parquet.new_keys
+    ]
+    assert ("property", "experiment_variant", PROPERTY_FROM.date()) in [
+        (k.kind, k.name, k.day) for k in from_parquet.new_keys
+    ]
+
+
+# --- Azure ------------------------------------------------------------------------------------
+
+
+@pytest.mark.azure
+def test_azure_sink_gives_the_same_report_as_local(
+    azurite: Azurite, azure_container: str, tmp_path: Path
+) -> None:
+    """The non-local path: files streamed through ``iter_file`` into a temp folder."""
+    first, last = FIRST, FIRST + timedelta(days=2) - timedelta(hours=1)
+    environ = {"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string}
+
+    def azure() -> AzureSink:
+        config = AzureConfig(container=azure_container, retries=2, retry_backoff_s=0.05)
+        return AzureSink.from_config(config, run_id="test-run", environ=environ)
+
+    async def both() -> tuple[Report, Report]:
+        async with run_simulator(DATASET, api_key=KEY, secret_key=SECRET) as sim:
+            config = make_config(sim.base_url, tmp_path / "data", window_hours=24)
+            assert (await run(config, first, last)).exit_code == 0
+            assert (await run(config, first, last, sink=azure())).exit_code == 0
+        reports = []
+        for sink in (LocalSink(tmp_path / "data", run_id="r", fsync=False), azure()):
+            try:
+                reports.append(
+                    await build_report(
+                        sink, "website", first, last, now=NOW, lag_hours=LAG, settings=SETTINGS
+                    )
+                )
+            finally:
+                await sink.aclose()
+        return reports[0], reports[1]
+
+    local, remote = anyio.run(both)
+    _same_numbers(local, remote)
+    assert not list(Path(tmp_path).glob("**/async-amp-report-*"))
+
+
+# --- pure pieces ------------------------------------------------------------------------------
+
+MON = datetime(2026, 11, 2, 14, tzinfo=UTC)
+WEEK = timedelta(days=7)
+
+
+def _cells(*events: int | None, start: datetime = MON) -> list[HourCell]:
+    return [
+        HourCell(start + i * WEEK, "missing")
+        if n is None
+        else HourCell(start + i * WEEK, "complete", n)
+        for i, n in enumerate(events)
+    ]
+
+
+def test_an_hour_far_below_the_same_hour_of_earlier_weeks_is_suspicious() -> None:
+    drops = suspicious_drops(_cells(100, 110, 90, 30), 0.5)
+    assert [(d.hour, d.events, d.baseline) for d in drops] == [(MON + 3 * WEEK, 30, 100.0)]
+
+
+def test_no_drop_without_an_earlier_week_or_with_a_tiny_baseline() -> None:
+    assert suspicious_drops(_cells(100), 0.5) == []
+    assert suspicious_drops(_cells(10, 1), 0.5) == []  # a baseline under 20 events
+    assert suspicious_drops(_cells(100, 60), 0.5) == []
+
+
+def test_missing_weeks_do_not_count_in_the_baseline() -> None:
+    drops = suspicious_drops(_cells(100, None, None, 10), 0.5)
+    assert [d.baseline for d in drops] == [100.0]
+
+
+def test_bad_settings_say_what_to_fix() -> None:
+    with pytest.raises(ConfigError, match=r"time_zone 'Mars/Olympus' is not an IANA time zone"):
+        ReportSettings(time_zone="Mars/Olympus")
+    with pytest.raises(ConfigError, match=r'blog_prefix must start with "/"'):
+        ReportSettings(blog_prefix="blog/")
+    with pytest.raises(ConfigError, match=r"page_view_events must be a non-empty list"):
+        ReportSettings(page_view_events=())
+
+
+def test_the_lake_s_failed_hour_is_not_read() -> None:
+    lake = shared_lake()
+    cell = next(c for c in lake.report.hours if c.hour == FAILED)
+    assert cell.state == "failed" and cell.events == 0
+    assert (lake.root / hour_folder("website", FAILED)).is_dir()
+    assert lake.report.first == FIRST and lake.report.last == LAST
