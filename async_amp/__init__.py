@@ -10,6 +10,8 @@ The Python API (``docs/python-api.md``)::
     result.raise_for_failures()
 """
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
 from .api import (
@@ -35,6 +37,22 @@ from .results import (
     VerifyResult,
 )
 
+if TYPE_CHECKING:
+    from .reports.api import ReportResult, report, report_sync
+
+_REPORTS = ("ReportResult", "report", "report_sync")
+
+
+def __getattr__(name: str) -> Any:
+    """``report``/``report_sync``/``ReportResult`` load DuckDB: only when first used."""
+    if name in _REPORTS:
+        from .reports import api  # noqa: PLC0415
+
+        return getattr(api, name)
+    msg = f"module 'async_amp' has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
 __all__ = [
     "AsyncAmpError",
     "Config",
@@ -48,6 +66,7 @@ __all__ = [
     "Plan",
     "ProjectConfig",
     "ProjectResult",
+    "ReportResult",
     "StatusReport",
     "StatusResult",
     "StorageError",
@@ -58,6 +77,8 @@ __all__ = [
     "extract",
     "extract_sync",
     "load_config",
+    "report",
+    "report_sync",
     "status",
     "status_sync",
     "verify",

@@ -38,11 +38,13 @@ from .values import (
     container,
     env_name,
     integer,
+    names,
     number,
     path,
     prefix,
     project_label,
     text,
+    time_zone,
     url,
     window,
 )
@@ -58,6 +60,7 @@ __all__ = [
     "Key",
     "OutputConfig",
     "ProjectConfig",
+    "ReportConfig",
     "key",
     "keys_of",
     "sections",
@@ -355,6 +358,74 @@ class AzureConfig:
         return []
 
 
+_PAGE_VIEWS = ("[Amplitude] Page Viewed", "Page Viewed", "Blog Post Viewed", "page_view")
+_PATHS = ("[Amplitude] Page Path", "page_path", "path")
+_TITLES = ("blog_post_title", "[Amplitude] Page Title", "page_title")
+_SOURCES = (
+    "utm_source",
+    "referring_domain",
+    "[Amplitude] Page Referrer",
+    "referrer",
+    "initial_utm_source",
+    "initial_referring_domain",
+)
+_COMPANIES = ("company_name", "company_domain", "company")
+
+
+@dataclass(frozen=True, slots=True)
+class ReportConfig:
+    """``[report]``: what ``async-amp report`` looks for in the events (lists: first found wins).
+
+    The defaults fit Amplitude's browser SDK (``[Amplitude] Page Viewed`` with
+    ``[Amplitude] Page Path``) and the common hand-named events and properties.
+    """
+
+    page_view_events: tuple[str, ...] = key(
+        _PAGE_VIEWS,
+        names,
+        "Event types that are page views (visitors, blog posts, the weekday heatmap).",
+    )
+    page_path_keys: tuple[str, ...] = key(
+        _PATHS, names, "`event_properties` keys holding the page's path."
+    )
+    page_title_keys: tuple[str, ...] = key(
+        _TITLES,
+        names,
+        "`event_properties` keys holding a readable name for a page or blog post.",
+    )
+    blog_prefix: str = key(
+        "/blog/", text, "Page paths starting with this are blog posts (must start with `/`)."
+    )
+    source_keys: tuple[str, ...] = key(
+        _SOURCES,
+        names,
+        "Keys naming where a visitor came from, looked up in `event_properties`, then "
+        "`user_properties`; none: `direct`.",
+    )
+    company_keys: tuple[str, ...] = key(
+        _COMPANIES,
+        names,
+        "`user_properties` keys naming an identified user's company (the leads table).",
+    )
+    time_zone: str = key("UTC", time_zone, "Time zone of the hour-of-day x weekday heatmap.")
+    drop_ratio: float = key(
+        0.5,
+        number(0.0, strict=True),
+        "An hour below this share of the median of the same hour 1-4 weeks before is flagged "
+        "as a suspicious drop (below 1).",
+    )
+    top: int = key(20, integer(1, 1000), "Rows of the top lists (blog posts, countries...).")
+    leads: int = key(25, integer(0, 100_000), "Identified users listed, latest visit first.")
+
+    def problems(self, config: Config, environ: Mapping[str, str]) -> list[str]:
+        found = []
+        if not self.blog_prefix.startswith("/"):
+            found.append(f'[report] blog_prefix must start with "/", not {self.blog_prefix!r}')
+        if self.drop_ratio >= 1:
+            found.append(f"[report] drop_ratio must be below 1, not {self.drop_ratio}")
+        return found
+
+
 @dataclass(frozen=True, slots=True)
 class Credentials:
     api_key: str
@@ -425,6 +496,7 @@ class Config:
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     azure: AzureConfig = field(default_factory=AzureConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     projects: tuple[ProjectConfig, ...] = ()
     source: Path | None = None
     credentials: Credentials | None = field(default=None, repr=False, compare=False)

@@ -24,11 +24,13 @@ __all__ = [
     "env_name",
     "integer",
     "is_plain_name",
+    "names",
     "number",
     "path",
     "prefix",
     "project_label",
     "text",
+    "time_zone",
     "url",
     "window",
 ]
@@ -129,6 +131,37 @@ def _text(value: Any) -> str:
 
 
 text = Check(_text, "string")
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """A list of names: a TOML array of strings, or comma-separated text (environment)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        msg = f'must be a list of names such as ["Page Viewed"], not {value!r}'
+        raise ValueError(msg)
+    names = tuple(dict.fromkeys(i.strip() for i in items if i.strip()))
+    if not names:
+        msg = "must name at least one"
+        raise ValueError(msg)
+    return names
+
+
+names = Check(_names, "list of strings (comma-separated in the environment)")
+
+
+def _time_zone(value: Any) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # noqa: PLC0415 - only when set
+
+    name = _text(value)
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        msg = f'{name!r} is not an IANA time zone (e.g. "Europe/Berlin", "America/New_York")'
+        raise ValueError(msg) from None
+    return name
+
+
+time_zone = Check(_time_zone, 'IANA time zone, e.g. `"Europe/Berlin"`')
 
 
 def _env_name(value: Any) -> str:

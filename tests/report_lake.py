@@ -19,9 +19,10 @@ from pathlib import Path
 
 import anyio
 
+from async_amp.config import ReportConfig
 from async_amp.manifest import hour_folder
-from async_amp.pipeline import available_until
-from async_amp.report import Report, ReportSettings, build_report
+from async_amp.plan import available_until
+from async_amp.reports import Report, build_report
 from async_amp.sinks.local import LocalSink
 from async_amp.testing.server import run_simulator
 from async_amp.testing.site_changes import ChangingDataset
@@ -40,7 +41,7 @@ PROPERTY_FROM = datetime(2026, 11, 7, tzinfo=UTC)
 FIELD_FROM = datetime(2026, 11, 8, tzinfo=UTC)
 NEWEST = available_until(NOW, LAG)
 HOURS = int((LAST - FIRST) / timedelta(hours=1)) + 1
-SETTINGS = ReportSettings(time_zone="Europe/Berlin")
+SETTINGS = ReportConfig(time_zone="Europe/Berlin")
 
 DATASET = ChangingDataset(
     events_per_hour=40,
@@ -59,7 +60,7 @@ class Lake:
     report: Report
 
     def build(
-        self, settings: ReportSettings = SETTINGS, first: datetime = FIRST, last: datetime = LAST
+        self, settings: ReportConfig = SETTINGS, first: datetime = FIRST, last: datetime = LAST
     ) -> Report:
         return anyio.run(
             lambda: build_report(

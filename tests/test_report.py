@@ -12,12 +12,13 @@ from pathlib import Path
 import anyio
 import pytest
 
-from async_amp.config import AzureConfig
+from async_amp import load_config
+from async_amp.config import AzureConfig, ReportConfig
 from async_amp.errors import ConfigError
 from async_amp.formats import iter_event_batches, write_parquet
 from async_amp.manifest import MANIFEST_NAME, FileEntry, Manifest, hour_folder
-from async_amp.report import Report, ReportSettings, build_report
-from async_amp.report.model import HourCell, suspicious_drops
+from async_amp.reports import Report, build_report
+from async_amp.reports.model import HourCell, suspicious_drops
 from async_amp.sinks.azure import AzureSink
 from async_amp.sinks.local import LocalSink
 from async_amp.testing.server import run_simulator
@@ -177,13 +178,33 @@ def test_missing_weeks_do_not_count_in_the_baseline() -> None:
     assert [d.baseline for d in drops] == [100.0]
 
 
-def test_bad_settings_say_what_to_fix() -> None:
-    with pytest.raises(ConfigError, match=r"time_zone 'Mars/Olympus' is not an IANA time zone"):
-        ReportSettings(time_zone="Mars/Olympus")
-    with pytest.raises(ConfigError, match=r'blog_prefix must start with "/"'):
-        ReportSettings(blog_prefix="blog/")
-    with pytest.raises(ConfigError, match=r"page_view_events must be a non-empty list"):
-        ReportSettings(page_view_events=())
+def test_report_settings_come_from_config_toml_and_the_environment(tmp_path: Path) -> None:
+    file = tmp_path / "config.toml"
+    file.write_text(
+        '[report]\npage_view_events = ["pageview"]\nblog_prefix = "/articles/"\n'
+        'time_zone = "Europe/Berlin"\n'
+    )
+    config = load_config(file, environ={"ASYNC_AMP_REPORT_PAGE_PATH_KEYS": "url_path, path"})
+    assert config.report.page_view_events == ("pageview",)
+    assert config.report.page_path_keys == ("url_path", "path")
+    assert (config.report.blog_prefix, config.report.time_zone) == ("/articles/", "Europe/Berlin")
+    assert load_config(environ={}).report == ReportConfig()
+
+
+def test_bad_report_settings_are_one_message_saying_what_to_fix(tmp_path: Path) -> None:
+    file = tmp_path / "config.toml"
+    file.write_text(
+        '[report]\ntime_zone = "Mars/Olympus"\nblog_prefix = "blog/"\npage_view_events = []\n'
+        "drop_ratio = 1.5\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(file, environ={})
+    text = str(caught.value)
+    assert "4 problems" in text
+    assert "'Mars/Olympus' is not an IANA time zone" in text
+    assert 'blog_prefix must start with "/"' in text
+    assert "page_view_events must name at least one" in text
+    assert "drop_ratio must be below 1" in text
 
 
 def test_the_lake_s_failed_hour_is_not_read() -> None:

@@ -16,7 +16,8 @@ import anyio
 import duckdb
 import pytest
 
-from async_amp.report import ReportSettings, render_html
+from async_amp.config import ReportConfig
+from async_amp.reports import render_html
 from async_amp.testing.chromium import Chromium
 
 from .report_lake import (
@@ -48,7 +49,7 @@ def seen(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[
     page_file = folder / "report.html"
     page_file.write_text(render_html(lake.report), encoding="utf-8")
     absent = folder / "absent.html"
-    renamed = ReportSettings(page_view_events=("No Such Event",))
+    renamed = ReportConfig(page_view_events=("No Such Event",))
     absent.write_text(render_html(lake.build(renamed)), encoding="utf-8")
     script = """(() => {
         const cells = [...document.querySelectorAll('#calendar rect.cell')];

@@ -92,6 +92,8 @@ def _literal(value: Any) -> str:
         return "`true`" if value else "`false`"
     if isinstance(value, str | Path):
         return f'`"{value}"`'
+    if isinstance(value, tuple):  # a list of names: as TOML writes it
+        return "`[" + ", ".join(f'"{v}"' for v in value) + "]`"
     return f"`{value!r}`"
 
 

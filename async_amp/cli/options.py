@@ -23,6 +23,7 @@ __all__ = [
     "EXIT_INCOMPLETE",
     "EXIT_OK",
     "EXIT_USAGE",
+    "add_config_option",
     "add_log_options",
     "add_project_option",
     "add_range_options",
@@ -81,10 +82,8 @@ def add_range_options(cmd: argparse.ArgumentParser, *, required: bool = True) ->
     )
 
 
-def add_storage_options(
-    cmd: argparse.ArgumentParser, *, sink_help: str = "where to write (e.g. --sink azure)"
-) -> None:
-    """``--config``, ``--output`` and ``--sink``: which config, and which storage."""
+def add_config_option(cmd: argparse.ArgumentParser) -> None:
+    """``--config PATH``."""
     cmd.add_argument(
         "--config",
         type=Path,
@@ -92,6 +91,13 @@ def add_storage_options(
         metavar="PATH",
         help="config file (default ./config.toml if present; e.g. --config prod.toml)",
     )
+
+
+def add_storage_options(
+    cmd: argparse.ArgumentParser, *, sink_help: str = "where to write (e.g. --sink azure)"
+) -> None:
+    """``--config``, ``--output`` and ``--sink``: which config, and which storage."""
+    add_config_option(cmd)
     cmd.add_argument(
         "--output", type=Path, metavar="DIR", help="local output folder (e.g. --output data)"
     )

@@ -22,7 +22,13 @@ from ..errors import ConfigError
 from ..logs import LOGGER_NAME
 from ..scrub import scrub
 
-__all__ = ["EXIT_SIGNAL", "configure_logging", "reattach_stderr", "shutdown_logging"]
+__all__ = [
+    "EXIT_SIGNAL",
+    "configure_logging",
+    "progress_bar",
+    "reattach_stderr",
+    "shutdown_logging",
+]
 
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 _handlers: list[logging.Handler] = []
@@ -120,3 +126,29 @@ def reattach_stderr() -> None:
             handler, logging.FileHandler
         ):
             handler.setStream(sys.stderr)
+
+
+def progress_bar(label: str) -> Any:
+    """A transient rich progress bar on stderr: ``label``, bar, n/total, a ``detail`` field,
+    elapsed time and ETA (rich loads only when a terminal wants one)."""
+    from rich.console import Console  # noqa: PLC0415 - only on a terminal
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )

@@ -94,18 +94,25 @@ class Page:
         return reply["result"].get("value")
 
     async def screenshot(self, *, width: int, full_page: bool = True) -> bytes:
-        """A PNG of the page at ``width`` CSS pixels (the whole height when ``full_page``)."""
-        height = 900
+        """A PNG of the page: the whole height at ``width`` CSS pixels when ``full_page``,
+        else the viewport as it is."""
         if full_page:
             height = int(await self.evaluate("document.documentElement.scrollHeight"))
-        await self.send(
-            "Emulation.setDeviceMetricsOverride",
-            width=width,
-            height=height,
-            deviceScaleFactor=1,
-            mobile=False,
-        )
-        shot = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+            await self.send(
+                "Emulation.setDeviceMetricsOverride",
+                width=width,
+                height=height,
+                deviceScaleFactor=1,
+                mobile=False,
+            )
+        if full_page:
+            shot = await self.send(
+                "Page.captureScreenshot", format="png", captureBeyondViewport=True
+            )
+        else:
+            size = await self.evaluate("[window.innerWidth, window.innerHeight]")
+            clip = {"x": 0, "y": 0, "width": size[0], "height": size[1], "scale": 1}
+            shot = await self.send("Page.captureScreenshot", format="png", clip=clip)
         return base64.b64decode(shot["data"])
 
 

@@ -5,34 +5,66 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
 
 from ...config import AmplitudeConfig, Config, Credentials
-from ...hours import hour_range
+from ...hours import HOUR, hour_range
 from ...run import RunRequest
 from ...sinks.local import LocalSink
 from ...testing.background import BackgroundSimulator
-from ...testing.dataset import Dataset
+from ...testing.site_changes import ChangingDataset
 from ..options import add_log_options, add_storage_options, environment, load, positive_int
 from .extract import run_and_present
 
-__all__ = ["DEMO_DAYS", "DEMO_KEY", "DEMO_SECRET", "ORDER", "quiet_hours", "register", "run_demo"]
+__all__ = [
+    "DEMO_DAYS",
+    "DEMO_KEY",
+    "DEMO_SECRET",
+    "ORDER",
+    "demo_dataset",
+    "quiet_hours",
+    "register",
+    "run_demo",
+]
 
 ORDER = 30
 
 DEMO_DAYS = (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC))
 DEMO_KEY, DEMO_SECRET = "demo-api-key", "demo-secret-key"
+# The local demo extracts two weeks and a day, so the report has earlier weeks to compare
+# with; its site changes on the way (a new property, a new top-level field, a drop, repeats)
+# and one hour is left out on purpose, so every panel has something to show.
+REPORT_DAYS = 15
+GAP = datetime(2026, 11, 12, 9, tzinfo=UTC)
+DROP = datetime(2026, 11, 13, 15, tzinfo=UTC)
+REPORT_FILE = "report.html"
+
+
+def demo_dataset() -> ChangingDataset:
+    """The local demo's simulated project (the report's screenshot in the README is of it)."""
+    return ChangingDataset(
+        events_per_hour=200,
+        pages_per_hour=3,
+        quiet_hours=frozenset(quiet_hours()),
+        hour_sizes={DROP: 9},
+        property_from=datetime(2026, 11, 9, tzinfo=UTC),
+        field_from=datetime(2026, 11, 11, 14, tzinfo=UTC),
+        duplicate_every=53,
+    )
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = commands.add_parser(
         "demo",
-        help="extract two simulated days end to end (e.g. async-amp demo)",
-        description="Start the simulated Export API on loopback and extract two days from it "
-        "into --output, exactly as 'extract' would from Amplitude. No account needed.",
+        help="extract two simulated weeks end to end and write their report (e.g. async-amp demo)",
+        description="Start the simulated Export API on loopback and extract 15 days from it "
+        "into --output, exactly as 'extract' would from Amplitude (leaving one hour out, to "
+        "show a gap), then write the report of those days to <output>/report.html. No "
+        "account needed.",
         epilog="example: async-amp demo --output data --concurrency 8",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -48,32 +80,48 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    """Serve two simulated days on loopback, extract them with the real client, show them."""
+    """Serve 15 simulated days on loopback, extract them with the real client (one hour left
+    out), show them, and write their report."""
     config = load(args, {}, concurrency=args.concurrency or 8)
-    dataset = Dataset(events_per_hour=800, pages_per_hour=3, quiet_hours=frozenset(quiet_hours()))
-    first, last = DEMO_DAYS[0], DEMO_DAYS[1] + timedelta(hours=23)
-    with BackgroundSimulator(dataset, api_key=DEMO_KEY, secret_key=DEMO_SECRET) as sim:
-        config = Config(
+    first = DEMO_DAYS[0]
+    last = first + timedelta(days=REPORT_DAYS) - timedelta(hours=1)
+    with BackgroundSimulator(demo_dataset(), api_key=DEMO_KEY, secret_key=DEMO_SECRET) as sim:
+        config = replace(
+            config,
             amplitude=AmplitudeConfig(project=config.amplitude.project, base_url=sim.base_url),
-            extract=config.extract,
-            output=config.output,
-            azure=config.azure,
-            source=config.source,
+            projects=(),
             environ={k: v for k, v in environ.items() if not k.startswith("AZURE_")},
         )
-        print(f"simulated Export API on {sim.base_url} (two days, 3 partitions per hour)")
-        code = run_and_present(
-            config,
-            RunRequest(first=first, last=last, now=datetime.now(UTC)),
-            log_format=args.log_format,
-            log_file=args.log_file,
-            quiet=args.quiet or args.log_format is None,  # the log file has every line
-            credentials={config.amplitude.project: Credentials(DEMO_KEY, DEMO_SECRET)},
+        print(
+            f"simulated Export API on {sim.base_url} ({REPORT_DAYS} days, 3 partitions per "
+            f"hour; {GAP:%Y-%m-%d %H}:00 is left out, to show a gap in the report)"
         )
+        codes = [
+            run_and_present(
+                config,
+                RunRequest(first=lo, last=hi, now=datetime.now(UTC)),
+                log_format=args.log_format,
+                log_file=args.log_file,
+                quiet=args.quiet or args.log_format is None,  # the log file has every line
+                credentials={config.amplitude.project: Credentials(DEMO_KEY, DEMO_SECRET)},
+            )
+            for lo, hi in ((first, GAP - HOUR), (GAP + HOUR, last))
+        ]
         print(f"  export requests served by the simulator: {sim.request_count()}")
+    code = max(codes)
     if config.output.sink == "local":
         _show_days(config, first, last)
+        if code == 0:
+            _write_report(config, first, last)
     return code
+
+
+def _write_report(config: Config, first: datetime, last: datetime) -> None:
+    from ...reports.api import report_sync  # noqa: PLC0415 - DuckDB loads only here
+
+    path = Path(config.output.dir) / REPORT_FILE
+    result = report_sync(config, start=first, end=last, output=path)
+    print(f"\nreport of {first:%Y-%m-%d} to {last:%Y-%m-%d}: {result.path.resolve()}")
 
 
 def quiet_hours() -> list[datetime]:
@@ -95,7 +143,7 @@ def _show_days(config: Config, first: datetime, last: datetime) -> None:
     root = Path(config.output.dir) / config.amplitude.project
     print(f"\noutput in {root}/")
     print(f"  {'day':<12}{'complete':>9}{'empty':>7}{'missing':>9}{'events':>10}")
-    for day in DEMO_DAYS:
+    for day in sorted({hour.replace(hour=0) for hour in hour_range(first, last)}):
         hours = [day + timedelta(hours=h) for h in range(24)]
         complete = sum(1 for h in hours if found.get(h, ("", 0))[0] == "complete")
         empty = sum(1 for h in hours if found.get(h, ("", 0))[0] == "empty")

@@ -39,7 +39,7 @@ from ..options import (
     positive_int,
     shard,
 )
-from ..output import EXIT_SIGNAL, configure_logging, reattach_stderr
+from ..output import EXIT_SIGNAL, configure_logging, progress_bar, reattach_stderr
 
 __all__ = ["ORDER", "register", "run_and_present"]
 
@@ -258,29 +258,9 @@ class _Progress:
         self.failed += result.status == "failed"
 
     async def show(self, run: ExtractionRun) -> None:
-        from rich.console import Console  # noqa: PLC0415 - only on a terminal
-        from rich.progress import (  # noqa: PLC0415
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
         total = sum(len(plan.to_fetch) for plan in run.plans.values())
         started = time.monotonic()
-        with Progress(
-            TextColumn("[bold]hours"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[detail]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        ) as bar:
+        with progress_bar("hours") as bar:
             reattach_stderr()
             task = bar.add_task("extract", total=total, detail="")
             try:

@@ -10,6 +10,5 @@ from __future__ import annotations
 from .build import ScanProgress, build_report
 from .model import Report
 from .page import render_html
-from .settings import ReportSettings
 
-__all__ = ["Report", "ReportSettings", "ScanProgress", "build_report", "render_html"]
+__all__ = ["Report", "ScanProgress", "build_report", "render_html"]

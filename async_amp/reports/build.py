@@ -19,16 +19,16 @@ import anyio
 import duckdb
 from anyio.streams.memory import MemoryObjectSendStream
 
+from ..config import ReportConfig
 from ..errors import StorageError
 from ..hours import hour_range
 from ..manifest import Manifest
-from ..pipeline import available_until
+from ..plan import available_until
 from ..sinks.base import Sink
 from ..sinks.local import LocalSink
 from .aggregate import SESSION_BUCKETS, Aggregator
 from .ingest import file_format
 from .model import BlogPost, HourCell, Lead, Report, new_keys, suspicious_drops
-from .settings import ReportSettings
 
 __all__ = ["ScanProgress", "build_report"]
 
@@ -116,7 +116,7 @@ async def build_report(
     *,
     now: datetime,
     lag_hours: int,
-    settings: ReportSettings | None = None,
+    settings: ReportConfig | None = None,
     progress: Progress | None = None,
     memory_limit: str = "256MB",
     batch_bytes: int = 64 * 1024 * 1024,
@@ -126,7 +126,7 @@ async def build_report(
     Hours are read in batches of one day at most and about ``batch_bytes`` of NDJSON (the
     memory a batch needs grows with it); DuckDB keeps to ``memory_limit`` and spills beyond.
     """
-    settings = settings or ReportSettings()
+    settings = settings or ReportConfig()
     hours = list(hour_range(first, last))
     newest = available_until(now, lag_hours)
     done = await sink.completed_hours(project, hours)

@@ -119,7 +119,7 @@ def _weekday_heatmap(report: Report) -> str:
             )
     width, height = left + 24 * size, 14 + 7 * size
     return (
-        f'<svg class="cal wk" viewBox="0 0 {width} {height}" width="{width}" role="img" '
+        f'<svg class="cal wk wide" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="page views by weekday and hour">{"".join(parts)}</svg>'
     )
 

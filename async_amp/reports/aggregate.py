@@ -19,8 +19,8 @@ from typing import Any
 
 import duckdb
 
+from ..config import ReportConfig
 from .ingest import hour_keys, hour_source, load_hour, sql_text
-from .settings import ReportSettings
 
 __all__ = ["SESSION_BUCKETS", "Aggregator", "DayFacts"]
 
@@ -91,7 +91,7 @@ class Aggregator:
     """Feed it hours in order (``add_hours``), close each day (``end_day``), then query it."""
 
     folder: Path
-    settings: ReportSettings
+    settings: ReportConfig
     memory_limit: str = "256MB"
     threads: int = 2
     con: duckdb.DuckDBPyConnection = field(init=False)

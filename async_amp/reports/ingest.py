@@ -22,8 +22,8 @@ from typing import Literal
 
 import duckdb
 
+from ..config import ReportConfig
 from ..formats.schema import COLUMNS, EXTRA, LINEAGE
-from .settings import ReportSettings
 
 __all__ = [
     "KNOWN_FIELDS",
@@ -61,7 +61,7 @@ def sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _derived(settings: ReportSettings) -> tuple[str, str]:
+def _derived(settings: ReportConfig) -> tuple[str, str]:
     """The settings-driven columns, over ``props``/``uprops`` JSON and the typed columns.
 
     Each JSON column is parsed once: one ``json_extract_string`` with the list of every key
@@ -94,7 +94,7 @@ def _derived(settings: ReportSettings) -> tuple[str, str]:
     )
 
 
-def _ndjson_select(files: str, settings: ReportSettings) -> str:
+def _ndjson_select(files: str, settings: ReportConfig) -> str:
     known = "[" + ", ".join(sql_text(k) for k in KNOWN_FIELDS) + "]"
     picks = ", ".join(
         f"TRY_CAST(v[{i + 1}] AS {_type(c)}) AS {c}"
@@ -117,7 +117,7 @@ def _ndjson_select(files: str, settings: ReportSettings) -> str:
         FROM x"""
 
 
-def _parquet_select(con: duckdb.DuckDBPyConnection, files: str, settings: ReportSettings) -> str:
+def _parquet_select(con: duckdb.DuckDBPyConnection, files: str, settings: ReportConfig) -> str:
     present = {
         row[0]
         for row in con.execute(
@@ -150,7 +150,7 @@ def _parquet_select(con: duckdb.DuckDBPyConnection, files: str, settings: Report
 
 
 def hour_source(
-    con: duckdb.DuckDBPyConnection, paths: Sequence[Path], settings: ReportSettings
+    con: duckdb.DuckDBPyConnection, paths: Sequence[Path], settings: ReportConfig
 ) -> str | None:
     """SQL for the hour's rows in the normalised columns (``keys``/``pkeys`` lists included);
     ``None`` when no file is in a format the report reads."""

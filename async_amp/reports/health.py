@@ -47,7 +47,8 @@ background:#eef1f4;font-size:.9em}.chip b{font-variant-numeric:tabular-nums}
 table{border-collapse:collapse;width:100%;font-size:.92em}td,th{padding:3px 6px;text-align:left;
 border-bottom:1px solid #eceff2;vertical-align:middle}th{font-weight:600;color:var(--mute)}
 .num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-table.rank .barcell{width:35%}.bar{display:block;height:10px;background:var(--s0);border-radius:2px;
+table.rank .name{width:45%}table.rank .barcell{width:30%}
+.bar{display:block;height:10px;background:var(--s0);border-radius:2px;
 print-color-adjust:exact;-webkit-print-color-adjust:exact}
 svg{display:block;max-width:100%;height:auto}svg.chart{width:100%;height:160px}
 svg.chart polyline{fill:none;stroke:var(--line);stroke-width:1.5;vector-effect:non-scaling-stroke}
@@ -55,7 +56,8 @@ svg .axis{stroke:#999;vector-effect:non-scaling-stroke}svg .tick{font-size:10px;
 svg .gap{fill:var(--missing)}svg .drop{fill:none;stroke:var(--warn);stroke-width:2;
 vector-effect:non-scaling-stroke}svg .s0{fill:var(--s0)}svg .s1{fill:var(--s1)}
 svg.spark polyline{fill:none;stroke:var(--line);stroke-width:1.5}
-.cal text{font-size:9px;fill:var(--mute)}.cell{stroke:#fff;stroke-width:1}
+.cal text{font-size:10px;fill:var(--mute)}svg.wide{width:100%;max-width:720px}
+.cell{stroke:#fff;stroke-width:1}
 .s-complete{fill:var(--ok)}.s-empty{fill:var(--empty)}.s-missing{fill:var(--missing)}
 .s-failed{fill:var(--failed)}.s-not_available{fill:var(--later)}
 .legend{display:flex;flex-wrap:wrap;gap:10px;font-size:.85em;margin:4px 0}
@@ -97,7 +99,7 @@ def _cell_title(cell: HourCell) -> str:
 
 def calendar(report: Report) -> str:
     """Days down, hours across: one ``rect.cell`` per hour of the range."""
-    size, left, top = 16, 74, 14
+    size, left, top = 22, 74, 14
     days = sorted({c.hour.date() for c in report.hours})
     row = {d: i for i, d in enumerate(days)}
     parts = [f'<text x="{left + h * size + 2}" y="10">{h:02d}</text>' for h in range(0, 24, 3)]
@@ -124,8 +126,8 @@ def calendar(report: Report) -> str:
         )
     )
     return (
-        f'<div class="legend">{legend}</div><svg class="cal" id="calendar" '
-        f'viewBox="0 0 {width} {height}" width="{width}" role="img" '
+        f'<div class="legend">{legend}</div><svg class="cal wide" id="calendar" '
+        f'viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="extraction state per hour">{"".join(parts)}</svg>'
     )
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal
 
+from ..config import ReportConfig
 from .aggregate import DayFacts
-from .settings import ReportSettings
 
 __all__ = [
     "BlogPost",
@@ -88,7 +88,7 @@ class Report:
     last: datetime
     now: datetime
     lag_hours: int
-    settings: ReportSettings
+    settings: ReportConfig
     hours: tuple[HourCell, ...]
     days: tuple[DayFacts, ...]
     drops: tuple[Drop, ...]

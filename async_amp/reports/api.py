@@ -1,0 +1,109 @@
+"""``async_amp.report`` / ``async_amp.report_sync``: build the HTML report from the Python API.
+
+Like the rest of the API it prints nothing, installs no signal handler and never exits: the
+page is written (atomically: a temporary file renamed into place) and a ``ReportResult``
+returned; ``on_progress`` is called as hours are scanned, for callers that want to show it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+
+from ..api import Bound, _closing, _range, _reader
+from ..config import Config
+from ..errors import ConfigError
+from ..run import select_projects
+from .build import ScanProgress, build_report
+from .model import Report
+from .page import render_html
+
+__all__ = ["ReportResult", "report", "report_sync"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReportResult:
+    """What ``report`` wrote: the file, its size, and every number on the page."""
+
+    path: Path
+    bytes: int
+    report: Report
+
+
+async def report(
+    config: Config,
+    *,
+    start: Bound,
+    end: Bound,
+    project: str | None = None,
+    output: str | os.PathLike[str] = "report.html",
+    on_progress: Callable[[ScanProgress], None] | None = None,
+    now: datetime | None = None,
+) -> ReportResult:
+    """Read every hour of ``project`` from ``start`` to ``end`` (inclusive, UTC) from the
+    configured sink and write the report to ``output`` (one self-contained HTML file).
+
+    ``project``: the project to report on; may be left out when the config has only one.
+    ``now``: the current time (freshness, and which hours are not yet available).
+    """
+    moment = now or datetime.now(UTC)
+    first, last = _range(start, end, moment)
+    assert first is not None and last is not None
+    projects = select_projects(config, (project,) if project else ())
+    if len(projects) > 1:
+        names = ", ".join(p.name for p in projects)
+        msg = f"the config has several projects ({names}): pick one with --project NAME"
+        raise ConfigError(msg)
+    name = projects[0].name
+    target = Path(output)
+    if await anyio.Path(target).is_dir():
+        msg = f"{target} is a folder: name the HTML file (e.g. --output {target / 'report.html'})"
+        raise ConfigError(msg)
+    folder = config.output.dir
+    if config.output.sink == "local" and not await anyio.Path(folder).is_dir():
+        msg = (
+            f"no folder {folder}: nothing was extracted there; pass --data DIR or set [output] dir"
+        )
+        raise ConfigError(msg)
+    sink = _reader(config)
+
+    async def work() -> Report:
+        return await build_report(
+            sink,
+            name,
+            first,
+            last,
+            now=moment,
+            lag_hours=config.extract.availability_lag_hours,
+            settings=config.report,
+            progress=on_progress,
+        )
+
+    built: Report = await _closing(sink, work)
+    data = render_html(built).encode()
+    await anyio.to_thread.run_sync(_write, target, data)
+    return ReportResult(target, len(data), built)
+
+
+def _write(target: Path, data: bytes) -> None:
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        tmp.replace(target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        msg = f"cannot write the report to {target}: {exc.strerror or exc}"
+        raise ConfigError(msg) from None
+
+
+def report_sync(config: Config, **kwargs: object) -> ReportResult:
+    """:func:`report` on a fresh event loop (the same keyword arguments)."""
+    result: ReportResult = anyio.run(functools.partial(report, config, **kwargs))  # type: ignore[arg-type]
+    return result
