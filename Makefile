@@ -5,8 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 AZURITE := tools/node_modules/.bin/azurite-blob
 PYTEST_ARGS ?=
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install azurite test lint typecheck check demo demo-azure bench docs clean
+.PHONY: install azurite chromium test lint typecheck check demo demo-azure bench docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +22,12 @@ $(AZURITE): tools/package.json tools/package-lock.json
 
 azurite: $(AZURITE)
 
-test: install azurite
+# the report's tests and screenshot run the distribution's Chromium (nothing downloaded by us)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+
+test: install azurite chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install
@@ -42,8 +48,9 @@ demo-azure: install azurite
 bench: install azurite
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
-docs: install
+docs: install chromium
 	$(BIN)/python -m async_amp.cli.docgen
+	$(BIN)/python -m async_amp.cli.report_shot docs/report-demo.png
 
 clean:
 	rm -rf $(VENV) tools/node_modules data logs bench-data .pytest_cache .mypy_cache .ruff_cache

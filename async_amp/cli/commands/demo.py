@@ -17,7 +17,7 @@ from ...run import RunRequest
 from ...sinks.local import LocalSink
 from ...testing.background import BackgroundSimulator
 from ...testing.site_changes import ChangingDataset
-from ..options import add_log_options, add_storage_options, environment, load, positive_int
+from ..options import add_log_options, add_storage_options, environment, load, now, positive_int
 from .extract import run_and_present
 
 __all__ = [
@@ -83,6 +83,7 @@ def run_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Serve 15 simulated days on loopback, extract them with the real client (one hour left
     out), show them, and write their report."""
     config = load(args, {}, concurrency=args.concurrency or 8)
+    moment = now(environ)  # ASYNC_AMP_NOW pins it (make docs, for a stable screenshot)
     first = DEMO_DAYS[0]
     last = first + timedelta(days=REPORT_DAYS) - timedelta(hours=1)
     with BackgroundSimulator(demo_dataset(), api_key=DEMO_KEY, secret_key=DEMO_SECRET) as sim:
@@ -99,7 +100,7 @@ def run_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         codes = [
             run_and_present(
                 config,
-                RunRequest(first=lo, last=hi, now=datetime.now(UTC)),
+                RunRequest(first=lo, last=hi, now=moment),
                 log_format=args.log_format,
                 log_file=args.log_file,
                 quiet=args.quiet or args.log_format is None,  # the log file has every line
@@ -112,15 +113,15 @@ def run_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if config.output.sink == "local":
         _show_days(config, first, last)
         if code == 0:
-            _write_report(config, first, last)
+            _write_report(config, first, last, moment)
     return code
 
 
-def _write_report(config: Config, first: datetime, last: datetime) -> None:
+def _write_report(config: Config, first: datetime, last: datetime, moment: datetime) -> None:
     from ...reports.api import report_sync  # noqa: PLC0415 - DuckDB loads only here
 
     path = Path(config.output.dir) / REPORT_FILE
-    result = report_sync(config, start=first, end=last, output=path)
+    result = report_sync(config, start=first, end=last, output=path, now=moment)
     print(f"\nreport of {first:%Y-%m-%d} to {last:%Y-%m-%d}: {result.path.resolve()}")
 
 
