@@ -18,10 +18,10 @@ configures logging, installs a signal handler, prints, or exits: user errors rai
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import anyio
 
@@ -29,7 +29,7 @@ from . import config_load
 from .config import Config
 from .errors import ConfigError
 from .hours import floor_hour, parse_bound
-from .readback import read_status
+from .readback import StatusReport, VerifyReport, read_status
 from .readback import verify as verify_project
 from .results import ExtractResult, HourResult, StatusResult, VerifyResult
 from .run import ExtractionRun, RunRequest, new_run_id, select_projects
@@ -150,14 +150,34 @@ async def extract(
     return run.result()
 
 
-def _sync(function: Callable[..., Any], **kwargs: Any) -> Any:
-    return anyio.run(functools.partial(function, **kwargs))
-
-
-def extract_sync(config: Config, **kwargs: Any) -> ExtractResult:
-    """:func:`extract` on a fresh event loop (the same keyword arguments)."""
-    result: ExtractResult = _sync(extract, config=config, **kwargs)
-    return result
+def extract_sync(
+    config: Config,
+    *,
+    start: Bound | None = None,
+    end: Bound | None = None,
+    project: str | Sequence[str] | None = None,
+    force: bool = False,
+    since_last: bool = False,
+    shard: tuple[int, int] | None = None,
+    on_hour: Callable[[HourResult], None] | None = None,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> ExtractResult:
+    """:func:`extract` on a fresh event loop, for callers without one (any thread)."""
+    work = functools.partial(
+        extract,
+        config,
+        start=start,
+        end=end,
+        project=project,
+        force=force,
+        since_last=since_last,
+        shard=shard,
+        on_hour=on_hour,
+        dry_run=dry_run,
+        now=now,
+    )
+    return anyio.run(work)
 
 
 def _reader(config: Config) -> Sink:
@@ -172,9 +192,22 @@ def _reader(config: Config) -> Sink:
     return make_sink(config, run_id=new_run_id("read"), environ=environ)
 
 
-async def _closing(sink: Sink, work: Callable[[], Any]) -> Any:
+async def _per_project(
+    config: Config,
+    start: Bound,
+    end: Bound,
+    project: str | Sequence[str] | None,
+    now: datetime | None,
+    read: Callable[[Sink, str, datetime, datetime, datetime], Awaitable[_T]],
+) -> tuple[_T, ...]:
+    """``read(sink, project, first, last, now)`` for each selected project, in order."""
+    moment = now or datetime.now(UTC)
+    first, last = _range(start, end, moment)
+    assert first is not None and last is not None
+    names = [p.name for p in select_projects(config, _names(project))]
+    sink = _reader(config)
     try:
-        return await work()
+        return tuple([await read(sink, name, first, last, moment) for name in names])
     finally:
         with anyio.CancelScope(shield=True):
             await sink.aclose()
@@ -190,27 +223,27 @@ async def status(
 ) -> StatusResult:
     """Which hours from ``start`` to ``end`` are complete, empty, missing or not yet available,
     per project, from the manifests (as ``async-amp status``). Only reads."""
-    moment = now or datetime.now(UTC)
-    first, last = _range(start, end, moment)
-    assert first is not None and last is not None
-    names = [p.name for p in select_projects(config, _names(project))]
-    sink = _reader(config)
     lag = config.extract.availability_lag_hours
 
-    async def work() -> StatusResult:
-        reports = [
-            await read_status(sink, name, first, last, now=moment, lag_hours=lag) for name in names
-        ]
-        return StatusResult(tuple(reports))
+    async def read(
+        sink: Sink, name: str, first: datetime, last: datetime, moment: datetime
+    ) -> StatusReport:
+        return await read_status(sink, name, first, last, now=moment, lag_hours=lag)
 
-    result: StatusResult = await _closing(sink, work)
-    return result
+    return StatusResult(await _per_project(config, start, end, project, now, read))
 
 
-def status_sync(config: Config, **kwargs: Any) -> StatusResult:
-    """:func:`status` on a fresh event loop (the same keyword arguments)."""
-    result: StatusResult = _sync(status, config=config, **kwargs)
-    return result
+def status_sync(
+    config: Config,
+    *,
+    start: Bound,
+    end: Bound,
+    project: str | Sequence[str] | None = None,
+    now: datetime | None = None,
+) -> StatusResult:
+    """:func:`status` on a fresh event loop, for callers without one (any thread)."""
+    work = functools.partial(status, config, start=start, end=end, project=project, now=now)
+    return anyio.run(work)
 
 
 async def verify(
@@ -224,23 +257,26 @@ async def verify(
 ) -> VerifyResult:
     """Re-read every stored file from ``start`` to ``end`` and compare it with its manifest
     (as ``async-amp verify``); ``result.ok`` when everything matches. Only reads."""
-    moment = now or datetime.now(UTC)
-    first, last = _range(start, end, moment)
-    assert first is not None and last is not None
-    names = [p.name for p in select_projects(config, _names(project))]
-    sink = _reader(config)
 
-    async def work() -> VerifyResult:
-        reports = [
-            await verify_project(sink, name, first, last, concurrency=concurrency) for name in names
-        ]
-        return VerifyResult(tuple(reports))
+    async def read(
+        sink: Sink, name: str, first: datetime, last: datetime, _: datetime
+    ) -> VerifyReport:
+        return await verify_project(sink, name, first, last, concurrency=concurrency)
 
-    result: VerifyResult = await _closing(sink, work)
-    return result
+    return VerifyResult(await _per_project(config, start, end, project, now, read))
 
 
-def verify_sync(config: Config, **kwargs: Any) -> VerifyResult:
-    """:func:`verify` on a fresh event loop (the same keyword arguments)."""
-    result: VerifyResult = _sync(verify, config=config, **kwargs)
-    return result
+def verify_sync(
+    config: Config,
+    *,
+    start: Bound,
+    end: Bound,
+    project: str | Sequence[str] | None = None,
+    concurrency: int = 4,
+    now: datetime | None = None,
+) -> VerifyResult:
+    """:func:`verify` on a fresh event loop, for callers without one (any thread)."""
+    work = functools.partial(
+        verify, config, start=start, end=end, project=project, concurrency=concurrency, now=now
+    )
+    return anyio.run(work)

@@ -21,6 +21,7 @@ import aiohttp
 from . import __version__
 from .errors import CredentialsError, ExportTooLargeError, RetryableHTTPError
 from .hours import amplitude_param
+from .scrub import scrub_params
 
 __all__ = ["AiohttpExportSource", "ExportSource", "parse_retry_after", "sanitize"]
 
@@ -40,11 +41,7 @@ class ExportSource(Protocol):
 
 def sanitize(text: str, secrets: Sequence[str] = (), limit: int = _SHOWN_BODY) -> str:
     """Shorten and clean a server's text for logs: one line, no secrets, no markup noise."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    text = re.sub(r"<[^>]*>", " ", text)
-    text = re.sub(r"(?i)(authorization|password|secret|sig|key)=\S+", r"\1=***", text)
+    text = scrub_params(re.sub(r"<[^>]*>", " ", text), secrets)
     text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

@@ -18,6 +18,7 @@ __all__ = [
     "iso_hour",
     "parse_bound",
     "parse_member_name",
+    "whole_hour",
 ]
 
 HOUR = timedelta(hours=1)
@@ -33,6 +34,18 @@ _MEMBER_RE = re.compile(r"^(\d+)_(\d{4})-(\d{2})-(\d{2})_(\d{1,2})#(\d+)\.json\.
 def floor_hour(moment: datetime) -> datetime:
     """The UTC hour that contains ``moment``."""
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def whole_hour(value: datetime) -> datetime:
+    """``value`` as an aware UTC datetime, checked to be a whole hour (``ValueError`` if not)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        msg = f"hour must be timezone-aware, got naive {value!r}"
+        raise ValueError(msg)
+    hour = value.astimezone(UTC)
+    if hour.minute or hour.second or hour.microsecond:
+        msg = f"hour must be at minute 0, got {hour.isoformat()}"
+        raise ValueError(msg)
+    return hour
 
 
 def iso_hour(hour: datetime) -> str:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from .hours import HOUR, floor_hour, hour_range
 
-__all__ = ["Plan", "available_until", "chop", "make_plan", "shard_hours"]
+__all__ = ["Plan", "available_until", "chop", "hour_runs", "make_plan", "shard_hours"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,12 @@ def chop(hours: Sequence[datetime], width: int) -> list[list[datetime]]:
         else:
             windows.append([hour])
     return windows
+
+
+def hour_runs(hours: Sequence[datetime]) -> list[tuple[datetime, datetime]]:
+    """Consecutive hours as ``(first, last)`` runs, in order: the ranges to re-extract."""
+    ordered = sorted(set(hours))
+    return [(run[0], run[-1]) for run in chop(ordered, max(len(ordered), 1))]
 
 
 def available_until(now: datetime, lag_hours: int) -> datetime:

@@ -29,12 +29,13 @@ from typing import Any, Literal, TypeVar
 
 import anyio
 
-from .archive import GzipDecoder
+from .archive import GzipDecoder, count_lines
 from .errors import ArchiveError, AsyncAmpError, StorageError, first_user_error
-from .hours import HOUR, hour_range, iso_hour
+from .hours import hour_range, iso_hour
 from .manifest import MANIFEST_NAME, FileEntry, Manifest
 from .plan import available_until
 from .sinks.base import Sink
+from .values import is_plain_name
 
 __all__ = [
     "LEGEND",
@@ -50,7 +51,6 @@ __all__ = [
     "ProblemKind",
     "StatusReport",
     "VerifyReport",
-    "hour_runs",
     "read_status",
     "verify",
 ]
@@ -266,17 +266,6 @@ async def read_status(
     )
 
 
-def hour_runs(hours: Sequence[datetime]) -> list[tuple[datetime, datetime]]:
-    """Consecutive hours as ``(first, last)`` runs: the ranges to re-extract."""
-    runs: list[tuple[datetime, datetime]] = []
-    for hour in sorted(hours):
-        if runs and hour - runs[-1][1] == HOUR:
-            runs[-1] = (runs[-1][0], hour)
-        else:
-            runs.append((hour, hour))
-    return runs
-
-
 # --- verify -----------------------------------------------------------------------------------
 
 
@@ -431,7 +420,7 @@ class FileCheck:
 
     def _text(self, text: bytes) -> None:
         if text:
-            self._lines += text.count(b"\n")
+            self._lines += count_lines(text)
             self._last = text[-1:]
 
     def finish(self) -> FileFacts:
@@ -479,11 +468,7 @@ async def verify(
 
 
 def _plain_name(name: str) -> bool:
-    return (
-        bool(name)
-        and name not in (".", "..", MANIFEST_NAME)
-        and not any(c in name for c in "/\\\x00")
-    )
+    return is_plain_name(name) and name != MANIFEST_NAME
 
 
 async def _verify_hour(

@@ -23,8 +23,9 @@ _SECRET_PARAM = re.compile(
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every known secret (of at least ``MIN_SECRET`` characters) masked."""
-    for secret in secrets:
+    """``text`` with every known secret (of at least ``MIN_SECRET`` characters) masked, the
+    longest first (a token that contains a key is masked whole)."""
+    for secret in sorted(secrets, key=len, reverse=True):
         if len(secret) >= MIN_SECRET and secret in text:
             text = text.replace(secret, "***")
     return text

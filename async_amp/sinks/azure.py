@@ -67,6 +67,8 @@ from ..config import AzureConfig
 from ..errors import AsyncAmpError, ConfigError, CredentialsError, StorageError
 from ..hours import MemberName, iso_hour
 from ..manifest import MANIFEST_NAME, FileEntry, Manifest, hour_folder
+from ..scrub import scrub, scrub_params
+from ..values import is_plain_name
 
 if TYPE_CHECKING:
     from .base import Sink
@@ -105,7 +107,6 @@ _ENV_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
 _ENV_SAS_TOKEN = "AZURE_STORAGE_SAS_TOKEN"  # noqa: S105 - a variable name, not a secret
 
 _URL_QUERY = re.compile(r"(https?://[^\s?#'\"<>]+)\?[^\s'\"<>]*")
-_SECRET_PARAM = re.compile(r"(?i)\b(sig|accountkey|sharedaccesssignature)=[^&;\s'\"<>]+")
 
 
 def _join(*parts: str) -> str:
@@ -378,7 +379,7 @@ class AzureSink:
         self._auth_source = auth_source
         self._credential = credential
         variants = {v for s in secrets if s for v in (s, quote(s, safe=""), unquote(s))}
-        self._secrets = tuple(sorted((v for v in variants if len(v) >= 4), key=len, reverse=True))
+        self._secrets = tuple(variants)
         self.account_url = self._scrub(service.url.split("?", 1)[0].rstrip("/"))
 
     @classmethod
@@ -597,7 +598,7 @@ class AzureSink:
 
     async def iter_file(self, project: str, hour: datetime, name: str) -> AsyncIterator[bytes]:
         """The stored bytes of one file of an hour, as they are (never decompressed)."""
-        if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
+        if not is_plain_name(name):
             msg = f"refusing to read {name!r}: not a plain file name"
             raise StorageError(msg)
         blob_name = f"{self.hour_prefix(project, hour)}/{name}"
@@ -719,10 +720,7 @@ class AzureSink:
         return self._scrub(lines[0] if lines else type(exc).__name__)
 
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        text = _URL_QUERY.sub(r"\1", text)
-        return _SECRET_PARAM.sub(r"\1=***", text)
+        return scrub_params(_URL_QUERY.sub(r"\1", scrub(text, self._secrets)))
 
 
 def _sas_signatures(token: str) -> list[str]:

@@ -20,6 +20,7 @@ import anyio
 from ..errors import ConfigError, StorageError
 from ..hours import MemberName
 from ..manifest import MANIFEST_NAME, FileEntry, Manifest, hour_folder
+from ..values import is_plain_name
 
 __all__ = ["LocalSink"]
 
@@ -265,7 +266,7 @@ class LocalSink:
         return await anyio.to_thread.run_sync(scan)
 
     async def iter_file(self, project: str, hour: datetime, name: str) -> AsyncIterator[bytes]:
-        if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
+        if not is_plain_name(name):
             msg = f"refusing to read {name!r}: not a plain file name"
             raise StorageError(msg)
         path = self.file_path(project, hour, name)

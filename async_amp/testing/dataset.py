@@ -32,6 +32,9 @@ from typing import Any, Final
 
 from isal import isal_zlib
 
+from ..hours import amplitude_param, hour_range
+from ..hours import whole_hour as utc_hour
+
 __all__ = [
     "GENERATOR_VERSION",
     "Dataset",
@@ -53,28 +56,14 @@ _MUL_A: Final = 0x9E3779B97F4B  # odd: multiplying by it is a bijection modulo 2
 _MUL_B: Final = 0xD1B54A32D193
 
 
-def utc_hour(value: datetime) -> datetime:
-    """Return ``value`` as an aware UTC datetime, checking that it is a whole hour."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        msg = f"hour must be timezone-aware, got naive {value!r}"
-        raise ValueError(msg)
-    hour = value.astimezone(UTC)
-    if hour.minute or hour.second or hour.microsecond:
-        msg = f"hour must be at minute 0, got {hour.isoformat()}"
-        raise ValueError(msg)
-    return hour
-
-
 def hours_between(start: datetime, end: datetime) -> list[datetime]:
     """Every hour from ``start`` to ``end``, both inclusive (like the Export API)."""
-    first, last = utc_hour(start), utc_hour(end)
-    count = int((last - first) / timedelta(hours=1)) + 1
-    return [first + timedelta(hours=n) for n in range(max(count, 0))]
+    return list(hour_range(utc_hour(start), utc_hour(end)))
 
 
 def export_param(hour: datetime) -> str:
     """Format an hour the way the Export API's ``start``/``end`` parameters want it."""
-    return utc_hour(hour).strftime("%Y%m%dT%H")
+    return amplitude_param(utc_hour(hour))
 
 
 def _hour_index(hour: datetime) -> int:

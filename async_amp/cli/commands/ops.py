@@ -17,7 +17,8 @@ from typing import Any, TextIO
 from ... import api
 from ...errors import StorageError
 from ...hours import iso_hour
-from ...readback import LEGEND, StatusReport, VerifyReport, hour_runs
+from ...plan import hour_runs
+from ...readback import LEGEND, StatusReport, VerifyReport
 from ...results import StatusResult, VerifyResult
 from ..options import (
     EXIT_INCOMPLETE,
