@@ -15,10 +15,11 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from async_amp.hours import hour_range, parse_bound
 from async_amp.testing.dataset import Dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +35,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 def parse_hour(text: str) -> datetime:
     """``2025-06-03T05`` -> an aware UTC hour."""
-    return datetime.strptime(text, "%Y-%m-%dT%H").replace(tzinfo=UTC)
+    return parse_bound(text, is_end=False)
 
 
 def fmt_hour(hour: datetime) -> str:
@@ -42,7 +43,8 @@ def fmt_hour(hour: datetime) -> str:
 
 
 def hours(first: datetime, count: int) -> list[datetime]:
-    return [first + timedelta(hours=n) for n in range(count)]
+    """``count`` consecutive hours from ``first``."""
+    return list(hour_range(first, first + timedelta(hours=count - 1))) if count > 0 else []
 
 
 @dataclass(frozen=True, slots=True)
