@@ -18,7 +18,8 @@ configures logging, installs a signal handler, prints, or exits: user errors rai
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -39,7 +40,10 @@ __all__ = [
     "Bound",
     "extract",
     "extract_sync",
+    "hour_bound",
+    "hour_span",
     "load_config",
+    "reading_sink",
     "status",
     "status_sync",
     "verify",
@@ -99,6 +103,13 @@ def _range(
     if first is not None and last is not None and last < first:
         msg = f"end {end} is before start {start}: swap them"
         raise ConfigError(msg)
+    return first, last
+
+
+def hour_span(start: Bound, end: Bound, now: datetime) -> tuple[datetime, datetime]:
+    """``start`` and ``end`` (both required) as the first and last hour, checked for order."""
+    first, last = _range(start, end, now)
+    assert first is not None and last is not None
     return first, last
 
 
@@ -180,8 +191,19 @@ def extract_sync(
     return anyio.run(work)
 
 
+@asynccontextmanager
+async def reading_sink(config: Config) -> AsyncIterator[Sink]:
+    """The configured sink, for reading only (no ``prepare()``: nothing is written); closed
+    on the way out, whatever happens. A local ``[output] dir`` must exist."""
+    sink = _reader(config)
+    try:
+        yield sink
+    finally:
+        with anyio.CancelScope(shield=True):
+            await sink.aclose()
+
+
 def _reader(config: Config) -> Sink:
-    """The configured sink, for reading only (no ``prepare()``: nothing is written)."""
     if config.output.sink == "local" and not config.output.dir.is_dir():
         msg = (
             f"no output folder {config.output.dir}: nothing was extracted there; "
@@ -202,15 +224,10 @@ async def _per_project(
 ) -> tuple[_T, ...]:
     """``read(sink, project, first, last, now)`` for each selected project, in order."""
     moment = now or datetime.now(UTC)
-    first, last = _range(start, end, moment)
-    assert first is not None and last is not None
+    first, last = hour_span(start, end, moment)
     names = [p.name for p in select_projects(config, _names(project))]
-    sink = _reader(config)
-    try:
+    async with reading_sink(config) as sink:
         return tuple([await read(sink, name, first, last, moment) for name in names])
-    finally:
-        with anyio.CancelScope(shield=True):
-            await sink.aclose()
 
 
 async def status(

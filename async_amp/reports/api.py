@@ -16,7 +16,7 @@ from pathlib import Path
 
 import anyio
 
-from ..api import Bound, _closing, _range, _reader
+from ..api import Bound, hour_span, reading_sink
 from ..config import Config
 from ..errors import ConfigError
 from ..run import select_projects
@@ -53,8 +53,7 @@ async def report(
     ``now``: the current time (freshness, and which hours are not yet available).
     """
     moment = now or datetime.now(UTC)
-    first, last = _range(start, end, moment)
-    assert first is not None and last is not None
+    first, last = hour_span(start, end, moment)
     projects = select_projects(config, (project,) if project else ())
     if len(projects) > 1:
         names = ", ".join(p.name for p in projects)
@@ -71,10 +70,8 @@ async def report(
             f"no folder {folder}: nothing was extracted there; pass --data DIR or set [output] dir"
         )
         raise ConfigError(msg)
-    sink = _reader(config)
-
-    async def work() -> Report:
-        return await build_report(
+    async with reading_sink(config) as sink:
+        built = await build_report(
             sink,
             name,
             first,
@@ -84,8 +81,6 @@ async def report(
             settings=config.report,
             progress=on_progress,
         )
-
-    built: Report = await _closing(sink, work)
     data = render_html(built).encode()
     await anyio.to_thread.run_sync(_write, target, data)
     return ReportResult(target, len(data), built)
