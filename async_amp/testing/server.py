@@ -345,6 +345,9 @@ class SimulatorOptions(TypedDict, total=False):
     # fields {authorization} (the raw header), {token}, {api_key} and {secret_key}, prepended
     # to every non-200 body and to the HTML_200 page. None (the default): never.
     echo_credentials: str | None
+    # Keys revoked mid-run: after this many export requests with valid keys, every request is
+    # refused with 401 (as when an admin rotates the keys). None (the default): never.
+    revoke_keys_after: int | None
 
 
 # --------------------------------------------------------------------------- the server
@@ -373,8 +376,11 @@ class ExportSimulator:
         chunk_bytes: int = 64 * 1024,
         zip_cache_bytes: int = 256 * 1024 * 1024,
         echo_credentials: str | None = None,
+        revoke_keys_after: int | None = None,
     ) -> None:
         self.dataset = dataset
+        self.revoke_keys_after = revoke_keys_after
+        self._authorised = 0
         self._api_key = api_key
         self._secret_key = secret_key
         self._faults = faults
@@ -439,6 +445,15 @@ class ExportSimulator:
     @property
     def in_flight(self) -> int:
         return self._in_flight
+
+    def change_hour(self, hour: datetime, events: int | None = None) -> None:
+        """Late data: from now on ``hour`` holds ``events`` events (default: one more than it
+        had), so its content differs from what earlier requests were sent."""
+        hour = utc_hour(hour)
+        count = self.dataset.hour_event_count(hour) + 1 if events is None else events
+        self.dataset = replace(self.dataset, hour_sizes={**self.dataset.hour_sizes, hour: count})
+        for key in [k for k in self._cache if k[0] <= hour <= k[1]]:
+            self._cache_size -= self._cache.pop(key).size
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -748,6 +763,10 @@ class ExportSimulator:
         expected = f"{self._api_key}:{self._secret_key}"
         if not sep or not hmac.compare_digest(f"{user}:{password}", expected):
             return 403, "Invalid API key or secret key"
+        revoke = self.revoke_keys_after
+        if revoke is not None and self._authorised >= revoke:
+            return 401, "Invalid API key: the key was revoked"
+        self._authorised += 1
         return None
 
     def _choose_fault(self, info: RequestInfo) -> Injection | None:
