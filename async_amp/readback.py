@@ -51,6 +51,7 @@ __all__ = [
     "ProblemKind",
     "StatusReport",
     "VerifyReport",
+    "read_all",
     "read_status",
     "verify",
 ]
@@ -488,7 +489,7 @@ async def _verify_hour(
     manifest: Manifest | None = None
     if has_manifest:
         try:
-            raw = await _read_all(sink, project, hour, MANIFEST_NAME)
+            raw = await read_all(sink, project, hour, MANIFEST_NAME)
             manifest = Manifest.loads(raw)
         except (ValueError, StorageError) as exc:
             problem("manifest", MANIFEST_NAME, f"the manifest cannot be read: {exc}")
@@ -573,7 +574,8 @@ def _check_manifest(
             )
 
 
-async def _read_all(sink: Sink, project: str, hour: datetime, name: str) -> bytes:
+async def read_all(sink: Sink, project: str, hour: datetime, name: str) -> bytes:
+    """One small stored file whole (a manifest, a commit record); ``ValueError`` past 64 MiB."""
     parts: list[bytes] = []
     size = 0
     async with _closing(sink.iter_file(project, hour, name)) as chunks:

@@ -1,0 +1,107 @@
+"""Where each project's Delta table lives, and the delta-rs storage options to reach it.
+
+- local sink: ``<dir>/<project>/`` (an absolute path);
+- Azure: ``az://<container>/<prefix>/<project>`` with the credentials the Azure sink accepts,
+  found the same way (first found wins): ``AZURE_STORAGE_CONNECTION_STRING`` (account key or
+  SAS inside it), ``AZURE_STORAGE_SAS_TOKEN`` with ``[azure] account_url``, else
+  ``DefaultAzureCredential`` (managed identity, workload identity, ``az login``...), whose
+  token is handed to delta-rs as a bearer token, fresh for every call.
+
+The endpoint is always the account's blob URL (``account_url``, or the connection string's
+``BlobEndpoint``): delta-rs then talks to ``<endpoint>/<container>/<path>``, which is right for
+Azure and for Azurite on any port (delta-rs' own ``use_emulator`` forces port 10000).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..config import AzureConfig
+from ..errors import ConfigError
+from ..sinks.azure import _connection_string_parts
+from .table import TableLocation
+
+__all__ = ["azure_locator", "local_locator"]
+
+STORAGE_SCOPE = "https://storage.azure.com/.default"
+_ENV_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
+_ENV_SAS_TOKEN = "AZURE_STORAGE_SAS_TOKEN"  # noqa: S105 - a variable name, not a secret
+
+
+def local_locator(root: Path) -> Callable[[str], TableLocation]:
+    base = root.expanduser().resolve()
+    return lambda project: TableLocation(str(base / project))
+
+
+def _account_of(url: str) -> str:
+    """The account name in ``https://<account>.blob...`` or Azurite's ``http://host:port/<account>``."""
+    split = urlsplit(url)
+    host = split.hostname or ""
+    path = split.path.strip("/")
+    if path:  # emulator style: the account is the first path segment
+        return path.split("/", 1)[0]
+    return host.split(".", 1)[0]
+
+
+def _endpoint_options(endpoint: str) -> dict[str, str]:
+    endpoint = endpoint.rstrip("/")
+    options = {"endpoint": endpoint, "account_name": _account_of(endpoint)}
+    if endpoint.startswith("http://"):
+        options["allow_http"] = "true"
+    return options
+
+
+def azure_options(
+    azure: AzureConfig, environ: Mapping[str, str]
+) -> tuple[dict[str, str], tuple[str, ...], Callable[[], Mapping[str, str]] | None]:
+    """(storage options, secrets to scrub from messages, bearer-token refresher or None)."""
+    connection_string = environ.get(_ENV_CONNECTION_STRING, "").strip()
+    sas_token = environ.get(_ENV_SAS_TOKEN, "").strip().lstrip("?")
+    if connection_string:
+        parts = _connection_string_parts(connection_string)
+        name = parts.get("accountname", "")
+        endpoint = parts.get("blobendpoint") or (
+            f"{parts.get('defaultendpointsprotocol', 'https')}://{name}.blob."
+            f"{parts.get('endpointsuffix', 'core.windows.net')}"
+        )
+        options = _endpoint_options(endpoint)
+        if name:
+            options["account_name"] = name
+        key, sas = parts.get("accountkey", ""), parts.get("sharedaccesssignature", "")
+        if key:
+            options["account_key"] = key
+        elif sas:
+            options["sas_token"] = sas
+        else:
+            msg = f"{_ENV_CONNECTION_STRING} has neither AccountKey nor SharedAccessSignature"
+            raise ConfigError(msg)
+        return options, (key, sas), None
+    if not azure.account_url:
+        msg = (
+            "sink 'azure' needs [azure] account_url (https://<account>.blob.core.windows.net) "
+            f"or {_ENV_CONNECTION_STRING}"
+        )
+        raise ConfigError(msg)
+    options = _endpoint_options(azure.account_url)
+    if sas_token:
+        options["sas_token"] = sas_token
+        return options, (sas_token,), None
+    from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - only when used
+
+    credential = DefaultAzureCredential()
+
+    def token() -> Mapping[str, str]:
+        return {"bearer_token": credential.get_token(STORAGE_SCOPE).token}
+
+    return options, (), token
+
+
+def azure_locator(azure: AzureConfig, environ: Mapping[str, str]) -> Callable[[str], TableLocation]:
+    options, secrets, refresh = azure_options(azure, environ)
+    prefix = azure.prefix.strip("/")
+    base = f"az://{azure.container}/{prefix}" if prefix else f"az://{azure.container}"
+    return lambda project: TableLocation(
+        f"{base}/{project}", storage_options=options, secrets=secrets, refresh=refresh
+    )

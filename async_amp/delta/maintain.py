@@ -1,0 +1,77 @@
+"""``async-amp compact``: rewrite each day's small hourly files into larger ones, then vacuum.
+
+Every hourly commit adds at least one small Parquet file (a quiet project's hour may be a few
+kilobytes); a month is then hundreds of files, which every reader pays to open. ``compact``
+runs ``optimize.compact`` on each day of the range (one commit per day, ``dataChange =
+false``: no row changes, every snapshot reads the same rows) and then ``vacuum``, which
+deletes data files older than ``retention_hours`` that the latest snapshot does not reference:
+replaced hours, files already compacted, files of writes that lost a commit conflict. Keep the
+retention above the longest query or copy that may still read an older snapshot, and above the
+longest write (default 168 hours, Delta's own default).
+
+Safe beside extractions: a compaction that meets a concurrent hourly commit of the same day
+conflicts, and is redone (bounded, with backoff) on the new snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime, timedelta
+
+from ..config import Config
+from ..errors import ConfigError, StorageError
+from .table import DELTA_ERRORS, CompactResult, TableLocation, compact_day, delta_error_text
+
+__all__ = ["DEFAULT_RETENTION_HOURS", "compact", "days_of", "locator"]
+
+DEFAULT_RETENTION_HOURS = 168
+
+
+def locator(config: Config, environ: Mapping[str, str]) -> Callable[[str], TableLocation]:
+    """Where ``config`` puts each project's table."""
+    from .location import azure_locator, local_locator  # noqa: PLC0415
+
+    if config.output.sink == "azure":
+        return azure_locator(config.azure, environ)
+    return local_locator(config.output.dir)
+
+
+def days_of(first: datetime, last: datetime) -> list[date]:
+    day, days = first.date(), []
+    while day <= last.date():
+        days.append(day)
+        day += timedelta(days=1)
+    return days
+
+
+def compact(
+    config: Config,
+    *,
+    first: datetime,
+    last: datetime,
+    projects: Sequence[str],
+    environ: Mapping[str, str],
+    retention_hours: int = DEFAULT_RETENTION_HOURS,
+    on_day: Callable[[str, CompactResult], None] | None = None,
+) -> list[tuple[str, CompactResult]]:
+    """Compact every day from ``first`` to ``last`` of each project's table (blocking)."""
+    if retention_hours < 1:
+        msg = (
+            f"--retention-hours {retention_hours}: at least 1 (a younger file may belong to a "
+            "write that is not committed yet)"
+        )
+        raise ConfigError(msg)
+    locate = locator(config, environ)
+    done: list[tuple[str, CompactResult]] = []
+    for project in projects:
+        location = locate(project)
+        for day in days_of(first, last):
+            try:
+                result = compact_day(location, day, retention_hours=retention_hours)
+            except DELTA_ERRORS as exc:
+                msg = f"cannot compact {day} of {location.uri}: {delta_error_text(exc, location)}"
+                raise StorageError(msg) from None
+            done.append((project, result))
+            if on_day is not None:
+                on_day(project, result)
+    return done

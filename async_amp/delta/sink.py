@@ -1,0 +1,321 @@
+"""``[output] format = "delta"``: a ``Sink`` that commits each hour into the project's Delta table.
+
+``DeltaSink(inner, locate)`` wraps the local, Azure (or S3) sink and keeps every promise of
+``sinks.base``. While an archive streams in, each member's NDJSON is spooled to a local file
+and converted (``formats.iter_event_batches``) into a local Parquet spool when the member
+ends, in the decoding thread: a line that is not JSON fails the attempt like a corrupt
+archive. ``commit`` then, in this order:
+
+1. removes the hour's manifest, if an earlier extraction left one (the hour stops looking done
+   before its rows change);
+2. replaces the hour's rows in the table with one Delta commit (``table.replace_hour``:
+   predicate overwrite, conflicts with other writers retried);
+3. writes the hour's record through ``inner``: ``_delta_commit.json`` (the version committed,
+   rows, a digest of the uuids) and the manifest last, in
+   ``<table>/_async_amp/date=YYYY-MM-DD/hour=HH/`` beside the table's data.
+
+The invariant: **a manifest exists only for an hour whose rows a committed table version
+holds, whole.** Readers of the table never see part of an hour (one commit per hour);
+``status`` and resume read manifests, so a kill between 2 and 3 leaves an hour the table
+holds but that no manifest claims: the next run extracts it again and replaces it. Delta
+readers skip ``_async_amp/`` (the protocol only reads files the log names; Spark, Databricks
+and delta-rs ``VACUUM`` skip folders starting with ``_``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import anyio
+import pyarrow as pa
+import pyarrow.parquet as pq
+import structlog
+
+from ..errors import StorageError
+from ..formats import iter_event_batches, plain_schema, write_parquet
+from ..hours import MemberName
+from ..manifest import FileEntry, Manifest
+from ..sinks.base import HourStaging, MemberSink, Sink
+from .table import (
+    DELTA_ERRORS,
+    TableLocation,
+    delta_error_text,
+    replace_hour,
+    uuid_digest,
+    with_partition_columns,
+)
+
+__all__ = ["COMMIT_RECORD", "META_FOLDER", "DeltaSink", "meta_project"]
+
+log = structlog.get_logger("async_amp")
+
+META_FOLDER = "_async_amp"
+COMMIT_RECORD = "_delta_commit.json"
+_CONVERSIONS = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
+_PLAIN = plain_schema()
+
+
+def meta_project(project: str) -> str:
+    """The "project" under which ``inner`` keeps the table's per-hour records."""
+    return f"{project}/{META_FOLDER}"
+
+
+def table_schema() -> pa.Schema:
+    """The table's columns: the event schema (JSON as text), then ``date`` and ``hour``."""
+    return _PLAIN.append(pa.field("date", pa.date32(), nullable=False)).append(
+        pa.field("hour", pa.int32(), nullable=False)
+    )
+
+
+def _plain(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A spooled batch in the table's event columns (JSON extension arrays as plain text)."""
+    arrays = [col.storage if isinstance(col, pa.ExtensionArray) else col for col in batch.columns]
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names).cast(_PLAIN)
+
+
+class _Writer:
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+
+
+class _Member:
+    """One member: NDJSON spooled, converted to a local Parquet spool file when it ends."""
+
+    def __init__(self, staging: _DeltaStaging, member: MemberName, file_name: str) -> None:
+        self._staging = staging
+        self._member = member
+        self._file_name = file_name
+        self._ndjson = staging.dir / f"{file_name}.ndjson"
+        self.parquet = staging.dir / f"{file_name}.parquet"
+        self._file: BinaryIO | None = self._ndjson.open("wb")
+
+    def write(self, data: bytes) -> None:
+        assert self._file is not None
+        self._file.write(data)
+
+    def finish(self, entry: FileEntry) -> None:
+        assert self._file is not None
+        self._file.close()
+        self._file = None
+        source = f"{self._member.project_id}/{self._member.base_name}"
+        try:
+            with _CONVERSIONS, self.parquet.open("wb") as out:
+                batches = iter_event_batches(
+                    self._ndjson, export_hour=self._member.hour, source_file=source, threads=1
+                )
+                facts = write_parquet(batches, _Writer(out))
+        finally:
+            self._ndjson.unlink(missing_ok=True)
+        self._staging.done(
+            self._file_name,
+            self.parquet,
+            {"name": source, "lines": entry.events, "bytes": entry.bytes, "sha256": entry.sha256},
+            facts.rows,
+            facts.extra_rows,
+        )
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._ndjson.unlink(missing_ok=True)
+        self.parquet.unlink(missing_ok=True)
+
+
+class _DeltaStaging:
+    def __init__(self, sink: DeltaSink, project: str, hour: datetime) -> None:
+        self._sink = sink
+        self._project = project
+        self._hour = hour
+        self.dir = sink.spool / f"{hour:%Y%m%dT%H}-{uuid.uuid4().hex[:8]}"
+        self._lock = threading.Lock()
+        self._done: dict[str, tuple[Path, dict[str, Any], int, int]] = {}
+
+    def open_member(self, member: MemberName, file_name: str) -> MemberSink:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            return _Member(self, member, file_name)
+        except OSError as exc:
+            msg = f"cannot spool {self.dir / file_name}: {exc.strerror or exc}"
+            raise StorageError(msg) from exc
+
+    def done(self, name: str, path: Path, source: dict[str, Any], rows: int, extra: int) -> None:
+        with self._lock:
+            self._done[name] = (path, source, rows, extra)
+
+    async def commit(self, manifest: Manifest) -> None:
+        with self._lock:
+            done = dict(self._done)
+        parts = []
+        for entry in manifest.files:
+            if entry.name not in done:
+                msg = f"cannot commit hour {self._hour:%Y-%m-%dT%H}: {entry.name} not staged"
+                raise StorageError(msg)
+            parts.append(done[entry.name])
+        sink = self._sink
+        meta = meta_project(self._project)
+        location = sink.locate(self._project)
+        if await sink.inner.read_manifest(meta, self._hour) is not None:
+            # withdraw "complete" before the rows change; the inner sink's own commit below
+            # would do it too, but only after the table has changed
+            await self._withdraw(meta)
+        paths = [p for p, *_ in parts]
+        seen: list[str] = []
+
+        def data() -> pa.RecordBatchReader:
+            seen.clear()
+            return pa.RecordBatchReader.from_batches(table_schema(), _rows(paths, self._hour, seen))
+
+        def write() -> int:
+            return replace_hour(
+                location,
+                self._hour,
+                data,
+                metadata={
+                    "hour": f"{self._hour:%Y-%m-%dT%H}",
+                    "run_id": sink.run_id,
+                    "rows": sum(rows for _, _, rows, _ in parts),
+                },
+                name=self._project,
+                on_conflict=lambda attempt, why: log.warning(
+                    "delta.commit_conflict",
+                    hour=f"{self._hour:%Y-%m-%dT%H}",
+                    attempt=attempt,
+                    detail=why,
+                ),
+            )
+
+        try:
+            version = await anyio.to_thread.run_sync(write)
+        except DELTA_ERRORS as exc:
+            msg = f"cannot commit hour {self._hour:%Y-%m-%dT%H} to the Delta table: "
+            raise StorageError(msg + delta_error_text(exc, location)) from None
+        rows = len(seen)
+        record = {
+            "hour": f"{self._hour:%Y-%m-%dT%H}:00:00Z",
+            "table_version": version,
+            "rows": rows,
+            "uuid_sha256": uuid_digest(seen),
+            "extra_rows": sum(extra for *_, extra in parts),
+            "sources": [source for _, source, _, _ in parts],
+        }
+        await self._record(meta, manifest, record)
+        await anyio.to_thread.run_sync(lambda: shutil.rmtree(self.dir, ignore_errors=True))
+
+    async def _withdraw(self, meta: str) -> None:
+        """Remove the hour's manifest (and record) through ``inner``: an empty commit of an
+        "empty" manifest would claim the hour, so the staging is discarded instead."""
+        await self._sink.forget(meta, self._hour)
+
+    async def _record(
+        self,
+        meta: str,
+        manifest: Manifest,
+        record: dict[str, Any],
+    ) -> None:
+        body = (json.dumps(record, indent=2) + "\n").encode()
+        staging = self._sink.inner.stage(meta, self._hour)
+        entry = FileEntry(
+            name=COMMIT_RECORD,
+            bytes=len(body),
+            events=record["rows"],
+            sha256=hashlib.sha256(body).hexdigest(),
+        )
+        try:
+            if manifest.files:
+
+                def put() -> None:
+                    member = MemberName("", self._hour, 0, COMMIT_RECORD)
+                    out = staging.open_member(member, COMMIT_RECORD)
+                    out.write(body)
+                    out.finish(entry)
+
+                await anyio.to_thread.run_sync(put)
+            files = (entry,) if manifest.files else ()
+            await staging.commit(replace(manifest, files=files))
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await staging.discard()
+            raise
+
+    async def discard(self) -> None:
+        await anyio.to_thread.run_sync(lambda: shutil.rmtree(self.dir, ignore_errors=True))
+
+
+def _rows(paths: list[Path], hour: datetime, seen: list[str]) -> Iterator[pa.RecordBatch]:
+    for path in paths:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=32_768):
+            seen.extend(u or "" for u in batch.column("uuid").to_pylist())
+            yield with_partition_columns(_plain(batch), hour)
+
+
+class DeltaSink:
+    """Delta tables of events (one per project) over ``inner``, which keeps the records."""
+
+    def __init__(
+        self,
+        inner: Sink,
+        locate: Callable[[str], TableLocation],
+        *,
+        run_id: str,
+        spool_dir: Path | None = None,
+        forget: Callable[[str, datetime], Awaitable[None]] | None = None,
+    ) -> None:
+        self.inner = inner
+        self.locate = locate
+        self.run_id = run_id
+        self._spool_parent = spool_dir
+        self.spool = Path(tempfile.gettempdir())
+        self._forget = forget
+
+    def describe(self) -> str:
+        return f"delta:{self.inner.describe()}"
+
+    async def prepare(self) -> None:
+        await self.inner.prepare()
+
+        def make() -> Path:
+            if self._spool_parent is not None:
+                self._spool_parent.mkdir(parents=True, exist_ok=True)
+            return Path(tempfile.mkdtemp(prefix="async-amp-delta-", dir=self._spool_parent))
+
+        self.spool = await anyio.to_thread.run_sync(make)
+
+    async def forget(self, meta: str, hour: datetime) -> None:
+        if self._forget is not None:
+            await self._forget(meta, hour)
+
+    async def completed_hours(self, project: str, hours: Iterable[datetime]) -> set[datetime]:
+        return await self.inner.completed_hours(meta_project(project), hours)
+
+    async def read_manifest(self, project: str, hour: datetime) -> Manifest | None:
+        return await self.inner.read_manifest(meta_project(project), hour)
+
+    async def list_files(self, project: str, hour: datetime) -> list[str]:
+        return await self.inner.list_files(meta_project(project), hour)
+
+    def iter_file(self, project: str, hour: datetime, name: str) -> AsyncIterator[bytes]:
+        return self.inner.iter_file(meta_project(project), hour, name)
+
+    def stage(self, project: str, hour: datetime) -> HourStaging:
+        return _DeltaStaging(self, project, hour)
+
+    async def aclose(self) -> None:
+        spool = self.spool
+        if spool.name.startswith("async-amp-delta-"):
+            await anyio.to_thread.run_sync(lambda: shutil.rmtree(spool, ignore_errors=True))
+        await self.inner.aclose()

@@ -1,0 +1,164 @@
+"""``verify`` for Delta output: every claimed hour against what the table's latest snapshot holds.
+
+Per hour of the range:
+- a manifest (``complete``): its ``_delta_commit.json`` must match the manifest (size, sha256)
+  and the snapshot must hold exactly the recorded rows: the same count, the same rows per
+  source member as Amplitude's lines (unless duplicates were dropped), and the same uuids
+  (a sha256 over the sorted uuids, so compaction, which moves rows between files, changes
+  nothing). Reading the rows reads every data file of the hour: a missing or unreadable
+  Parquet file is reported too.
+- a manifest (``empty``): the snapshot holds no row of the hour.
+- no manifest: the snapshot holds no row of the hour either (rows there mean a run stopped
+  between its commit and its manifest: re-extract the hour).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import anyio
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from ..errors import StorageError
+from ..hours import hour_range, iso_hour
+from ..manifest import MANIFEST_NAME, Manifest
+from ..readback import HourCheck, Problem, VerifyReport, read_all
+from .sink import COMMIT_RECORD, DeltaSink
+from .table import DELTA_ERRORS, TableLocation, delta_error_text, facts_of, open_table
+
+__all__ = ["verify_table"]
+
+
+def _hour_rows(dataset: ds.Dataset, hour: datetime) -> pa.Table:
+    expr = (pc.field("date") == pa.scalar(hour.date(), pa.date32())) & (
+        pc.field("hour") == pa.scalar(hour.hour, pa.int32())
+    )
+    return dataset.to_table(columns=["uuid", "_source_file"], filter=expr)
+
+
+async def verify_table(
+    sink: DeltaSink, project: str, first: datetime, last: datetime
+) -> VerifyReport:
+    """Check every hour from ``first`` to ``last`` of ``project``'s table (only reads)."""
+    started = time.monotonic()
+    location = sink.locate(project)
+    hours = list(hour_range(first, last))
+    claimed = await sink.completed_hours(project, hours)
+    try:
+        table = await anyio.to_thread.run_sync(open_table, location)
+        dataset = None if table is None else table.to_pyarrow_dataset()
+    except DELTA_ERRORS as exc:
+        msg = f"cannot open the Delta table at {location.uri}: {delta_error_text(exc, location)}"
+        raise StorageError(msg) from None
+    checks = []
+    for hour in hours:
+        checks.append(await _check_hour(sink, project, hour, hour in claimed, dataset, location))
+    return VerifyReport(
+        project=project,
+        where=sink.describe(),
+        first=first,
+        last=last,
+        hours=tuple(checks),
+        seconds=time.monotonic() - started,
+    )
+
+
+async def _check_hour(
+    sink: DeltaSink,
+    project: str,
+    hour: datetime,
+    claimed: bool,
+    dataset: ds.Dataset | None,
+    location: TableLocation,
+) -> HourCheck:
+    problems: list[Problem] = []
+
+    def problem(kind: Any, file: str, detail: str, exp: Any = None, act: Any = None) -> None:
+        problems.append(Problem(hour, kind, file, detail, exp, act))
+
+    def done(**counts: int) -> HourCheck:
+        return HourCheck(hour, "bad" if problems else "ok", problems=tuple(problems), **counts)
+
+    try:
+        rows = (
+            pa.table({"uuid": pa.array([], pa.utf8()), "_source_file": pa.array([], pa.utf8())})
+            if dataset is None
+            else await anyio.to_thread.run_sync(_hour_rows, dataset, hour)
+        )
+    except (*DELTA_ERRORS, pa.ArrowException) as exc:
+        problem("unreadable", location.uri, f"the hour's rows cannot be read: {exc}")
+        return done()
+    if not claimed:
+        if rows.num_rows:
+            problem(
+                "extra",
+                location.uri,
+                f"the table holds {rows.num_rows} rows of this hour but no manifest claims "
+                "them (a run stopped between its commit and its manifest?): re-extract the hour",
+            )
+            return done()
+        return HourCheck(hour, "no_manifest")
+    try:
+        manifest = Manifest.loads(await read_all(sink, project, hour, MANIFEST_NAME))
+    except (ValueError, StorageError) as exc:
+        problem("manifest", MANIFEST_NAME, f"the manifest cannot be read: {exc}")
+        return done()
+    if manifest.hour != hour:
+        problem("manifest", MANIFEST_NAME, "the manifest is for another hour", iso_hour(hour))
+    if manifest.status == "empty":
+        if rows.num_rows:
+            problem(
+                "extra", location.uri, "an empty hour, yet the table holds rows", 0, rows.num_rows
+            )
+        return done()
+    entry = next((f for f in manifest.files if f.name == COMMIT_RECORD), None)
+    if entry is None:
+        problem("manifest", MANIFEST_NAME, f"the manifest does not list {COMMIT_RECORD}")
+        return done()
+    try:
+        body = await read_all(sink, project, hour, COMMIT_RECORD)
+    except (ValueError, StorageError) as exc:
+        problem("missing", COMMIT_RECORD, str(exc))
+        return done()
+    if len(body) != entry.bytes:
+        problem("size", COMMIT_RECORD, "its size differs from the manifest", entry.bytes, len(body))
+    if hashlib.sha256(body).hexdigest() != entry.sha256:
+        problem("sha256", COMMIT_RECORD, "its sha256 differs from the manifest")
+        return done()
+    record = json.loads(body)
+    _compare_rows(record, rows, problem, location.uri)
+    return done(files=1, bytes=len(body), events=rows.num_rows)
+
+
+def _compare_rows(
+    record: dict[str, Any], rows: pa.Table, problem: Callable[..., None], where: str
+) -> None:
+    facts = facts_of(rows)
+    if facts.rows != record["rows"]:
+        problem(
+            "events", where, "the table holds another number of rows", record["rows"], facts.rows
+        )
+    dropped = int(record.get("dropped_duplicates", 0))
+    for source in record.get("sources", ()):
+        held = facts.by_source.get(source["name"], 0)
+        if not dropped and held != source["lines"]:
+            problem(
+                "events",
+                source["name"],
+                "rows from this member differ from the lines Amplitude sent",
+                source["lines"],
+                held,
+            )
+    if facts.uuid_sha256 != record["uuid_sha256"]:
+        problem(
+            "corrupt",
+            where,
+            "the hour's uuids differ from those committed (rows lost, added or changed)",
+        )
