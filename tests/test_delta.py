@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 
+from async_amp.config import Config
+from async_amp.delta.maintain import compact
+from async_amp.delta.table import TableLocation, compact_day
+from async_amp.delta.verify import verify_table
+from async_amp.errors import ConfigError
+from async_amp.testing.dataset import Dataset
 from async_amp.testing.server import run_simulator
 
 from .delta_helpers import (
@@ -45,3 +54,124 @@ async def test_two_days_at_concurrency_8_into_delta_read_back_by_deltalake_and_d
         sim.reset_log()
         again = await run(config, DAY1, last, sink=local_delta_sink(config))
         assert sim.request_count() == 0 and again.exit_code == 0
+
+
+async def test_force_on_one_hour_replaces_it_in_one_commit_and_every_uuid_stays_once(
+    tmp_path: Path,
+) -> None:
+    dataset = small_dataset()
+    last = DAY1 + timedelta(hours=3)
+    hour = DAY1 + timedelta(hours=2)
+    uri = str(tmp_path / "website")
+    async with run_simulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
+        config = make_config(sim.base_url, tmp_path, concurrency=4)
+        assert (await run(config, DAY1, last, sink=local_delta_sink(config))).exit_code == 0
+        before = DeltaTable(uri).version()
+        summary = await run(config, hour, hour, sink=local_delta_sink(config), force=True)
+        assert summary.exit_code == 0 and summary.count("complete") == 1
+    table = DeltaTable(uri)
+    assert table.version() == before + 1  # one transaction replaced the hour
+    uuids = Counter(table.to_pyarrow_table()["uuid"].to_pylist())
+    assert uuids == expected_uuids(dataset, DAY1, last)
+    history = table.history(1)[0]
+    predicate = history["operationParameters"]["predicate"]
+    assert predicate.startswith("date = '2026-11-01'") and predicate.endswith("AND hour = 2")
+    assert history["async_amp.hour"] == "2026-11-01T02"
+    # every snapshot since the first holds each hour at most once
+    for version in range(before + 2):
+        snap = DeltaTable(uri, version=version).to_pyarrow_table()
+        counts = Counter(snap["uuid"].to_pylist())
+        assert max(counts.values(), default=1) == 1, version
+
+
+async def test_table_protocol_is_reader_1_writer_2_with_utc_timestamps(tmp_path: Path) -> None:
+    dataset = small_dataset()
+    async with run_simulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
+        config = make_config(sim.base_url, tmp_path)
+        assert (await run(config, DAY1, DAY1, sink=local_delta_sink(config))).exit_code == 0
+    table = DeltaTable(str(tmp_path / "website"))
+    protocol = table.protocol()
+    assert (protocol.min_reader_version, protocol.min_writer_version) == (1, 2)
+    assert not protocol.reader_features and not protocol.writer_features
+    schema = pa.schema(table.schema().to_arrow())
+    assert schema.field("event_time").type == pa.timestamp("us", tz="UTC")
+    assert table.metadata().partition_columns == ["date", "hour"]
+    log = sorted((tmp_path / "website" / "_delta_log").glob("*.json"))
+    actions = [json.loads(line) for line in log[0].read_text().splitlines()]
+    proto = next(a["protocol"] for a in actions if "protocol" in a)
+    assert proto == {"minReaderVersion": 1, "minWriterVersion": 2}
+
+
+async def _two_hours(tmp_path: Path, dataset: Dataset) -> Config:
+    async with run_simulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
+        config = make_config(sim.base_url, tmp_path, concurrency=4)
+        last = DAY1 + timedelta(hours=2)
+        assert (await run(config, DAY1, last, sink=local_delta_sink(config))).exit_code == 0
+    return config
+
+
+async def test_verify_passes_then_names_an_unclaimed_hour_and_a_lost_data_file(
+    tmp_path: Path,
+) -> None:
+    config = await _two_hours(tmp_path, small_dataset())
+    sink = local_delta_sink(config)
+    last = DAY1 + timedelta(hours=2)
+    report = await verify_table(sink, "website", DAY1, last)
+    assert report.ok and report.checked == 3 and report.events > 0
+    # a run killed between its commit and its manifest: rows nobody claims
+    meta = tmp_path / "website" / "_async_amp" / "date=2026-11-01"
+    (meta / "hour=00" / "_manifest.json").unlink()
+    # a data file lost from under the table
+    table = DeltaTable(str(tmp_path / "website"))
+    lost = next(u for u in table.file_uris() if "hour=1/" in u)
+    Path(lost).unlink()
+    report = await verify_table(sink, "website", DAY1, last)
+    kinds = {(p.hour.hour, p.kind) for p in report.problems}
+    assert kinds == {(0, "extra"), (1, "unreadable")}, report.problems
+
+
+async def test_verify_catches_rows_changed_behind_its_back(tmp_path: Path) -> None:
+    config = await _two_hours(tmp_path, small_dataset())
+    uri = str(tmp_path / "website")
+    DeltaTable(uri).delete("date = '2026-11-01' AND hour = 2 AND event_type = 'Page Viewed'")
+    report = await verify_table(
+        local_delta_sink(config), "website", DAY1, DAY1 + timedelta(hours=2)
+    )
+    assert {(p.hour.hour, p.kind) for p in report.problems} >= {(2, "events"), (2, "corrupt")}
+
+
+async def test_compact_merges_an_hours_files_vacuums_and_changes_no_row(tmp_path: Path) -> None:
+    config = await _two_hours(tmp_path, small_dataset(events_per_hour=400))
+    uri = str(tmp_path / "website")
+    before = DeltaTable(uri).to_pyarrow_table().sort_by("uuid")
+    # a writer that left hour 1 in several small files (a large hour, another engine)
+    rows = before.filter(pa.compute.equal(before["hour"], 1))
+    third = rows.num_rows // 3
+    write_deltalake(
+        uri, rows.slice(0, third), mode="overwrite", predicate="date = '2026-11-01' AND hour = 1"
+    )
+    write_deltalake(uri, rows.slice(third, third), mode="append")
+    write_deltalake(uri, rows.slice(2 * third), mode="append")
+    split = [u for u in DeltaTable(uri).file_uris() if "hour=1/" in u]
+    assert len(split) > 1
+    on_disk = sorted(str(p) for p in (tmp_path / "website").rglob("*.parquet"))
+    assert len(on_disk) > 3  # the replaced file of hour 1 is still there for old snapshots
+    # retention 0 (no run in flight here): what vacuum keeps is exactly the latest snapshot
+    result = compact_day(TableLocation(uri), DAY1.date(), retention_hours=0)
+    assert result.files_removed == len(split) and result.files_added == 1
+    table = DeltaTable(uri)
+    assert table.to_pyarrow_table().sort_by("uuid").equals(before)
+    live = sorted(table.file_uris())
+    assert (
+        len(live) == 3 and sorted(str(p) for p in (tmp_path / "website").rglob("*.parquet")) == live
+    )
+    assert result.vacuumed == len(on_disk) - 2  # all but the two untouched hours' files
+    with pytest.raises(ConfigError, match="at least 1"):
+        compact(config, first=DAY1, last=DAY1, projects=["website"], environ={}, retention_hours=0)
+    assert (
+        tmp_path / "website" / "_async_amp" / "date=2026-11-01" / "hour=01" / "_manifest.json"
+    ).exists()
+    report = await verify_table(
+        local_delta_sink(config), "website", DAY1, DAY1 + timedelta(hours=2)
+    )
+    assert report.ok, report.problems
