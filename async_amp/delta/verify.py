@@ -127,14 +127,12 @@ async def _check_hour(
     except (ValueError, StorageError) as exc:
         problem("missing", COMMIT_RECORD, str(exc))
         return done()
-    if len(body) != entry.bytes:
-        problem("size", COMMIT_RECORD, "its size differs from the manifest", entry.bytes, len(body))
     if hashlib.sha256(body).hexdigest() != entry.sha256:
         problem("sha256", COMMIT_RECORD, "its sha256 differs from the manifest")
         return done()
     record = json.loads(body)
     _compare_rows(record, rows, problem, location.uri)
-    return done(files=1, bytes=len(body), events=rows.num_rows)
+    return done(files=1, bytes=int(record.get("bytes", 0)), events=rows.num_rows)
 
 
 def _compare_rows(
