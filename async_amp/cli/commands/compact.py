@@ -62,9 +62,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="N",
         help=f"delete unused files only once older than N hours (default "
         f"{DEFAULT_RETENTION_HOURS}, at least 1: readers of older snapshots and writes in "
-        "flight still need theirs)",
+        "flight still need theirs; e.g. --retention-hours 24)",
     )
-    cmd.add_argument("--json", action="store_true", help="print one JSON document")
+    cmd.add_argument(
+        "--json", action="store_true", help="print one JSON document (e.g. --json | jq .days)"
+    )
     cmd.set_defaults(handler=_cmd_compact)
 
 
