@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from .hours import iso_hour
 
-__all__ = ["MANIFEST_NAME", "FileEntry", "Manifest", "hour_folder"]
+__all__ = ["MANIFEST_NAME", "FileEntry", "Manifest", "SourceEntry", "TableFacts", "hour_folder"]
 
 MANIFEST_NAME = "_manifest.json"
 
@@ -38,6 +38,57 @@ class FileEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceEntry:
+    """One archive member a converted hour was made from, as Amplitude sent it."""
+
+    name: str
+    lines: int
+    bytes: int  # decompressed
+    sha256: str  # of the decompressed bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "lines": self.lines, "bytes": self.bytes, "sha256": self.sha256}
+
+
+@dataclass(frozen=True, slots=True)
+class TableFacts:
+    """What a converted (Parquet) hour adds to its manifest."""
+
+    format: str
+    sources: tuple[SourceEntry, ...]
+    duplicate_uuids: int = 0  # rows whose uuid an earlier row of the hour already had
+    dropped_duplicates: int = 0  # of those, rows left out (``dedupe = true``)
+    extra_rows: int = 0  # rows with a non-null ``_extra``
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "sources": [s.to_json() for s in self.sources],
+            "source_lines": sum(s.lines for s in self.sources),
+            "duplicate_uuids": self.duplicate_uuids,
+            "dropped_duplicates": self.dropped_duplicates,
+            "extra_rows": self.extra_rows,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> TableFacts | None:
+        if "sources" not in raw:
+            return None
+        return cls(
+            format=str(raw.get("format", "")),
+            sources=tuple(
+                SourceEntry(
+                    name=s["name"], lines=int(s["lines"]), bytes=int(s["bytes"]), sha256=s["sha256"]
+                )
+                for s in raw["sources"]
+            ),
+            duplicate_uuids=int(raw.get("duplicate_uuids", 0)),
+            dropped_duplicates=int(raw.get("dropped_duplicates", 0)),
+            extra_rows=int(raw.get("extra_rows", 0)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Manifest:
     hour: datetime
     status: Literal["complete", "empty"]
@@ -46,6 +97,7 @@ class Manifest:
     extracted_at: datetime
     run_id: str = ""
     warnings: tuple[str, ...] = ()
+    table: TableFacts | None = None  # set when the hour was converted (Parquet)
 
     @property
     def events(self) -> int:
@@ -66,6 +118,7 @@ class Manifest:
             "extracted_at": self.extracted_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "run_id": self.run_id,
             "warnings": list(self.warnings),
+            **(self.table.to_json() if self.table is not None else {}),
         }
 
     def dumps(self) -> bytes:
@@ -93,6 +146,7 @@ class Manifest:
                 extracted_at=datetime.fromisoformat(raw["extracted_at"].replace("Z", "+00:00")),
                 run_id=raw.get("run_id", ""),
                 warnings=tuple(raw.get("warnings", ())),
+                table=TableFacts.from_json(raw),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             msg = f"not a valid manifest: {exc}"

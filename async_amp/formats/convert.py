@@ -17,9 +17,11 @@ Everything here is blocking and CPU bound: run it in a worker thread.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import queue
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -41,10 +43,10 @@ __all__ = [
     "write_parquet",
 ]
 
-BATCH_ROWS: Final = 32_768
+BATCH_ROWS: Final = 16_384
 """Rows per record batch and per Parquet row group: bounds memory whatever the hour's size."""
 
-DUCKDB_MEMORY: Final = "256MB"
+DUCKDB_MEMORY: Final = "128MB"
 MAX_EVENT_BYTES: Final = 16 * 1024**2
 """The longest line DuckDB accepts (its reader buffers about twice this per thread)."""
 _KNOWN: Final = frozenset(c.key for c in COLUMNS)
@@ -147,10 +149,10 @@ def build_query(path: str, unknown: Iterable[str], export_hour: datetime, source
     )
 
 
-def _connect(threads: int) -> duckdb.DuckDBPyConnection:
+def _connect() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(
         config={
-            "threads": threads,
+            "threads": 1,
             "memory_limit": DUCKDB_MEMORY,
             "preserve_insertion_order": True,
             "enable_external_access": True,
@@ -160,6 +162,38 @@ def _connect(threads: int) -> duckdb.DuckDBPyConnection:
     )
     con.execute("SET TimeZone = 'UTC'")
     return con
+
+
+class _Engines:
+    """DuckDB instances shared by the whole process, one per core, handed out one at a time.
+
+    One thread each: a member's lines stay in order without DuckDB buffering results, and as
+    many members convert at once as there are cores. Opening an instance costs ~20 ms, so
+    they are kept, and memory stays at ``DUCKDB_MEMORY`` per core however many hours run.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._free: queue.LifoQueue[duckdb.DuckDBPyConnection | None] = queue.LifoQueue()
+        for _ in range(size):
+            self._free.put(None)  # opened on first use
+
+    @contextlib.contextmanager
+    def engine(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = self._free.get() or _connect()
+        keep: duckdb.DuckDBPyConnection | None = con
+        try:
+            yield con
+        except ArchiveError:
+            raise  # the input was bad, not the engine
+        except BaseException:
+            con.close()  # its state after a failure is unknown: open a fresh one next time
+            keep = None
+            raise
+        finally:
+            self._free.put(keep)
+
+
+ENGINES: Final = _Engines(max(1, os.cpu_count() or 1))
 
 
 def _count_lines(path: Path) -> int:
@@ -193,7 +227,7 @@ def _line_problem(line: bytes) -> str:
     return ""
 
 
-def find_bad_line(path: Path, source: str) -> ArchiveError:
+def find_bad_line(path: Path, source: str, error: duckdb.Error | None = None) -> ArchiveError:
     """The first line of ``path`` that is not a JSON object, as a clear error (slow: only
     called once DuckDB has refused the file)."""
     with path.open("rb") as file:
@@ -204,7 +238,12 @@ def find_bad_line(path: Path, source: str) -> ArchiveError:
                     "per line, so the archive is corrupt: re-extract the hour"
                 )
                 return ArchiveError(msg)
-    return ArchiveError(f"member {source!r} could not be read as NDJSON")
+    msg = f"member {source!r} could not be converted: {_first_line(error)}"
+    return ArchiveError(msg)
+
+
+def _first_line(error: BaseException | None) -> str:
+    return str(error).strip().splitlines()[0] if error else "unknown reason"
 
 
 def _scan(con: duckdb.DuckDBPyConnection, path: Path, source: str) -> tuple[int, list[str]]:
@@ -214,21 +253,20 @@ def _scan(con: duckdb.DuckDBPyConnection, path: Path, source: str) -> tuple[int,
     try:
         ((objects, others, unknown),) = con.sql(
             "SELECT count(*), count(*) FILTER (WHERE NOT starts_with(ltrim(json), '{')), "  # noqa: S608
-            "list_distinct(flatten(list(list_filter(json_keys(json), "
+            "list_distinct(flatten(list(DISTINCT list_filter(json_keys(json), "
             f"lambda k: NOT list_contains({known}, k))))) FROM {rel}"
         ).fetchall()
-    except duckdb.Error:
-        raise find_bad_line(path, source) from None
+    except duckdb.Error as exc:
+        raise find_bad_line(path, source, exc) from None
     if others:
         raise find_bad_line(path, source)
     return int(objects), sorted(unknown or ())
 
 
 def _batches_from_file(
-    path: Path, *, export_hour: datetime, source_file: str, batch_rows: int, threads: int
+    path: Path, *, export_hour: datetime, source_file: str, batch_rows: int
 ) -> Iterator[pa.RecordBatch]:
-    con = _connect(threads)
-    try:
+    with ENGINES.engine() as con:
         objects, unknown = _scan(con, path, source_file)
         lines = _count_lines(path)
         if objects != lines:
@@ -239,10 +277,8 @@ def _batches_from_file(
             for batch in reader:
                 yield _conform(batch)
         except duckdb.Error as exc:
-            msg = f"member {source_file!r} could not be converted: {exc}"
+            msg = f"member {source_file!r} could not be converted: {_first_line(exc)}"
             raise ArchiveError(msg) from None
-    finally:
-        con.close()
 
 
 def _conform(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -265,7 +301,6 @@ def iter_event_batches(
     export_hour: datetime,
     source_file: str,
     batch_rows: int = BATCH_ROWS,
-    threads: int = 2,
     spool_dir: str | os.PathLike[str] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Record batches of ``EVENT_SCHEMA`` for one member's NDJSON, in line order.
@@ -274,7 +309,8 @@ def iter_event_batches(
     temporary file in ``spool_dir`` first: DuckDB reads files). One row per line, always;
     ``_export_hour`` and ``_source_file`` are set on every row. A line that is not a JSON
     object raises ``ArchiveError`` naming ``source_file`` and the line number. Memory stays
-    bounded by ``batch_rows`` whatever the member's size.
+    bounded by ``batch_rows`` whatever the member's size. At most one conversion per core
+    runs at a time in the process (``ENGINES``): a further call waits for a free engine.
     """
     if isinstance(source, str | os.PathLike):
         yield from _batches_from_file(
@@ -282,7 +318,6 @@ def iter_event_batches(
             export_hour=export_hour,
             source_file=source_file,
             batch_rows=batch_rows,
-            threads=threads,
         )
         return
     with tempfile.TemporaryDirectory(prefix="async-amp-", dir=spool_dir) as folder:
@@ -295,7 +330,6 @@ def iter_event_batches(
             export_hour=export_hour,
             source_file=source_file,
             batch_rows=batch_rows,
-            threads=threads,
         )
 
 

@@ -69,6 +69,7 @@ from ..hours import MemberName, iso_hour
 from ..manifest import MANIFEST_NAME, FileEntry, Manifest, hour_folder
 from ..scrub import scrub, scrub_params
 from ..values import is_plain_name
+from .base import DATA_SUFFIXES
 
 if TYPE_CHECKING:
     from .base import Sink
@@ -82,14 +83,17 @@ MAX_BLOCKS = 50_000  # Azure's limit of committed blocks per blob
 RETRY_BACKOFF_MAX_S = 30.0
 DOWNLOAD_CHUNK = 4 * MIB
 STORAGE_SCOPE = "https://storage.azure.com/.default"
-_DATA_SUFFIXES = (".json", ".json.gz")
 
 # A ``.json.gz`` is stored as an opaque gzip file, not as NDJSON with ``Content-Encoding: gzip``:
 # with that header browsers and HTTP clients (and the Python SDK's own ``download_blob``)
 # decompress on the fly and then hold a ``.json.gz`` that is not gzip, its sha256 no longer
 # matches the manifest, and ranged reads get confused. DuckDB, Spark and Synapse pick the
 # codec from the ``.gz`` extension and read ``application/gzip`` blobs as they are.
-_CONTENT_TYPES = {".json.gz": "application/gzip", ".json": "application/x-ndjson"}
+_CONTENT_TYPES = {
+    ".json.gz": "application/gzip",
+    ".json": "application/x-ndjson",
+    ".parquet": "application/vnd.apache.parquet",
+}
 _MANIFEST_CONTENT_TYPE = "application/json"
 
 # Codes Azure answers when the credential itself is wrong (bad key, bad or expired SAS).
@@ -310,7 +314,7 @@ class _AzureStaging:
             await member.commit(self._hour, sink.run_id)
         keep = {entry.name for entry in manifest.files}
         for name in await sink.list_names(self._folder):
-            if name not in keep and name.endswith(_DATA_SUFFIXES):
+            if name not in keep and name.endswith(DATA_SUFFIXES):
                 await sink.delete_blob(f"{self._folder}/{name}")
         data = manifest.dumps()
         settings = ContentSettings(

@@ -26,7 +26,11 @@ from ..archive import MemberSink
 from ..hours import MemberName
 from ..manifest import Manifest
 
-__all__ = ["HourStaging", "MemberSink", "Sink"]
+__all__ = ["DATA_SUFFIXES", "HourStaging", "MemberSink", "Sink"]
+
+DATA_SUFFIXES = (".json", ".json.gz", ".parquet")
+"""Names of the data files a sink writes: a commit removes other extractions' files of these
+kinds from the hour's folder (so switching formats or re-extracting leaves no stale file)."""
 
 
 class HourStaging(Protocol):

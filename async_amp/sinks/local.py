@@ -21,6 +21,7 @@ from ..errors import ConfigError, StorageError
 from ..hours import MemberName
 from ..manifest import MANIFEST_NAME, FileEntry, Manifest, hour_folder
 from ..values import is_plain_name
+from .base import DATA_SUFFIXES
 
 __all__ = ["LocalSink"]
 
@@ -28,7 +29,6 @@ STAGING_DIR = ".async-amp-staging"
 STALE_AFTER_S = 24 * 3600
 STALE_SETUP_S = 600
 READ_CHUNK = 1024 * 1024
-_OUTPUT_SUFFIXES = (".json", ".json.gz")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -115,7 +115,7 @@ class _LocalStaging:
         for name in keep:
             (self._dir / name).replace(final / name)
         for old in final.iterdir():
-            if old.name not in keep and old.name.endswith(_OUTPUT_SUFFIXES):
+            if old.name not in keep and old.name.endswith(DATA_SUFFIXES):
                 old.unlink(missing_ok=True)
         self._sync(final)
         tmp = self._write_manifest(manifest)
