@@ -50,6 +50,7 @@ from .values import (
 )
 
 __all__ = [
+    "FORMATS",
     "REGION_URLS",
     "SINKS",
     "AmplitudeConfig",
@@ -71,6 +72,7 @@ REGION_URLS = {
     "eu": "https://analytics.eu.amplitude.com",
 }
 SINKS = ("local", "azure")
+FORMATS = ("ndjson", "gzip", "parquet")
 _KEY = "async_amp.key"
 
 
@@ -263,12 +265,26 @@ class OutputConfig:
         "Local output root (`--output`), relative to the working directory unless absolute; "
         "`~` is expanded.",
     )
+    format: str = key(
+        "ndjson",
+        choice(*FORMATS),
+        "What each hour's folder holds (`--format`). `ndjson`: the decompressed `.json` "
+        "members. `gzip`: Amplitude's `.json.gz` members byte for byte (about 10x smaller; "
+        "query engines read gzip). `parquet`: one typed Parquet file per member, schema in "
+        "[schema.md](schema.md) (smaller still, and what Power BI, Synapse and DuckDB read "
+        "best). The manifest's sizes and hashes are of the stored files either way.",
+    )
     keep_gzip: bool = key(
         False,
         boolean,
-        "`true`: store Amplitude's `.json.gz` members byte for byte (about 10x smaller; query "
-        "engines read gzip). `false`: store the decompressed `.json`. The manifest's sizes "
-        "and hashes are of the stored bytes either way.",
+        'Older spelling of `format = "gzip"`: `true` stores the `.json.gz` members.',
+    )
+    dedupe: bool = key(
+        False,
+        boolean,
+        'With `format = "parquet"`: leave out rows whose `uuid` an earlier row of the same '
+        "hour already had (Amplitude's exports can repeat events). Counted either way: the "
+        "manifest's `duplicate_uuids`.",
     )
     fsync: bool = key(
         True,
@@ -283,6 +299,25 @@ class OutputConfig:
         "Each `extract` run writes its JSON log lines to `<log_dir>/<run id>.jsonl` (unless "
         "`--log-file` says otherwise).",
     )
+
+    @property
+    def data_format(self) -> str:
+        """The format written: ``format``, or ``gzip`` when ``keep_gzip = true`` says so."""
+        return "gzip" if self.keep_gzip and self.format == "ndjson" else self.format
+
+    def problems(self, config: Config, environ: Mapping[str, str]) -> list[str]:
+        found = []
+        if self.keep_gzip and self.format not in ("ndjson", "gzip"):
+            found.append(
+                f'[output] keep_gzip = true contradicts format = "{self.format}": drop '
+                'keep_gzip (it is the older spelling of format = "gzip")'
+            )
+        if self.dedupe and self.data_format != "parquet":
+            found.append(
+                '[output] dedupe = true needs format = "parquet" (NDJSON and gzip output '
+                "keep Amplitude's files byte for byte)"
+            )
+        return found
 
 
 @dataclass(frozen=True, slots=True)

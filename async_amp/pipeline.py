@@ -242,7 +242,7 @@ class _Flow:
                             stagings,
                             hours[0],
                             hours[-1],
-                            keep_gzip=self.x.config.output.keep_gzip,
+                            keep_gzip=self.x.config.output.data_format == "gzip",
                             limits=self.limits,
                             threads=self.threads,
                             on_bytes=self._count_bytes,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from async_amp.cli.docgen import render_schema
 from async_amp.errors import ArchiveError
 from async_amp.formats import (
-    COLUMNS,
     EVENT_SCHEMA,
     JSON_TYPE,
     iter_event_batches,
@@ -24,66 +23,14 @@ from async_amp.formats import (
 )
 from async_amp.testing.dataset import Dataset
 
+from .parquet_oracle import actual_rows, assert_rows_match, expected_row
+
 HOUR = datetime(2026, 11, 2, 14, tzinfo=UTC)
 SOURCE = "187520/187520_2026-11-02_14#0.json.gz"
-_INT64 = (-(2**63), 2**63 - 1)
 
 
-def _fits(kind: str, value: Any) -> Any:
-    """The oracle: the column value for a JSON value, or ``_MISFIT``."""
-    if value is None:
-        return None
-    if kind == "json":
-        return value
-    if kind == "string":
-        return value if isinstance(value, str) else _MISFIT
-    if kind == "bool":
-        return value if isinstance(value, bool) else _MISFIT
-    if isinstance(value, bool):
-        return _MISFIT
-    if kind == "int64":
-        return value if isinstance(value, int) and _INT64[0] <= value <= _INT64[1] else _MISFIT
-    if kind == "float64":
-        if isinstance(value, float):
-            return value
-        return float(value) if isinstance(value, int) and abs(value) <= 2**53 else _MISFIT
-    assert kind == "timestamp"
-    if not isinstance(value, str):
-        return _MISFIT
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return _MISFIT
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-_MISFIT = object()
-
-
-def expected_row(obj: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
-    for column in COLUMNS:
-        value = _fits(column.kind, obj.get(column.key))
-        if value is _MISFIT:
-            extra[column.key] = obj[column.key]
-            value = None
-        row[column.name] = value
-    known = {c.key for c in COLUMNS}
-    extra.update({k: v for k, v in obj.items() if k not in known and v is not None})
-    row["_extra"] = extra or None
-    row["_export_hour"] = HOUR
-    row["_source_file"] = SOURCE
-    return row
-
-
-def actual_rows(table: pa.Table) -> list[dict[str, Any]]:
-    rows = table.to_pylist()
-    for row in rows:
-        for field in EVENT_SCHEMA:
-            if field.type == JSON_TYPE and row[field.name] is not None:
-                row[field.name] = json.loads(row[field.name])
-    return rows
+def assert_rows(lines: list[dict[str, Any]], table: pa.Table) -> None:
+    assert_rows_match(lines, table, export_hour=HOUR, source=SOURCE)
 
 
 def convert(data: bytes, tmp_path: Path, **kw: Any) -> pa.Table:
@@ -93,21 +40,6 @@ def convert(data: bytes, tmp_path: Path, **kw: Any) -> pa.Table:
     return pa.Table.from_batches(batches, schema=EVENT_SCHEMA)
 
 
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float):
-        return a == b or (math.isnan(a) and math.isnan(b))
-    return bool(a == b)
-
-
-def assert_rows(lines: list[dict[str, Any]], table: pa.Table) -> None:
-    got = actual_rows(table)
-    assert len(got) == len(lines)
-    for number, (obj, row) in enumerate(zip(lines, got, strict=True), start=1):
-        want = expected_row(obj)
-        bad = {k: (want[k], row[k]) for k in want if not _same(want[k], row[k])}
-        assert not bad, f"line {number}: {bad}"
-
-
 def test_simulated_hour_converts_row_for_row(tmp_path: Path) -> None:
     ds = Dataset(events_per_hour=400, pages_per_hour=1)
     data = ds.ndjson(HOUR, 0)
@@ -115,7 +47,7 @@ def test_simulated_hour_converts_row_for_row(tmp_path: Path) -> None:
     assert table.schema == EVENT_SCHEMA
     lines = [json.loads(line) for line in data.splitlines()]
     assert_rows(lines, table)
-    odd = sum(expected_row(obj)["_extra"] is not None for obj in lines)
+    odd = sum(expected_row(obj, HOUR, SOURCE)["_extra"] is not None for obj in lines)
     assert 0 < odd < len(lines) // 50  # the simulator's odd records, all kept in _extra
     assert len(table) - table.column("_extra").null_count == odd
 
@@ -244,3 +176,12 @@ def test_export_hour_is_the_given_hour(tmp_path: Path) -> None:
     table = convert(b'{"uuid":"a","event_time":"2026-11-02 13:00:00.000000"}\n', tmp_path)
     assert table.column("_export_hour").to_pylist() == [HOUR]
     assert table.column("event_time").to_pylist() == [HOUR - timedelta(hours=1)]
+
+
+def test_docs_schema_table_is_generated_from_the_declaration() -> None:
+    doc = Path(__file__).resolve().parent.parent / "docs" / "schema.md"
+    current = doc.read_text(encoding="utf-8")
+    assert render_schema(current) == current, "docs/schema.md is out of date: run 'make docs'"
+    table = current.split("<!-- columns -->", 1)[1]
+    documented = [line.split("`")[1] for line in table.splitlines() if line.startswith("| `")]
+    assert documented[: len(EVENT_SCHEMA)] == EVENT_SCHEMA.names

@@ -2,7 +2,8 @@
 
 ``docs/cli.md`` is the ``--help`` of every command; the key tables of
 ``docs/configuration.md`` (after each ``<!-- keys: SECTION -->`` marker) come from the config
-declaration (``async_amp.config``)::
+declaration (``async_amp.config``), and the column table of ``docs/schema.md`` (after
+``<!-- columns -->``) from the event schema (``async_amp.formats.schema``)::
 
     python -m async_amp.cli.docgen           # rewrite them (make docs)
     python -m async_amp.cli.docgen --check   # exit 1 when one is out of date
@@ -17,7 +18,7 @@ import argparse
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import MISSING
 from pathlib import Path
@@ -27,7 +28,7 @@ from ..config import ProjectConfig, keys_of, sections
 from ..config_load import ENV_PREFIX
 from .parser import build_parser
 
-__all__ = ["WIDTH", "commands", "main", "render_cli", "render_configuration"]
+__all__ = ["WIDTH", "commands", "main", "render_cli", "render_configuration", "render_schema"]
 
 WIDTH = 100
 HEADER = """\
@@ -80,6 +81,7 @@ def render_cli(parser: argparse.ArgumentParser | None = None) -> str:
 
 
 _MARKER = re.compile(r"^<!-- keys: (\[?[\w]+\]?) -->$", re.M)
+_COLUMNS_MARKER = re.compile(r"^<!-- columns -->$", re.M)
 _TABLE_HEAD = (
     "| key | type | default | environment variable | meaning |\n| --- | --- | --- | --- | --- |\n"
 )
@@ -115,9 +117,23 @@ def _key_table(section: str) -> str:
 
 def render_configuration(current: str) -> str:
     """``current`` (``docs/configuration.md``) with every key table regenerated."""
+    return _splice(current, _MARKER, lambda m: _key_table(m.group(1)))
+
+
+def render_schema(current: str) -> str:
+    """``current`` (``docs/schema.md``) with its column table regenerated."""
+    from ..formats.schema import column_table  # noqa: PLC0415 - pyarrow only for this file
+
+    return _splice(current, _COLUMNS_MARKER, lambda _: column_table())
+
+
+def _splice(
+    current: str, marker_re: re.Pattern[str], table_for: Callable[[re.Match[str]], str]
+) -> str:
+    """``current`` with the Markdown table after each marker replaced by ``table_for``."""
     parts: list[str] = []
     pos = 0
-    for marker in _MARKER.finditer(current):
+    for marker in marker_re.finditer(current):
         parts.append(current[pos : marker.end()] + "\n\n")
         rest = current[marker.end() :].lstrip("\n")
         table = 0
@@ -126,7 +142,7 @@ def render_configuration(current: str) -> str:
                 break
             table += len(line)
         pos = len(current) - len(rest) + table
-        parts.append(_key_table(marker.group(1)))
+        parts.append(table_for(marker))
     parts.append(current[pos:])
     return "".join(parts)
 
@@ -134,7 +150,13 @@ def render_configuration(current: str) -> str:
 def _targets(root: Path) -> dict[Path, str]:
     config_md = root / "configuration.md"
     current = config_md.read_text(encoding="utf-8") if config_md.is_file() else ""
-    return {root / "cli.md": render_cli(), config_md: render_configuration(current)}
+    schema_md = root / "schema.md"
+    schema = schema_md.read_text(encoding="utf-8") if schema_md.is_file() else "<!-- columns -->\n"
+    return {
+        root / "cli.md": render_cli(),
+        config_md: render_configuration(current),
+        schema_md: render_schema(schema),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

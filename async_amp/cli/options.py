@@ -160,7 +160,7 @@ def load(args: argparse.Namespace, environ: Mapping[str, str], **extract: Any) -
     path = args.config if explicit else Path("config.toml")
     overrides = {
         "extract": extract,
-        "output": {"dir": args.output, "sink": args.sink},
+        "output": {"dir": args.output, "sink": args.sink, "format": getattr(args, "format", None)},
     }
     return load_config(path, overrides=overrides, environ=environ, required=explicit)
 

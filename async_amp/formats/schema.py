@@ -25,6 +25,7 @@ __all__ = [
     "LINEAGE",
     "Column",
     "Kind",
+    "column_table",
     "plain_schema",
 ]
 
@@ -153,3 +154,30 @@ def plain_schema() -> pa.Schema:
     return pa.schema(
         [pa.field(f.name, pa.utf8()) if f.type == JSON_TYPE else f for f in EVENT_SCHEMA]
     )
+
+
+_PARQUET: Final[dict[Kind, str]] = {
+    "string": "BYTE_ARRAY (STRING)",
+    "int64": "INT64",
+    "float64": "DOUBLE",
+    "bool": "BOOLEAN",
+    "timestamp": "INT64 (TIMESTAMP, µs, UTC)",
+    "json": "BYTE_ARRAY (JSON)",
+}
+
+
+def column_table() -> str:
+    """The Markdown table of every column, as docs/schema.md shows it."""
+    rows = [
+        "| column | Arrow type | Parquet type | from the event's | a value goes to `_extra` "
+        "unless it is | what it holds |\n",
+        "|---|---|---|---|---|---|\n",
+    ]
+    for c in (*COLUMNS, EXTRA, *LINEAGE):
+        source = f"`{c.key}`" if c.key else "—"
+        accepts = ACCEPTS[c.kind] if c.key else "—"
+        rows.append(
+            f"| `{c.name}` | `{c.arrow_type}` | {_PARQUET[c.kind]} | {source} | {accepts} "
+            f"| {c.doc} |\n"
+        )
+    return "".join(rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from ..config import Config
 from .base import HourStaging, MemberSink, Sink
@@ -13,8 +14,17 @@ __all__ = ["HourStaging", "LocalSink", "MemberSink", "Sink", "make_sink"]
 
 def make_sink(config: Config, *, run_id: str, environ: Mapping[str, str]) -> Sink:
     """The sink that ``[output] sink`` names, constructed without any I/O."""
+    sink: Sink
+    spool: Path | None = None
     if config.output.sink == "azure":
         from .azure import AzureSink  # noqa: PLC0415 - the Azure SDK loads only when used
 
-        return AzureSink.from_config(config.azure, run_id=run_id, environ=environ)
-    return LocalSink(config.output.dir, run_id=run_id, fsync=config.output.fsync)
+        sink = AzureSink.from_config(config.azure, run_id=run_id, environ=environ)
+    else:
+        local = LocalSink(config.output.dir, run_id=run_id, fsync=config.output.fsync)
+        sink, spool = local, local.run_dir  # cleaned with the run's other leftovers
+    if config.output.data_format == "parquet":
+        from ..formats.staging import ParquetSink  # noqa: PLC0415 - pyarrow loads only when used
+
+        return ParquetSink(sink, dedupe=config.output.dedupe, spool_dir=spool)
+    return sink

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import anyio
 
-from ...config import Config, Credentials
+from ...config import FORMATS, Config, Credentials
 from ...errors import ConfigError, first_user_error
 from ...hours import iso_hour
 from ...logs import bound, log
@@ -51,6 +51,7 @@ examples:
   async-amp extract --start 2026-11-01T05 --end 2026-11-01T08 --concurrency 8 --force
   async-amp extract --start 20261101T00 --end 20261130T23 --sink azure --dry-run
   async-amp extract --start -7d --end -1d --log-format json --log-file run.jsonl
+  async-amp extract --start 2026-11-01 --end 2026-11-07 --format parquet
 
 exit codes: 0 every available hour is complete or empty; 1 some hours are still incomplete
 after all attempts (the summary names them); 2 usage, config or credential error;
@@ -129,6 +130,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="N",
         dest="expected_pages_per_hour",
         help="partitions every hour should have; fewer is a short hour (e.g. --expected-pages 3)",
+    )
+    ext.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="what each hour's folder holds: ndjson, gzip (Amplitude's .json.gz) or parquet "
+        "(typed, see docs/schema.md) (e.g. --format parquet)",
     )
     ext.set_defaults(handler=_cmd_extract)
 
