@@ -81,6 +81,7 @@ LEGEND: dict[str, str] = {
 
 MANIFEST_READ_LIMIT = 64 * 1024 * 1024
 GZIP_SLICE = 16 * 1024  # gunzip input per call: bounds the decompressed bytes held at once
+PARQUET_TAIL = 8 * 1024 * 1024  # the end of a Parquet file kept to read its footer
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -382,7 +383,7 @@ class FileFacts:
     bytes: int
     sha256: str
     events: int
-    error: str = ""  # a kept .json.gz that does not gunzip
+    error: str = ""  # a kept .json.gz that does not gunzip, a Parquet file without a footer
 
 
 class FileCheck:
@@ -391,23 +392,32 @@ class FileCheck:
     Counted exactly as the extractor counted them when it wrote the file: size and hash are of
     the stored bytes; events are NDJSON lines (a last line without a newline counts). For a
     kept ``.json.gz`` (``gzip=True``) the lines are those of the decompressed data; a gzip
-    stream that is corrupt or cut short is reported in ``FileFacts.error``. Blocking and CPU
-    bound: call it from a worker thread. The result does not depend on how the bytes are split.
+    stream that is corrupt or cut short is reported in ``FileFacts.error``. For a ``.parquet``
+    (``parquet=True``) events are the rows its footer declares (only the file's last bytes are
+    kept); a file whose footer cannot be read is reported in ``FileFacts.error``. Blocking and
+    CPU bound: call it from a worker thread. The result does not depend on how the bytes are
+    split.
     """
 
-    __slots__ = ("_decoder", "_digest", "_error", "_last", "_lines", "_size")
+    __slots__ = ("_decoder", "_digest", "_error", "_last", "_lines", "_size", "_tail")
 
-    def __init__(self, *, gzip: bool = False) -> None:
+    def __init__(self, *, gzip: bool = False, parquet: bool = False) -> None:
         self._digest = hashlib.sha256()
         self._size = 0
         self._lines = 0
         self._last = b"\n"
         self._decoder = GzipDecoder() if gzip else None
         self._error = ""
+        self._tail: bytearray | None = bytearray() if parquet else None
 
     def update(self, chunk: bytes) -> None:
         self._digest.update(chunk)
         self._size += len(chunk)
+        if self._tail is not None:
+            self._tail += chunk[-PARQUET_TAIL:]
+            if len(self._tail) > 2 * PARQUET_TAIL:
+                del self._tail[:-PARQUET_TAIL]
+            return
         if self._decoder is None:
             self._text(chunk)
             return
@@ -425,6 +435,14 @@ class FileCheck:
             self._last = text[-1:]
 
     def finish(self) -> FileFacts:
+        if self._tail is not None:
+            from .formats.convert import parquet_rows  # noqa: PLC0415 - pyarrow only for Parquet
+
+            try:
+                rows = parquet_rows(bytes(self._tail[-PARQUET_TAIL:]))
+            except ValueError as exc:
+                return FileFacts(self._size, self._digest.hexdigest(), 0, str(exc))
+            return FileFacts(self._size, self._digest.hexdigest(), rows)
         if self._decoder is not None and not self._error:
             try:
                 self._decoder.flush()
@@ -562,6 +580,17 @@ def _check_manifest(
         problem("manifest", MANIFEST_NAME, "status 'empty' but files are listed")
     elif manifest.status not in ("complete", "empty"):
         problem("manifest", MANIFEST_NAME, f"unknown status {manifest.status!r}")
+    table = manifest.table
+    if table is not None:  # a converted hour: its rows are its members' lines, less dropped
+        lines = sum(source.lines for source in table.sources)
+        if manifest.events + table.dropped_duplicates != lines:
+            problem(
+                "manifest",
+                MANIFEST_NAME,
+                "its rows (plus dropped duplicates) are not its source members' lines",
+                lines,
+                manifest.events + table.dropped_duplicates,
+            )
     # The totals at the top are what people and dashboards read; Manifest keeps only the files.
     for key, total in (("events", manifest.events), ("bytes", manifest.size)):
         if key in raw and raw[key] != total:
@@ -591,7 +620,7 @@ async def read_all(sink: Sink, project: str, hour: datetime, name: str) -> bytes
 async def _read_facts(
     sink: Sink, project: str, hour: datetime, entry: FileEntry, threads: anyio.CapacityLimiter
 ) -> FileFacts:
-    check = FileCheck(gzip=entry.name.endswith(".gz"))
+    check = FileCheck(gzip=entry.name.endswith(".gz"), parquet=entry.name.endswith(".parquet"))
     async with _closing(sink.iter_file(project, hour, entry.name)) as chunks:
         async for chunk in chunks:
             await anyio.to_thread.run_sync(check.update, chunk, limiter=threads)
@@ -606,12 +635,17 @@ def _compare(entry: FileEntry, facts: FileFacts, problem: Callable[..., None]) -
             "sha256", entry.name, "its sha256 differs from the manifest", entry.sha256, facts.sha256
         )
     if facts.error:
-        problem("corrupt", entry.name, f"it does not gunzip: {facts.error}")
+        what = (
+            "is not a readable Parquet file"
+            if entry.name.endswith(".parquet")
+            else "does not gunzip"
+        )
+        problem("corrupt", entry.name, f"it {what}: {facts.error}")
     elif facts.events != entry.events:
         problem(
             "events",
             entry.name,
-            "its event count (lines) differs from the manifest",
+            "its event count (lines, or a Parquet file's rows) differs from the manifest",
             entry.events,
             facts.events,
         )

@@ -40,6 +40,7 @@ __all__ = [
     "BATCH_ROWS",
     "ParquetFacts",
     "iter_event_batches",
+    "parquet_rows",
     "write_parquet",
 ]
 
@@ -413,3 +414,16 @@ def write_parquet(
     return ParquetFacts(
         rows=rows, bytes=sink.size, sha256=sink.digest.hexdigest(), extra_rows=extra
     )
+
+
+def parquet_rows(tail: bytes) -> int:
+    """The row count a Parquet file's footer declares, from the file's last bytes (enough of
+    them to hold the footer); ``ValueError`` when they do not end with a readable footer."""
+    if len(tail) < 12 or tail[-4:] != b"PAR1":
+        msg = "no Parquet footer at its end (truncated or not Parquet)"
+        raise ValueError(msg)
+    try:
+        return int(pq.read_metadata(pa.BufferReader(tail)).num_rows)
+    except (OSError, pa.ArrowException) as exc:
+        msg = f"its footer cannot be read ({exc})"
+        raise ValueError(msg) from None
