@@ -51,6 +51,10 @@ DATASET = ChangingDataset(
     property_from=PROPERTY_FROM,
     field_from=FIELD_FROM,
     duplicate_every=15,
+    # no ill-typed values: the report reads NDJSON without type checks (reports/ingest.py),
+    # and test_parquet_output_gives_the_same_report_as_ndjson compares it with Parquet, which
+    # moves such values to _extra
+    odd_every=0,
 )
 
 

@@ -32,6 +32,7 @@ from async_amp.sinks.base import Sink
 from async_amp.testing.dataset import Dataset
 from async_amp.testing.quirks import NEW_FIELD
 from async_amp.testing.server import run_simulator
+from async_amp.testing.site_changes import ChangingDataset
 
 from .azurite import Azurite
 from .helpers import DAY1, KEY, SECRET, last_hour_of, make_config, run, small_dataset
@@ -169,7 +170,7 @@ async def test_force_replaces_ndjson_and_parquet_with_no_stale_file(tmp_path: Pa
 
 
 async def test_duplicates_are_counted_and_dedupe_drops_later_copies(tmp_path: Path) -> None:
-    dataset = small_dataset(pages_per_hour=2, duplicate_every=10)
+    dataset = ChangingDataset(events_per_hour=60, pages_per_hour=2, duplicate_every=10)
     hour = DAY1 + timedelta(hours=4)
     lines = [
         json.loads(x) for p in dataset.pages(hour) for x in dataset.ndjson(hour, p).splitlines()

@@ -606,8 +606,6 @@ class Dataset:
     One event in ``odd_every`` (0: none) takes an odd shape the real service sends now and
     then (``quirks``): an unknown top-level key, a string ``session_id``, a number
     ``user_id``, numbers inside strings, a very long unicode value, nested arrays.
-    ``duplicate_every`` (0: never) makes every n-th event an exact copy of the one before it
-    (same ``uuid``), as Amplitude's exports can hold after a backfill.
     """
 
     project_id: int = 187520
@@ -621,7 +619,6 @@ class Dataset:
     hour_sizes: Mapping[datetime, int] = field(default_factory=dict, hash=False)
     gzip_level: int = 1
     odd_every: int = 97
-    duplicate_every: int = 0
     cache_dir: Path | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -636,8 +633,6 @@ class Dataset:
             problems.append("variation must be in [0, 1)")
         if not 0.0 <= self.quiet_fraction <= 1.0:
             problems.append("quiet_fraction must be in [0, 1]")
-        if self.duplicate_every < 0:
-            problems.append("duplicate_every must be >= 0 (0: no duplicates)")
         if self.odd_every < 0:
             problems.append("odd_every must be >= 0 (0: no odd records)")
         if not 0 <= self.gzip_level <= 9:
@@ -772,7 +767,6 @@ class Dataset:
             sorted((h.isoformat(), n) for h, n in self.hour_sizes.items()),
             self.gzip_level,
             self.odd_every,
-            self.duplicate_every,
         )
         return hashlib.sha256(repr(parts).encode()).hexdigest()[:20]
 
@@ -838,7 +832,6 @@ def _generate(ds: Dataset, hour: datetime, page: int, n: int, chunk_bytes: int) 
     dm = divmod  # local aliases: this loop runs a hundred thousand times a second
     hour_us = _HOUR_US
     odd = ds.odd_every
-    dup = ds.duplicate_every
 
     for first in range(0, n, per_chunk):
         lines: list[str] = []
@@ -896,7 +889,5 @@ def _generate(ds: Dataset, hour: datetime, page: int, n: int, chunk_bytes: int) 
             )
             if odd and (i * 7 + rot) % odd == 0:
                 line = oddify(line, rot + i // odd)
-            if dup and i % dup == dup - 1 and lines:
-                line = lines[-1]
             append(line)
         yield "".join(lines).encode()
