@@ -116,7 +116,7 @@ class _Member:
         try:
             with _CONVERSIONS, self.parquet.open("wb") as out:
                 batches = iter_event_batches(
-                    self._ndjson, export_hour=self._member.hour, source_file=source, threads=1
+                    self._ndjson, export_hour=self._member.hour, source_file=source
                 )
                 facts = write_parquet(batches, _Writer(out))
         finally:
