@@ -1,271 +1,33 @@
-"""Reading back what extractions stored: which hours are done, and whether the bytes still match.
-
-``read_status`` reads the manifests of a range of hours and says, per hour, whether it is
-complete, empty (Amplitude had no data), missing (no manifest yet: extract it), not yet
-available (newer than ``availability_lag_hours``) or has an unreadable manifest.
-``verify`` re-reads every stored file, recomputes its size, sha256 and event count (lines) and
-compares them with the manifest; files listed but absent and files present but not listed are
-reported too.
-
-Both only read, through the ``Sink`` protocol (``read_manifest``, ``completed_hours``,
-``list_files``, ``iter_file``), so they work the same on a local folder and on Azure; neither
-calls ``Sink.prepare()``, so read-only credentials are enough. They return frozen values;
-printing and exit codes belong to the CLI (``async_amp.commands_ops``).
-
-Memory stays flat: files stream through in chunks, hashing and gunzip run in worker threads,
-and a fixed number of workers takes hours one at a time (never one task per hour).
-"""
+"""``verify``: every stored file of every hour with a manifest read again and compared with it."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Any, Literal, TypeVar
+from datetime import datetime
+from typing import Any, Literal
 
 import anyio
 
-from .archive import GzipDecoder, count_lines
-from .errors import ArchiveError, AsyncAmpError, StorageError, first_user_error
-from .hours import hour_range, iso_hour
-from .manifest import MANIFEST_NAME, FileEntry, Manifest
-from .plan import available_until
-from .sinks.base import Sink
-from .values import is_plain_name
+from ..archive import GzipDecoder, count_lines
+from ..errors import ArchiveError, StorageError
+from ..hours import hour_range, iso_hour
+from ..manifest import MANIFEST_NAME, FileEntry, Manifest
+from ..sinks.base import Sink
+from ..values import is_plain_name
+from .bounded import closing, map_bounded
 
-__all__ = [
-    "LEGEND",
-    "OUTSIDE_RANGE",
-    "STRIP_CHARS",
-    "DayStatus",
-    "FileCheck",
-    "FileFacts",
-    "HourCheck",
-    "HourState",
-    "HourStatus",
-    "Problem",
-    "ProblemKind",
-    "StatusReport",
-    "VerifyReport",
-    "read_all",
-    "read_status",
-    "verify",
-]
-
-HourState = Literal["complete", "empty", "missing", "not_available", "invalid"]
 ProblemKind = Literal[
     "manifest", "missing", "extra", "size", "sha256", "events", "corrupt", "unreadable"
 ]
 
-STATES: tuple[HourState, ...] = ("complete", "empty", "missing", "not_available", "invalid")
-STRIP_CHARS: dict[HourState, str] = {
-    "complete": "#",
-    "empty": ".",
-    "missing": "-",
-    "not_available": " ",
-    "invalid": "!",
-}
-OUTSIDE_RANGE = "_"
-LEGEND: dict[str, str] = {
-    "#": "complete",
-    ".": "empty (Amplitude had no data)",
-    "-": "missing (no manifest)",
-    " ": "not yet available",
-    "!": "unreadable manifest",
-    OUTSIDE_RANGE: "outside --start/--end",
-}
 
 MANIFEST_READ_LIMIT = 64 * 1024 * 1024
 GZIP_SLICE = 16 * 1024  # gunzip input per call: bounds the decompressed bytes held at once
 PARQUET_TAIL = 8 * 1024 * 1024  # the end of a Parquet file kept to read its footer
-_T = TypeVar("_T")
-_R = TypeVar("_R")
-
-
-# --- status -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class HourStatus:
-    """One hour as its manifest (or the lack of one) shows it."""
-
-    hour: datetime
-    state: HourState
-    events: int = 0
-    bytes: int = 0
-    files: int = 0
-    detail: str = ""  # why a manifest is unreadable
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "hour": iso_hour(self.hour),
-            "state": self.state,
-            "events": self.events,
-            "bytes": self.bytes,
-            "files": self.files,
-        }
-        if self.detail:
-            out["detail"] = self.detail
-        return out
-
-
-def _count(hours: Sequence[HourStatus], state: HourState) -> int:
-    return sum(1 for h in hours if h.state == state)
-
-
-@dataclass(frozen=True, slots=True)
-class DayStatus:
-    """The hours of one UTC day that fall inside the range (all 24 unless the range cuts it)."""
-
-    day: date
-    hours: tuple[HourStatus, ...]
-
-    def count(self, state: HourState) -> int:
-        return _count(self.hours, state)
-
-    @property
-    def events(self) -> int:
-        return sum(h.events for h in self.hours)
-
-    @property
-    def bytes(self) -> int:
-        return sum(h.bytes for h in self.hours)
-
-    @property
-    def strip(self) -> str:
-        """24 characters, one per hour of the day (``STRIP_CHARS``; ``_`` outside the range)."""
-        cells = [OUTSIDE_RANGE] * 24
-        for status in self.hours:
-            cells[status.hour.hour] = STRIP_CHARS[status.state]
-        return "".join(cells)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "date": self.day.isoformat(),
-            **{state: self.count(state) for state in STATES},
-            "events": self.events,
-            "bytes": self.bytes,
-            "strip": self.strip,
-            "hours": [h.to_json() for h in self.hours],
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class StatusReport:
-    project: str
-    where: str
-    first: datetime
-    last: datetime
-    now: datetime
-    lag_hours: int
-    days: tuple[DayStatus, ...]
-
-    @property
-    def hours(self) -> tuple[HourStatus, ...]:
-        return tuple(h for day in self.days for h in day.hours)
-
-    @property
-    def available_until(self) -> datetime:
-        return available_until(self.now, self.lag_hours)
-
-    def count(self, state: HourState) -> int:
-        return _count(self.hours, state)
-
-    @property
-    def events(self) -> int:
-        return sum(d.events for d in self.days)
-
-    @property
-    def bytes(self) -> int:
-        return sum(d.bytes for d in self.days)
-
-    @property
-    def files(self) -> int:
-        return sum(h.files for h in self.hours)
-
-    def hours_in(self, state: HourState) -> list[datetime]:
-        return [h.hour for h in self.hours if h.state == state]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "project": self.project,
-            "where": self.where,
-            "start": iso_hour(self.first),
-            "end": iso_hour(self.last),
-            "now": self.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "availability_lag_hours": self.lag_hours,
-            "available_until": iso_hour(self.available_until),
-            "legend": LEGEND,
-            "totals": {
-                "hours": len(self.hours),
-                **{state: self.count(state) for state in STATES},
-                "events": self.events,
-                "bytes": self.bytes,
-                "files": self.files,
-            },
-            "missing_hours": [iso_hour(h) for h in self.hours_in("missing")],
-            "invalid_hours": [iso_hour(h) for h in self.hours_in("invalid")],
-            "days": [d.to_json() for d in self.days],
-        }
-
-
-async def read_status(
-    sink: Sink,
-    project: str,
-    first: datetime,
-    last: datetime,
-    *,
-    now: datetime,
-    lag_hours: int,
-    concurrency: int = 8,
-) -> StatusReport:
-    """The state of every hour from ``first`` to ``last`` (inclusive), grouped by UTC day.
-
-    One ``completed_hours`` call finds the hours with a manifest; only those manifests are read
-    (``concurrency`` at a time). A manifest always wins: an hour that has one is complete or
-    empty even if it is newer than the availability lag.
-    """
-    hours = list(hour_range(first, last))
-    newest = available_until(now, lag_hours)
-    done = sorted(await sink.completed_hours(project, hours))
-
-    async def read(hour: datetime) -> HourStatus | None:
-        try:
-            manifest = await sink.read_manifest(project, hour)
-        except (ValueError, OSError) as exc:
-            return HourStatus(hour, "invalid", detail=str(exc))
-        if manifest is None:  # removed since the listing
-            return None
-        if manifest.status not in ("complete", "empty"):
-            return HourStatus(hour, "invalid", detail=f"unknown status {manifest.status!r}")
-        return HourStatus(
-            hour,
-            manifest.status,
-            events=manifest.events,
-            bytes=manifest.size,
-            files=len(manifest.files),
-        )
-
-    found = await _map_bounded(done, read, concurrency)
-    days: dict[date, list[HourStatus]] = {}
-    for hour in hours:
-        status = found.get(hour) or HourStatus(
-            hour, "not_available" if hour > newest else "missing"
-        )
-        days.setdefault(hour.date(), []).append(status)
-    return StatusReport(
-        project=project,
-        where=sink.describe(),
-        first=first,
-        last=last,
-        now=now,
-        lag_hours=lag_hours,
-        days=tuple(DayStatus(day, tuple(items)) for day, items in days.items()),
-    )
 
 
 # --- verify -----------------------------------------------------------------------------------
@@ -436,7 +198,7 @@ class FileCheck:
 
     def finish(self) -> FileFacts:
         if self._tail is not None:
-            from .formats.convert import parquet_rows  # noqa: PLC0415 - pyarrow only for Parquet
+            from ..formats.convert import parquet_rows  # noqa: PLC0415 - pyarrow only for Parquet
 
             try:
                 rows = parquet_rows(bytes(self._tail[-PARQUET_TAIL:]))
@@ -475,7 +237,7 @@ async def verify(
     async def check(hour: datetime) -> HourCheck:
         return await _verify_hour(sink, project, hour, hour in with_manifest, threads)
 
-    found = await _map_bounded(hours, check, concurrency)
+    found = await map_bounded(hours, check, concurrency)
     return VerifyReport(
         project=project,
         where=sink.describe(),
@@ -607,7 +369,7 @@ async def read_all(sink: Sink, project: str, hour: datetime, name: str) -> bytes
     """One small stored file whole (a manifest, a commit record); ``ValueError`` past 64 MiB."""
     parts: list[bytes] = []
     size = 0
-    async with _closing(sink.iter_file(project, hour, name)) as chunks:
+    async with closing(sink.iter_file(project, hour, name)) as chunks:
         async for chunk in chunks:
             size += len(chunk)
             if size > MANIFEST_READ_LIMIT:
@@ -621,7 +383,7 @@ async def _read_facts(
     sink: Sink, project: str, hour: datetime, entry: FileEntry, threads: anyio.CapacityLimiter
 ) -> FileFacts:
     check = FileCheck(gzip=entry.name.endswith(".gz"), parquet=entry.name.endswith(".parquet"))
-    async with _closing(sink.iter_file(project, hour, entry.name)) as chunks:
+    async with closing(sink.iter_file(project, hour, entry.name)) as chunks:
         async for chunk in chunks:
             await anyio.to_thread.run_sync(check.update, chunk, limiter=threads)
     return await anyio.to_thread.run_sync(check.finish, limiter=threads)
@@ -649,50 +411,3 @@ def _compare(entry: FileEntry, facts: FileFacts, problem: Callable[..., None]) -
             entry.events,
             facts.events,
         )
-
-
-# --- a fixed number of workers over a list ------------------------------------------------------
-
-
-async def _map_bounded(
-    items: Sequence[_T], fn: Callable[[_T], Awaitable[_R | None]], limit: int
-) -> dict[_T, _R]:
-    """``fn`` over ``items`` by ``limit`` workers; results by item (``None`` results dropped).
-
-    The first error cancels the rest; a ``UserError`` (refused credentials) or a
-    ``StorageError`` comes out as itself, not wrapped in an exception group.
-    """
-    results: dict[_T, _R] = {}
-    pending = iter(items)
-
-    async def worker() -> None:
-        for item in pending:  # shared: each item goes to exactly one worker
-            result = await fn(item)
-            if result is not None:
-                results[item] = result
-
-    try:
-        async with anyio.create_task_group() as tg:
-            for _ in range(max(1, min(limit, len(items)))):
-                tg.start_soon(worker)
-    except BaseExceptionGroup as group:
-        leaf: BaseException | None = first_user_error(group)
-        if leaf is group:
-            leaf = group.subgroup(lambda e: isinstance(e, AsyncAmpError))
-            while isinstance(leaf, BaseExceptionGroup):
-                leaf = leaf.exceptions[0]
-        if leaf is None:
-            raise
-        raise leaf from None
-    return results
-
-
-@asynccontextmanager
-async def _closing(chunks: AsyncIterator[bytes]) -> AsyncIterator[AsyncIterator[bytes]]:
-    """Close an async generator even when the loop over it stops early (aclose is optional)."""
-    try:
-        yield chunks
-    finally:
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()

@@ -1,0 +1,233 @@
+"""Staging an hour in Azure: each data file is uploaded as uncommitted blocks while it is
+decoded, and committed (files first, the manifest last) when the hour is whole.
+
+The ``MemberSink`` methods run in the archive's worker thread (started with
+``anyio.to_thread.run_sync``) and reach the event loop with ``anyio.from_thread.run``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+import anyio.from_thread
+from azure.core.exceptions import AzureError
+from azure.storage.blob import BlobBlock, BlockState, ContentSettings
+from azure.storage.blob.aio import BlobClient
+
+from ..errors import StorageError
+from ..hours import MemberName, iso_hour
+from ..manifest import MANIFEST_NAME, FileEntry, Manifest
+from .base import DATA_SUFFIXES
+
+if TYPE_CHECKING:
+    from .azure import AzureSink
+
+__all__ = ["AzureStaging", "BlobMember"]
+
+MAX_BLOCKS = 50_000  # Azure's limit of committed blocks per blob
+
+# A ``.json.gz`` is stored as an opaque gzip file, not as NDJSON with ``Content-Encoding: gzip``:
+# with that header browsers and HTTP clients (and the Python SDK's own ``download_blob``)
+# decompress on the fly and then hold a ``.json.gz`` that is not gzip, its sha256 no longer
+# matches the manifest, and ranged reads get confused. DuckDB, Spark and Synapse pick the
+# codec from the ``.gz`` extension and read ``application/gzip`` blobs as they are.
+_CONTENT_TYPES = {".json.gz": "application/gzip", ".json": "application/x-ndjson"}
+_MANIFEST_CONTENT_TYPE = "application/json"
+
+
+def _header_safe(value: str) -> str:
+    """Blob metadata values are HTTP header values: printable ASCII only."""
+    if value.isascii() and value.isprintable():
+        return value
+    return quote(value, safe="/#_-.:+@ ")
+
+
+def _content_type(name: str) -> str:
+    for suffix, content_type in _CONTENT_TYPES.items():
+        if name.endswith(suffix):
+            return content_type
+    return "application/octet-stream"
+
+
+class BlobMember:
+    """One data blob being staged: bytes -> blocks of ``block_size``, MD5 of the whole."""
+
+    __slots__ = (
+        "_attempt",
+        "_block_size",
+        "_buf",
+        "_md5",
+        "_sink",
+        "_size",
+        "blob",
+        "block_ids",
+        "entry",
+        "md5",
+    )
+
+    def __init__(self, sink: AzureSink, blob: BlobClient) -> None:
+        self._sink = sink
+        self._attempt = uuid.uuid4().hex
+        self._block_size = sink.block_size
+        self._buf = bytearray()
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._size = 0
+        self.blob = blob
+        self.block_ids: list[str] = []
+        self.entry: FileEntry | None = None
+        self.md5 = b""
+
+    def write(self, data: bytes) -> None:
+        assert self.entry is None, "write() after finish()"
+        self._md5.update(data)
+        self._size += len(data)
+        view = memoryview(data)
+        while view:
+            room = self._block_size - len(self._buf)
+            self._buf += view[:room]
+            view = view[room:]
+            if len(self._buf) >= self._block_size:
+                self._flush()
+
+    def finish(self, entry: FileEntry) -> None:
+        assert self.entry is None, "finish() twice"
+        if self._buf:
+            self._flush()
+        if entry.bytes != self._size:
+            msg = (
+                f"{self._sink.where(self.blob.blob_name)}: {self._size} bytes were staged "
+                f"but the file entry says {entry.bytes}"
+            )
+            raise StorageError(msg)
+        self.md5 = self._md5.digest()
+        self.entry = entry
+
+    def discard(self) -> None:
+        self._buf = bytearray()
+        self.block_ids.clear()
+
+    def _flush(self) -> None:
+        block = bytes(self._buf)
+        self._buf = bytearray()  # only the block in flight stays in memory
+        if len(self.block_ids) >= MAX_BLOCKS:
+            msg = (
+                f"{self._sink.where(self.blob.blob_name)}: more than {MAX_BLOCKS} blocks; "
+                "raise [azure] block_size_mib"
+            )
+            raise StorageError(msg)
+        block_id = f"{self._attempt}-{len(self.block_ids):06d}"
+        # The block's MD5 is computed here, in the worker thread, rather than by the SDK's
+        # validate_content=True on the event loop; Azure checks it either way (400 Md5Mismatch).
+        digest = hashlib.md5(block, usedforsecurity=False).digest()
+        anyio.from_thread.run(self._stage, block_id, block, digest)
+        self.block_ids.append(block_id)
+
+    async def _stage(self, block_id: str, block: bytes, digest: bytes) -> None:
+        try:
+            await self.blob.stage_block(
+                block_id,
+                io.BytesIO(block),  # streamed by aiohttp in 64 KiB pieces, rewound on a retry
+                length=len(block),
+                transactional_content_md5=bytearray(digest),
+            )
+        except AzureError as exc:
+            raise self._sink.error(exc, "stage a block of", self.blob.blob_name, "write") from exc
+
+    async def commit(self, hour: datetime, run_id: str) -> None:
+        assert self.entry is not None
+        entry = self.entry
+        settings = ContentSettings(
+            content_type=_content_type(entry.name), content_md5=bytearray(self.md5)
+        )
+        metadata = {
+            "hour": iso_hour(hour),
+            "source": _header_safe(entry.source),
+            "events": str(entry.events),
+            "sha256": entry.sha256,
+            "run_id": _header_safe(run_id),
+        }
+        blocks = [BlobBlock(block_id, BlockState.UNCOMMITTED) for block_id in self.block_ids]
+        try:
+            await self.blob.commit_block_list(blocks, content_settings=settings, metadata=metadata)
+        except AzureError as exc:
+            raise self._sink.error(exc, "commit", self.blob.blob_name, "write") from exc
+
+
+class AzureStaging:
+    """One attempt at one hour: members staged as uncommitted blocks until ``commit``."""
+
+    def __init__(self, sink: AzureSink, project: str, hour: datetime) -> None:
+        self._sink = sink
+        self._hour = hour
+        self._folder = sink.hour_prefix(project, hour)
+        self._members: dict[str, BlobMember] = {}
+        self._lock = threading.Lock()
+
+    def open_member(self, member: MemberName, file_name: str) -> BlobMember:
+        del member  # its name reaches the metadata through the FileEntry given to finish()
+        blob = self._sink.container.get_blob_client(f"{self._folder}/{file_name}")
+        staged = BlobMember(self._sink, blob)
+        with self._lock:
+            self._members[file_name] = staged
+        return staged
+
+    async def commit(self, manifest: Manifest) -> None:
+        sink = self._sink
+        with self._lock:
+            members = dict(self._members)
+        staged: list[BlobMember] = []
+        for entry in manifest.files:
+            member = members.get(entry.name)
+            if member is None or member.entry is None:
+                msg = f"cannot commit {sink.where(f'{self._folder}/{entry.name}')}: not staged"
+                raise StorageError(msg)
+            staged.append(member)
+
+        marker = f"{self._folder}/{MANIFEST_NAME}"
+        # Re-extraction: the hour stops looking done before any of its data changes.
+        await sink.delete_blob(marker)
+        for member in staged:
+            await member.commit(self._hour, sink.run_id)
+        keep = {entry.name for entry in manifest.files}
+        for name in await sink.list_names(self._folder):
+            if name not in keep and name.endswith(DATA_SUFFIXES):
+                await sink.delete_blob(f"{self._folder}/{name}")
+        data = manifest.dumps()
+        settings = ContentSettings(
+            content_type=_MANIFEST_CONTENT_TYPE,
+            content_md5=bytearray(hashlib.md5(data, usedforsecurity=False).digest()),
+        )
+        metadata = {
+            "hour": iso_hour(self._hour),
+            "status": manifest.status,
+            "events": str(manifest.events),
+            "run_id": _header_safe(sink.run_id),
+        }
+        blob = sink.container.get_blob_client(marker)
+        try:
+            await blob.upload_blob(
+                data,
+                overwrite=True,
+                content_settings=settings,
+                metadata=metadata,
+                validate_content=True,
+            )
+        except AzureError as exc:
+            raise sink.error(exc, "write", marker, "write") from exc
+        with self._lock:
+            self._members.clear()
+
+    async def discard(self) -> None:
+        # Uncommitted blocks cannot be deleted on their own: they stay invisible and expire
+        # after 7 days (or vanish at the next commit of the same blob name).
+        with self._lock:
+            members = list(self._members.values())
+            self._members.clear()
+        for member in members:
+            member.discard()
