@@ -1,0 +1,234 @@
+"""The ``delta`` benchmark case: ``--format delta`` on the throughput day, and log growth.
+
+Rows:
+- ``async-amp --format delta c=4`` (local) and ``... --sink azure c=4`` (Azurite), against
+  ``async-amp --format ndjson c=4`` on the same data in the same script run (the reference:
+  what the Delta conversion and commits cost). A run is valid when the table's latest
+  snapshot holds exactly the dataset's events.
+- log growth: 2,000 hourly commits (predicate overwrites of one (date, hour) partition, 50
+  rows each, as ``format = "delta"`` writes them) into one table with delta-rs' default
+  checkpoint every 100 commits; at 100, 500, 1,000 and 2,000 commits, the median of 5 of
+  opening the table and listing its partitions, against the same log copied without its
+  checkpoints (a reader that must replay every JSON commit).
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from .. import azurite as azurite_mod
+from ..common import WORK_DIR, DataSpec, fmt_hour, hours
+from ..measure import DAY, PY, Bench, Server, generate
+from ..results import CaseResult, Row, find_row, join_notes
+
+NAME = "delta"
+ORDER = 70
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    hours: int
+    events: int
+    commits: tuple[int, ...]
+
+
+FULL = Params(hours=24, events=60_000, commits=(100, 500, 1000, 2000))
+QUICK = Params(hours=2, events=5_000, commits=(100, 200))
+
+
+def _extract(
+    bench: Bench,
+    label: str,
+    server: Server,
+    first: datetime,
+    last: datetime,
+    expected: Any,
+    fmt: str,
+    azure: azurite_mod.Azurite | None = None,
+) -> dict[str, Any]:
+    """One measured ``async-amp extract --format FMT`` child, checked by reading the table.
+
+    ``bytes_written`` is the NDJSON the run turned into rows (MB/s of NDJSON-equivalent, the
+    same for every row); the table's own size is ``stored_bytes``."""
+    events = expected.events
+    import pyarrow as pa  # noqa: PLC0415
+    from deltalake import DeltaTable  # noqa: PLC0415
+
+    work = bench.workdir("delta", label)
+    container = "bench" if azure else None
+    cmd = [PY, "-m", "async_amp", "extract", "--config"]
+    cmd += [str(bench.config_file(work, container=container))]
+    cmd += ["--start", fmt_hour(first), "--end", fmt_hour(last), "--output", str(work / "out")]
+    cmd += ["--concurrency", "4", "--format", fmt, "--log-format", "json", "--quiet"]
+    cmd += ["--log-file", str(work / "run.jsonl")]
+    extra: dict[str, str] = {}
+    if azure is not None:
+        cmd += ["--sink", "azure"]
+        extra["AZURE_STORAGE_CONNECTION_STRING"] = azure.connection_string
+    env = bench._extract_env(server, fsync=False, extra=extra)
+    result = bench._measured(cmd, env, work, server, azure)
+    result["events"] = events
+    problems = [result["problem"]] if result["problem"] else []
+    if fmt == "delta":
+        if azure is not None:
+            from async_amp.config import AzureConfig  # noqa: PLC0415
+            from async_amp.delta.location import azure_options  # noqa: PLC0415
+
+            options, _, _ = azure_options(
+                AzureConfig(), {"AZURE_STORAGE_CONNECTION_STRING": azure.connection_string}
+            )
+            table = DeltaTable(f"az://{container}/amplitude/bench", storage_options=options)
+        else:
+            table = DeltaTable(str(work / "out" / "bench"))
+        rows = table.count()
+        result["bytes_written"] = sum(
+            pa.table(table.get_add_actions(flatten=True))["size_bytes"].to_pylist()
+        )
+        if rows != events:
+            problems.append(f"{rows} rows in the table, {events} expected")
+    else:
+        result["stored_bytes"] = sum(
+            p.stat().st_size for p in (work / "out").rglob("[0-9]*.json") if p.is_file()
+        )
+        if result["stored_bytes"] != expected.ndjson_bytes:
+            problems.append(f"{result['stored_bytes']} bytes, {expected.ndjson_bytes} expected")
+    result["bytes_written"] = expected.ndjson_bytes
+    result["valid"] = not problems
+    result["problem"] = "; ".join(problems)
+    shutil.rmtree(work / "out", ignore_errors=True)
+    return result
+
+
+def _open_and_list(uri: str, repeat: int = 5) -> tuple[float, int]:
+    from deltalake import DeltaTable  # noqa: PLC0415
+
+    times, count = [], 0
+    for _ in range(repeat):
+        started = time.perf_counter()
+        count = len(DeltaTable(uri).partitions())
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), count
+
+
+def log_growth(milestones: tuple[int, ...], work: Path) -> list[dict[str, Any]]:
+    """Commit hour after hour; at each milestone time opening the table with and without its
+    checkpoints."""
+    import pyarrow as pa  # noqa: PLC0415
+    from deltalake import write_deltalake  # noqa: PLC0415
+
+    from async_amp.delta.table import PARTITION_BY, hour_predicate  # noqa: PLC0415
+
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    uri, plain = str(work / "table"), work / "no-checkpoints"
+    first = datetime(2026, 1, 1, tzinfo=UTC)
+    rows: list[dict[str, Any]] = []
+    done = 0
+    write_s = 0.0
+    for milestone in milestones:
+        started = time.perf_counter()
+        for n in range(done, milestone):
+            hour = first + timedelta(hours=n)
+            data = pa.table(
+                {
+                    "uuid": pa.array([f"{hour:%Y%m%d%H}-{i}" for i in range(50)]),
+                    "event_time": pa.array([hour] * 50, pa.timestamp("us", tz="UTC")),
+                    "date": pa.array([hour.date()] * 50, pa.date32()),
+                    "hour": pa.array([hour.hour] * 50, pa.int32()),
+                }
+            )
+            write_deltalake(
+                uri,
+                data,
+                mode="overwrite",
+                partition_by=list(PARTITION_BY),
+                predicate=hour_predicate(hour),
+            )
+        write_s += time.perf_counter() - started
+        done = milestone
+        shutil.rmtree(plain, ignore_errors=True)
+        (plain / "_delta_log").mkdir(parents=True)
+        for commit in (Path(uri) / "_delta_log").glob("*.json"):
+            shutil.copy(commit, plain / "_delta_log" / commit.name)
+        ours, partitions = _open_and_list(uri)
+        ref, ref_partitions = _open_and_list(str(plain))
+        assert partitions == ref_partitions == milestone, (partitions, ref_partitions)
+        rows.append(
+            {
+                "commits": milestone,
+                "open_and_list_s": round(ours, 4),
+                "without_checkpoints_s": round(ref, 4),
+                "ratio": round(ref / ours, 1),
+                "checkpoints": len(list((Path(uri) / "_delta_log").glob("*.checkpoint.parquet"))),
+                "commit_s": round(write_s / milestone, 4),
+            }
+        )
+    shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def run(bench: Bench) -> CaseResult:
+    p = QUICK if bench.quick else FULL
+    spec = DataSpec(events_per_hour=p.events, pages_per_hour=3, variation=0.0)
+    hour_list = hours(DAY, p.hours)
+    first, last = hour_list[0], hour_list[-1]
+    result = CaseResult(
+        "delta",
+        f"--format delta: the throughput data ({p.hours} h x {p.events:,} events), "
+        "concurrency 4, local and Azurite; and the Delta log after many hourly commits",
+        {"data": spec.to_json(), "hours": p.hours, "commits": list(p.commits)},
+    )
+    expected = generate(spec, hour_list)
+    result.generation_s = expected.generation_s
+    runs: dict[str, list[dict[str, Any]]] = {"ndjson": [], "delta": [], "azure": []}
+    missing = azurite_mod.available()
+    with Server({"data": spec.to_json()}, WORK_DIR / "delta") as server:
+        _, result.warm_s = server.warm([(h, h) for h in hour_list])
+        runs["ndjson"].append(_extract(bench, "ndjson", server, first, last, expected, "ndjson"))
+        runs["delta"].append(_extract(bench, "delta", server, first, last, expected, "delta"))
+        if not missing:
+            with azurite_mod.run_azurite() as az:
+                runs["azure"].append(
+                    _extract(bench, "azure", server, first, last, expected, "delta", az)
+                )
+        result.server_cpu_total_s = server.total_cpu_s
+    ref = bench.row("reference: async-amp --format ndjson c=4", "reference", runs["ndjson"])
+    ours = bench.row("async-amp --format delta c=4", "async-amp", runs["delta"])
+    result.rows += [ours, ref]
+    if runs["azure"]:
+        az_row = bench.row("async-amp --format delta --sink azure c=4", "async-amp", runs["azure"])
+        az_row.note = join_notes(f"Azurite CPU {az_row.other_cpu_s or 0:.1f} s", az_row.note)
+        result.rows.append(az_row)
+    else:
+        result.rows.append(
+            Row(
+                "async-amp --format delta --sink azure c=4",
+                "async-amp",
+                available=False,
+                note=f"not available: {missing}",
+            )
+        )
+    delta_row = find_row(result.rows, "async-amp --format delta c=4")
+    if delta_row and delta_row.wall_s and ref.wall_s:
+        ratio = delta_row.wall_s / ref.wall_s
+        delta_row.note = join_notes(delta_row.note, f"{ratio:.2f}x the NDJSON run's wall time")
+        result.headline.append(
+            f"--format delta: {expected.ndjson_bytes / 1e6 / delta_row.wall_s:.0f} MB/s of NDJSON "
+            f"end to end, {ratio:.2f}x the wall time of --format ndjson on the same day"
+        )
+    growth = log_growth(p.commits, WORK_DIR / "delta" / "log")
+    result.params["log_growth"] = growth
+    last_row = growth[-1]
+    result.headline.append(
+        f"Delta log: after {last_row['commits']:,} hourly commits, opening the table and listing "
+        f"its partitions takes {1000 * last_row['open_and_list_s']:.0f} ms with checkpoints, "
+        f"{1000 * last_row['without_checkpoints_s']:.0f} ms replaying the JSON log alone "
+        f"({last_row['ratio']}x)"
+    )
+    return result

@@ -1,0 +1,206 @@
+"""Delta output through the CLI, as processes: writers at once, and a run killed mid-way.
+
+- two ``--shard`` workers started at the same moment into one table: both exit 0, the table
+  holds exactly the union;
+- two overlapping runs of the same range (same hours committed by both, often at nearly the
+  same moment): both exit 0, every uuid once;
+- SIGKILL during a run: the latest snapshot holds only whole hours, and the next run
+  completes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+
+from async_amp.testing.background import BackgroundSimulator
+from async_amp.testing.server import Latency
+
+from .delta_helpers import expected_rows_per_hour, expected_uuids, rows_per_hour
+from .helpers import DAY1, KEY, SECRET, small_dataset
+
+_SPAWNED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_processes() -> Iterator[None]:
+    yield
+    while _SPAWNED:
+        proc = _SPAWNED.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=60)
+
+
+def env_for(base_url: str, out: Path) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("ASYNC_AMP_", "AZURE_", "AMP_"))
+    }
+    env.update(
+        AMP_API_KEY=KEY,
+        AMP_SECRET_KEY=SECRET,
+        ASYNC_AMP_AMPLITUDE_BASE_URL=base_url,
+        ASYNC_AMP_AMPLITUDE_PROJECT="website",
+        ASYNC_AMP_EXTRACT_BACKOFF_BASE_S="0.05",
+        ASYNC_AMP_EXTRACT_BACKOFF_MAX_S="0.2",
+        ASYNC_AMP_NOW="2026-11-26T12:00:00Z",
+        ASYNC_AMP_OUTPUT_DIR=str(out),
+        ASYNC_AMP_OUTPUT_FORMAT="delta",
+        ASYNC_AMP_OUTPUT_FSYNC="false",
+    )
+    return env
+
+
+def spawn(
+    env: dict[str, str], cwd: Path, first: datetime, last: datetime, *extra: str
+) -> subprocess.Popen[str]:
+    args = [sys.executable, "-m", "async_amp", "extract"]
+    args += ["--start", f"{first:%Y-%m-%dT%H}", "--end", f"{last:%Y-%m-%dT%H}"]
+    args += ["--log-format", "json", *extra]
+    proc = subprocess.Popen(
+        args, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    _SPAWNED.append(proc)
+    return proc
+
+
+def assert_table_is(uri: str, dataset, first: datetime, last: datetime) -> None:  # type: ignore[no-untyped-def]
+    rows = DeltaTable(uri).to_pyarrow_table()
+    assert rows_per_hour(rows) == expected_rows_per_hour(dataset, first, last)
+    assert Counter(rows["uuid"].to_pylist()) == expected_uuids(dataset, first, last)
+
+
+def test_two_shard_workers_started_at_once_both_exit_0_and_the_table_is_the_union(
+    tmp_path: Path,
+) -> None:
+    dataset = small_dataset()
+    first, last = DAY1, DAY1 + timedelta(hours=23)
+    latency = Latency(fixed_s=0.05)
+    with BackgroundSimulator(dataset, api_key=KEY, secret_key=SECRET, latency=latency) as sim:
+        env = env_for(sim.base_url, tmp_path / "out")
+        workers = [
+            spawn(env, tmp_path, first, last, "--shard", f"{k}/2", "--concurrency", "4")
+            for k in (1, 2)
+        ]
+        outputs = [w.communicate(timeout=300) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], [err[-2000:] for _, err in outputs]
+    uri = str(tmp_path / "out" / "website")
+    assert_table_is(uri, dataset, first, last)
+    commits = [h for h in DeltaTable(uri).history() if h["operation"] == "WRITE"]
+    assert len(commits) == 24  # one per hour, none lost to a conflict
+    # the nightly job: compact the day (one file per hour already: no rewrite), rows unchanged
+    before = DeltaTable(uri).to_pyarrow_table().sort_by("uuid")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "async_amp",
+            "compact",
+            "--start",
+            "2026-11-01",
+            "--end",
+            "2026-11-01",
+            "--json",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    [day] = json.loads(done.stdout)["days"]
+    assert day["day"] == "2026-11-01" and day["rows"] == before.num_rows and day["files_added"] == 0
+    assert DeltaTable(uri).to_pyarrow_table().sort_by("uuid").equals(before)
+
+
+def test_two_overlapping_runs_of_the_same_hours_both_exit_0_and_every_uuid_is_there_once(
+    tmp_path: Path,
+) -> None:
+    dataset = small_dataset()
+    first, last = DAY1, DAY1 + timedelta(hours=11)
+    # both runs plan before either commits, so each hour is committed by both, often at once
+    latency = Latency(fixed_s=0.3)
+    with BackgroundSimulator(dataset, api_key=KEY, secret_key=SECRET, latency=latency) as sim:
+        env = env_for(sim.base_url, tmp_path / "out")
+        runs = [spawn(env, tmp_path, first, last, "--concurrency", "6") for _ in range(2)]
+        outputs = [r.communicate(timeout=300) for r in runs]
+        requests = sim.request_count()
+    assert [r.returncode for r in runs] == [0, 0], [err[-2000:] for _, err in outputs]
+    assert requests > 12, "the runs did not overlap"
+    uri = str(tmp_path / "out" / "website")
+    assert_table_is(uri, dataset, first, last)
+    table = DeltaTable(uri)
+    for version in range(table.version() + 1):  # no snapshot ever held an hour twice
+        uuids = Counter(DeltaTable(uri, version=version).to_pyarrow_table()["uuid"].to_pylist())
+        assert max(uuids.values(), default=1) == 1, version
+
+
+def test_sigkill_mid_run_leaves_only_whole_hours_and_the_next_run_completes_it(
+    tmp_path: Path,
+) -> None:
+    dataset = small_dataset(events_per_hour=200)
+    first, last = DAY1, DAY1 + timedelta(hours=15)
+    out = tmp_path / "out"
+    meta = out / "website" / "_async_amp"
+    latency = Latency(fixed_s=0.1, mb_per_s_per_conn=1.0)
+    with BackgroundSimulator(dataset, api_key=KEY, secret_key=SECRET, latency=latency) as sim:
+        env = env_for(sim.base_url, out)
+        proc = spawn(env, tmp_path, first, last, "--concurrency", "3")
+        deadline = time.monotonic() + 120
+        while len(list(meta.glob("*/*/_manifest.json"))) < 4:
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                "the run ended before the kill"
+            )
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        uri = str(out / "website")
+        rows = DeltaTable(uri).to_pyarrow_table()
+        whole = expected_rows_per_hour(dataset, first, last)
+        held = rows_per_hour(rows)
+        assert held and len(held) < len(whole)
+        assert all(whole[key] == count for key, count in held.items()), held
+        served = expected_uuids(dataset, first, last)
+        assert all(served[u] == 1 for u in rows["uuid"].to_pylist())
+        claimed = {
+            (datetime.strptime(p.parent.parent.name[5:], "%Y-%m-%d").date(), int(p.parent.name[5:]))
+            for p in meta.glob("*/*/_manifest.json")
+        }
+        assert claimed <= set(held)  # a manifest only for an hour the table holds
+        rerun = spawn(env, tmp_path, first, last, "--concurrency", "3")
+        _, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err[-2000:]
+    assert_table_is(uri, dataset, first, last)
+    verify = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "async_amp",
+            "verify",
+            "--start",
+            f"{first:%Y-%m-%dT%H}",
+            "--end",
+            f"{last:%Y-%m-%dT%H}",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "OK" in verify.stdout
