@@ -278,6 +278,12 @@ async def verify(
     async def read(
         sink: Sink, name: str, first: datetime, last: datetime, _: datetime
     ) -> VerifyReport:
+        if config.output.data_format == "delta":
+            from .delta.sink import DeltaSink  # noqa: PLC0415 - deltalake loads only when used
+            from .delta.verify import verify_table  # noqa: PLC0415
+
+            assert isinstance(sink, DeltaSink)
+            return await verify_table(sink, name, first, last)
         return await verify_project(sink, name, first, last, concurrency=concurrency)
 
     return VerifyResult(await _per_project(config, start, end, project, now, read))

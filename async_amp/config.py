@@ -72,7 +72,7 @@ REGION_URLS = {
     "eu": "https://analytics.eu.amplitude.com",
 }
 SINKS = ("local", "azure")
-FORMATS = ("ndjson", "gzip", "parquet")
+FORMATS = ("ndjson", "gzip", "parquet", "delta")
 _KEY = "async_amp.key"
 
 
@@ -272,7 +272,9 @@ class OutputConfig:
         "members. `gzip`: Amplitude's `.json.gz` members byte for byte (about 10x smaller; "
         "query engines read gzip). `parquet`: one typed Parquet file per member, schema in "
         "[schema.md](schema.md) (smaller still, and what Power BI, Synapse and DuckDB read "
-        "best). The manifest's sizes and hashes are of the stored files either way.",
+        "best). `delta`: the same rows in one Delta Lake table per project, an hour per "
+        "commit ([delta.md](delta.md)). The manifest's sizes and hashes are of the stored "
+        "files either way.",
     )
     keep_gzip: bool = key(
         False,
@@ -282,9 +284,9 @@ class OutputConfig:
     dedupe: bool = key(
         False,
         boolean,
-        'With `format = "parquet"`: leave out rows whose `uuid` an earlier row of the same '
-        "hour already had (Amplitude's exports can repeat events). Counted either way: the "
-        "manifest's `duplicate_uuids`.",
+        'With `format = "parquet"` or `"delta"`: leave out rows whose `uuid` an earlier row '
+        "of the same hour already had (Amplitude's exports can repeat events). Counted either "
+        "way: the manifest's `duplicate_uuids`.",
     )
     fsync: bool = key(
         True,
@@ -312,10 +314,10 @@ class OutputConfig:
                 f'[output] keep_gzip = true contradicts format = "{self.format}": drop '
                 'keep_gzip (it is the older spelling of format = "gzip")'
             )
-        if self.dedupe and self.data_format != "parquet":
+        if self.dedupe and self.data_format not in ("parquet", "delta"):
             found.append(
-                '[output] dedupe = true needs format = "parquet" (NDJSON and gzip output '
-                "keep Amplitude's files byte for byte)"
+                '[output] dedupe = true needs format = "parquet" or "delta" (NDJSON and gzip '
+                "output keep Amplitude's files byte for byte)"
             )
         return found
 

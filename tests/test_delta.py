@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from async_amp.delta.verify import verify_table
 from async_amp.errors import ConfigError
 from async_amp.testing.dataset import Dataset
 from async_amp.testing.server import run_simulator
+from async_amp.testing.site_changes import ChangingDataset
 
 from .delta_helpers import (
     expected_rows_per_hour,
@@ -178,3 +180,28 @@ async def test_compact_merges_an_hours_files_vacuums_and_changes_no_row(tmp_path
         local_delta_sink(config), "website", DAY1, DAY1 + timedelta(hours=2)
     )
     assert report.ok, report.problems
+
+
+async def test_dedupe_keeps_the_first_copy_of_each_uuid_and_the_record_counts_the_rest(
+    tmp_path: Path,
+) -> None:
+    dataset = ChangingDataset(events_per_hour=60, pages_per_hour=2, duplicate_every=10)
+    hour = DAY1 + timedelta(hours=4)
+    lines = [
+        json.loads(x) for p in dataset.pages(hour) for x in dataset.ndjson(hour, p).splitlines()
+    ]
+    firsts = list(dict.fromkeys(line["uuid"] for line in lines))
+    assert len(lines) - len(firsts) > 2
+    async with run_simulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
+        base = make_config(sim.base_url, tmp_path)
+        config = replace(base, output=replace(base.output, format="delta", dedupe=True))
+        assert (await run(config, hour, hour, sink=local_delta_sink(config))).exit_code == 0
+    table = DeltaTable(str(tmp_path / "website")).to_pyarrow_table()
+    assert sorted(table["uuid"].to_pylist()) == sorted(firsts)
+    meta = tmp_path / "website" / "_async_amp" / "date=2026-11-01" / "hour=04"
+    record = json.loads((meta / "_delta_commit.json").read_bytes())
+    assert record["duplicate_uuids"] == record["dropped_duplicates"] == len(lines) - len(firsts)
+    assert record["rows"] == len(firsts) and sum(s["lines"] for s in record["sources"]) == len(
+        lines
+    )
+    assert (await verify_table(local_delta_sink(config), "website", hour, hour)).ok

@@ -166,3 +166,35 @@ def test_azure_options_follow_the_azure_sinks_credentials() -> None:
     assert refresh is not None and "account_key" not in options and "sas_token" not in options
     with pytest.raises(ConfigError, match="account_url"):
         azure_options(AzureConfig(), {})
+
+
+def test_two_writers_creating_the_table_at_once_both_commit_and_know_their_version(
+    tmp_path: Path,
+) -> None:
+    """Both find no table and write its first commit; one of them loses version 0 and is
+    redone as version 1. Each is told the version of its own commit."""
+    for attempt in range(5):
+        location = TableLocation(str(tmp_path / f"t{attempt}"))
+        start = threading.Barrier(2)
+        got: dict[int, int] = {}
+
+        def write(
+            hour: int,
+            location: TableLocation = location,
+            start: threading.Barrier = start,
+            got: dict[int, int] = got,
+        ) -> None:
+            at = HOUR.replace(hour=hour)
+            start.wait()
+            got[hour] = replace_hour(
+                location, at, lambda: reader(batch(f"h{hour}", 2, at)), metadata={"hour": hour}
+            )
+
+        threads = [threading.Thread(target=write, args=(h,)) for h in (1, 2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(got.values()) == [0, 1]
+        history = {h["version"]: h["async_amp.hour"] for h in DeltaTable(location.uri).history()}
+        assert history == {v: h for h, v in got.items()}

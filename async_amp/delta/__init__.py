@@ -36,7 +36,14 @@ def make_delta_sink(
     # Spool next to a local output (its run folder: cleaned after a crash like the rest of
     # the staging), in the system's temporary folder otherwise.
     spool = inner.run_dir if isinstance(inner, LocalSink) else None
-    return DeltaSink(inner, locate, run_id=run_id, spool_dir=spool, forget=_forgetter(inner))
+    return DeltaSink(
+        inner,
+        locate,
+        run_id=run_id,
+        spool_dir=spool,
+        forget=_forgetter(inner),
+        dedupe=config.output.dedupe,
+    )
 
 
 def _forgetter(inner: Sink) -> Callable[[str, datetime], Awaitable[None]] | None:

@@ -44,6 +44,7 @@ import structlog
 
 from ..errors import StorageError
 from ..formats import iter_event_batches, plain_schema, write_parquet
+from ..formats.staging import DuplicateFilter
 from ..hours import MemberName
 from ..manifest import FileEntry, Manifest
 from ..sinks.base import HourStaging, MemberSink, Sink
@@ -118,7 +119,8 @@ class _Member:
                 batches = iter_event_batches(
                     self._ndjson, export_hour=self._member.hour, source_file=source
                 )
-                facts = write_parquet(batches, _Writer(out))
+                keep = self._staging.duplicates
+                facts = write_parquet((keep(b) for b in batches), _Writer(out))
         finally:
             self._ndjson.unlink(missing_ok=True)
         self._staging.done(
@@ -145,6 +147,8 @@ class _DeltaStaging:
         self.dir = sink.spool / f"{hour:%Y%m%dT%H}-{uuid.uuid4().hex[:8]}"
         self._lock = threading.Lock()
         self._done: dict[str, tuple[Path, dict[str, Any], int, int]] = {}
+        # an hour's members are decoded one after the other, in one thread: one filter each
+        self.duplicates = DuplicateFilter(drop=sink.dedupe)
 
     def open_member(self, member: MemberName, file_name: str) -> MemberSink:
         try:
@@ -214,6 +218,8 @@ class _DeltaStaging:
             "bytes": size,
             "uuid_sha256": uuid_digest(seen),
             "extra_rows": sum(extra for *_, extra in parts),
+            "duplicate_uuids": self.duplicates.duplicates,
+            "dropped_duplicates": self.duplicates.dropped,
             "sources": [source for _, source, _, _ in parts],
         }
         await self._record(meta, manifest, record)
@@ -279,6 +285,7 @@ class DeltaSink:
         run_id: str,
         spool_dir: Path | None = None,
         forget: Callable[[str, datetime], Awaitable[None]] | None = None,
+        dedupe: bool = False,
     ) -> None:
         self.inner = inner
         self.locate = locate
@@ -286,6 +293,7 @@ class DeltaSink:
         self._spool_parent = spool_dir
         self.spool = Path(tempfile.gettempdir())
         self._forget = forget
+        self.dedupe = dedupe
 
     def describe(self) -> str:
         return f"delta:{self.inner.describe()}"

@@ -105,9 +105,12 @@ def with_partition_columns(batch: pa.RecordBatch, hour: datetime) -> pa.RecordBa
 def open_table(location: TableLocation, version: int | None = None) -> DeltaTable | None:
     """The table's latest snapshot (or ``version``), ``None`` when there is no table yet."""
     try:
-        return DeltaTable(location.uri, version=version, storage_options=location.options())
+        table = DeltaTable(location.uri, version=version, storage_options=location.options())
     except TableNotFoundError:
         return None
+    # a log folder whose first commit is still being written (another writer creating the
+    # table right now) opens as version -1: no table yet either
+    return table if table.version() >= 0 else None
 
 
 def _backoff(attempt: int, rng: random.Random) -> float:
@@ -167,7 +170,7 @@ def replace_hour(
             name=name,
             commit_properties=CommitProperties(custom_metadata=custom),
         )
-        if table is not None:
+        if table is not None and table.version() >= 0:
             return table.version()  # delta-rs moves the object to the version it committed
         return _committed_version(location, custom)
 
@@ -183,13 +186,18 @@ def replace_hour(
 
 
 def _committed_version(location: TableLocation, custom: Mapping[str, Any]) -> int:
-    """The version the table's first commit got: the newest one carrying our metadata."""
-    table = open_table(location)
-    assert table is not None
-    for entry in table.history(50):
-        if all(entry.get(k) == v for k, v in custom.items()):
-            return int(entry["version"])
-    return table.version()  # pragma: no cover - 50 commits landed since ours
+    """The version of the commit carrying ``custom`` (the first commit of a new table: the
+    write was given a URI, not a table object that would know)."""
+    for _ in range(20):
+        table = open_table(location)
+        for entry in table.history(50) if table is not None else ():
+            if int(entry.get("version", -1)) >= 0 and all(
+                entry.get(k) == v for k, v in custom.items()
+            ):
+                return int(entry["version"])
+        time.sleep(0.05)  # a table still being created by another writer: look again
+    msg = f"cannot find the commit just made in {location.uri}"
+    raise CommitConflictError(msg)
 
 
 def hour_bytes(location: TableLocation, hour: datetime, version: int) -> int:

@@ -27,4 +27,8 @@ def make_sink(config: Config, *, run_id: str, environ: Mapping[str, str]) -> Sin
         from ..formats.staging import ParquetSink  # noqa: PLC0415 - pyarrow loads only when used
 
         return ParquetSink(sink, dedupe=config.output.dedupe, spool_dir=spool)
+    if config.output.data_format == "delta":
+        from ..delta import make_delta_sink  # noqa: PLC0415 - deltalake loads only when used
+
+        return make_delta_sink(config, sink, run_id=run_id, environ=environ)
     return sink

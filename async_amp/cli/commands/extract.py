@@ -134,8 +134,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     ext.add_argument(
         "--format",
         choices=FORMATS,
-        help="what each hour's folder holds: ndjson, gzip (Amplitude's .json.gz) or parquet "
-        "(typed, see docs/schema.md) (e.g. --format parquet)",
+        help="what each hour's folder holds: ndjson, gzip (Amplitude's .json.gz), parquet "
+        "(typed, see docs/schema.md), or delta: one Delta Lake table per project "
+        "(docs/delta.md) (e.g. --format parquet)",
     )
     ext.set_defaults(handler=_cmd_extract)
 
