@@ -213,3 +213,85 @@ def test_the_lake_s_failed_hour_is_not_read() -> None:
     assert cell.state == "failed" and cell.events == 0
     assert (lake.root / hour_folder("website", FAILED)).is_dir()
     assert lake.report.first == FIRST and lake.report.last == LAST
+
+
+def test_a_year_renders_under_5_mb() -> None:
+    """A year of hours, days, the top lists and sparklines full: the page stays small."""
+    from async_amp.reports import render_html
+    from async_amp.reports.aggregate import SESSION_BUCKETS, DayFacts
+    from async_amp.reports.model import BlogPost, Drop, Lead, NewKey
+
+    first = datetime(2025, 1, 1, tzinfo=UTC)
+    hours = [first + timedelta(hours=h) for h in range(365 * 24)]
+    cells = tuple(
+        HourCell(h, "complete", 5_000 + h.hour * 37, 1) if h.hour != 7 else HourCell(h, "missing")
+        for h in hours
+    )
+    days = tuple(
+        DayFacts(
+            first.date() + timedelta(days=d), 120_000, 30, 12, 9_000, 3_000, 800, 20_000, 60_000
+        )
+        for d in range(365)
+    )
+    names = [f"/blog/a-rather-long-post-slug-number-{i}" for i in range(20)]
+    report = Report(
+        project="website",
+        where="/data",
+        first=first,
+        last=hours[-1],
+        now=hours[-1] + timedelta(hours=3),
+        lag_hours=2,
+        settings=ReportConfig(),
+        hours=cells,
+        days=days,
+        drops=tuple(Drop(h, 10, 5_000.0) for h in hours[::97]),
+        new_keys=tuple(NewKey("property", f"key_{i}", days[i].day) for i in range(200)),
+        baseline_keys=70,
+        event_types=tuple((f"Event {i}", 1000 - i) for i in range(20)),
+        countries=tuple((f"Country {i}", 1000 - i) for i in range(20)),
+        cities=tuple((f"City {i}, Country", 1000 - i) for i in range(20)),
+        sources=tuple((f"source-{i}.example", 1000 - i) for i in range(20)),
+        oses=tuple((f"OS {i}", 100 - i) for i in range(10)),
+        browsers=tuple((f"Browser {i}", 100 - i) for i in range(10)),
+        device_types=tuple((f"Device {i}", 100 - i) for i in range(10)),
+        blog=tuple(
+            BlogPost(p, f"Title {i}", 90_000 - i, 40_000, 30_000, tuple(range(365)))
+            for i, p in enumerate(names)
+        ),
+        blog_views=2_000_000,
+        leads=tuple(
+            Lead(f"u_{i:07d}", hours[-1], first, 200, 5_000, "Germany", "Berlin", "Acme Corp")
+            for i in range(25)
+        ),
+        identified_total=80_000,
+        weekday_hour={(d, h): 1000 * d + h for d in range(1, 8) for h in range(24)},
+        session_lengths=tuple((label, 1_000) for _, label in SESSION_BUCKETS),
+        rows_read=43_800_000,
+    )
+    page = render_html(report).encode()
+    assert len(page) < 5_000_000
+    assert page.count(b'<rect class="cell ') == 365 * 24
+
+
+def test_files_without_a_manifest_make_a_failed_hour(tmp_path: Path) -> None:
+    """An attempt that never finished leaves data but no manifest: failed, not just missing."""
+    day = datetime(2026, 11, 2, tzinfo=UTC)
+    orphan = tmp_path / hour_folder("website", day + timedelta(hours=5))
+    orphan.mkdir(parents=True)
+    (orphan / "187520_2026-11-02_5#0.json").write_text('{"uuid": "x"}\n')
+    (tmp_path / hour_folder("website", day + timedelta(hours=6))).mkdir(parents=True)  # empty
+
+    async def build() -> Report:
+        return await build_report(
+            LocalSink(tmp_path, run_id="r", fsync=False),
+            "website",
+            day,
+            day + timedelta(hours=23),
+            now=day + timedelta(days=2),
+            lag_hours=2,
+        )
+
+    states = {c.hour.hour: (c.state, c.detail) for c in anyio.run(build).hours}
+    assert states[5] == ("failed", "data files without a manifest")
+    assert states[6] == ("missing", "")
+    assert sum(state == "missing" for state, _ in states.values()) == 23

@@ -142,3 +142,23 @@ def test_several_projects_need_one_named(
         == 0
     )
     assert out.is_file()
+
+
+def test_an_unreadable_data_file_is_one_line_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stored file that is not NDJSON (damaged after its manifest was written)."""
+    from async_amp.manifest import FileEntry, Manifest, hour_folder
+
+    isolate_cli(tmp_path, monkeypatch, ASYNC_AMP_NOW=NOW.isoformat())
+    folder = tmp_path / "data" / hour_folder("website", FIRST)
+    folder.mkdir(parents=True)
+    (folder / "187520_2026-11-02_0#0.json").write_bytes(b'{"uuid": "a"}\n<html>oops</html>\n')
+    entry = FileEntry("187520_2026-11-02_0#0.json", 33, 2, "0" * 64)
+    manifest = Manifest(FIRST, "complete", (entry,), 1, NOW)
+    (folder / "_manifest.json").write_bytes(manifest.dumps())
+    code = main(["report", *RANGE, "--data", str(tmp_path / "data")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert err.startswith("async-amp: error: cannot read the data of 2026-11-02T00 to 00: ")
+    assert "\n" not in err and "Traceback" not in err

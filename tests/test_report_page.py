@@ -8,6 +8,8 @@ queries over the same stored files, not from the report's own code.
 
 from __future__ import annotations
 
+import base64
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -87,6 +89,16 @@ def seen(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[
             found = await page.evaluate(script)
             found["requests"] = list(page.requests)
             found["url"] = page_file.resolve().as_uri()
+            await page.send("Emulation.setEmulatedMedia", media="print")
+            found["print_avoid"] = await page.evaluate(
+                "[...document.querySelectorAll('section.panel')]"
+                ".map(s => getComputedStyle(s).breakInside)"
+            )
+            pdf = await page.send("Page.printToPDF", printBackground=True)
+            found["pdf_pages"] = len(
+                re.findall(rb"/Type\s*/Page[^s]", base64.b64decode(pdf["data"]))
+            )
+            await page.send("Emulation.setEmulatedMedia", media="")
             await page.send(
                 "Emulation.setDeviceMetricsOverride",
                 width=390,
@@ -198,3 +210,8 @@ def test_panels_without_their_events_say_so(seen: dict[str, Any]) -> None:
         said.count('No page-view events in this range (looked for event types "No Such Event"') == 2
     )
     assert "0 page views" not in said
+
+
+def test_page_prints_with_panels_kept_whole(seen: dict[str, Any]) -> None:
+    assert seen["print_avoid"] and set(seen["print_avoid"]) == {"avoid"}
+    assert seen["pdf_pages"] >= 2

@@ -92,7 +92,7 @@ class Aggregator:
 
     folder: Path
     settings: ReportConfig
-    memory_limit: str = "256MB"
+    memory_limit: str = "512MB"
     threads: int = 2
     con: duckdb.DuckDBPyConnection = field(init=False)
     days: list[DayFacts] = field(default_factory=list)
@@ -107,7 +107,7 @@ class Aggregator:
     _pkeysigs: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self.con = duckdb.connect(str(self.folder / "report.duckdb"))
+        self.con = duckdb.connect(":memory:")  # spills to temp_directory past memory_limit
         for setting in (
             f"SET memory_limit = {sql_text(self.memory_limit)}",
             f"SET temp_directory = {sql_text(str(self.folder / 'spill'))}",

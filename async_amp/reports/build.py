@@ -118,8 +118,8 @@ async def build_report(
     lag_hours: int,
     settings: ReportConfig | None = None,
     progress: Progress | None = None,
-    memory_limit: str = "256MB",
-    batch_bytes: int = 64 * 1024 * 1024,
+    memory_limit: str = "512MB",
+    batch_bytes: int = 24 * 1024 * 1024,
 ) -> Report:
     """Read every hour from ``first`` to ``last`` (inclusive, UTC) and aggregate it.
 
@@ -144,9 +144,11 @@ async def build_report(
             ) -> None:
                 async with out:
                     for hour in hours:
-                        await out.send(
-                            await _read_hour(sink, project, hour, hour in done, newest, tmp)
-                        )
+                        item = await _read_hour(sink, project, hour, hour in done, newest, tmp)
+                        try:
+                            await out.send(item)
+                        except anyio.BrokenResourceError:  # the reader failed: it says why
+                            return
 
             batch = _Batch()
 
@@ -158,8 +160,10 @@ async def build_report(
                             agg.add_hours, day, batch.paths
                         )
                     except duckdb.Error as exc:
-                        lo, hi = batch.cells[0].hour, batch.cells[-1].hour
-                        msg = f"cannot read the data of {lo:%Y-%m-%dT%H} to {hi:%H}: {exc}"
+                        read = [c.hour for c in batch.cells if c.state == "complete"]
+                        lo, hi = read[0], read[-1]
+                        why = str(exc).splitlines()[0]
+                        msg = f"cannot read the data of {lo:%Y-%m-%dT%H} to {hi:%H}: {why}"
                         raise StorageError(msg) from exc
                     finally:
                         for folder in batch.temporary:
@@ -169,17 +173,20 @@ async def build_report(
                         progress(ScanProgress(len(cells), len(hours), batch.rows, cells[-1].hour))
                     batch.clear()
 
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(produce, send)
-                async with receive:
-                    async for cell, paths, temporary, size in receive:
-                        if batch.cells and (
-                            batch.cells[0].hour.date() != cell.hour.date()
-                            or batch.size + size > batch_bytes
-                        ):
-                            await flush()
-                        batch.add(cell, paths, size, temporary=temporary)
-                await flush()
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(produce, send)
+                    async with receive:
+                        async for cell, paths, temporary, size in receive:
+                            if batch.cells and (
+                                batch.cells[0].hour.date() != cell.hour.date()
+                                or batch.size + size > batch_bytes
+                            ):
+                                await flush()
+                            batch.add(cell, paths, size, temporary=temporary)
+                    await flush()
+            except BaseExceptionGroup as group:
+                raise _first(group) from None
             rows = batch.rows
             await anyio.to_thread.run_sync(agg.finish)
             return await anyio.to_thread.run_sync(
@@ -189,6 +196,14 @@ async def build_report(
             )
         finally:
             agg.close()
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that stopped the scan (a task group wraps it), unwrapped for the caller."""
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return leaf
 
 
 def _ranking(agg: Aggregator, column: str, limit: int) -> tuple[tuple[str, int], ...]:
