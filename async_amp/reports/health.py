@@ -47,6 +47,7 @@ background:#eef1f4;font-size:.9em}.chip b{font-variant-numeric:tabular-nums}
 table{border-collapse:collapse;width:100%;font-size:.92em}td,th{padding:3px 6px;text-align:left;
 border-bottom:1px solid #eceff2;vertical-align:middle}th{font-weight:600;color:var(--mute)}
 .num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+#quality td:first-child,#drops td:first-child,#drift td:first-child{white-space:nowrap}
 table.rank .name{width:45%}table.rank .barcell{width:30%}
 .bar{display:block;height:10px;background:var(--s0);border-radius:2px;
 print-color-adjust:exact;-webkit-print-color-adjust:exact}
