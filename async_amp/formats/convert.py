@@ -38,14 +38,17 @@ from .schema import COLUMNS, EVENT_SCHEMA, EXTRA, Column
 
 __all__ = [
     "BATCH_ROWS",
+    "ROW_GROUP_ROWS",
     "ParquetFacts",
     "iter_event_batches",
     "parquet_rows",
     "write_parquet",
 ]
 
-BATCH_ROWS: Final = 16_384
-"""Rows per record batch and per Parquet row group: bounds memory whatever the hour's size."""
+BATCH_ROWS: Final = 8_192
+"""Rows per record batch: with the row group being written, what bounds memory."""
+ROW_GROUP_ROWS: Final = 16_384
+"""Rows per Parquet row group (about 30 MB of NDJSON, 1 MB of Parquet)."""
 
 DUCKDB_MEMORY: Final = "128MB"
 MAX_EVENT_BYTES: Final = 16 * 1024**2
@@ -247,39 +250,45 @@ def _first_line(error: BaseException | None) -> str:
     return str(error).strip().splitlines()[0] if error else "unknown reason"
 
 
-def _scan(con: duckdb.DuckDBPyConnection, path: Path, source: str) -> tuple[int, list[str]]:
-    """Objects in the file, and its top-level keys the schema does not know (one pass)."""
+_NOT_AN_OBJECT: Final = "\x00not an object"
+
+
+def _scan(con: duckdb.DuckDBPyConnection, path: Path, source: str) -> list[str]:
+    """The file's top-level keys the schema does not know (one streaming pass that keeps only
+    distinct keys); ``ArchiveError`` when a line is not a JSON object."""
     rel = f"read_ndjson_objects({_sql_str(str(path))}, maximum_object_size = {MAX_EVENT_BYTES})"
     known = "[" + ", ".join(_sql_str(k) for k in sorted(_KNOWN)) + "]"
     try:
-        ((objects, others, unknown),) = con.sql(
-            "SELECT count(*), count(*) FILTER (WHERE NOT starts_with(ltrim(json), '{')), "  # noqa: S608
-            "list_distinct(flatten(list(DISTINCT list_filter(json_keys(json), "
-            f"lambda k: NOT list_contains({known}, k))))) FROM {rel}"
+        found = con.sql(
+            "SELECT DISTINCT unnest(CASE WHEN starts_with(ltrim(json), '{') "  # noqa: S608
+            f"THEN list_filter(json_keys(json), lambda k: NOT list_contains({known}, k)) "
+            f"ELSE [{_sql_str(_NOT_AN_OBJECT)}] END) FROM {rel}"
         ).fetchall()
     except duckdb.Error as exc:
         raise find_bad_line(path, source, exc) from None
-    if others:
+    keys = {k for (k,) in found}
+    if _NOT_AN_OBJECT in keys:
         raise find_bad_line(path, source)
-    return int(objects), sorted(unknown or ())
+    return sorted(keys)
 
 
 def _batches_from_file(
     path: Path, *, export_hour: datetime, source_file: str, batch_rows: int
 ) -> Iterator[pa.RecordBatch]:
     with ENGINES.engine() as con:
-        objects, unknown = _scan(con, path, source_file)
-        lines = _count_lines(path)
-        if objects != lines:
-            raise find_bad_line(path, source_file)
+        unknown = _scan(con, path, source_file)
         query = build_query(str(path), unknown, export_hour, source_file)
+        rows = 0
         try:
             reader = con.sql(query).to_arrow_reader(batch_rows)
             for batch in reader:
+                rows += batch.num_rows
                 yield _conform(batch)
         except duckdb.Error as exc:
             msg = f"member {source_file!r} could not be converted: {_first_line(exc)}"
             raise ArchiveError(msg) from None
+        if rows != _count_lines(path):  # DuckDB skips blank lines: find and name one
+            raise find_bad_line(path, source_file)
 
 
 def _conform(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -377,7 +386,7 @@ class _HashingFile:
 
 
 def write_parquet(
-    batches: Iterable[pa.RecordBatch], out: _Writable, *, row_group_rows: int = BATCH_ROWS
+    batches: Iterable[pa.RecordBatch], out: _Writable, *, row_group_rows: int = ROW_GROUP_ROWS
 ) -> ParquetFacts:
     """Write ``batches`` as one Parquet file (zstd, row groups of ``row_group_rows``) to ``out``.
 
