@@ -34,6 +34,7 @@ from .values import (
     Check,
     api_url,
     boolean,
+    bucket,
     choice,
     container,
     env_name,
@@ -62,6 +63,7 @@ __all__ = [
     "OutputConfig",
     "ProjectConfig",
     "ReportConfig",
+    "S3Config",
     "key",
     "keys_of",
     "sections",
@@ -71,7 +73,7 @@ REGION_URLS = {
     "us": "https://amplitude.com",
     "eu": "https://analytics.eu.amplitude.com",
 }
-SINKS = ("local", "azure")
+SINKS = ("local", "azure", "s3")
 FORMATS = ("ndjson", "gzip", "parquet", "delta")
 _KEY = "async_amp.key"
 
@@ -256,8 +258,9 @@ class OutputConfig:
     sink: str = key(
         "local",
         choice(*SINKS),
-        "Write to a local folder, or to Azure Blob Storage (`--sink`; then see "
-        "[`[azure]`](#azure)).",
+        "Write to a local folder, to Azure Blob Storage (`--sink`; then see "
+        "[`[azure]`](#azure)) or to Amazon S3 or an S3-compatible store (then see "
+        "[`[s3]`](#s3)).",
     )
     dir: Path = key(
         Path("data"),
@@ -464,6 +467,69 @@ class ReportConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class S3Config:
+    """``[s3]``: the bucket, when ``[output] sink = "s3"`` (credentials: the AWS chain)."""
+
+    bucket: str | None = key(
+        None,
+        bucket,
+        'The bucket (required with `sink = "s3"`); it must exist: async-amp never creates buckets.',
+    )
+    prefix: str = key(
+        "amplitude",
+        prefix,
+        'Folder inside the bucket under which the projects go; `""` for the bucket\'s root.',
+    )
+    region: str | None = key(
+        None,
+        text,
+        "The bucket's region, e.g. `eu-west-1`; default `AWS_REGION`, then "
+        "`AWS_DEFAULT_REGION`, then `us-east-1`. R2 and GCS take `auto`.",
+    )
+    endpoint_url: str | None = key(
+        None,
+        url,
+        "An S3-compatible store's endpoint: `http://minio:9000`, "
+        "`https://<account>.r2.cloudflarestorage.com`, `https://s3.<region>.backblazeb2.com`, "
+        "`https://storage.googleapis.com`; none for AWS. See [s3.md](s3.md).",
+    )
+    addressing_style: str = key(
+        "auto",
+        choice("auto", "path", "virtual"),
+        "`path` (`host/bucket/key`) for MinIO and most self-hosted stores, `virtual` "
+        "(`bucket.host/key`); `auto` lets botocore pick (virtual on AWS).",
+    )
+    part_size_mib: int = key(
+        8,
+        integer(5, 5 * 1024),
+        "Size of the multipart-upload parts a data file is sent in, as it is decoded; memory "
+        "is about one part per file being written. An object holds at most 10,000 parts, so "
+        "the largest file is 10,000 x this.",
+    )
+    retries: int = key(
+        3,
+        integer(0, 10),
+        "Retries of a storage call that failed on the network, was throttled (503 SlowDown) "
+        "or failed on the server (500), with botocore's standard backoff.",
+    )
+    connect_timeout_s: float = key(
+        5.0,
+        number(0, strict=True),
+        "Connect timeout of storage calls, in seconds: a wrong `endpoint_url` fails in seconds.",
+    )
+    read_timeout_s: float = key(
+        60.0,
+        number(0, strict=True),
+        "Longest wait for a storage response, in seconds.",
+    )
+
+    def problems(self, config: Config, environ: Mapping[str, str]) -> list[str]:
+        if config.output.sink == "s3" and not self.bucket:
+            return ["sink 's3' needs [s3] bucket"]
+        return []
+
+
+@dataclass(frozen=True, slots=True)
 class Credentials:
     api_key: str
     secret_key: str = field(repr=False)
@@ -534,6 +600,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     azure: AzureConfig = field(default_factory=AzureConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    s3: S3Config = field(default_factory=S3Config)
     projects: tuple[ProjectConfig, ...] = ()
     source: Path | None = None
     credentials: Credentials | None = field(default=None, repr=False, compare=False)

@@ -19,6 +19,7 @@ __all__ = [
     "Check",
     "api_url",
     "boolean",
+    "bucket",
     "choice",
     "container",
     "env_name",
@@ -244,6 +245,21 @@ def _container(value: Any) -> str:
 
 
 container = Check(_container, "string")
+
+
+def _bucket(value: Any) -> str:
+    name = _text(value)
+    ok = 3 <= len(name) <= 63 and all(c.islower() or c.isdigit() or c in "-." for c in name)
+    if not ok or not name[0].isalnum() or not name[-1].isalnum() or ".." in name:
+        msg = (
+            "must be an S3 bucket name (3-63 lowercase letters, digits, dots and dashes), "
+            f"not {value!r}"
+        )
+        raise ValueError(msg)
+    return name
+
+
+bucket = Check(_bucket, "string")
 
 
 def _prefix(value: Any) -> str:

@@ -22,10 +22,9 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -48,7 +47,8 @@ from async_amp.testing.dataset import Dataset
 from async_amp.testing.server import Fault, FaultPlan, Latency, run_simulator
 
 from .azurite import ACCOUNT_KEY, Azurite, azurite_proxy, free_port
-from .helpers import DAY1, KEY, NOW, SECRET, last_hour_of, make_config, run, small_dataset
+from .e2e import cli, communicate, e2e_env, expect_user_error, wait_until
+from .helpers import DAY1, KEY, SECRET, last_hour_of, make_config, run, small_dataset
 
 pytestmark = [pytest.mark.anyio, pytest.mark.azure]
 
@@ -191,62 +191,10 @@ async def assert_container_matches(
 
 
 def cli_env(base_url: str, container: str, **extra: str) -> dict[str, str]:
-    """The CLI's environment: nothing inherited that configures async-amp or Azure."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("ASYNC_AMP_", "AZURE_", "AMP_", "AZURITE_"))
-    }
-    env.update(
-        AMP_API_KEY=KEY,
-        AMP_SECRET_KEY=SECRET,
-        ASYNC_AMP_AMPLITUDE_BASE_URL=base_url,
-        ASYNC_AMP_AZURE_CONTAINER=container,
-        ASYNC_AMP_OUTPUT_FSYNC="false",
-        ASYNC_AMP_NOW=NOW.isoformat(),
+    """The CLI's environment for ``--sink azure`` into ``container`` (see tests.e2e)."""
+    return e2e_env(
+        base_url, ASYNC_AMP_OUTPUT_SINK="azure", ASYNC_AMP_AZURE_CONTAINER=container, **extra
     )
-    env.update(extra)
-    return env
-
-
-def cli_args(first: str, last: str, *extra: str) -> list[str]:
-    args = [sys.executable, "-m", "async_amp", "extract", "--sink", "azure"]
-    return [*args, "--start", first, "--end", last, "--log-format", "json", *extra]
-
-
-@contextlib.contextmanager
-def cli(
-    cwd: Path, env: dict[str, str], first: str, last: str, *extra: str, **popen: Any
-) -> Iterator[subprocess.Popen[str]]:
-    """``python -m async_amp extract --sink azure`` in ``cwd`` (no config.toml, no .env there);
-    killed if the test fails before it ends."""
-    args = popen.pop("launcher", []) + cli_args(first, last, *extra)
-    popen.setdefault("stdout", subprocess.PIPE)
-    popen.setdefault("stderr", subprocess.PIPE)
-    with subprocess.Popen(args, env=env, cwd=cwd, text=True, **popen) as proc:
-        try:
-            yield proc
-        finally:
-            if proc.returncode is None and proc.poll() is None:
-                proc.kill()
-
-
-async def communicate(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
-    out, err = await anyio.to_thread.run_sync(lambda: proc.communicate(timeout=timeout))
-    return out, err
-
-
-async def wait_until(
-    condition: Callable[[], Awaitable[bool]], proc: subprocess.Popen[str], what: str
-) -> None:
-    deadline = time.monotonic() + 30
-    while not await condition():
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"the run ended ({proc.returncode}) before {what}:\n{out}\n{err[-3000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await anyio.sleep(0.05)
 
 
 # --- the two-day run, and resume -----------------------------------------------------------------
@@ -577,20 +525,9 @@ async def test_cli_user_error_is_one_line_exit_2_fast_and_secret_free(
             await service.create_container(azure_container)
     extra, secrets = make_env(azurite, azure_container)
     env = cli_env("http://127.0.0.1:9", azure_container, **extra)  # Amplitude is never reached
-    started = time.monotonic()
-    with cli(tmp_path, env, "2026-11-01T00", "2026-11-01T05") as proc:
-        out, err = await communicate(proc, 60)
-    elapsed = time.monotonic() - started
-    assert proc.returncode == 2, err
+    line, elapsed = await expect_user_error(tmp_path, env, expected, secrets)
     assert elapsed < 15, f"{elapsed:.1f} s"
-    assert out == ""
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("async-amp: error: ") and expected in lines[0], lines[0]
-    assert azure_container in lines[0]
-    logs = "".join(p.read_text() for p in tmp_path.rglob("*.jsonl"))
-    for secret in [*secrets, KEY, SECRET]:
-        assert secret not in out + err + logs
+    assert azure_container in line
     async with azurite.service_client() as service:  # and nothing was written
         if case == "sas-without-write":
             assert await listing(service, azure_container) == {}

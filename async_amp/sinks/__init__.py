@@ -1,4 +1,5 @@
-"""Output sinks: a local folder or an Azure Blob Storage container, behind one protocol."""
+"""Output sinks: a local folder, an Azure Blob Storage container or an S3 bucket, behind one
+protocol."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ def make_sink(config: Config, *, run_id: str, environ: Mapping[str, str]) -> Sin
         from .azure import AzureSink  # noqa: PLC0415 - the Azure SDK loads only when used
 
         sink = AzureSink.from_config(config.azure, run_id=run_id, environ=environ)
+    elif config.output.sink == "s3":
+        from .s3 import S3Sink  # noqa: PLC0415 - botocore loads only when used
+
+        sink = S3Sink.from_config(config.s3, run_id=run_id, environ=environ)
     else:
         local = LocalSink(config.output.dir, run_id=run_id, fsync=config.output.fsync)
         sink, spool = local, local.run_dir  # cleaned with the run's other leftovers

@@ -22,6 +22,7 @@ from ..hours import MemberName
 from ..manifest import MANIFEST_NAME, FileEntry, Manifest, hour_folder
 from ..values import is_plain_name
 from .base import DATA_SUFFIXES
+from .shared import pid_alive
 
 __all__ = ["LocalSink"]
 
@@ -37,16 +38,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class _LocalMember:
@@ -216,7 +207,7 @@ class LocalSink:
                     dead = old = now - run.stat().st_mtime > STALE_SETUP_S
                 else:
                     owner = json.loads((run / "owner.json").read_text())
-                    dead = owner["host"] == host and not _pid_alive(int(owner["pid"]))
+                    dead = owner["host"] == host and not pid_alive(int(owner["pid"]))
                     old = now - float(owner["started"]) > STALE_AFTER_S
             except FileNotFoundError:
                 continue  # gone already (its run finished)

@@ -33,6 +33,7 @@ __all__ = [
     "dev_connection_string",
     "find_azurite",
     "install_hint",
+    "terminate",
 ]
 
 # The well-known development account every Azurite accepts (public, documented, not a secret).
@@ -95,6 +96,17 @@ def install_hint(binary: Path | None = None) -> str:
         f"Azurite is not installed ({where}): run `npm ci --prefix tools` "
         "(`make demo-azure` and `make test` do it; needs Node.js >= 20 and npm)"
     )
+
+
+def terminate(process: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM a child server, SIGKILL it after ``timeout_s``; reap it either way."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class AzuriteProcess:
@@ -181,13 +193,8 @@ class AzuriteProcess:
     def stop(self) -> None:
         """Stop the process (idempotent); its in-memory data is gone afterwards."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(self._stop_timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            terminate(process, self._stop_timeout_s)
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None

@@ -1,0 +1,482 @@
+"""Amazon S3 (and S3-compatible stores) sink: multipart uploads completed only at commit.
+
+Layout: ``s3://<bucket>/<prefix>/<project>/date=YYYY-MM-DD/hour=HH/<file>``, plus the same
+``_manifest.json`` as the other sinks, written last. The client is aiobotocore (botocore's
+credential chain, retries and signing on aiohttp); why, with the measurements: docs/s3.md.
+
+How the ``Sink`` contract maps onto S3:
+
+- Staging: each member becomes a multipart upload to its final key. Its bytes go out in parts
+  of ``part_size_mib`` as they are written (at most one part per member is buffered, nothing
+  is kept whole, no temporary file), each with its Content-MD5 (computed in the worker thread,
+  checked by S3: 400 BadDigest). An upload that is not completed is invisible: no listing, GET
+  or HEAD shows it.
+- ``commit(manifest)``: delete the old manifest (the hour stops looking done), complete each
+  member's upload, delete stale data objects of an earlier extraction, put the manifest
+  **last**.
+- ``discard()``: aborts the attempt's uploads (their parts are freed at once).
+- ``prepare()``: proves list, write and delete permission (one listing, one small ``PUT`` of
+  this run's lease object, one ``DELETE``), then aborts the incomplete uploads that killed runs
+  left: those no live run can own (see ``leases.py``).
+
+Errors are translated at the boundary (``s3_errors.py``): refused credentials become
+``CredentialsError``, a missing bucket, a wrong region or an unreachable endpoint
+``ConfigError`` (from ``prepare``), everything else ``StorageError``; messages name the bucket
+and key, never a key id, secret or session token.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import threading
+from collections.abc import AsyncIterator, Iterable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Self
+
+import anyio
+import anyio.from_thread
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..config import S3Config
+from ..errors import ConfigError, StorageError
+from ..hours import MemberName, iso_hour
+from ..manifest import MANIFEST_NAME, FileEntry, Manifest, hour_folder
+from .base import DATA_SUFFIXES
+from .leases import LeaseBook
+from .s3_errors import UNREACHABLE, ErrorTranslator, credentials_from
+from .shared import (
+    MANIFEST_CONTENT_TYPE,
+    check_file_name,
+    common_prefix,
+    content_type,
+    each_at_once,
+    header_safe,
+    join,
+    staged_for,
+)
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_s3.type_defs import CompletedPartTypeDef
+
+    from .base import Sink
+
+__all__ = ["S3Sink"]
+
+MIB = 1024 * 1024
+MAX_PARTS = 10_000  # S3's limit of parts per upload
+MIN_PART_MIB = 5  # S3's smallest part but the last
+DOWNLOAD_CHUNK = 1 * MIB
+
+
+def _md5_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+
+
+class _S3Member:
+    """One data object being staged: bytes -> parts of ``part_size`` of one multipart upload."""
+
+    __slots__ = ("_buf", "_key", "_metadata", "_parts", "_sink", "_size", "entry", "upload_id")
+
+    def __init__(self, sink: S3Sink, key: str, metadata: dict[str, str]) -> None:
+        self._sink = sink
+        self._key = key
+        self._metadata = metadata
+        self._buf = bytearray()
+        self._size = 0
+        self._parts: list[CompletedPartTypeDef] = []
+        self.upload_id: str | None = None
+        self.entry: FileEntry | None = None
+
+    def write(self, data: bytes) -> None:
+        assert self.entry is None, "write() after finish()"
+        self._size += len(data)
+        view = memoryview(data)
+        size = self._sink.part_size
+        while view:
+            room = size - len(self._buf)
+            self._buf += view[:room]
+            view = view[room:]
+            if len(self._buf) >= size:
+                self._flush()
+
+    def finish(self, entry: FileEntry) -> None:
+        assert self.entry is None, "finish() twice"
+        if self._buf:
+            self._flush()
+        if entry.bytes != self._size:
+            msg = (
+                f"{self._sink.where(self._key)}: {self._size} bytes were staged "
+                f"but the file entry says {entry.bytes}"
+            )
+            raise StorageError(msg)
+        self.entry = entry
+
+    def discard(self) -> None:
+        self._buf = bytearray()
+
+    def _flush(self) -> None:
+        part = bytes(self._buf)
+        self._buf = bytearray()  # only the part in flight stays in memory
+        if len(self._parts) >= MAX_PARTS:
+            msg = f"{self._sink.where(self._key)}: more than {MAX_PARTS} parts; raise part_size_mib"
+            raise StorageError(msg)
+        digest = _md5_b64(part)  # here in the worker thread, not on the event loop
+        anyio.from_thread.run(self._upload_part, part, digest)
+
+    async def _upload_part(self, part: bytes, digest: str) -> None:
+        sink = self._sink
+        client = await sink.client()
+        try:
+            if self.upload_id is None:
+                created = await client.create_multipart_upload(
+                    Bucket=sink.bucket,
+                    Key=self._key,
+                    ContentType=content_type(self._key),
+                    Metadata=self._metadata,
+                )
+                self.upload_id = created["UploadId"]
+            number = len(self._parts) + 1
+            answer = await client.upload_part(
+                Bucket=sink.bucket,
+                Key=self._key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                Body=part,
+                ContentMD5=digest,
+                ContentLength=len(part),
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise sink.error(exc, "upload a part of", self._key, "s3:PutObject") from exc
+        self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+        await sink.leases.keep(client)
+
+    async def commit(self) -> None:
+        sink = self._sink
+        client = await sink.client()
+        try:
+            if self.upload_id is None:  # an empty file: nothing was ever uploaded
+                await client.put_object(
+                    Bucket=sink.bucket,
+                    Key=self._key,
+                    Body=b"",
+                    ContentType=content_type(self._key),
+                    Metadata=self._metadata,
+                    ContentMD5=_md5_b64(b""),
+                )
+                return
+            await client.complete_multipart_upload(
+                Bucket=sink.bucket,
+                Key=self._key,
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": self._parts},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise sink.error(exc, "complete the upload of", self._key, "s3:PutObject") from exc
+
+    async def abort(self) -> None:
+        upload_id, self.upload_id = self.upload_id, None
+        if upload_id is not None:
+            await self._sink.abort_upload(self._key, upload_id)
+
+
+class _S3Staging:
+    """One attempt at one hour: members staged as multipart uploads until ``commit``."""
+
+    def __init__(self, sink: S3Sink, project: str, hour: datetime) -> None:
+        self._sink = sink
+        self._hour = hour
+        self._folder = sink.hour_prefix(project, hour)
+        self._members: dict[str, _S3Member] = {}
+        self._lock = threading.Lock()
+
+    def open_member(self, member: MemberName, file_name: str) -> _S3Member:
+        metadata = {
+            "hour": iso_hour(self._hour),
+            "source": header_safe(f"{member.project_id}/{member.base_name}"),
+            "run_id": header_safe(self._sink.run_id),
+        }
+        staged = _S3Member(self._sink, f"{self._folder}/{file_name}", metadata)
+        with self._lock:
+            self._members[file_name] = staged
+        return staged
+
+    async def commit(self, manifest: Manifest) -> None:
+        sink = self._sink
+        with self._lock:
+            members = dict(self._members)
+        names = [entry.name for entry in manifest.files]
+        staged = staged_for(names, members, lambda name: sink.where(f"{self._folder}/{name}"))
+
+        marker = f"{self._folder}/{MANIFEST_NAME}"
+        # Re-extraction: the hour stops looking done before any of its data changes.
+        await sink.delete_keys([marker])
+        await each_at_once(_S3Member.commit, staged)
+        keep = {entry.name for entry in manifest.files}
+        stale = [
+            f"{self._folder}/{name}"
+            for name in await sink.list_names(self._folder)
+            if name not in keep and name.endswith(DATA_SUFFIXES)
+        ]
+        await sink.delete_keys(stale)
+        data = manifest.dumps()
+        metadata = {
+            "hour": iso_hour(self._hour),
+            "status": manifest.status,
+            "events": str(manifest.events),
+            "run_id": header_safe(sink.run_id),
+        }
+        client = await sink.client()
+        try:
+            await client.put_object(
+                Bucket=sink.bucket,
+                Key=marker,
+                Body=data,
+                ContentType=MANIFEST_CONTENT_TYPE,
+                ContentMD5=_md5_b64(data),
+                Metadata=metadata,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise sink.error(exc, "write", marker, "s3:PutObject") from exc
+        with self._lock:
+            self._members.clear()
+        await sink.leases.keep(client)
+
+    async def discard(self) -> None:
+        with self._lock:
+            members = list(self._members.values())
+            self._members.clear()
+        for member in members:
+            member.discard()
+            with contextlib.suppress(StorageError):  # the next run's prepare() aborts it
+                await member.abort()
+
+
+class S3Sink:
+    """Writes ``s3://<bucket>/<prefix>/<project>/date=YYYY-MM-DD/hour=HH/`` objects.
+
+    Build it with ``from_config`` (no I/O); the client is created on first use. ``prepare()``
+    before extracting (``status`` and ``verify`` only read and skip it), ``aclose()`` (or
+    ``async with``) at the end.
+    """
+
+    def __init__(
+        self,
+        config: S3Config,
+        *,
+        run_id: str,
+        environ: Mapping[str, str],
+    ) -> None:
+        if not config.bucket:
+            msg = "sink 's3' needs [s3] bucket (or ASYNC_AMP_S3_BUCKET)"
+            raise ConfigError(msg)
+        self.bucket = config.bucket
+        self.prefix = config.prefix.strip("/")
+        self.run_id = run_id
+        self.part_size = config.part_size_mib * MIB
+        self.endpoint_url = (config.endpoint_url or "").rstrip("/") or None
+        self.region = (
+            config.region
+            or environ.get("AWS_REGION")
+            or environ.get("AWS_DEFAULT_REGION")
+            or "us-east-1"
+        )
+        credentials, auth_source, profile = credentials_from(environ)
+        self._session = AioSession()
+        if profile:
+            self._session.set_config_variable("profile", profile)
+        self._errors = ErrorTranslator(
+            bucket=self.bucket,
+            region=self.region,
+            endpoint_url=self.endpoint_url,
+            auth_source=auth_source,
+            secrets=credentials.values(),
+        )
+        style = "auto" if config.addressing_style == "auto" else config.addressing_style
+        self._config = AioConfig(
+            region_name=self.region,
+            s3={"addressing_style": style},
+            retries={"max_attempts": config.retries + 1, "mode": "standard"},
+            connect_timeout=config.connect_timeout_s,
+            read_timeout=config.read_timeout_s,
+            max_pool_connections=64,
+            # Content-MD5 on every part and manifest is the check; no second checksum per part
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            user_agent_extra="async-amp",
+        )
+        self._credentials = credentials
+        self._stack = contextlib.AsyncExitStack()
+        self._client: S3Client | None = None
+        self._client_lock = anyio.Lock()
+        self.leases = LeaseBook(self, run_id=run_id)
+
+    @classmethod
+    def from_config(cls, config: S3Config, *, run_id: str, environ: Mapping[str, str]) -> Self:
+        """The sink of ``[s3]`` with credentials from ``environ`` (no I/O: see ``client()``)."""
+        return cls(config, run_id=run_id, environ=environ)
+
+    async def client(self) -> S3Client:
+        """The one client of this sink, created on first use."""
+        if self._client is None:
+            async with self._client_lock:
+                if self._client is None:
+                    try:
+                        creds = self._credentials
+                        context = self._session.create_client(
+                            "s3",
+                            endpoint_url=self.endpoint_url,
+                            config=self._config,
+                            aws_access_key_id=creds.get("aws_access_key_id"),
+                            aws_secret_access_key=creds.get("aws_secret_access_key"),
+                            aws_session_token=creds.get("aws_session_token"),
+                        )
+                        client = await self._stack.enter_async_context(context)
+                        self._client = client
+                    except BotoCoreError as exc:
+                        raise self.error(exc, "connect to", None, "") from exc
+                    except ValueError as exc:
+                        msg = f"[s3] endpoint_url {self.endpoint_url!r} is not usable: {exc}"
+                        raise ConfigError(msg) from None
+        assert self._client is not None
+        return self._client
+
+    # --- the Sink protocol -------------------------------------------------------------------
+
+    def describe(self) -> str:
+        where = "s3://" + join(self.bucket, self.prefix)
+        return f"{where} at {self.endpoint_url}" if self.endpoint_url else where
+
+    async def prepare(self) -> None:
+        try:
+            await self.leases.claim(await self.client())
+        except StorageError as exc:
+            if isinstance(exc.__cause__, UNREACHABLE):
+                msg = f"{exc}: check [s3] endpoint_url and the network"
+                raise ConfigError(msg) from exc.__cause__
+            raise
+
+    async def completed_hours(self, project: str, hours: Iterable[datetime]) -> set[datetime]:
+        """One listing: the longest prefix shared by every wanted manifest key."""
+        wanted = {f"{self.hour_prefix(project, h)}/{MANIFEST_NAME}": h for h in hours}
+        if not wanted:
+            return set()
+        keys = await self.list_keys(common_prefix(wanted))
+        return {wanted[k] for k in keys if k in wanted}
+
+    async def read_manifest(self, project: str, hour: datetime) -> Manifest | None:
+        data = await self.get_bytes(f"{self.hour_prefix(project, hour)}/{MANIFEST_NAME}")
+        return None if data is None else Manifest.loads(data)
+
+    async def list_files(self, project: str, hour: datetime) -> list[str]:
+        """The data files directly in the hour's folder (not the manifest), sorted."""
+        names = await self.list_names(self.hour_prefix(project, hour))
+        return sorted(n for n in names if n != MANIFEST_NAME)
+
+    async def iter_file(self, project: str, hour: datetime, name: str) -> AsyncIterator[bytes]:
+        """The stored bytes of one file of an hour, as they are (never decompressed)."""
+        check_file_name(name)
+        key = f"{self.hour_prefix(project, hour)}/{name}"
+        client = await self.client()
+        try:
+            answer = await client.get_object(Bucket=self.bucket, Key=key)
+            async with answer["Body"] as body:
+                while chunk := await body.read(DOWNLOAD_CHUNK):
+                    yield chunk
+        except (ClientError, BotoCoreError) as exc:
+            raise self.error(exc, "read", key, "s3:GetObject") from exc
+
+    def stage(self, project: str, hour: datetime) -> _S3Staging:
+        return _S3Staging(self, project, hour)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(StorageError):  # a lease left behind only ages out
+                await self.leases.release(self._client)
+        self._client = None
+        await self._stack.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # --- helpers shared with the staging classes, the leases and the formats -------------------
+
+    def name(self, path: str) -> str:
+        return join(self.prefix, path)
+
+    def hour_prefix(self, project: str, hour: datetime) -> str:
+        return self.name(hour_folder(project, hour))
+
+    def where(self, key: str | None) -> str:
+        """``s3://bucket/key``: for messages (no secret)."""
+        return self._errors.where(key)
+
+    def error(self, exc: Exception, action: str, key: str | None, permission: str) -> Exception:
+        return self._errors.translate(exc, action, key, permission)
+
+    async def list_keys(self, start: str, *, delimiter: str = "") -> list[str]:
+        """Every key under ``start`` (one listing, paged by S3 in 1000s)."""
+        client = await self.client()
+        keys: list[str] = []
+        try:
+            paginator = client.get_paginator("list_objects_v2")
+            pages = paginator.paginate(Bucket=self.bucket, Prefix=start, Delimiter=delimiter)
+            async for page in pages:
+                keys.extend(obj["Key"] for obj in page.get("Contents", ()))
+        except (ClientError, BotoCoreError) as exc:
+            raise self.error(exc, "list", start + "*", "s3:ListBucket") from exc
+        return keys
+
+    async def list_names(self, folder: str) -> list[str]:
+        start = folder + "/"
+        return [k[len(start) :] for k in await self.list_keys(start, delimiter="/")]
+
+    async def get_bytes(self, key: str) -> bytes | None:
+        """A small object's bytes, or ``None`` when there is none."""
+        client = await self.client()
+        try:
+            answer = await client.get_object(Bucket=self.bucket, Key=key)
+            async with answer["Body"] as body:
+                return await body.read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise self.error(exc, "read", key, "s3:GetObject") from exc
+        except BotoCoreError as exc:
+            raise self.error(exc, "read", key, "s3:GetObject") from exc
+
+    async def delete_keys(self, keys: list[str]) -> None:
+        """Delete objects (ones already gone are fine), a few at once. One by one, not with the
+        batch ``DeleteObjects``: GCS's XML API has no such call, and there are seldom many."""
+        client = await self.client()
+
+        async def delete(key: str) -> None:
+            try:
+                await client.delete_object(Bucket=self.bucket, Key=key)
+            except (ClientError, BotoCoreError) as exc:
+                raise self.error(exc, "delete", key, "s3:DeleteObject") from exc
+
+        await each_at_once(delete, keys)
+
+    async def abort_upload(self, key: str, upload_id: str) -> None:
+        client = await self.client()
+        try:
+            await client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                raise self.error(
+                    exc, "abort the upload of", key, "s3:AbortMultipartUpload"
+                ) from exc
+        except BotoCoreError as exc:
+            raise self.error(exc, "abort the upload of", key, "s3:AbortMultipartUpload") from exc
+
+
+if TYPE_CHECKING:
+    _conforms: type[Sink] = S3Sink  # mypy proves S3Sink implements the Sink protocol
