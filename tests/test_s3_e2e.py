@@ -57,6 +57,9 @@ PREFIX = "amplitude"  # [s3] prefix default
 RUN_ID = "test-run"  # tests.helpers.run extracts with this run id
 MIB = 1024 * 1024
 Sent = list[tuple[str, str]]
+# The simulator shares this process's event loop with the sink and botocore: on a loaded
+# machine its answers can take seconds. No test here is about the Export API's timeouts.
+PATIENT: dict[str, Any] = {"connect_timeout_s": 30.0, "read_timeout_s": 30.0}
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -207,7 +210,7 @@ async def test_two_days_at_concurrency_8_byte_identical_and_resume_with_one_list
     last = last_hour_of(DAY1, days=2)
     hours = list(hour_range(DAY1, last))
     async with run_simulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
-        config = make_config(sim.base_url, tmp_path, concurrency=8)
+        config = make_config(sim.base_url, tmp_path, concurrency=8, **PATIENT)
         summary = await run(config, DAY1, last, sink=await s3_sink(s3_server, s3_bucket))
         assert summary.exit_code == 0, summary.failed
         assert sim.request_count() == 48
@@ -320,13 +323,13 @@ async def test_force_reextraction_leaves_no_stale_object(
     first, last = DAY1 + timedelta(hours=9), DAY1 + timedelta(hours=10)
     hours = [first, last]
     async with run_simulator(small_dataset(), api_key=KEY, secret_key=SECRET) as sim:
-        config = make_config(sim.base_url, tmp_path)
+        config = make_config(sim.base_url, tmp_path, **PATIENT)
         await run(config, first, last, sink=await s3_sink(s3_server, s3_bucket))
     # Upstream now has 2 partitions per hour, other bytes, and the rerun keeps the gzip files:
     # both the third partition and every .json of the first run are stale.
     fewer = small_dataset(pages_per_hour=2, seed=5)
     async with run_simulator(fewer, api_key=KEY, secret_key=SECRET) as sim:
-        config = make_config(sim.base_url, tmp_path, keep_gzip=True)
+        config = make_config(sim.base_url, tmp_path, keep_gzip=True, **PATIENT)
         skipped = await run(config, first, last, sink=await s3_sink(s3_server, s3_bucket))
         assert sim.request_count() == 0 and len(skipped.plan.done) == 2
         forced = await run(
@@ -356,7 +359,7 @@ async def test_every_fault_class_on_a_first_attempt_is_recovered_into_s3(
     async with run_simulator(
         dataset, api_key=KEY, secret_key=SECRET, faults=plan, retry_after_s=1, stall_s=10
     ) as sim:
-        config = make_config(sim.base_url, tmp_path, read_timeout_s=1.0)
+        config = make_config(sim.base_url, tmp_path, read_timeout_s=1.0, connect_timeout_s=30.0)
         summary = await run(config, hours[0], hours[-1], sink=await s3_sink(s3_server, s3_bucket))
         for hour in hours:
             assert sim.request_count(hour=hour) == (3 if hour == reset_hour else 2), faults[hour]
@@ -380,7 +383,7 @@ async def test_a_failed_attempts_parts_are_aborted_and_the_retry_commits_its_own
     async with run_simulator(
         dataset, api_key=KEY, secret_key=SECRET, faults=FaultPlan.on_first_attempt({hour: fault})
     ) as sim:
-        config = make_config(sim.base_url, tmp_path, read_timeout_s=10.0)
+        config = make_config(sim.base_url, tmp_path, **PATIENT)
         sink = await s3_sink(s3_server, s3_bucket, part_size_mib=5, record=sent)
         summary = await run(config, first, last, sink=sink)
         assert sim.request_count(hour=hour) == 2
@@ -458,7 +461,7 @@ async def test_status_and_verify_read_the_bucket_back(
     dataset = small_dataset()
     async with run_simulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
         await run(
-            make_config(sim.base_url, tmp_path),
+            make_config(sim.base_url, tmp_path, **PATIENT),
             first,
             last,
             sink=await s3_sink(s3_server, s3_bucket),
