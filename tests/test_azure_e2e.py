@@ -47,7 +47,7 @@ from async_amp.testing.dataset import Dataset
 from async_amp.testing.server import Fault, FaultPlan, Latency, run_simulator
 
 from .azurite import ACCOUNT_KEY, Azurite, azurite_proxy, free_port
-from .e2e import cli, communicate, e2e_env, expect_user_error, wait_until
+from .e2e import PATIENT, cli, communicate, e2e_env, expect_user_error, wait_until
 from .helpers import DAY1, KEY, SECRET, last_hour_of, make_config, run, small_dataset
 
 pytestmark = [pytest.mark.anyio, pytest.mark.azure]
@@ -208,7 +208,7 @@ async def test_two_days_at_concurrency_8_byte_identical_and_resume_with_one_list
     last = last_hour_of(DAY1, days=2)
     hours = list(hour_range(DAY1, last))
     async with run_simulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
-        config = make_config(sim.base_url, tmp_path, concurrency=8)
+        config = make_config(sim.base_url, tmp_path, concurrency=8, **PATIENT)
         summary = await run(config, DAY1, last, sink=azure_sink(azurite, azure_container))
         assert summary.exit_code == 0, summary.failed
         assert sim.request_count() == 48
@@ -248,7 +248,7 @@ async def test_keep_gzip_blobs_are_the_original_members(
     dataset = small_dataset(quiet_hours=frozenset({DAY1.replace(hour=2)}))
     last = DAY1 + timedelta(hours=3)
     async with run_simulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
-        config = make_config(sim.base_url, tmp_path, keep_gzip=True)
+        config = make_config(sim.base_url, tmp_path, keep_gzip=True, **PATIENT)
         summary = await run(config, DAY1, last, sink=azure_sink(azurite, azure_container))
     assert summary.exit_code == 0
     hours = list(hour_range(DAY1, last))
@@ -405,7 +405,7 @@ async def test_force_reextraction_leaves_no_stale_blob(
     hours = [first, last]
     async with run_simulator(small_dataset(), api_key=KEY, secret_key=SECRET) as sim:
         await run(
-            make_config(sim.base_url, tmp_path),
+            make_config(sim.base_url, tmp_path, **PATIENT),
             first,
             last,
             sink=azure_sink(azurite, azure_container),
@@ -414,7 +414,7 @@ async def test_force_reextraction_leaves_no_stale_blob(
     # both the third partition and every .json of the first run are stale.
     fewer = small_dataset(pages_per_hour=2, seed=5)
     async with run_simulator(fewer, api_key=KEY, secret_key=SECRET) as sim:
-        config = make_config(sim.base_url, tmp_path, keep_gzip=True)
+        config = make_config(sim.base_url, tmp_path, keep_gzip=True, **PATIENT)
         skipped = await run(config, first, last, sink=azure_sink(azurite, azure_container))
         assert sim.request_count() == 0 and len(skipped.plan.done) == 2
         forced = await run(
@@ -447,7 +447,7 @@ async def test_fault_on_first_attempt_recovered_into_azure(
     ) as sim:
         # a short read timeout only where it is the point: a slow answer must not fail others
         timeout = 1.0 if fault is Fault.STALL else 10.0
-        config = make_config(sim.base_url, tmp_path, read_timeout_s=timeout)
+        config = make_config(sim.base_url, tmp_path, read_timeout_s=timeout, connect_timeout_s=30.0)
         sink = azure_sink(azurite, azure_container, block_size_mib=1, record=sent)
         summary = await run(config, first, last, sink=sink)
         assert sim.request_count(hour=hour) == 2
@@ -625,7 +625,7 @@ async def test_every_fault_class_on_a_first_attempt_is_recovered_into_azure(
     async with run_simulator(
         dataset, api_key=KEY, secret_key=SECRET, faults=plan, retry_after_s=1, stall_s=10
     ) as sim:
-        config = make_config(sim.base_url, tmp_path, read_timeout_s=1.0)
+        config = make_config(sim.base_url, tmp_path, read_timeout_s=1.0, connect_timeout_s=30.0)
         summary = await run(config, hours[0], hours[-1], sink=azure_sink(azurite, azure_container))
         for hour in hours:
             assert sim.request_count(hour=hour) == (3 if hour == reset_hour else 2), faults[hour]
@@ -644,7 +644,7 @@ async def test_two_runs_at_once_into_one_container_both_end_complete(
     last = DAY1 + timedelta(hours=11)
     hours = list(hour_range(DAY1, last))
     async with run_simulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
-        config = make_config(sim.base_url, tmp_path, concurrency=4)
+        config = make_config(sim.base_url, tmp_path, concurrency=4, **PATIENT)
         results: list[int] = []
 
         async def one() -> None:

@@ -43,7 +43,7 @@ from async_amp.testing.dataset import Dataset
 from async_amp.testing.server import Fault, FaultPlan, Latency, run_simulator
 
 from .azurite import free_port
-from .e2e import cli, communicate, e2e_env, expect_user_error, wait_until
+from .e2e import PATIENT, cli, communicate, e2e_env, expect_user_error, wait_until
 from .helpers import DAY1, KEY, SECRET, last_hour_of, make_config, run, small_dataset
 from .s3 import S3Key, S3ServerProcess, admin_client
 
@@ -57,9 +57,6 @@ PREFIX = "amplitude"  # [s3] prefix default
 RUN_ID = "test-run"  # tests.helpers.run extracts with this run id
 MIB = 1024 * 1024
 Sent = list[tuple[str, str]]
-# The simulator shares this process's event loop with the sink and botocore: on a loaded
-# machine its answers can take seconds. No test here is about the Export API's timeouts.
-PATIENT: dict[str, Any] = {"connect_timeout_s": 30.0, "read_timeout_s": 30.0}
 
 
 # --- helpers -----------------------------------------------------------------------------------
