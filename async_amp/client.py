@@ -9,7 +9,10 @@ failures are translated here, at the boundary, into the project's error classes.
 from __future__ import annotations
 
 import base64
+import os
 import re
+import ssl
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
@@ -19,11 +22,11 @@ from typing import Protocol
 import aiohttp
 
 from . import __version__
-from .errors import CredentialsError, ExportTooLargeError, RetryableHTTPError
+from .errors import ConnectFailedError, CredentialsError, ExportTooLargeError, RetryableHTTPError
 from .hours import amplitude_param
 from .scrub import scrub_params
 
-__all__ = ["AiohttpExportSource", "ExportSource", "parse_retry_after", "sanitize"]
+__all__ = ["AiohttpExportSource", "ExportSource", "RateFloor", "parse_retry_after", "sanitize"]
 
 EXPORT_PATH = "/api/2/export"
 READ_SIZE = 1024 * 1024  # coalesced: fewer, larger hand-offs to the decoder thread
@@ -64,6 +67,61 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+def connect_failure(exc: aiohttp.ClientConnectorError) -> str:
+    """What stopped the connection, in a few words: ``connection refused (host:port)``."""
+    where = f"{exc.host}:{exc.port}"
+    cause = exc.os_error
+    if cause.errno and cause.errno > 0 and not isinstance(cause, ssl.SSLError):
+        reason = os.strerror(cause.errno)  # "Connection refused", not "Connect call failed"
+    else:
+        reason = cause.strerror or str(cause) or type(cause).__name__
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"DNS lookup of {exc.host} failed ({reason})"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"TLS handshake with {where} failed ({reason})"
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        return f"the proxy refused the connection to {where} ({reason})"
+    return f"{reason[:1].lower()}{reason[1:]} ({where})"
+
+
+class RateFloor:
+    """Abandons a response that keeps trickling: bytes arrive (so no read times out), but at
+    under ``min_bytes_per_s`` over a whole ``window_s``, the export would take days.
+
+    ``observe(n, now)`` after each read; it raises ``RetryableHTTPError`` when the window that
+    just closed was too slow. A window starts when the body does, then at each check.
+    """
+
+    __slots__ = ("_count", "_min", "_start", "_window", "received")
+
+    def __init__(self, min_bytes_per_s: float, window_s: float, now: float) -> None:
+        self._min = min_bytes_per_s
+        self._window = window_s
+        self._start = now
+        self._count = 0
+        self.received = 0
+
+    def observe(self, size: int, now: float) -> None:
+        self._count += size
+        self.received += size
+        elapsed = now - self._start
+        if self._min <= 0 or elapsed < self._window:
+            return
+        rate = self._count / elapsed
+        if rate < self._min:
+            msg = (
+                f"the response trickled at {rate / 1024:.1f} KiB/s for {elapsed:.0f} s after "
+                f"{self.received} bytes (below min_rate_kib_s = {self._min / 1024:g})"
+            )
+            raise RetryableHTTPError(msg)
+        self._start = now
+        self._count = 0
+
+    def pause(self, seconds: float) -> None:
+        """Time spent handing bytes on (waiting for the decoder) does not count."""
+        self._start += seconds
+
+
 class AiohttpExportSource:
     """Calls ``GET <base_url>/api/2/export`` with basic auth, connect and read-stall timeouts.
 
@@ -80,6 +138,7 @@ class AiohttpExportSource:
         read_timeout_s: float,
         connect_timeout_s: float,
         region_hint: str = "",
+        min_rate_kib_s: float = 0.0,
     ) -> None:
         self._url = base_url.rstrip("/") + EXPORT_PATH
         token = base64.b64encode(f"{api_key}:{secret_key}".encode()).decode("ascii")
@@ -92,6 +151,8 @@ class AiohttpExportSource:
             sock_read=read_timeout_s,
         )
         self._region_hint = region_hint
+        self._min_rate = min_rate_kib_s * 1024
+        self._read_timeout_s = read_timeout_s
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -126,6 +187,11 @@ class AiohttpExportSource:
         params = {"start": amplitude_param(first), "end": amplitude_param(last)}
         try:
             response = await self._session.get(self._url, params=params)
+        except aiohttp.ConnectionTimeoutError as exc:
+            msg = "no connection within connect_timeout_s"
+            raise ConnectFailedError(msg) from exc
+        except aiohttp.ClientConnectorError as exc:  # refused, DNS, TLS, proxy
+            raise ConnectFailedError(sanitize(connect_failure(exc), self._secrets)) from exc
         except TimeoutError as exc:
             msg = "no answer from the Export API in time (connect or headers timeout)"
             raise RetryableHTTPError(msg) from exc
@@ -144,29 +210,34 @@ class AiohttpExportSource:
             response.release()
 
     async def _body(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-        received = 0
+        floor = RateFloor(self._min_rate, self._read_timeout_s, time.monotonic())
         try:
             stream = response.content
             while True:
                 chunk = await stream.read(READ_SIZE)
                 if not chunk:
                     break
-                received += len(chunk)
+                floor.observe(len(chunk), time.monotonic())
                 if len(chunk) < READ_SIZE and not stream.at_eof():
                     parts = [chunk]
                     size = len(chunk)
                     while size < READ_SIZE and (more := await stream.read(READ_SIZE - size)):
+                        floor.observe(len(more), time.monotonic())
                         parts.append(more)
                         size += len(more)
-                        received += len(more)
                     chunk = b"".join(parts)
+                handed = time.monotonic()
                 yield chunk
+                floor.pause(time.monotonic() - handed)  # a slow sink is not a slow network
         except TimeoutError as exc:
-            msg = f"the response stalled after {received} bytes (read_timeout_s passed in silence)"
+            msg = (
+                f"the response stalled after {floor.received} bytes "
+                "(read_timeout_s passed in silence)"
+            )
             raise RetryableHTTPError(msg) from exc
         except aiohttp.ClientError as exc:
             detail = sanitize(str(exc) or type(exc).__name__, self._secrets)
-            msg = f"the response broke off after {received} bytes: {detail}"
+            msg = f"the response broke off after {floor.received} bytes: {detail}"
             raise RetryableHTTPError(msg) from exc
 
     async def _raise_for(self, response: aiohttp.ClientResponse) -> None:

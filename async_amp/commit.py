@@ -45,17 +45,18 @@ def manifest_for(
     )
 
 
-async def commit_hour(staging: HourStaging, manifest: Manifest) -> str | None:
-    """Commit ``staging`` with ``manifest``; ``None`` when done, else why it failed."""
+async def commit_hour(staging: HourStaging, manifest: Manifest) -> StorageError | None:
+    """Commit ``staging`` with ``manifest``; ``None`` when done, else why it failed (a
+    ``StorageBlockedError`` when the storage refuses until someone acts)."""
     try:
         with anyio.CancelScope(shield=True), anyio.fail_after(COMMIT_TIMEOUT_S):
             await staging.commit(manifest)
     except TimeoutError:
-        error = f"commit did not finish within {COMMIT_TIMEOUT_S:.0f} s"
+        error = StorageError(f"commit did not finish within {COMMIT_TIMEOUT_S:.0f} s")
     except StorageError as exc:
-        error = str(exc)
+        error = exc
     else:
         return None
     await staging.discard()
-    log.warning("hour.commit_failed", hour=iso_hour(manifest.hour), error=error)
+    log.warning("hour.commit_failed", hour=iso_hour(manifest.hour), error=str(error))
     return error

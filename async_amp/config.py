@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +38,7 @@ from .values import (
     bucket,
     choice,
     container,
+    duration,
     env_name,
     integer,
     names,
@@ -243,6 +245,22 @@ class ExtractConfig:
         integer(2),
         "... or one that expands more than this many times its compressed size (checked once "
         "a member is past 16 MiB). Real NDJSON compresses about 10-20x.",
+    )
+    min_rate_kib_s: float = key(
+        16.0,
+        number(0),
+        "A response whose bytes keep arriving but at under this many KiB/s for a whole "
+        "`read_timeout_s` (a trickle, which no read timeout catches) is abandoned and the hour "
+        "asked again; after `max_attempts` the hour fails with that reason. `0`: never.",
+    )
+    recheck: timedelta = key(
+        timedelta(0),
+        duration,
+        "Ask complete hours younger than this again (`--recheck`): an hour whose members "
+        "differ from its manifest (late or backfilled data) is replaced and logged as "
+        "`hour.changed`; an unchanged hour is left exactly as it was. See "
+        "[Reliability](reliability.md#hours-that-change-after-the-fact). `0`: never.",
+        shown="`0`",
     )
 
     def problems(self, config: Config, environ: Mapping[str, str]) -> list[str]:

@@ -6,9 +6,12 @@
     ├── UserError                 exit 2, one line, no traceback; the run stops at once
     │   ├── ConfigError           bad config.toml / CLI value / environment value
     │   └── CredentialsError      missing or rejected keys (401/403), wrong region, storage auth
-    ├── StorageError              the sink failed (disk full, Azure refused): the hour fails
+    ├── StorageError              the sink failed (a transient refusal): the hour is retried
+    │   └── StorageBlockedError   storage refuses until someone acts (disk full, quota, read-only,
+    │                             permission or container gone): the run stops starting hours
     └── AttemptError              one attempt at a window fell short; the hour is re-queued
         ├── RetryableHTTPError    429 / 5xx / connection errors / stalls (may carry Retry-After)
+        │   └── ConnectFailedError  no connection at all (refused, DNS, TLS, proxy, connect timeout)
         ├── ArchiveError          truncated ZIP, bad gzip, unsafe/foreign/duplicate members
         └── ExportTooLargeError   400: over 4 GB; not retried for a single hour
 
@@ -18,17 +21,22 @@ with ``raise ... from exc`` so that callers only ever see these types.
 
 from __future__ import annotations
 
+import errno
+
 __all__ = [
     "ArchiveError",
     "AsyncAmpError",
     "AttemptError",
     "ConfigError",
+    "ConnectFailedError",
     "CredentialsError",
     "ExportTooLargeError",
     "RetryableHTTPError",
+    "StorageBlockedError",
     "StorageError",
     "UserError",
     "first_user_error",
+    "os_storage_error",
 ]
 
 
@@ -54,6 +62,56 @@ class StorageError(AsyncAmpError):
     retry_after: float | None = None
 
 
+class StorageBlockedError(StorageError):
+    """Storage that will refuse every write until someone acts: not worth retrying.
+
+    ``cause`` is what went wrong ("No space left on device"), ``place`` where ("writing
+    /data/website/..."), ``remedy`` what to do ("free space and run again"); ``line(done,
+    total)`` joins them with the run's progress into the one line the user sees.
+    """
+
+    def __init__(self, cause: str, place: str, remedy: str, *, kept: bool = True) -> None:
+        super().__init__(f"{cause} {place}; {remedy}")
+        self.cause = cause
+        self.place = place
+        self.remedy = remedy
+        self.kept = kept  # False when what was stored went with the failure (folder removed)
+
+    def line(self, done: int, total: int) -> str:
+        if not self.kept:  # the hours it held are gone too: no count to reassure with
+            return f"{self.cause} {self.place}: {self.remedy}"
+        return (
+            f"{self.cause} {self.place}: {done} of {total} hours complete; {self.remedy}, "
+            "completed hours are kept"
+        )
+
+
+_BLOCKING_ERRNOS = {
+    errno.ENOSPC: "free space and run again",
+    errno.EDQUOT: "free space or raise the quota and run again",
+    errno.EROFS: "make the file system writable (or pick another --output) and run again",
+    errno.EACCES: "restore write permission (or pick another --output) and run again",
+    errno.EPERM: "restore write permission (or pick another --output) and run again",
+}
+
+
+def os_storage_error(exc: OSError, doing: str, *, root_exists: bool = True) -> StorageError:
+    """Translate a file-system error at a sink boundary. ``doing`` says where ("writing
+    /data/x"). Errors no retry can fix (disk full, quota, read-only, permission, the output
+    folder gone: ``root_exists=False``) become ``StorageBlockedError``; others stay retried."""
+    cause = exc.strerror or type(exc).__name__
+    if exc.errno == errno.ENOENT and not root_exists:
+        remedy = (
+            "the output folder was removed, with every hour in it; recreate (or remount) it "
+            "and run again"
+        )
+        return StorageBlockedError(cause, doing, remedy, kept=False)
+    blocking = _BLOCKING_ERRNOS.get(exc.errno or 0)
+    if blocking is None:
+        return StorageError(f"{doing}: {cause}")
+    return StorageBlockedError(cause, doing, blocking)
+
+
 class AttemptError(AsyncAmpError):
     """One attempt at an export window fell short; the hours in it may be retried."""
 
@@ -74,6 +132,10 @@ class RetryableHTTPError(AttemptError):
     def throttled(self) -> bool:
         """True when the server asked us to slow down (429 or 503)."""
         return self.status in (429, 503)
+
+
+class ConnectFailedError(RetryableHTTPError):
+    """No connection could be made at all: refused, DNS, TLS, proxy, connect timeout."""
 
 
 class ArchiveError(AttemptError):

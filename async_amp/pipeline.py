@@ -31,14 +31,18 @@ from .errors import (
     AttemptError,
     ExportTooLargeError,
     RetryableHTTPError,
+    StorageBlockedError,
     StorageError,
     first_user_error,
 )
+from .guard import RunGuard
 from .hours import hour_range, iso_hour
 from .judge import by_hour, judge_hour
 from .limiter import AdaptiveLimiter
 from .logs import bound, log
+from .manifest import Manifest
 from .plan import Plan, make_plan
+from .recheck import Verdict, judge, recheck_since
 from .results import HourResult, ProjectResult
 from .retry import plan_retry
 from .schedule import Observed, Probes, schedule
@@ -57,6 +61,7 @@ class RunSummary:
     throttled: int = 0
     bytes_in: int = 0
     seconds: float = 0.0
+    stopped: str = ""  # why the run stopped starting hours (one line), else ""
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results.values() if r.status == status)
@@ -78,7 +83,7 @@ class RunSummary:
     @property
     def exit_code(self) -> int:
         unfinished = len(self.plan.to_fetch) - len(self.results)
-        return 1 if self.failed or unfinished else 0
+        return 1 if self.failed or unfinished or self.stopped else 0
 
     def result(self, project: str) -> ProjectResult:
         """A frozen copy of the tally, as the API returns it."""
@@ -91,6 +96,7 @@ class RunSummary:
             throttled=self.throttled,
             bytes_downloaded=self.bytes_in,
             seconds=self.seconds,
+            stopped=self.stopped,
         )
 
 
@@ -149,6 +155,7 @@ class Extractor:
             now=self.now,
             lag_hours=self.config.extract.availability_lag_hours,
             shard=shard,
+            recheck_since=recheck_since(self.now, self.config.extract.recheck),
         )
 
     async def run(self, plan: Plan) -> RunSummary:
@@ -166,16 +173,34 @@ class Extractor:
                 concurrency=self.concurrency,
                 sink=self.sink.describe(),
             )
+            guard = RunGuard(
+                max_probes=self.config.extract.max_attempts - 1,  # before an hour runs out
+                backoff_base_s=self.config.extract.backoff_base_s,
+                backoff_max_s=self.config.extract.backoff_max_s,
+                rng=self.rng,
+            )
             try:
                 async with anyio.create_task_group() as tg:
-                    flow = _Flow(self, summary, limiter, tg)
+                    flow = _Flow(self, summary, limiter, tg, guard)
                     tg.start_soon(flow.start, list(plan.to_fetch))
             except BaseExceptionGroup as group:
                 raise first_user_error(group) from None
             finally:
                 summary.seconds = time.monotonic() - started
                 summary.throttled = limiter.throttle_events
+                self._stopped(summary, guard)
         return summary
+
+    def _stopped(self, summary: RunSummary, guard: RunGuard) -> None:
+        """The one line saying why the run stopped starting hours, if it did."""
+        stop = guard.stop
+        if stop is None or stop.kind == "refused":  # refused keys: the error says it
+            return
+        plan = summary.plan
+        done = len(plan.done) + summary.count("complete") + summary.count("empty")
+        url = self.project_config.url + "/api/2/export"
+        summary.stopped = stop.line(url=url, done=done, total=len(plan.done) + len(plan.to_fetch))
+        log.error("run.stopped", reason=stop.kind, error=summary.stopped)
 
 
 class _Flow:
@@ -187,8 +212,11 @@ class _Flow:
         summary: RunSummary,
         limiter: AdaptiveLimiter,
         tg: anyio.abc.TaskGroup,
+        guard: RunGuard,
     ) -> None:
         ex = extractor.config.extract
+        self.guard = guard
+        self.rechecking = set(summary.plan.recheck)
         self.x = extractor
         self.ex = ex
         self.summary = summary
@@ -224,29 +252,34 @@ class _Flow:
     # --- attempt ---------------------------------------------------------------------------
 
     async def attempt(self, hours: list[datetime], delay: float) -> None:
-        if delay > 0:
-            await anyio.sleep(delay)
-        for hour in hours:
-            self.states[hour].attempts += 1
+        if not await self.guard.sleep(delay):  # the run is stopping: hours stay unfinished
+            self.probes.finished(hours)
+            return
         started = time.monotonic()
         stagings = Stagings(self.x.sink, self.x.project)
         epoch = -1
         try:
-            epoch = await self.limiter.acquire()
+            admission, epoch = await self.guard.admit(self.limiter.acquire, self.limiter.release)
+            if admission == "stop":
+                self.probes.finished(hours)
+                return
             try:
                 async with self._overall():
+                    for hour in hours:
+                        self.states[hour].attempts += 1
                     self.summary.requests += 1
                     try:
-                        fetched = await fetch_window(
-                            self.x.source,
-                            stagings,
-                            hours[0],
-                            hours[-1],
-                            keep_gzip=self.x.config.output.data_format == "gzip",
-                            limits=self.limits,
-                            threads=self.threads,
-                            on_bytes=self._count_bytes,
-                        )
+                        with self.guard.watch(admission):
+                            fetched = await fetch_window(
+                                self.x.source,
+                                stagings,
+                                hours[0],
+                                hours[-1],
+                                keep_gzip=self.x.config.output.data_format == "gzip",
+                                limits=self.limits,
+                                threads=self.threads,
+                                on_bytes=self._count_bytes,
+                            )
                     finally:
                         self.probes.finished(hours)
             finally:
@@ -257,6 +290,8 @@ class _Flow:
             return
         except (AttemptError, StorageError) as exc:
             await stagings.discard()
+            if isinstance(exc, StorageBlockedError):  # the run stops; the hours stay unfinished
+                return
             if isinstance(exc, RetryableHTTPError) and exc.throttled:
                 bound_now = self.limiter.throttled(epoch)
                 log.warning("run.throttled", status=exc.status, concurrency=bound_now)
@@ -332,8 +367,15 @@ class _Flow:
                 warnings=verdict.warnings,
             )
             staging = stagings.take(hour) or self.x.sink.stage(self.x.project, hour)
+            recheck = await self._recheck(hour, manifest) if hour in self.rechecking else None
+            if recheck is not None and not recheck.replace:
+                await staging.discard()  # the stored hour stays exactly as it was
+                self._kept(hour, recheck, manifest)
+                continue
             error = await commit_hour(staging, manifest)
             if error is not None:
+                if isinstance(error, StorageBlockedError):
+                    self.guard.storage_blocked(error)
                 state.last_error = f"commit failed: {error}"
                 state.last_short_pages = None
                 retry.append(hour)
@@ -347,6 +389,7 @@ class _Flow:
                     events=manifest.events,
                     bytes=manifest.size,
                     files=len(manifest.files),
+                    recheck="changed" if recheck is not None else "",
                 )
             )
             log.info(
@@ -362,6 +405,50 @@ class _Flow:
         if retry:
             self.retry(retry, "short hour or failed commit", retry_after=None, alone=True)
 
+    async def _recheck(self, hour: datetime, manifest: Manifest) -> Verdict:
+        """``--recheck``: the stored hour against this answer; logs ``hour.changed``."""
+        try:
+            before = await self.x.sink.read_manifest(self.x.project, hour)
+        except ValueError:  # not a valid manifest: the hour is replaced
+            before = None
+        verdict = judge(before, manifest)
+        if verdict.replace:
+            log.info(
+                "hour.changed",
+                hour=iso_hour(hour),
+                events_before=verdict.events_before,
+                events_after=manifest.events,
+                members_added=verdict.added,
+                members_removed=verdict.removed,
+                members_differ=verdict.differ,
+            )
+        return verdict
+
+    def _kept(self, hour: datetime, verdict: Verdict, new: Manifest) -> None:
+        before = verdict.before
+        assert before is not None
+        if verdict.outcome == "kept":
+            log.warning(
+                "hour.recheck_kept",
+                hour=iso_hour(hour),
+                events_before=before.events,
+                detail="the Export API now has no data for this complete hour; the stored "
+                "data is kept (extract --force replaces it)",
+            )
+        else:
+            log.info("hour.unchanged", hour=iso_hour(hour), events=new.events)
+        self.record(
+            HourResult(
+                project=self.x.project,
+                hour=hour,
+                status=before.status,
+                attempts=self.states[hour].attempts,
+                events=before.events,
+                files=len(before.files),
+                recheck=verdict.outcome,
+            )
+        )
+
     # --- retry -----------------------------------------------------------------------------
 
     def retry(
@@ -372,6 +459,8 @@ class _Flow:
         retry_after: float | None,
         alone: bool = False,
     ) -> None:
+        if self.guard.stopped:
+            return  # stopping: the hours stay unfinished, for the rerun
         decision = plan_retry(
             hours,
             {h: self.states[h].attempts for h in hours},

@@ -23,6 +23,7 @@ class Plan:
     done: tuple[datetime, ...]
     not_available: tuple[datetime, ...]
     other_shards: tuple[datetime, ...] = ()
+    recheck: tuple[datetime, ...] = ()  # complete hours asked again (also in ``to_fetch``)
 
 
 def chop(hours: Sequence[datetime], width: int) -> list[list[datetime]]:
@@ -68,14 +69,19 @@ def make_plan(
     now: datetime,
     lag_hours: int,
     shard: tuple[int, int] | None = None,
+    recheck_since: datetime | None = None,
 ) -> Plan:
+    """``recheck_since``: complete hours from then on are fetched again (``--recheck``)."""
     newest = available_until(now, lag_hours)
     hours = tuple(hour_range(first, last))
     mine = shard_hours(hours, shard) if shard else set(hours)
+    again = {h for h in done if recheck_since is not None and h >= recheck_since}
+    kept = done - again
     return Plan(
         hours=hours,
-        to_fetch=tuple(h for h in hours if h <= newest and h not in done and h in mine),
-        done=tuple(h for h in hours if h <= newest and h in done and h in mine),
+        to_fetch=tuple(h for h in hours if h <= newest and h not in kept and h in mine),
+        done=tuple(h for h in hours if h <= newest and h in kept and h in mine),
         not_available=tuple(h for h in hours if h > newest and h in mine),
         other_shards=tuple(h for h in hours if h not in mine),
+        recheck=tuple(h for h in hours if h <= newest and h in again and h in mine),
     )

@@ -39,6 +39,7 @@ class HourResult:
     files: int = 0
     error: str = ""
     project: str = ""
+    recheck: Literal["", "unchanged", "changed", "kept"] = ""  # ``--recheck``: what it found
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,7 @@ class ProjectResult:
     throttled: int = 0
     bytes_downloaded: int = 0
     seconds: float = 0.0
+    stopped: str = ""  # why the run stopped starting hours (one line), else ""
 
     def _count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
@@ -111,12 +113,22 @@ class ProjectResult:
         )
 
     @property
+    def rechecked(self) -> int:
+        """Complete hours asked again (``--recheck``)."""
+        return sum(1 for r in self.results if r.recheck)
+
+    @property
+    def changed_hours(self) -> tuple[datetime, ...]:
+        """Rechecked hours that came back different, and were replaced."""
+        return tuple(sorted(r.hour for r in self.results if r.recheck == "changed"))
+
+    @property
     def mb_per_s(self) -> float:
         return round(self.bytes_written / 1e6 / self.seconds, 1) if self.seconds else 0
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed or self.unfinished else 0
+        return 1 if self.failed or self.unfinished or self.stopped else 0
 
     def to_json(self, run_id: str) -> dict[str, Any]:
         return {
@@ -138,6 +150,10 @@ class ProjectResult:
             "seconds": round(self.seconds, 3),
             "mb_per_s": self.mb_per_s,
             "exit_code": self.exit_code,
+            "stopped": self.stopped,
+            "rechecked": self.rechecked,
+            "changed": len(self.changed_hours),
+            "changed_hours": [iso_hour(h) for h in self.changed_hours],
         }
 
 
@@ -180,7 +196,7 @@ class ExtractResult:
     def to_json(self) -> dict[str, Any]:
         """The ``--summary-json`` document."""
         projects = {p.name: p.to_json(self.run_id) for p in self.projects}
-        keys = ("complete", "empty", "failed", "skipped", "not_available", "events")
+        keys = ("complete", "empty", "failed", "skipped", "not_available", "events", "changed")
         totals: dict[str, Any] = {k: sum(p[k] for p in projects.values()) for k in keys}
         totals["bytes_written"] = sum(p["bytes_written"] for p in projects.values())
         totals["failed_hours"] = [
@@ -214,6 +230,7 @@ class IncompleteExtraction(AsyncAmpError):
             )
         if unfinished:
             parts.append(f"{unfinished} hours not finished (the run was stopped)")
+        parts.extend(p.stopped for p in result.projects if p.stopped)
         super().__init__(f"run {result.run_id} incomplete: " + "; ".join(parts))
 
 

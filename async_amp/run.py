@@ -32,6 +32,7 @@ from .hours import HOUR, hour_range, iso_hour, parse_bound
 from .logs import bound, log
 from .pipeline import Extractor
 from .plan import Plan, available_until
+from .recheck import recheck_since
 from .results import ExtractResult, HourResult, ProjectResult
 from .sinks import Sink, make_sink
 
@@ -158,6 +159,7 @@ class ExtractionRun:
                 creds.secret_key,
                 read_timeout_s=ex.read_timeout_s,
                 connect_timeout_s=ex.connect_timeout_s,
+                min_rate_kib_s=ex.min_rate_kib_s,
                 region_hint=f" (now {project.region!r}, calling {project.url})",
             )
         extractor = Extractor(
@@ -285,6 +287,9 @@ class ExtractionRun:
                 'set [extract] start = "2026-01-01" or pass --start'
             )
             raise ConfigError(msg)
+        since = recheck_since(request.now, self.config.extract.recheck)
+        if since is not None:  # the recheck window is part of the range
+            first = min(first, max(since, configured or since))
         last = request.last or newest
         log.info("run.since_last", project=project.name, start=iso_hour(first), end=iso_hour(last))
         return first, max(first, last)

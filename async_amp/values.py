@@ -9,8 +9,10 @@ The safe-name checks (a project label that is a plain folder name, a blob prefix
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +24,7 @@ __all__ = [
     "bucket",
     "choice",
     "container",
+    "duration",
     "env_name",
     "integer",
     "is_plain_name",
@@ -98,6 +101,29 @@ def _window(value: Any) -> int | str:
 
 
 window = Check(_window, 'integer 1-8760 or `"auto"`')
+
+_DURATION = re.compile(r"^\s*(\d{1,5})\s*([hdw])\s*$", re.IGNORECASE)
+_DURATION_HOURS = {"h": 1, "d": 24, "w": 24 * 7}
+
+
+def _duration(value: Any) -> timedelta:
+    """``"48h"``, ``"2d"``, ``"1w"``: whole hours, days or weeks; ``0`` or ``"off"``: none."""
+    if isinstance(value, timedelta):
+        return value
+    if value in (0, "0", "off", ""):
+        return timedelta(0)
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if match is None:
+        msg = f'must be a duration such as "48h", "7d" or "1w" (or 0 for none), not {value!r}'
+        raise ValueError(msg)
+    hours = int(match[1]) * _DURATION_HOURS[match[2].lower()]
+    if hours > 24 * 400:
+        msg = f"must be at most 400 days, not {value!r}"
+        raise ValueError(msg)
+    return timedelta(hours=hours)
+
+
+duration = Check(_duration, 'duration (`"48h"`, `"7d"`, `"1w"`) or `0`')
 
 
 def _boolean(value: Any) -> bool:

@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import random
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,7 @@ async def run(
         secret,
         read_timeout_s=config.extract.read_timeout_s,
         connect_timeout_s=config.extract.connect_timeout_s,
+        min_rate_kib_s=config.extract.min_rate_kib_s,
     )
     try:
         await sink.prepare()
@@ -132,3 +135,26 @@ def assert_output_matches(
 
 def last_hour_of(day: datetime, days: int = 1) -> datetime:
     return day + timedelta(days=days) - timedelta(hours=1)
+
+
+def cli_extract(
+    base_url: str, out: Path, *args: str, logs: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``async-amp extract --output out ARGS`` as a subprocess, with the test keys, fast
+    backoff, ``now`` pinned to NOW and nothing from the machine's environment."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "AMP_API_KEY": KEY,
+        "AMP_SECRET_KEY": SECRET,
+        "ASYNC_AMP_AMPLITUDE_BASE_URL": base_url,
+        "ASYNC_AMP_OUTPUT_FSYNC": "false",
+        "ASYNC_AMP_EXTRACT_BACKOFF_BASE_S": "0.01",
+        "ASYNC_AMP_EXTRACT_BACKOFF_MAX_S": "0.05",
+        "ASYNC_AMP_NOW": NOW.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    if logs is not None:
+        env["ASYNC_AMP_OUTPUT_LOG_DIR"] = str(logs)
+    command = [sys.executable, "-m", "async_amp", "extract", "--output", str(out), *args]
+    return subprocess.run(
+        command, env=env, cwd=out.parent, capture_output=True, text=True, timeout=120, check=False
+    )

@@ -8,6 +8,7 @@ import argparse
 import ast
 import re
 from dataclasses import MISSING, fields
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,9 @@ def _toml_literal(value: Any) -> str:
         return f'"{value}"'
     if isinstance(value, tuple):
         return "[" + ", ".join(f'"{v}"' for v in value) + "]"
+    if isinstance(value, timedelta):  # durations are written "48h"; none is 0
+        hours = int(value.total_seconds() // 3600)
+        return f'"{hours}h"' if hours else "0"
     return repr(value)
 
 

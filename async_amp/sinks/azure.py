@@ -59,7 +59,13 @@ from azure.identity.aio import DefaultAzureCredential
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient, ExponentialRetry
 
 from ..config import AzureConfig
-from ..errors import AsyncAmpError, ConfigError, CredentialsError, StorageError
+from ..errors import (
+    AsyncAmpError,
+    ConfigError,
+    CredentialsError,
+    StorageBlockedError,
+    StorageError,
+)
 from ..manifest import MANIFEST_NAME, Manifest, hour_folder
 from ..scrub import scrub, scrub_params
 from ..values import is_plain_name
@@ -429,7 +435,7 @@ class AzureSink:
         target = f"{self.container_name}/{blob}" if blob else f"container {self.container_name}"
         return self._scrub(f"{target} at {self.account_url}")
 
-    async def list_names(self, folder: str) -> list[str]:
+    async def list_names(self, folder: str, *, run: bool = False) -> list[str]:
         start = folder + "/"
         try:
             names = [
@@ -437,30 +443,47 @@ class AzureSink:
                 async for blob in self.container.list_blobs(name_starts_with=start)
             ]
         except AzureError as exc:
-            raise self.error(exc, "list", start + "*", "list") from exc
+            raise self.error(exc, "list", start + "*", "list", run=run) from exc
         return [n for n in names if "/" not in n]
 
-    async def delete_blob(self, name: str) -> None:
+    async def delete_blob(self, name: str, *, run: bool = False) -> None:
         """Delete a blob (and its snapshots); one that is already gone is fine."""
         try:
             await self.container.get_blob_client(name).delete_blob(delete_snapshots="include")
         except ResourceNotFoundError as exc:
             if _error_code(exc) != "BlobNotFound":
-                raise self.error(exc, "delete", name, "delete") from exc
+                raise self.error(exc, "delete", name, "delete", run=run) from exc
         except AzureError as exc:
-            raise self.error(exc, "delete", name, "delete") from exc
+            raise self.error(exc, "delete", name, "delete", run=run) from exc
 
     def error(
-        self, exc: AzureError, action: str, blob: str | None, permission: str
+        self, exc: AzureError, action: str, blob: str | None, permission: str, *, run: bool = False
     ) -> AsyncAmpError:
         """Translate an SDK error: ``CredentialsError`` when access is refused, else
-        ``StorageError``; the message names the container and blob, never a secret."""
+        ``StorageError``; the message names the container and blob, never a secret.
+
+        ``run=True`` (staging and commits, once the run is under way): refused access and a
+        deleted container are ``StorageBlockedError`` instead: the run keeps what it finished,
+        stops starting hours, and says so in one line (exit 1).
+        """
         where = self.where(blob)
         if isinstance(exc, HttpResponseError) and exc.response is not None:
             code = _error_code(exc)
             status = exc.status_code
             if status in (401, 403) or code in _REJECTED:
-                return CredentialsError(self._denied(code, status, action, where, permission))
+                reason = self._denied(code, status, permission)
+                if run:
+                    remedy = f"renew the credentials ({self._auth_source}) and run again"
+                    cause = reason[:1].upper() + reason[1:]
+                    return StorageBlockedError(cause, f"trying to {action} {where}", remedy)
+                return CredentialsError(f"cannot {action} {where}: {reason}")
+            if code == "ContainerNotFound":
+                cause = f"The container {self.container_name} was deleted ({status} {code})"
+                remedy = (
+                    "it went with every hour in it; create it (or keep create_container = true) "
+                    "and run again"
+                )
+                return StorageBlockedError(cause, f"trying to {action} {where}", remedy, kept=False)
             detail = self._first_line(exc)
             hint = ""
             if code == "InvalidBlockList":
@@ -483,7 +506,7 @@ class AzureSink:
         msg = f"Azure Storage could not {action} {where}: {type(exc).__name__}: "
         return StorageError(msg + self._first_line(exc))
 
-    def _denied(self, code: str, status: int | None, action: str, where: str, perm: str) -> str:
+    def _denied(self, code: str, status: int | None, perm: str) -> str:
         source = self._auth_source
         what = f"{status} {code}".strip()
         if code in _REJECTED:
@@ -494,7 +517,7 @@ class AzureSink:
             }[self._auth]
             if code == "AuthorizationFailure":
                 reason += ", or a firewall / network rule blocks this client"
-            return f"cannot {action} {where}: {reason} ({what})"
+            return f"{reason} ({what})"
         if code == "AuthorizationPermissionMismatch":
             reason = {
                 "key": f"the credentials in {source} lack {perm} permission",
@@ -517,7 +540,7 @@ class AzureSink:
             reason = f"the SAS token in {source} does not allow this protocol (http/https)"
         else:
             reason = f"access denied using {source}"
-        return f"cannot {action} {where}: {reason} ({what})"
+        return f"{reason} ({what})"
 
     def _first_line(self, exc: BaseException) -> str:
         text = getattr(exc, "message", None) or str(exc) or type(exc).__name__

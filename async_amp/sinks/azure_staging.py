@@ -137,7 +137,9 @@ class BlobMember:
                 transactional_content_md5=bytearray(digest),
             )
         except AzureError as exc:
-            raise self._sink.error(exc, "stage a block of", self.blob.blob_name, "write") from exc
+            raise self._sink.error(
+                exc, "stage a block of", self.blob.blob_name, "write", run=True
+            ) from exc
 
     async def commit(self, hour: datetime, run_id: str) -> None:
         assert self.entry is not None
@@ -156,7 +158,7 @@ class BlobMember:
         try:
             await self.blob.commit_block_list(blocks, content_settings=settings, metadata=metadata)
         except AzureError as exc:
-            raise self._sink.error(exc, "commit", self.blob.blob_name, "write") from exc
+            raise self._sink.error(exc, "commit", self.blob.blob_name, "write", run=True) from exc
 
 
 class AzureStaging:
@@ -191,13 +193,13 @@ class AzureStaging:
 
         marker = f"{self._folder}/{MANIFEST_NAME}"
         # Re-extraction: the hour stops looking done before any of its data changes.
-        await sink.delete_blob(marker)
+        await sink.delete_blob(marker, run=True)
         for member in staged:
             await member.commit(self._hour, sink.run_id)
         keep = {entry.name for entry in manifest.files}
-        for name in await sink.list_names(self._folder):
+        for name in await sink.list_names(self._folder, run=True):
             if name not in keep and name.endswith(DATA_SUFFIXES):
-                await sink.delete_blob(f"{self._folder}/{name}")
+                await sink.delete_blob(f"{self._folder}/{name}", run=True)
         data = manifest.dumps()
         settings = ContentSettings(
             content_type=_MANIFEST_CONTENT_TYPE,
@@ -219,7 +221,7 @@ class AzureStaging:
                 validate_content=True,
             )
         except AzureError as exc:
-            raise sink.error(exc, "write", marker, "write") from exc
+            raise sink.error(exc, "write", marker, "write", run=True) from exc
         with self._lock:
             self._members.clear()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ from typing import BinaryIO
 import aiofiles
 import anyio
 
-from ..errors import ConfigError, StorageError
+from ..errors import ConfigError, StorageError, os_storage_error
 from ..hours import MemberName
 from ..manifest import MANIFEST_NAME, FileEntry, Manifest, hour_folder
 from ..values import is_plain_name
@@ -41,31 +42,40 @@ def _fsync_dir(path: Path) -> None:
 
 
 class _LocalMember:
-    __slots__ = ("_file", "_fsync", "path")
+    __slots__ = ("_file", "_fsync", "_staging", "path")
 
-    def __init__(self, path: Path, *, fsync: bool) -> None:
+    def __init__(self, path: Path, staging: _LocalStaging, *, fsync: bool) -> None:
         self.path = path
         self._fsync = fsync
+        self._staging = staging
         self._file: BinaryIO | None = path.open("wb")
 
     def write(self, data: bytes) -> None:
         assert self._file is not None
-        self._file.write(data)
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            raise self._staging.error(exc) from exc
 
     def finish(self, entry: FileEntry) -> None:
         assert self._file is not None
         del entry
-        self._file.flush()
-        if self._fsync:
-            os.fsync(self._file.fileno())
-        self._file.close()
+        try:
+            self._file.flush()
+            if self._fsync:
+                os.fsync(self._file.fileno())
+            self._file.close()
+        except OSError as exc:
+            raise self._staging.error(exc) from exc
         self._file = None
 
     def discard(self) -> None:
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):  # a full disk fails the close's flush too
+                self._file.close()
             self._file = None
-        self.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.path.unlink(missing_ok=True)
 
 
 class _LocalStaging:
@@ -75,29 +85,44 @@ class _LocalStaging:
         self._dir = sink.run_dir / f"{hour:%Y%m%dT%H}-{uuid.uuid4().hex[:8]}"
         self._files: list[str] = []
 
+    def error(self, exc: OSError, doing: str = "writing") -> StorageError:
+        """The sink-boundary translation: names the hour's folder, not the staging path."""
+        return os_storage_error(exc, f"{doing} {self._final}", root_exists=self._sink.root.is_dir())
+
     def open_member(self, member: MemberName, file_name: str) -> _LocalMember:
         del member
         try:
-            self._dir.mkdir(parents=True, exist_ok=True)
+            self._make_dir()
             self._files.append(file_name)
-            return _LocalMember(self._dir / file_name, fsync=self._sink.fsync)
+            return _LocalMember(self._dir / file_name, self, fsync=self._sink.fsync)
         except OSError as exc:
-            msg = f"cannot write {self._dir / file_name}: {exc.strerror or exc}"
-            raise StorageError(msg) from exc
+            raise self.error(exc) from exc
 
     async def commit(self, manifest: Manifest) -> None:
         try:
             await anyio.to_thread.run_sync(self._commit, manifest)
         except OSError as exc:
-            msg = f"cannot commit {self._final}: {exc.strerror or exc}"
-            raise StorageError(msg) from exc
+            raise self.error(exc, "committing") from exc
+
+    def _make_dir(self) -> None:
+        self._below_root(self._dir)
+
+    def _below_root(self, path: Path) -> None:
+        """``mkdir -p`` that never recreates a removed output folder: that would turn a lost
+        output into a green run that silently lacks every hour before it."""
+        current = self._sink.root
+        if not current.is_dir():
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(current))
+        for part in path.relative_to(current).parts:
+            current = current / part
+            current.mkdir(exist_ok=True)
 
     def _commit(self, manifest: Manifest) -> None:
         final = self._final
-        self._dir.mkdir(parents=True, exist_ok=True)
+        self._make_dir()
         if not final.exists() and self._commit_whole(manifest):
             return
-        final.mkdir(parents=True, exist_ok=True)
+        self._below_root(final)
         marker = final / MANIFEST_NAME
         if marker.exists():  # re-extraction: the hour stops looking done before it changes
             marker.unlink(missing_ok=True)  # another run may be committing the same hour
@@ -120,7 +145,7 @@ class _LocalStaging:
         False when the folder appeared meanwhile (another run): the caller goes file by file.
         """
         self._write_manifest(manifest)
-        self._final.parent.mkdir(parents=True, exist_ok=True)
+        self._below_root(self._final.parent)
         try:
             self._dir.rename(self._final)  # replaces at most an empty folder, atomically
         except OSError:

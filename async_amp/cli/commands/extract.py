@@ -125,6 +125,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="attempts per hour before it is reported failed (e.g. --max-attempts 8)",
     )
     ext.add_argument(
+        "--recheck",
+        metavar="DURATION",
+        help="ask complete hours younger than this again and replace those that changed "
+        "(late data), e.g. --recheck 48h (also 7d, 1w)",
+    )
+    ext.add_argument(
         "--expected-pages",
         type=int,
         metavar="N",
@@ -155,6 +161,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         max_attempts=args.max_attempts,
         expected_pages_per_hour=args.expected_pages_per_hour,
         window_hours=args.window_hours,
+        recheck=args.recheck,
     )
     request = RunRequest(
         first=first,
@@ -345,8 +352,20 @@ def _print_summary(result: ExtractResult, out: Any, signum: int | None) -> None:
         f"downloaded {sum(p.bytes_downloaded for p in projects) / 1e6:,.1f} MB",
         file=out,
     )
+    for p in projects:
+        if p.rechecked:
+            changed = [iso_hour(h) for h in p.changed_hours]
+            shown = ", ".join(changed[:10]) + (" ..." if len(changed) > 10 else "")
+            print(
+                f"  rechecked {p.rechecked} hours, {len(changed)} changed"
+                + (f": {shown}" if changed else ""),
+                file=out,
+            )
     for failed in result.failed_hours:
         print(f"  FAILED {failed.project} {iso_hour(failed.hour)}: {failed.error}", file=out)
+    for p in projects:
+        if p.stopped:
+            print(f"  STOPPED {p.name}: {p.stopped}", file=out)
     if signum is not None:
         unfinished = sum(p.unfinished for p in projects)
         print(

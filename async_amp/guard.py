@@ -1,0 +1,193 @@
+"""When a run must stop starting hours: storage that refuses, an endpoint that cannot be reached.
+
+A fault of one answer is the hour's business (it is retried alone). Some failures are the
+run's: a full disk refuses every hour alike, and an Export API that takes no connection fails
+every request alike. Retrying each hour on its own then only multiplies requests (a 30-day
+backfill against a dead host made 3,600) and ends with hundreds of identical lines.
+
+``RunGuard`` is the one place that knows. Every attempt passes ``await guard.admit()`` before
+it sends a request; the guard answers False once the run is stopping, and then the attempt
+leaves its hours unfinished (exit 1, nothing lost, a rerun picks them up).
+
+- ``storage_blocked(exc)``: the sink said storage refuses until someone acts: stop at once.
+- ``connect_failed(exc)`` / ``connected()``: a circuit breaker. The first connect failure
+  opens it; while open, one request at a time goes out (a probe), after a backoff; the first
+  answer of any kind closes it. After ``max_probes`` probes in a row fail, the endpoint is
+  declared unreachable and the run stops. So a blip costs a few retries and recovers
+  silently, and a dead host costs at most ``concurrency + max_probes`` requests, whatever
+  the range's length.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import anyio
+
+from .errors import AsyncAmpError, ConnectFailedError, StorageBlockedError, UserError
+
+__all__ = ["Admission", "RunGuard", "Stop"]
+
+Admission = Literal["go", "probe", "stop"]
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Why a run stopped starting hours."""
+
+    kind: str  # "storage" | "unreachable" | "refused" (keys refused: the error ends the run)
+    storage: StorageBlockedError | None = None
+    detail: str = ""
+
+    def line(self, *, url: str, done: int, total: int) -> str:
+        """The one line the user sees."""
+        if self.storage is not None:
+            return self.storage.line(done, total)
+        detail = f"cannot reach the Export API at {url}: {self.detail}"
+        return f"{detail}; nothing was lost, run again later"
+
+
+class RunGuard:
+    """Shared by every attempt of one run (one project)."""
+
+    def __init__(
+        self,
+        *,
+        max_probes: int,
+        backoff_base_s: float,
+        backoff_max_s: float,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.max_probes = max(1, max_probes)
+        self._base = backoff_base_s
+        self._max = backoff_max_s
+        self._rng = rng or random.Random()
+        self.stop: Stop | None = None
+        self.stopping = anyio.Event()
+        self._open = False
+        self._probe_out = False
+        self._probe_failures = 0
+        self._changed = anyio.Event()  # set (and replaced) whenever the breaker moves
+        self.connect_failures = 0  # over the whole run, for the figures
+
+    @property
+    def stopped(self) -> bool:
+        return self.stop is not None
+
+    async def admit(
+        self, acquire: Callable[[], Awaitable[int]], release: Callable[[], None]
+    ) -> tuple[Admission, int]:
+        """Take a request slot (``acquire`` returns its epoch) and the go-ahead to use it.
+
+        ``"go"``; ``"probe"``: the one request sent while the breaker is open (after a
+        backoff), whose outcome ``watch`` reports; ``"stop"``: send nothing (no slot is held).
+        While the breaker is open the others wait *without* a slot, so the probe never waits
+        behind requests that are themselves waiting for it.
+        """
+        while True:
+            if self.stop is not None:
+                return "stop", -1
+            epoch = await acquire()
+            if self.stop is not None:
+                release()
+                return "stop", -1
+            if not self._open:
+                return "go", epoch
+            if not self._probe_out:
+                self._probe_out = True
+                delay = min(self._max, self._base * 2**self._probe_failures)
+                try:
+                    going = await self.sleep(self._rng.uniform(delay / 2, delay))
+                except BaseException:
+                    self._probe_out = False
+                    release()
+                    raise
+                if not going:
+                    self._probe_out = False
+                    release()
+                    return "stop", -1
+                if not self._open:  # another request got through meanwhile
+                    self._probe_out = False
+                    return "go", epoch
+                return "probe", epoch
+            release()
+            await self._changed.wait()
+
+    def connected(self, *, probe: bool = False) -> None:
+        """The endpoint answered (any status, even a reset after connecting): close."""
+        if probe:
+            self._probe_out = False
+        if self._open:
+            self._open = False
+            self._probe_out = False
+            self._probe_failures = 0
+            self._wake()
+
+    def connect_failed(self, exc: ConnectFailedError, *, probe: bool = False) -> None:
+        """A request could not connect. ``probe``: it was the one sent while open."""
+        self.connect_failures += 1
+        if probe:
+            self._probe_out = False
+        if not self._open:
+            self._open = True
+            self._wake()
+            return
+        if not probe:
+            return  # one of the requests already in flight when the breaker opened
+        self._probe_failures += 1
+        if self._probe_failures >= self.max_probes:
+            self._halt(Stop("unreachable", detail=str(exc)))
+        else:
+            self._wake()
+
+    @contextlib.contextmanager
+    def watch(self, admission: Admission) -> Iterator[None]:
+        """Around one request: tell the breaker whether the endpoint took the connection."""
+        probe = admission == "probe"
+        try:
+            yield
+        except ConnectFailedError as exc:
+            self.connect_failed(exc, probe=probe)
+            raise
+        except UserError as exc:  # keys refused: not one more request (the error ends the run)
+            self._halt(Stop("refused", detail=str(exc)))
+            raise
+        except AsyncAmpError as exc:
+            self.connected(probe=probe)  # it answered, if badly
+            if isinstance(exc, StorageBlockedError):  # before the request slot is given back
+                self.storage_blocked(exc)
+            raise
+        except BaseException:
+            if probe:  # cancelled: let another request be the probe
+                self._probe_out = False
+                self._wake()
+            raise
+        self.connected(probe=probe)
+
+    def storage_blocked(self, exc: StorageBlockedError) -> None:
+        if self.stop is None:
+            self._halt(Stop("storage", storage=exc))
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def _halt(self, stop: Stop) -> None:
+        self.stop = stop
+        self.stopping.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def sleep(self, seconds: float) -> bool:
+        """Sleep ``seconds`` unless the run stops first; True when it did not stop."""
+        if seconds > 0:
+            with anyio.move_on_after(seconds):
+                await self.stopping.wait()
+        return self.stop is None
