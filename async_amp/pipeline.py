@@ -42,7 +42,7 @@ from .limiter import AdaptiveLimiter
 from .logs import bound, log
 from .manifest import Manifest
 from .plan import Plan, make_plan
-from .recheck import Verdict, judge, recheck_since
+from .recheck import Verdict, judge, recheck_since, stored_digests
 from .results import HourResult, ProjectResult
 from .retry import plan_retry
 from .schedule import Observed, Probes, schedule
@@ -407,11 +407,13 @@ class _Flow:
 
     async def _recheck(self, hour: datetime, manifest: Manifest) -> Verdict:
         """``--recheck``: the stored hour against this answer; logs ``hour.changed``."""
+        sink, project = self.x.sink, self.x.project
         try:
-            before = await self.x.sink.read_manifest(self.x.project, hour)
+            before = await sink.read_manifest(project, hour)
         except ValueError:  # not a valid manifest: the hour is replaced
             before = None
-        verdict = judge(before, manifest)
+        stored = await stored_digests(sink, project, hour, before) if before else None
+        verdict = judge(before, manifest, stored)
         if verdict.replace:
             log.info(
                 "hour.changed",

@@ -14,19 +14,31 @@ goes through the usual attempt (staged, never visible) and then through ``judge`
 
 The comparison is by source member (the ``#n`` files of Amplitude's archive), not by output
 file, so it does not depend on the output format: whatever a format writes, its manifest
-records each source member's name and the digest of its decompressed bytes (``source_digests``).
+records each source member's name and the digest of its decompressed bytes
+(``source_digests``), or lists the one record that does (Delta: ``_delta_commit.json``).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from .errors import StorageError
 from .hours import HOUR
 from .manifest import Manifest
+from .sinks.base import Sink
 
-__all__ = ["Verdict", "judge", "recheck_since", "source_digests"]
+__all__ = [
+    "SOURCE_RECORDS",
+    "Verdict",
+    "judge",
+    "recheck_since",
+    "source_digests",
+    "stored_digests",
+]
 
 
 def recheck_since(now: datetime, recheck: timedelta) -> datetime | None:
@@ -55,6 +67,27 @@ def source_digests(manifest: Manifest) -> dict[str, str]:
     return digests
 
 
+# Formats whose stored files are not one per member keep one record of the hour's sources
+# (``{"sources": [{"name", "sha256", ...}]}``), listed as the manifest's only file: Delta.
+SOURCE_RECORDS = frozenset({"_delta_commit.json"})
+
+
+async def stored_digests(
+    sink: Sink, project: str, hour: datetime, manifest: Manifest
+) -> dict[str, str] | None:
+    """The stored hour's source digests: from its manifest, or from the record it lists.
+    ``None`` when they cannot be read (the hour is then replaced)."""
+    names = [f.name for f in manifest.files]
+    if len(names) != 1 or names[0] not in SOURCE_RECORDS:
+        return source_digests(manifest)
+    try:
+        body = b"".join([chunk async for chunk in sink.iter_file(project, hour, names[0])])
+        sources = json.loads(body)["sources"]
+        return {str(s["name"]): str(s["sha256"]) for s in sources}
+    except (StorageError, ValueError, KeyError, TypeError):
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     outcome: Literal["unchanged", "changed", "kept"]
@@ -72,11 +105,15 @@ class Verdict:
         return self.before.events if self.before is not None else 0
 
 
-def judge(before: Manifest | None, after: Manifest) -> Verdict:
-    """Pure: what to do with a re-asked hour, given the stored manifest and the new one."""
+def judge(
+    before: Manifest | None, after: Manifest, stored: Mapping[str, str] | None = None
+) -> Verdict:
+    """Pure: what to do with a re-asked hour, given the stored manifest (and its source
+    digests, when they are kept elsewhere than its file entries) and the new answer's."""
     if before is None:
         return Verdict("changed", None, added=len(after.files))
-    old, new = source_digests(before), source_digests(after)
+    old = dict(stored) if stored is not None else source_digests(before)
+    new = source_digests(after)
     if old == new:
         return Verdict("unchanged", before)
     if not new and before.events > 0:

@@ -8,11 +8,13 @@ when Amplitude backfills late events into an hour that was already exported.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from azure.storage.blob import BlobServiceClient as SyncBlobServiceClient
+from deltalake import DeltaTable
 
 from async_amp.config import AzureConfig
 from async_amp.config_load import load_config
@@ -26,6 +28,7 @@ from async_amp.testing.server import run_simulator
 from async_amp.values import duration
 
 from .azurite import Azurite
+from .delta_helpers import expected_uuids, local_delta_sink, read_table
 from .helpers import (
     KEY,
     NOW,
@@ -140,6 +143,27 @@ async def test_recheck_into_azure_keeps_unchanged_blobs_etags(
     moved = {name for name in after if before.get(name) != after[name]}
     assert moved and all("/date=2026-11-26/hour=05/" in name for name in moved)
     assert set(after) == set(before)
+
+
+async def test_recheck_into_delta_commits_only_the_changed_hour(tmp_path: Path) -> None:
+    first, last = INSIDE - timedelta(hours=1), INSIDE + timedelta(hours=1)
+    uri = str(tmp_path / "website")
+    async with run_simulator(small_dataset(), api_key=KEY, secret_key=SECRET) as sim:
+        config = make_config(sim.base_url, tmp_path)
+        assert (await run(config, first, last, sink=local_delta_sink(config))).exit_code == 0
+        version = DeltaTable(uri).version()
+        sim.change_hour(INSIDE)
+        rechecking = make_config(sim.base_url, tmp_path, recheck=timedelta(hours=12))
+        summary = await run(rechecking, first, last, sink=local_delta_sink(rechecking))
+        new = sim.dataset
+        assert sim.request_count() == 2 * 3  # every hour asked twice: once, then rechecked
+    result = summary.result("website")
+    assert summary.exit_code == 0 and result.changed_hours == (INSIDE,)
+    assert result.rechecked == 3
+    table = DeltaTable(uri)
+    assert table.version() == version + 1  # one commit: the changed hour; none for the rest
+    assert table.history(1)[0]["async_amp.hour"] == "2026-11-26T05"
+    assert Counter(read_table(uri)["uuid"].to_pylist()) == expected_uuids(new, first, last)
 
 
 # --------------------------------------------------------------------------- pure pieces
