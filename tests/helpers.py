@@ -8,6 +8,7 @@ import os
 import random
 import subprocess
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -138,10 +139,15 @@ def last_hour_of(day: datetime, days: int = 1) -> datetime:
 
 
 def cli_extract(
-    base_url: str, out: Path, *args: str, logs: Path | None = None
+    base_url: str,
+    out: Path,
+    *args: str,
+    logs: Path | None = None,
+    wrapper: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
     """``async-amp extract --output out ARGS`` as a subprocess, with the test keys, fast
-    backoff, ``now`` pinned to NOW and nothing from the machine's environment."""
+    backoff, ``now`` pinned to NOW and nothing from the machine's environment. ``wrapper``
+    goes before the interpreter (e.g. ``setpriv ...``)."""
     env = {
         "PATH": "/usr/bin:/bin",
         "AMP_API_KEY": KEY,
@@ -154,7 +160,7 @@ def cli_extract(
     }
     if logs is not None:
         env["ASYNC_AMP_OUTPUT_LOG_DIR"] = str(logs)
-    command = [sys.executable, "-m", "async_amp", "extract", "--output", str(out), *args]
+    command = [*wrapper, sys.executable, "-m", "async_amp", "extract", "--output", str(out), *args]
     return subprocess.run(
         command, env=env, cwd=out.parent, capture_output=True, text=True, timeout=120, check=False
     )

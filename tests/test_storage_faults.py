@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -148,6 +149,50 @@ def test_disk_full_stops_with_one_line_and_the_rerun_is_identical(tmp_path: Path
         assert sim.request_count() == 24 - complete  # finished hours are not asked again
         assert_output_matches(out, dataset, DAY1, last_hour_of(DAY1))
         assert not (out / ".async-amp-staging").exists()
+
+
+# --------------------------------------------------------------------------- permission lost
+
+# root without the capabilities that override permission bits obeys them like any user
+NO_OVERRIDE = "-dac_override,-dac_read_search,-fowner"
+SETPRIV = ("setpriv", f"--bounding-set={NO_OVERRIDE}", f"--inh-caps={NO_OVERRIDE}")
+
+
+def test_write_permission_lost_mid_run_stops_and_the_rerun_completes(tmp_path: Path) -> None:
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is needed to run the CLI without CAP_DAC_OVERRIDE")
+    dataset = small_dataset()
+    out = tmp_path / "data"
+
+    def revoke() -> None:  # what an operator's chmod -R a-w (or a changed ACL) does
+        subprocess.run(["chmod", "-R", "a-w", str(out)], check=True)
+
+    args = ("--start", "2026-11-01T00", "--end", "2026-11-01T11", "--concurrency", "1")
+    with BackgroundSimulator(
+        dataset, api_key=KEY, secret_key=SECRET, faults=on_request(5, revoke)
+    ) as sim:
+        done = cli_extract(sim.base_url, out, *args, logs=tmp_path / "logs", wrapper=SETPRIV)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "Traceback" not in done.stdout + done.stderr
+        stopped = [line for line in done.stdout.splitlines() if "STOPPED" in line]
+        complete = len(manifests(out))
+        assert complete in (2, 3, 4)
+        assert len(stopped) == 1 and re.fullmatch(
+            rf"  STOPPED website: Permission denied (writing|committing) "
+            rf"{re.escape(str(out))}/website/date=2026-11-01/hour=0[234]: {complete} of 12 "
+            r"hours complete; restore write permission \(or pick another --output\) and run "
+            r"again, completed hours are kept",
+            stopped[0],
+        ), done.stdout
+        assert sim.request_count() == 5
+
+        subprocess.run(["chmod", "-R", "u+w", str(out)], check=True)  # the operator fixes it
+        sim.reset_log()
+        again = cli_extract(sim.base_url, out, *args, logs=tmp_path / "logs", wrapper=SETPRIV)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert sim.request_count() == 12 - complete
+    assert_output_matches(out, dataset, DAY1, LAST12)
+    assert not (out / ".async-amp-staging").exists()
 
 
 # --------------------------------------------------------------------------- folders that go away
