@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
@@ -53,6 +54,16 @@ async def test_two_days_at_concurrency_8_into_delta_read_back_by_deltalake_and_d
         con.register("events", dt.to_pyarrow_dataset())
         got = con.sql("SELECT count(*), count(DISTINCT uuid) FROM events").fetchall()[0]
         assert got == (table.num_rows, len(set(table["uuid"].to_pylist())))
+        # polars, as docs/delta.md shows it (it reads through deltalake too)
+        day = pl.scan_delta(str(tmp_path / "website")).filter(
+            pl.col("date") == pl.date(2026, 11, 1)
+        )
+        per_hour = day.group_by("hour").agg(pl.len()).sort("hour").collect()
+        assert dict(per_hour.iter_rows()) == {
+            h: n
+            for (d, h), n in expected_rows_per_hour(dataset, DAY1, last).items()
+            if d == DAY1.date()
+        }
         sim.reset_log()
         again = await run(config, DAY1, last, sink=local_delta_sink(config))
         assert sim.request_count() == 0 and again.exit_code == 0

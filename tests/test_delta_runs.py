@@ -75,6 +75,19 @@ def spawn(
     return proc
 
 
+def cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``async-amp ARGS`` to completion (status, verify, compact)."""
+    return subprocess.run(
+        [sys.executable, "-m", "async_amp", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 def assert_table_is(uri: str, dataset, first: datetime, last: datetime) -> None:  # type: ignore[no-untyped-def]
     rows = DeltaTable(uri).to_pyarrow_table()
     assert rows_per_hour(rows) == expected_rows_per_hour(dataset, first, last)
@@ -101,25 +114,7 @@ def test_two_shard_workers_started_at_once_both_exit_0_and_the_table_is_the_unio
     assert len(commits) == 12  # one per hour, none lost to a conflict
     # the nightly job: compact the day (one file per hour already: no rewrite), rows unchanged
     before = DeltaTable(uri).to_pyarrow_table().sort_by("uuid")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "async_amp",
-            "compact",
-            "--start",
-            "2026-11-01",
-            "--end",
-            "2026-11-01",
-            "--json",
-        ],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = cli(env, tmp_path, "compact", "--start", "2026-11-01", "--end", "2026-11-01", "--json")
     assert done.returncode == 0, done.stderr
     [day] = json.loads(done.stdout)["days"]
     assert day["day"] == "2026-11-01" and day["rows"] == before.num_rows and day["files_added"] == 0
@@ -184,23 +179,11 @@ def test_sigkill_mid_run_leaves_only_whole_hours_and_the_next_run_completes_it(
         _, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err[-2000:]
     assert_table_is(uri, dataset, first, last)
-    verify = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "async_amp",
-            "verify",
-            "--start",
-            f"{first:%Y-%m-%dT%H}",
-            "--end",
-            f"{last:%Y-%m-%dT%H}",
-        ],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    span = ["--start", f"{first:%Y-%m-%dT%H}", "--end", f"{last:%Y-%m-%dT%H}"]
+    verify = cli(env, tmp_path, "verify", *span)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "OK" in verify.stdout
+    status = cli(env, tmp_path, "status", "--json", *span)
+    totals = json.loads(status.stdout)["totals"]
+    assert totals["complete"] == 16 and totals["missing"] == 0
+    assert totals["events"] == sum(expected_rows_per_hour(dataset, first, last).values())
