@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
+from async_amp import api
 from async_amp.config import Config
 from async_amp.delta.maintain import compact
 from async_amp.delta.table import TableLocation, compact_day
@@ -216,3 +217,26 @@ async def test_dedupe_keeps_the_first_copy_of_each_uuid_and_the_record_counts_th
         lines
     )
     assert (await verify_table(local_delta_sink(config), "website", hour, hour)).ok
+
+
+async def test_since_last_resumes_after_the_newest_hour_the_table_holds(tmp_path: Path) -> None:
+    dataset = small_dataset()
+    async with run_simulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
+        base = make_config(sim.base_url, tmp_path, start="2026-11-01")
+        config = replace(
+            base,
+            output=replace(base.output, format="delta"),
+            environ={"AMP_API_KEY": KEY, "AMP_SECRET_KEY": SECRET},
+        )
+        first = await run(config, DAY1, DAY1 + timedelta(hours=5), sink=local_delta_sink(config))
+        assert first.exit_code == 0
+        sim.reset_log()
+        # 14:00 with the 2-hour lag: hours up to 11:00 are available
+        later = await api.extract(config, since_last=True, now=DAY1 + timedelta(hours=14))
+        assert later.exit_code == 0
+        assert sorted(r.start for r in sim.requests) == [
+            DAY1 + timedelta(hours=h) for h in range(6, 12)
+        ]
+    last = DAY1 + timedelta(hours=11)
+    table = DeltaTable(str(tmp_path / "website")).to_pyarrow_table()
+    assert rows_per_hour(table) == expected_rows_per_hour(dataset, DAY1, last)
