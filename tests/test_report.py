@@ -295,3 +295,42 @@ def test_files_without_a_manifest_make_a_failed_hour(tmp_path: Path) -> None:
     assert states[5] == ("failed", "data files without a manifest")
     assert states[6] == ("missing", "")
     assert sum(state == "missing" for state, _ in states.values()) == 23
+
+
+# --- every output format, written by the real sinks -------------------------------------------
+
+TWO_DAYS = (FIRST, FIRST + timedelta(days=2) - timedelta(hours=1))
+
+
+def _extract_and_report(tmp_path: Path, data_format: str) -> Report:
+    """Two days of the lake's dataset extracted by the sink ``[output] format`` names, then
+    reported through the same sink (what ``async-amp report`` does)."""
+    from async_amp.sinks import make_sink
+
+    async def go() -> Report:
+        async with run_simulator(DATASET, api_key=KEY, secret_key=SECRET) as sim:
+            base = make_config(sim.base_url, tmp_path / data_format, window_hours=24)
+            config = replace(base, output=replace(base.output, format=data_format))
+            sink = make_sink(config, run_id="test-run", environ={})
+            assert (await run(config, *TWO_DAYS, sink=sink)).exit_code == 0
+        reader = make_sink(config, run_id="read", environ={})
+        try:
+            return await build_report(
+                reader, "website", *TWO_DAYS, now=NOW, lag_hours=LAG, settings=SETTINGS
+            )
+        finally:
+            await reader.aclose()
+
+    return anyio.run(go)
+
+
+@pytest.fixture(scope="module")
+def ndjson_report(tmp_path_factory: pytest.TempPathFactory) -> Report:
+    return _extract_and_report(tmp_path_factory.mktemp("ndjson"), "ndjson")
+
+
+@pytest.mark.parametrize("data_format", ["gzip", "parquet", "delta"])
+def test_every_output_format_gives_the_same_report(
+    tmp_path: Path, data_format: str, ndjson_report: Report
+) -> None:
+    _same_numbers(ndjson_report, _extract_and_report(tmp_path, data_format))

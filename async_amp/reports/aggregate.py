@@ -129,16 +129,27 @@ class Aggregator:
 
     # ------------------------------------------------------------------ per hour
 
-    def add_hours(self, day: date, paths: list[Path]) -> int:
-        """Read the files of some hours of ``day`` (in order: days never go back) at once and
+    def add_hours(self, day: date, paths: list[Path], rows: Any = None) -> int:
+        """Read the files of some hours of ``day`` (in order: days never go back), and ``rows``
+        (an Arrow table of the Parquet schema: a Delta table's hours) when given, at once, and
         fold them into the day's partials; returns the rows read."""
         if self._day is None or self._day.day != day:
             if self._day is not None:
                 self.end_day()
             self._day = DayFacts(day)
         facts = self._day
-        source = hour_source(self.con, paths, self.settings)
-        rows = load_hour(self.con, source, self.settings.time_zone)
+        tables = ("table_rows",) if rows is not None else ()
+        if rows is not None:
+            self.con.register("table_rows", rows)
+        try:
+            source = hour_source(self.con, paths, self.settings, tables)
+            count = load_hour(self.con, source, self.settings.time_zone)
+            return self._fold(day, facts, source, count)
+        finally:
+            if rows is not None:
+                self.con.unregister("table_rows")
+
+    def _fold(self, day: date, facts: DayFacts, source: str | None, rows: int) -> int:
         if not rows:
             return 0
         for sql in _PER_HOUR:

@@ -9,11 +9,13 @@ runs in a worker thread), and removed as soon as the hour is read.
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
 import duckdb
@@ -74,7 +76,14 @@ def _cell(hour: datetime, manifest: Manifest | None, newest: datetime) -> HourCe
 
 
 async def _read_hour(
-    sink: Sink, project: str, hour: datetime, has_manifest: bool, newest: datetime, tmp: Path
+    sink: Sink,
+    project: str,
+    hour: datetime,
+    has_manifest: bool,
+    newest: datetime,
+    tmp: Path,
+    *,
+    in_table: bool = False,
 ) -> tuple[HourCell, list[Path], bool, int]:
     """The hour's cell, the local paths of its data files, ``True`` when those are temporary
     copies, and their weight for batching (bytes as stored, gzip'd ones counted 8 times)."""
@@ -89,6 +98,8 @@ async def _read_hour(
         if cell.state == "missing" and await sink.list_files(project, hour):
             cell = HourCell(hour, "failed", detail="data files without a manifest")
         return cell, [], False, 0
+    if in_table:  # a Delta table's hour: its rows are read from the table, its size is theirs
+        return cell, [], False, manifest.size * 8 if cell.state == "complete" else 0
     files = [f for f in manifest.files if file_format(f.name) is not None]
     names = [f.name for f in files]
     size = sum(f.bytes * (8 if f.name.endswith(".gz") else 1) for f in files)
@@ -130,6 +141,7 @@ async def build_report(
     hours = list(hour_range(first, last))
     newest = available_until(now, lag_hours)
     done = await sink.completed_hours(project, hours)
+    table = await _delta_dataset(sink, project)
     cells: list[HourCell] = []
     with tempfile.TemporaryDirectory(prefix="async-amp-report-") as name:
         tmp = Path(name)
@@ -144,7 +156,9 @@ async def build_report(
             ) -> None:
                 async with out:
                     for hour in hours:
-                        item = await _read_hour(sink, project, hour, hour in done, newest, tmp)
+                        item = await _read_hour(
+                            sink, project, hour, hour in done, newest, tmp, in_table=bool(table)
+                        )
                         try:
                             await out.send(item)
                         except anyio.BrokenResourceError:  # the reader failed: it says why
@@ -155,12 +169,12 @@ async def build_report(
             async def flush() -> None:
                 if batch.cells:
                     day = batch.cells[0].hour.date()
+                    read = [c.hour for c in batch.cells if c.state == "complete"]
                     try:
                         batch.rows += await anyio.to_thread.run_sync(
-                            agg.add_hours, day, batch.paths
+                            _add, agg, day, batch.paths, table, read
                         )
-                    except duckdb.Error as exc:
-                        read = [c.hour for c in batch.cells if c.state == "complete"]
+                    except _read_errors() as exc:
                         lo, hi = read[0], read[-1]
                         why = str(exc).splitlines()[0]
                         msg = f"cannot read the data of {lo:%Y-%m-%dT%H} to {hi:%H}: {why}"
@@ -196,6 +210,44 @@ async def build_report(
             )
         finally:
             agg.close()
+
+
+async def _delta_dataset(sink: Sink, project: str) -> Any:
+    """The project's Delta table as a pyarrow dataset when ``sink`` is a ``DeltaSink`` (its
+    hours' rows live in the table, not in the hour folders), else ``None``."""
+    module = sys.modules.get("async_amp.delta.sink")  # loaded by make_sink when format = delta
+    if module is None or not isinstance(sink, module.DeltaSink):
+        return None
+    from ..delta.table import DELTA_ERRORS, delta_error_text, open_table  # noqa: PLC0415
+
+    location = sink.locate(project)
+    try:
+        table = await anyio.to_thread.run_sync(open_table, location)
+    except DELTA_ERRORS as exc:
+        msg = f"cannot open the Delta table at {location.uri}: {delta_error_text(exc, location)}"
+        raise StorageError(msg) from None
+    return None if table is None else table.to_pyarrow_dataset()
+
+
+def _read_errors() -> tuple[type[Exception], ...]:
+    """What reading stored data raises: DuckDB's errors, and the Delta reader's when loaded."""
+    module = sys.modules.get("async_amp.delta.table")
+    found: tuple[type[Exception], ...] = (duckdb.Error,)
+    return found + tuple(module.DELTA_ERRORS) if module is not None else found
+
+
+def _add(agg: Aggregator, day: date, paths: list[Path], table: Any, hours: list[datetime]) -> int:
+    """Fold files (and, from a Delta table, the rows of ``hours``) into the aggregation."""
+    rows = None
+    if table is not None and hours:
+        import pyarrow as pa  # noqa: PLC0415
+        import pyarrow.compute as pc  # noqa: PLC0415
+
+        wanted = (pc.field("date") == pa.scalar(day, pa.date32())) & pc.field("hour").isin(
+            pa.array([h.hour for h in hours], pa.int32())
+        )
+        rows = table.to_table(filter=wanted)
+    return agg.add_hours(day, paths, rows)
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:

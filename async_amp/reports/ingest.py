@@ -44,7 +44,7 @@ _COLUMNS = (
     "uuid", "event_type", "device_id", "user_id", "session_id", "event_time", "country", "city",
     "os_name", "device_family", "device_type",
 )  # fmt: skip
-_PARQUET_META = tuple(c.name for c in (EXTRA, *LINEAGE))
+_PARQUET_META = (*(c.name for c in (EXTRA, *LINEAGE)), "date", "hour")  # Delta partitions
 
 
 def file_format(name: str) -> Format | None:
@@ -117,13 +117,11 @@ def _ndjson_select(files: str, settings: ReportConfig) -> str:
         FROM x"""
 
 
-def _parquet_select(con: duckdb.DuckDBPyConnection, files: str, settings: ReportConfig) -> str:
-    present = {
-        row[0]
-        for row in con.execute(
-            f"DESCRIBE SELECT * FROM read_parquet({files}, union_by_name = true)"
-        ).fetchall()
-    }
+def _parquet_select(con: duckdb.DuckDBPyConnection, relation: str, settings: ReportConfig) -> str:
+    """Rows of the Parquet schema (``formats.EVENT_SCHEMA``) from ``relation``: a
+    ``read_parquet(...)`` call, or the name of a registered Arrow table (a Delta table's rows,
+    with its ``date``/``hour`` partition columns)."""
+    present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
 
     def col(name: str, cast: str) -> str:
         if name in present:
@@ -140,7 +138,7 @@ def _parquet_select(con: duckdb.DuckDBPyConnection, files: str, settings: Report
         WITH raw AS (
             SELECT {typed}, {js("event_properties")} AS props, {js("user_properties")} AS uprops,
                    {js("_extra")} AS extra_json
-            FROM read_parquet({files}, union_by_name = true)
+            FROM {relation}
         ), x AS (SELECT *, {extract} FROM raw)
         SELECT {", ".join(_COLUMNS)}, {derived},
                coalesce(len(json_keys(extra_json)), 0) > 0 AS extra,
@@ -150,10 +148,14 @@ def _parquet_select(con: duckdb.DuckDBPyConnection, files: str, settings: Report
 
 
 def hour_source(
-    con: duckdb.DuckDBPyConnection, paths: Sequence[Path], settings: ReportConfig
+    con: duckdb.DuckDBPyConnection,
+    paths: Sequence[Path],
+    settings: ReportConfig,
+    tables: Sequence[str] = (),
 ) -> str | None:
-    """SQL for the hour's rows in the normalised columns (``keys``/``pkeys`` lists included);
-    ``None`` when no file is in a format the report reads."""
+    """SQL for the hours' rows in the normalised columns (``keys``/``pkeys`` lists included),
+    from files and from registered Arrow ``tables`` of the Parquet schema; ``None`` when there
+    is nothing the report reads."""
     by_format: dict[Format, list[Path]] = {}
     for path in paths:
         fmt = file_format(path.name)
@@ -165,7 +167,10 @@ def hour_source(
         if fmt == "ndjson":
             selects.append(_ndjson_select(files, settings))
         else:
-            selects.append(_parquet_select(con, files, settings))
+            selects.append(
+                _parquet_select(con, f"read_parquet({files}, union_by_name = true)", settings)
+            )
+    selects += [_parquet_select(con, table, settings) for table in tables]
     return " UNION ALL BY NAME ".join(f"({s})" for s in selects) if selects else None
 
 
