@@ -38,6 +38,7 @@ from .report_lake import (
     Lake,
     shared_lake,
 )
+from .s3 import S3Key, S3ServerProcess
 
 
 def _same_numbers(a: Report, b: Report) -> None:
@@ -334,3 +335,31 @@ def test_every_output_format_gives_the_same_report(
     tmp_path: Path, data_format: str, ndjson_report: Report
 ) -> None:
     _same_numbers(ndjson_report, _extract_and_report(tmp_path, data_format))
+
+
+@pytest.mark.anyio
+async def test_s3_sink_gives_the_same_report_read_with_read_only_keys(
+    s3_server: S3ServerProcess, s3_bucket: str, ndjson_report: Report
+) -> None:
+    """The S3 sink (moto's server): written with the admin key, reported with read_only's."""
+    from async_amp.config import S3Config
+    from async_amp.sinks.s3 import S3Sink
+
+    config = S3Config(
+        bucket=s3_bucket, endpoint_url=s3_server.endpoint_url, addressing_style="path", retries=1
+    )
+
+    def sink(key: S3Key) -> S3Sink:
+        return S3Sink.from_config(config, run_id="test-run", environ=key.environ())
+
+    async with run_simulator(DATASET, api_key=KEY, secret_key=SECRET) as sim:
+        base = make_config(sim.base_url, Path("unused"), window_hours=24)
+        assert (await run(base, *TWO_DAYS, sink=sink(s3_server.admin))).exit_code == 0
+    reader = sink(s3_server.read_only)
+    try:
+        report = await build_report(
+            reader, "website", *TWO_DAYS, now=NOW, lag_hours=LAG, settings=SETTINGS
+        )
+    finally:
+        await reader.aclose()
+    _same_numbers(ndjson_report, report)
