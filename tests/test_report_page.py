@@ -67,6 +67,9 @@ def seen(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[
             topTitle: first.querySelector('td.post b').innerText,
             topPath: first.querySelector('td.post .note').innerText,
             topViews: first.querySelector('td.views').innerText,
+            topVisitors: first.children[3].innerText,
+            leadDays: document.querySelector('#leads tr:nth-child(2)').children[4].innerText,
+            leadUser: document.querySelector('#leads tr:nth-child(2) code').innerText,
             drops: document.querySelector('#drops').innerText,
             drift: document.querySelector('#drift').innerText,
             dups: document.querySelector('#dups').innerText,
@@ -150,16 +153,30 @@ def test_missing_failed_and_empty_hours_are_shown_as_such(seen: dict[str, Any]) 
 
 def test_top_blog_post_matches_duckdb(lake: Lake, seen: dict[str, Any]) -> None:
     names = ", ".join(f"'{e}'" for e in PAGE_VIEWS)
-    (path, title, views), *_ = _query(
+    (path, title, views, visitors), *_ = _query(
         lake,
         f"""SELECT event_properties.page_path AS path, any_value(event_properties.blog_post_title),
-               count(*) AS views
+               count(*) AS views, count(DISTINCT device_id)
         FROM {{rows}} WHERE event_type IN ({names}) AND starts_with(event_properties.page_path, '/blog/')
         GROUP BY path ORDER BY views DESC, path LIMIT 1""",
     )
     assert seen["topPath"] == path
     assert seen["topTitle"] == title
     assert seen["topViews"] == f"{views:,}"
+    assert seen["topVisitors"] == f"{visitors:,}"
+
+
+def test_latest_identified_user_and_their_days_match_duckdb(
+    lake: Lake, seen: dict[str, Any]
+) -> None:
+    """Over eight days, so the per-day rows have been folded once (every seven days)."""
+    ((user, days),) = _query(
+        lake,
+        "SELECT user_id, count(DISTINCT date) FROM {rows} WHERE user_id IS NOT NULL "
+        "GROUP BY user_id ORDER BY max(event_time) DESC, user_id LIMIT 1",
+    )
+    assert seen["leadUser"] == user
+    assert seen["leadDays"] == f"{days:,}"
 
 
 def test_visitors_duplicates_and_extra_match_duckdb(lake: Lake, seen: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ import duckdb
 from ..config import ReportConfig
 from .ingest import hour_keys, hour_source, load_hour, sql_text
 
-__all__ = ["SESSION_BUCKETS", "Aggregator", "DayFacts"]
+__all__ = ["COMPACT_EVERY_DAYS", "SESSION_BUCKETS", "Aggregator", "DayFacts"]
 
 # (upper bound in seconds, label): sessions by their length (last event - first event).
 SESSION_BUCKETS: tuple[tuple[float, str], ...] = (
@@ -49,11 +49,13 @@ CREATE TABLE d_users (user_id VARCHAR, device_id VARCHAR, first_t TIMESTAMP, las
     events BIGINT, country VARCHAR, city VARCHAR, company VARCHAR);
 CREATE TABLE devices (device_id VARCHAR, first_day DATE, country VARCHAR, city VARCHAR,
     os_name VARCHAR, device_family VARCHAR, device_type VARCHAR, source VARCHAR);
-CREATE TABLE blog_pairs (day DATE, path VARCHAR, device_id VARCHAR, views BIGINT,
-    continued BOOLEAN);
-CREATE TABLE user_day (day DATE, user_id VARCHAR, device_id VARCHAR, first_t TIMESTAMP,
-    last_t TIMESTAMP, events BIGINT, country VARCHAR, city VARCHAR, company VARCHAR);
+CREATE TABLE blog_pairs (path VARCHAR, device_id VARCHAR, views BIGINT, continued BOOLEAN);
+CREATE TABLE blog_daily (day DATE, path VARCHAR, views BIGINT);
+CREATE TABLE users (user_id VARCHAR, device_id VARCHAR, first_t TIMESTAMP, last_t TIMESTAMP,
+    days BIGINT, events BIGINT, country VARCHAR, city VARCHAR, company VARCHAR);
 """
+
+COMPACT_EVERY_DAYS = 7
 
 _PER_HOUR = (
     "INSERT INTO d_uuid SELECT uhash FROM h WHERE uuid IS NOT NULL",
@@ -234,25 +236,41 @@ class Aggregator:
             self.session_lengths[label] += count
         (facts.sessions,), *_ = self.run("SELECT count(*) FROM ds")
         self.run(
-            """INSERT INTO blog_pairs SELECT ?, b.path, b.device_id, sum(b.views),
+            """INSERT INTO blog_pairs SELECT b.path, b.device_id, sum(b.views),
                 bool_or(coalesce(s.max_t > b.first_t, false))
             FROM (SELECT device_id, session_id, path, sum(views) AS views, min(first_t) AS first_t
                   FROM d_blog GROUP BY ALL) b
             LEFT JOIN ds s USING (device_id, session_id)
-            GROUP BY b.path, b.device_id""",
-            day,
+            GROUP BY b.path, b.device_id"""
         )
+        self.run("INSERT INTO blog_daily SELECT ?, path, sum(views) FROM d_blog GROUP BY path", day)
         self.run(
-            """INSERT INTO user_day SELECT ?, user_id, arg_max(device_id, last_t), min(first_t),
-            max(last_t), sum(events), arg_max(country, last_t), arg_max(city, last_t),
-            arg_max(company, last_t) FROM d_users GROUP BY user_id""",
-            day,
+            """INSERT INTO users SELECT user_id, arg_max(device_id, last_t), min(first_t),
+            max(last_t), 1, sum(events), arg_max(country, last_t), arg_max(city, last_t),
+            arg_max(company, last_t) FROM d_users GROUP BY user_id"""
         )
+        if len(self.days) % COMPACT_EVERY_DAYS == COMPACT_EVERY_DAYS - 1:
+            self._compact()
         for table in ("d_uuid", "d_vis", "d_sess", "d_blog", "d_users"):
             self.run(f"DELETE FROM {table}")
         self.run("DROP TABLE IF EXISTS dv")
         self.run("DROP TABLE IF EXISTS ds")
         self.days.append(facts)
+
+    def _compact(self) -> None:
+        """Fold the per-day rows of visitors and users into one row each: the state grows with
+        distinct visitors, not with days (every merge here is associative)."""
+        self.run(
+            """CREATE OR REPLACE TABLE blog_pairs AS SELECT path, device_id, sum(views) AS views,
+            bool_or(continued) AS continued FROM blog_pairs GROUP BY path, device_id"""
+        )
+        self.run(
+            """CREATE OR REPLACE TABLE users AS SELECT user_id, arg_max(device_id, last_t)
+            AS device_id, min(first_t) AS first_t, max(last_t) AS last_t, sum(days) AS days,
+            sum(events) AS events, arg_max(country, last_t) AS country,
+            arg_max(city, last_t) AS city, arg_max(company, last_t) AS company
+            FROM users GROUP BY user_id"""
+        )
 
     def finish(self) -> None:
         """Close the last day."""

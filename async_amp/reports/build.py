@@ -290,7 +290,7 @@ def _collect(
     daily: dict[str, list[int]] = {p[0]: [0] * len(day_list) for p in posts}
     if posts:
         for path, day, views in agg.run(
-            "SELECT path, day, sum(views) FROM blog_pairs WHERE path IN "
+            "SELECT path, day, sum(views) FROM blog_daily WHERE path IN "
             "(SELECT unnest(?::VARCHAR[])) GROUP BY ALL",
             [p[0] for p in posts],
         ):
@@ -303,12 +303,12 @@ def _collect(
     leads = tuple(
         Lead(str(u), lv, fv, int(d), int(e), c or "", ci or "", co or "")
         for u, lv, fv, d, e, c, ci, co in agg.run(
-            f"""SELECT user_id, max(last_t) AS lv, min(first_t), count(*), sum(events),
+            f"""SELECT user_id, max(last_t) AS lv, min(first_t), sum(days), sum(events),
                 arg_max(country, last_t), arg_max(city, last_t), arg_max(company, last_t)
-            FROM user_day GROUP BY user_id ORDER BY lv DESC, user_id LIMIT {int(settings.leads)}"""
+            FROM users GROUP BY user_id ORDER BY lv DESC, user_id LIMIT {int(settings.leads)}"""
         )
     )
-    (identified,), *_ = agg.run("SELECT count(DISTINCT user_id) FROM user_day")
+    (identified,), *_ = agg.run("SELECT count(DISTINCT user_id) FROM users")
     first_day: date = day_list[0] if day_list else first.date()
     keys, baseline = new_keys(agg.keys_first, agg.pkeys_first, first_day)
     lengths = tuple((label, agg.session_lengths.get(label, 0)) for _, label in SESSION_BUCKETS)
