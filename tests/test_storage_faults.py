@@ -18,16 +18,20 @@ import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import botocore.session
 import pytest
 from azure.storage.blob import AccessPolicy, ContainerSasPermissions, generate_container_sas
 from azure.storage.blob import BlobServiceClient as SyncBlobServiceClient
 
-from async_amp.config import AzureConfig
-from async_amp.errors import StorageBlockedError, StorageError, os_storage_error
+from async_amp.config import AzureConfig, S3Config
+from async_amp.errors import CredentialsError, StorageBlockedError, StorageError, os_storage_error
 from async_amp.hours import hour_range
+from async_amp.manifest import MANIFEST_NAME as MANIFEST
 from async_amp.sinks.azure import AzureSink
 from async_amp.sinks.local import LocalSink
+from async_amp.sinks.s3 import S3Sink
 from async_amp.testing.background import BackgroundSimulator
 from async_amp.testing.server import RequestInfo, run_simulator
 
@@ -44,6 +48,8 @@ from .helpers import (
     run,
     small_dataset,
 )
+from .s3 import REGION, S3ServerProcess, admin_client
+from .test_s3_sink import client_error, translator
 
 pytestmark = pytest.mark.anyio
 
@@ -372,3 +378,96 @@ def test_local_sink_names_the_hour_folder_not_the_staging_path(tmp_path: Path) -
     error = staging.error(OSError(errno.ENOSPC, "No space left on device"))
     assert isinstance(error, StorageBlockedError)
     assert error.place == f"writing {tmp_path}/website/date=2026-11-01/hour=00"
+
+
+# --------------------------------------------------------------------------- S3
+
+
+@pytest.mark.s3
+async def test_s3_bucket_deleted_mid_run_stops_and_the_rerun_completes(
+    s3_server: S3ServerProcess, s3_bucket: str, tmp_path: Path
+) -> None:
+    dataset = small_dataset()
+    key = s3_server.admin
+
+    def delete() -> None:  # botocore itself is synchronous: fine inside the simulator's hook
+        client: Any = botocore.session.get_session().create_client(
+            "s3",
+            endpoint_url=s3_server.endpoint_url,
+            region_name=REGION,
+            aws_access_key_id=key.access_key_id,
+            aws_secret_access_key=key.secret_access_key,
+        )
+        listed = client.list_objects_v2(Bucket=s3_bucket).get("Contents", ())
+        for item in listed:
+            client.delete_object(Bucket=s3_bucket, Key=item["Key"])
+        for upload in client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", ()):
+            client.abort_multipart_upload(
+                Bucket=s3_bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+        client.delete_bucket(Bucket=s3_bucket)
+
+    def sink(run_id: str) -> S3Sink:
+        config = S3Config(
+            bucket=s3_bucket, endpoint_url=s3_server.endpoint_url, addressing_style="path"
+        )
+        return S3Sink.from_config(config, run_id=run_id, environ=key.environ())
+
+    async with run_simulator(
+        dataset, api_key=KEY, secret_key=SECRET, faults=on_request(5, delete)
+    ) as sim:
+        config = make_config(sim.base_url, tmp_path, concurrency=1)
+        summary = await run(config, DAY1, LAST12, sink=sink("one"))
+        assert summary.exit_code == 1 and not summary.failed
+        assert summary.stopped.startswith(
+            f"The bucket {s3_bucket} was deleted (NoSuchBucket) trying to "
+        ), summary.stopped
+        assert summary.stopped.endswith(
+            ": it went with every hour in it; create it and run again"
+        ), summary.stopped
+        assert sim.request_count() == 5
+
+        async with admin_client(s3_server) as admin:
+            await admin.create_bucket(Bucket=s3_bucket)  # the operator recreates it
+        sim.reset_log()
+        again = await run(config, DAY1, LAST12, sink=sink("two"))
+        assert again.exit_code == 0 and sim.request_count() == 12
+        async with admin_client(s3_server) as admin:
+            answer = await admin.list_objects_v2(Bucket=s3_bucket)
+    manifests_in_bucket = [o["Key"] for o in answer["Contents"] if o["Key"].endswith(MANIFEST)]
+    assert len(manifests_in_bucket) == 12
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "cause"),
+    [
+        (
+            "ExpiredToken",
+            400,
+            "The credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
+            "were rejected (ExpiredToken)",
+        ),
+        (
+            "AccessDenied",
+            403,
+            "Access denied for the credentials from AWS_ACCESS_KEY_ID / "
+            "AWS_SECRET_ACCESS_KEY; they need s3:PutObject",
+        ),
+    ],
+)
+def test_s3_credentials_refused_mid_run_are_blocked_storage_not_a_start_up_error(
+    code: str, status: int, cause: str
+) -> None:
+    errors = translator()
+    exc = client_error(code, status)
+    at_start = errors.translate(exc, "write", "k", "s3:PutObject")
+    assert isinstance(at_start, CredentialsError)  # prepare(): exit 2, as before
+    during = errors.during_run(at_start, exc, "write", "k")
+    assert isinstance(during, StorageBlockedError)
+    line = during.line(3, 24)
+    assert line.startswith(cause)
+    assert " trying to write s3://lake/k at http://127.0.0.1:9000: 3 of 24 hours complete; " in line
+    assert line.endswith(
+        "renew the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) and run again, "
+        "completed hours are kept"
+    )

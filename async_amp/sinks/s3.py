@@ -42,7 +42,7 @@ from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..config import S3Config
-from ..errors import ConfigError, StorageError
+from ..errors import AsyncAmpError, ConfigError, StorageError
 from ..hours import MemberName, iso_hour
 from ..manifest import MANIFEST_NAME, FileEntry, Manifest, hour_folder
 from .base import DATA_SUFFIXES
@@ -151,7 +151,7 @@ class _S3Member:
                 ContentLength=len(part),
             )
         except (ClientError, BotoCoreError) as exc:
-            raise sink.error(exc, "upload a part of", self._key, "s3:PutObject") from exc
+            raise sink.error(exc, "upload a part of", self._key, "s3:PutObject", run=True) from exc
         self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
         await sink.leases.keep(client)
 
@@ -176,7 +176,9 @@ class _S3Member:
                 MultipartUpload={"Parts": self._parts},
             )
         except (ClientError, BotoCoreError) as exc:
-            raise sink.error(exc, "complete the upload of", self._key, "s3:PutObject") from exc
+            raise sink.error(
+                exc, "complete the upload of", self._key, "s3:PutObject", run=True
+            ) from exc
 
     async def abort(self) -> None:
         upload_id, self.upload_id = self.upload_id, None
@@ -214,15 +216,15 @@ class _S3Staging:
 
         marker = f"{self._folder}/{MANIFEST_NAME}"
         # Re-extraction: the hour stops looking done before any of its data changes.
-        await sink.delete_keys([marker])
+        await sink.delete_keys([marker], run=True)
         await each_at_once(_S3Member.commit, staged)
         keep = {entry.name for entry in manifest.files}
         stale = [
             f"{self._folder}/{name}"
-            for name in await sink.list_names(self._folder)
+            for name in await sink.list_names(self._folder, run=True)
             if name not in keep and name.endswith(DATA_SUFFIXES)
         ]
-        await sink.delete_keys(stale)
+        await sink.delete_keys(stale, run=True)
         data = manifest.dumps()
         metadata = {
             "hour": iso_hour(self._hour),
@@ -241,7 +243,7 @@ class _S3Staging:
                 Metadata=metadata,
             )
         except (ClientError, BotoCoreError) as exc:
-            raise sink.error(exc, "write", marker, "s3:PutObject") from exc
+            raise sink.error(exc, "write", marker, "s3:PutObject", run=True) from exc
         with self._lock:
             self._members.clear()
         await sink.leases.keep(client)
@@ -252,7 +254,7 @@ class _S3Staging:
             self._members.clear()
         for member in members:
             member.discard()
-            with contextlib.suppress(StorageError):  # the next run's prepare() aborts it
+            with contextlib.suppress(AsyncAmpError):  # the next run's prepare() aborts it
                 await member.abort()
 
 
@@ -395,7 +397,8 @@ class S3Sink:
 
     async def aclose(self) -> None:
         if self._client is not None:
-            with contextlib.suppress(StorageError):  # a lease left behind only ages out
+            # a lease left behind only ages out (the bucket may be gone, the keys revoked)
+            with contextlib.suppress(AsyncAmpError):
                 await self.leases.release(self._client)
         self._client = None
         await self._stack.aclose()
@@ -418,10 +421,14 @@ class S3Sink:
         """``s3://bucket/key``: for messages (no secret)."""
         return self._errors.where(key)
 
-    def error(self, exc: Exception, action: str, key: str | None, permission: str) -> Exception:
-        return self._errors.translate(exc, action, key, permission)
+    def error(
+        self, exc: Exception, action: str, key: str | None, permission: str, *, run: bool = False
+    ) -> Exception:
+        """``run=True``: met in staging or a commit (see ``ErrorTranslator.during_run``)."""
+        error = self._errors.translate(exc, action, key, permission)
+        return self._errors.during_run(error, exc, action, key) if run else error
 
-    async def list_keys(self, start: str, *, delimiter: str = "") -> list[str]:
+    async def list_keys(self, start: str, *, delimiter: str = "", run: bool = False) -> list[str]:
         """Every key under ``start`` (one listing, paged by S3 in 1000s)."""
         client = await self.client()
         keys: list[str] = []
@@ -431,12 +438,12 @@ class S3Sink:
             async for page in pages:
                 keys.extend(obj["Key"] for obj in page.get("Contents", ()))
         except (ClientError, BotoCoreError) as exc:
-            raise self.error(exc, "list", start + "*", "s3:ListBucket") from exc
+            raise self.error(exc, "list", start + "*", "s3:ListBucket", run=run) from exc
         return keys
 
-    async def list_names(self, folder: str) -> list[str]:
+    async def list_names(self, folder: str, *, run: bool = False) -> list[str]:
         start = folder + "/"
-        return [k[len(start) :] for k in await self.list_keys(start, delimiter="/")]
+        return [k[len(start) :] for k in await self.list_keys(start, delimiter="/", run=run)]
 
     async def get_bytes(self, key: str) -> bytes | None:
         """A small object's bytes, or ``None`` when there is none."""
@@ -452,7 +459,7 @@ class S3Sink:
         except BotoCoreError as exc:
             raise self.error(exc, "read", key, "s3:GetObject") from exc
 
-    async def delete_keys(self, keys: list[str]) -> None:
+    async def delete_keys(self, keys: list[str], *, run: bool = False) -> None:
         """Delete objects (ones already gone are fine), a few at once. One by one, not with the
         batch ``DeleteObjects``: GCS's XML API has no such call, and there are seldom many."""
         client = await self.client()
@@ -461,7 +468,7 @@ class S3Sink:
             try:
                 await client.delete_object(Bucket=self.bucket, Key=key)
             except (ClientError, BotoCoreError) as exc:
-                raise self.error(exc, "delete", key, "s3:DeleteObject") from exc
+                raise self.error(exc, "delete", key, "s3:DeleteObject", run=run) from exc
 
         await each_at_once(delete, keys)
 

@@ -24,7 +24,13 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from ..errors import AsyncAmpError, ConfigError, CredentialsError, StorageError
+from ..errors import (
+    AsyncAmpError,
+    ConfigError,
+    CredentialsError,
+    StorageBlockedError,
+    StorageError,
+)
 
 __all__ = ["UNREACHABLE", "ErrorTranslator", "credentials_from"]
 
@@ -120,6 +126,29 @@ class ErrorTranslator:
             return StorageError(f"S3 did not answer in time to {action} {where}")
         msg = f"S3 could not {action} {where}: {type(exc).__name__}: {self._line(exc)}"
         return StorageError(msg)
+
+    def during_run(
+        self, error: AsyncAmpError, exc: Exception, action: str, key: str | None
+    ) -> AsyncAmpError:
+        """``error`` as met in staging or a commit, once the run is under way: a bucket gone
+        or credentials refused are ``StorageBlockedError`` (the run stops starting hours and
+        keeps what it finished, exit 1) instead of a start-up user error."""
+        where = self.where(key)
+        place = f"trying to {action} {where}"
+        code = (
+            str(exc.response.get("Error", {}).get("Code", ""))
+            if isinstance(exc, ClientError)
+            else ""
+        )
+        if code == "NoSuchBucket":
+            cause = f"The bucket {self.bucket} was deleted (NoSuchBucket)"
+            remedy = "it went with every hour in it; create it and run again"
+            return StorageBlockedError(cause, place, remedy, kept=False)
+        if isinstance(error, CredentialsError):
+            reason = str(error).split(f"{where}: ", 1)[-1]
+            remedy = f"renew the credentials ({self.auth_source}) and run again"
+            return StorageBlockedError(reason[:1].upper() + reason[1:], place, remedy)
+        return error
 
     def _client_error(
         self, exc: ClientError, action: str, where: str, permission: str
