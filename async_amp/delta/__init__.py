@@ -25,12 +25,9 @@ def make_delta_sink(
     config: Config, inner: Sink, *, run_id: str, environ: Mapping[str, str]
 ) -> DeltaSink:
     """The Delta sink over ``inner`` (the sink ``[output] sink`` names), without any I/O."""
-    from .location import azure_locator, local_locator  # noqa: PLC0415
+    from .maintain import locator  # noqa: PLC0415
 
-    if config.output.sink == "azure":
-        locate = azure_locator(config.azure, environ)
-    else:
-        locate = local_locator(config.output.dir)
+    locate = locator(config, environ)
     from ..sinks.local import LocalSink  # noqa: PLC0415
 
     # Spool next to a local output (its run folder: cleaned after a crash like the rest of
@@ -64,4 +61,12 @@ def _forgetter(inner: Sink) -> Callable[[str, datetime], Awaitable[None]] | None
             await inner.delete_blob(f"{inner.hour_prefix(meta, hour)}/{MANIFEST_NAME}")
 
         return azure
+    from ..sinks.s3 import S3Sink  # noqa: PLC0415
+
+    if isinstance(inner, S3Sink):
+
+        async def s3(meta: str, hour: datetime) -> None:
+            await inner.delete_keys([f"{inner.hour_prefix(meta, hour)}/{MANIFEST_NAME}"])
+
+        return s3
     return None

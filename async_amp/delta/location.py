@@ -1,6 +1,7 @@
 """Where each project's Delta table lives, and the delta-rs storage options to reach it.
 
 - local sink: ``<dir>/<project>/`` (an absolute path);
+- S3: ``s3://<bucket>/<prefix>/<project>`` with the S3 sink's settings (``s3_locator``);
 - Azure: ``az://<container>/<prefix>/<project>`` with the credentials the Azure sink accepts,
   found the same way (first found wins): ``AZURE_STORAGE_CONNECTION_STRING`` (account key or
   SAS inside it), ``AZURE_STORAGE_SAS_TOKEN`` with ``[azure] account_url``, else
@@ -18,12 +19,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..config import AzureConfig
+from ..config import AzureConfig, S3Config
 from ..errors import ConfigError
 from ..sinks.azure import _connection_string_parts
 from .table import TableLocation
 
-__all__ = ["azure_locator", "local_locator"]
+__all__ = ["azure_locator", "local_locator", "s3_locator"]
 
 STORAGE_SCOPE = "https://storage.azure.com/.default"
 _ENV_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
@@ -104,4 +105,22 @@ def azure_locator(azure: AzureConfig, environ: Mapping[str, str]) -> Callable[[s
     base = f"az://{azure.container}/{prefix}" if prefix else f"az://{azure.container}"
     return lambda project: TableLocation(
         f"{base}/{project}", storage_options=options, secrets=secrets, refresh=refresh
+    )
+
+
+def s3_locator(s3: S3Config, environ: Mapping[str, str]) -> Callable[[str], TableLocation]:
+    """``s3://<bucket>/<prefix>/<project>`` with the S3 sink's endpoint, region and keys.
+
+    Commits to the log are conditional writes (``If-None-Match``, ``aws_conditional_put =
+    etag``): safe for concurrent writers on AWS S3, R2 and MinIO without a lock table."""
+    from ..sinks.s3_options import object_store_options  # noqa: PLC0415 - only for S3
+
+    options = object_store_options(s3, environ)
+    secrets = tuple(
+        v for k, v in options.items() if k in ("aws_secret_access_key", "aws_session_token")
+    )
+    prefix = s3.prefix.strip("/")
+    base = f"s3://{s3.bucket}/{prefix}" if prefix else f"s3://{s3.bucket}"
+    return lambda project: TableLocation(
+        f"{base}/{project}", storage_options=options, secrets=secrets
     )
