@@ -4,6 +4,8 @@ errors, dry runs, JSON logs, and secrets kept out of every log line."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -224,3 +226,23 @@ def test_every_command_and_option_has_help_with_an_example(
                 action.dest,
             )
         assert "example" in (sub.epilog or ""), name
+
+
+def test_the_cli_loads_no_table_library_until_a_command_needs_one() -> None:
+    """Every command's parser is built for every run: deltalake and pyarrow (~70 MB of RSS)
+    must not come with them, or every extract carries them. The compact command's default
+    retention is the library's own."""
+    code = (
+        "import sys\n"
+        "from async_amp.cli.parser import build_parser\n"
+        "build_parser()\n"
+        "print(sorted(m for m in ('deltalake', 'pyarrow', 'polars', 'duckdb') if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "[]"
+    from async_amp.cli.commands.compact import DEFAULT_RETENTION_HOURS
+    from async_amp.delta.maintain import DEFAULT_RETENTION_HOURS as LIBRARY_DEFAULT
+
+    assert DEFAULT_RETENTION_HOURS == LIBRARY_DEFAULT
