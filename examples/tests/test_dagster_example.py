@@ -1,0 +1,115 @@
+"""The Dagster example, run for real: two daily partitions materialized at the same time by two
+runs (each in its own process, with the job's multiprocess executor, so each step runs in a
+process of its own) against the simulated Export API, into one output root. Both must succeed
+with every hour whole, asked once, and nothing left half-written.
+
+Run by ``make test-examples`` (Dagster lives in its own venv, ``.venv-examples``). The two runs
+are two processes, not two threads: Dagster configures ``logging`` per run, which two threads
+of one process cannot do at once.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+import async_amp
+from async_amp.sinks.local import STAGING_DIR
+from async_amp.testing.background import BackgroundSimulator
+from tests.helpers import DAY1, KEY, SECRET, assert_output_matches, last_hour_of, small_dataset
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "dagster"
+DAYS = ("2026-11-01", "2026-11-02")
+RUN_ONE = """
+import sys
+import dagster as dg
+sys.path.insert(0, sys.argv[1])
+from amplitude_assets import daily_job
+key = dg.MultiPartitionKey({"day": sys.argv[2], "project": "website"})
+with dg.DagsterInstance.get() as instance:
+    result = dg.execute_job(
+        dg.reconstructable(daily_job), instance=instance, tags={"dagster/partition": str(key)}
+    )
+    sys.exit(0 if result.success else 1)
+"""
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+
+
+def test_two_partitions_at_once_in_separate_processes_into_one_root(tmp_path: Path) -> None:
+    root = tmp_path / "lake"
+    home = tmp_path / "dagster"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    with dg.DagsterInstance.from_config(str(home)):
+        pass  # create its SQLite storage once, before two processes open it at once
+    dataset = small_dataset(quiet_hours=frozenset({DAY1.replace(hour=7)}))
+    with BackgroundSimulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("ASYNC_AMP_", "AMP_", "AZURE_"))
+        }
+        env.update(
+            DAGSTER_HOME=str(home),
+            AMP_API_KEY=KEY,
+            AMP_SECRET_KEY=SECRET,
+            ASYNC_AMP_AMPLITUDE_BASE_URL=sim.base_url,
+            ASYNC_AMP_OUTPUT_DIR=str(root),
+            ASYNC_AMP_OUTPUT_FSYNC="false",
+            ASYNC_AMP_EXTRACT_CONCURRENCY="4",
+            PYTHONPATH=os.pathsep.join([str(EXAMPLE), str(Path.cwd()), env.get("PYTHONPATH", "")]),
+        )
+        runs = [
+            subprocess.Popen(  # both at once
+                [sys.executable, "-c", RUN_ONE, str(EXAMPLE), day],
+                cwd=tmp_path,  # no ./config.toml: the defaults and the variables above
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for day in DAYS
+        ]
+        outputs = [run.communicate(timeout=600)[0] for run in runs]
+        requests = sim.request_count()
+    for run, output in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, output[-3000:]
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        records = instance.get_run_records()
+        assert len(records) == 2
+        assert {r.dagster_run.status for r in records} == {dg.DagsterRunStatus.SUCCESS}
+        partitions = {r.dagster_run.tags["dagster/partition"] for r in records}
+        assert partitions == {f"{day}|website" for day in DAYS}
+        step_pids = {
+            e.dagster_event.pid
+            for r in records
+            for e in instance.all_logs(r.dagster_run.run_id)
+            if e.dagster_event is not None
+            and e.dagster_event.event_type == dg.DagsterEventType.STEP_START
+        }
+        assert len(step_pids) == 2  # each partition's step in a process of its own
+        assert not step_pids & {run.pid for run in runs}  # not the launching processes
+        events = instance.fetch_materializations(dg.AssetKey("amplitude_events"), limit=10)
+        metadata = [e.asset_materialization.metadata for e in events.records]  # type: ignore[union-attr]
+        assert sorted(m["complete_hours"].value + m["empty_hours"].value for m in metadata) == [
+            24,
+            24,
+        ]
+
+    # every hour of both days: byte-identical files, one manifest each, no stray or torn file
+    assert_output_matches(root, dataset, DAY1, last_hour_of(DAY1, days=2))
+    assert requests == 48  # each hour asked once: neither partition did the other's work
+    leftovers = [p for p in (root / STAGING_DIR).rglob("*") if p.is_file()]
+    assert not leftovers, leftovers
+    config = async_amp.load_config(
+        None, api_key=KEY, secret_key=SECRET, environ={"ASYNC_AMP_OUTPUT_DIR": str(root)}
+    )
+    report = async_amp.verify_sync(config, start=DAYS[0], end=DAYS[1])
+    assert report.ok and report.projects[0].checked == 48
