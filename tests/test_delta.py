@@ -183,8 +183,11 @@ async def test_compact_merges_an_hours_files_vacuums_and_changes_no_row(tmp_path
         len(live) == 3 and sorted(str(p) for p in (tmp_path / "website").rglob("*.parquet")) == live
     )
     assert result.vacuumed >= len(on_disk) - 2 - len(split)  # at least the replaced file
+    delta = replace(config, output=replace(config.output, format="delta"))
     with pytest.raises(ConfigError, match="at least 1"):
-        compact(config, first=DAY1, last=DAY1, projects=["website"], environ={}, retention_hours=0)
+        compact(delta, first=DAY1, last=DAY1, projects=["website"], environ={}, retention_hours=0)
+    with pytest.raises(ConfigError, match='format is "ndjson"'):
+        compact(config, first=DAY1, last=DAY1, projects=["website"], environ={})
     assert (
         tmp_path / "website" / "_async_amp" / "date=2026-11-01" / "hour=01" / "_manifest.json"
     ).exists()

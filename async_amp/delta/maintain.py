@@ -63,6 +63,12 @@ def compact(
             "write that is not committed yet)"
         )
         raise ConfigError(msg)
+    if config.output.data_format != "delta":
+        msg = (
+            f'compact works on Delta tables, and [output] format is "{config.output.data_format}":'
+            ' set format = "delta" (or ASYNC_AMP_OUTPUT_FORMAT=delta) for the tables to compact'
+        )
+        raise ConfigError(msg)
     locate = locator(config, environ)
     done: list[tuple[str, CompactResult]] = []
     for project in projects:
