@@ -24,9 +24,12 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
+from async_amp.config import AzureConfig
+from async_amp.delta.location import azure_options
 from async_amp.testing.background import BackgroundSimulator
 from async_amp.testing.server import Latency
 
+from .azurite import Azurite
 from .delta_helpers import expected_rows_per_hour, expected_uuids, rows_per_hour
 from .helpers import DAY1, KEY, SECRET, small_dataset
 
@@ -187,3 +190,45 @@ def test_sigkill_mid_run_leaves_only_whole_hours_and_the_next_run_completes_it(
     totals = json.loads(status.stdout)["totals"]
     assert totals["complete"] == 16 and totals["missing"] == 0
     assert totals["events"] == sum(expected_rows_per_hour(dataset, first, last).values())
+
+
+@pytest.mark.azure
+def test_two_shard_workers_into_azurite_then_one_killed_run_and_its_rerun(
+    tmp_path: Path, azurite: Azurite, azure_container: str
+) -> None:
+    """The same through Azure: two shard workers at once, then a run killed mid-way over the
+    next hours and its rerun; the table is exactly the simulator's hours, once each."""
+    dataset = small_dataset()
+    first, last = DAY1, DAY1 + timedelta(hours=7)
+    later_first, later_last = DAY1 + timedelta(hours=8), DAY1 + timedelta(hours=15)
+    environ = {"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string}
+    latency = Latency(fixed_s=0.1, mb_per_s_per_conn=1.0)
+    with BackgroundSimulator(dataset, api_key=KEY, secret_key=SECRET, latency=latency) as sim:
+        env = env_for(sim.base_url, tmp_path / "out")
+        env.update(
+            environ, ASYNC_AMP_OUTPUT_SINK="azure", ASYNC_AMP_AZURE_CONTAINER=azure_container
+        )
+        workers = [spawn(env, tmp_path, first, last, "--shard", f"{k}/2") for k in (1, 2)]
+        outputs = [w.communicate(timeout=300) for w in workers]
+        assert [w.returncode for w in workers] == [0, 0], [err[-2000:] for _, err in outputs]
+        options, _, _ = azure_options(AzureConfig(), environ)
+        uri = f"az://{azure_container}/amplitude/website"
+        before = DeltaTable(uri, storage_options=options).version()
+        proc = spawn(env, tmp_path, later_first, later_last, "--concurrency", "2")
+        deadline = time.monotonic() + 120
+        while DeltaTable(uri, storage_options=options).version() < before + 2:
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                "the run ended before the kill"
+            )
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        held = rows_per_hour(DeltaTable(uri, storage_options=options).to_pyarrow_table())
+        whole = expected_rows_per_hour(dataset, first, later_last)
+        assert all(whole[key] == count for key, count in held.items()), held
+        rerun = spawn(env, tmp_path, later_first, later_last)
+        _, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err[-2000:]
+    rows = DeltaTable(uri, storage_options=options).to_pyarrow_table()
+    assert rows_per_hour(rows) == whole
+    assert Counter(rows["uuid"].to_pylist()) == expected_uuids(dataset, first, later_last)
