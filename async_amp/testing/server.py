@@ -19,27 +19,46 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import enum
 import hmac
-import io
 import itertools
 import logging
 import re
 import socket
-import struct
 import time
-import zipfile
-import zlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Final, TypedDict, Unpack
+from typing import Final, Unpack
 
 from aiohttp import web
 
-from async_amp.testing.dataset import Dataset, _mix, _unit, hours_between, utc_hour
-from async_amp.testing.zipbuild import Method, ZipMember, empty_zip, iter_zip
+from async_amp.testing.dataset import Dataset, hours_between, utc_hour
+from async_amp.testing.faults import (
+    _CONTENT_FAULTS,
+    _FAULT_BODY,
+    _HTML_ERROR,
+    Fault,
+    FaultFn,
+    FaultPlan,
+    Injection,
+    RequestInfo,
+)
+from async_amp.testing.wire import (
+    _GZIP_EMPTY,
+    Latency,
+    MemberStyle,
+    RequestRecord,
+    SimulatorOptions,
+    _abort,
+    _Body,
+    _mid_member_offset,
+    _parse_window,
+    _target_hour,
+    alternating_style,
+    corrupt_gzip,
+)
+from async_amp.testing.zipbuild import ZipMember, empty_zip, iter_zip
 
 __all__ = [
     "EXPORT_PATH",
@@ -65,289 +84,6 @@ EXPORT_PATH: Final = "/api/2/export"
 _PARAM_RE: Final = re.compile(r"^(\d{4})(\d{2})(\d{2})T(\d{2})$")
 _MAX_SPAN: Final = timedelta(days=365)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class Fault(enum.Enum):
-    """What can go wrong with one export request."""
-
-    HTTP_500 = "http_500"
-    HTTP_502 = "http_502"
-    HTTP_503 = "http_503"  # with Retry-After
-    HTTP_504 = "http_504"  # the real API's "export timed out"
-    HTTP_429 = "http_429"  # with Retry-After
-    HTTP_400 = "http_400"  # the real API's "export would exceed 4 GB"
-    RESET_BEFORE_HEADERS = "reset_before_headers"  # TCP connection closed, no response
-    CUT_BODY = "cut_body"  # Content-Length promised, connection aborted half way
-    ZIP_TRUNCATED = "zip_truncated"  # body ends cleanly, but the ZIP stops mid-member
-    CORRUPT_GZIP = "corrupt_gzip"  # a member's gzip is broken; the ZIP CRC matches it
-    MISSING_PARTITION = "missing_partition"  # one page of the hour is not in the ZIP
-    STALL = "stall"  # half the body, then silence for ``stall_s`` seconds
-    UNSAFE_NAME = "unsafe_name"  # an extra member named like ``../../evil.json.gz``
-    HTML_200 = "html_200"  # 200 with an HTML error page
-    EMPTY_ZIP = "empty_zip"  # a valid ZIP with no members
-    FOREIGN_MEMBER = "foreign_member"  # an extra member for an hour outside the window
-    DUPLICATE_MEMBER = "duplicate_member"  # the same member twice
-
-    @property
-    def status(self) -> int | None:
-        """The HTTP status of a fault that is just an error status, else None."""
-        return _FAULT_STATUS.get(self)
-
-
-_FAULT_STATUS: Final[dict[Fault, int]] = {
-    Fault.HTTP_500: 500,
-    Fault.HTTP_502: 502,
-    Fault.HTTP_503: 503,
-    Fault.HTTP_504: 504,
-    Fault.HTTP_429: 429,
-    Fault.HTTP_400: 400,
-}
-_FAULT_BODY: Final[dict[Fault, str]] = {
-    Fault.HTTP_500: "Internal Server Error",
-    Fault.HTTP_502: "Bad Gateway",
-    Fault.HTTP_503: "Service Unavailable",
-    Fault.HTTP_504: "Gateway Timeout: the export took too long, try a shorter range",
-    Fault.HTTP_429: "Too many concurrent requests for this project",
-    Fault.HTTP_400: "Raw data response exceeds 4GB limit, please shorten the time range",
-}
-_CONTENT_FAULTS: Final = frozenset(
-    {
-        Fault.ZIP_TRUNCATED,
-        Fault.CORRUPT_GZIP,
-        Fault.MISSING_PARTITION,
-        Fault.UNSAFE_NAME,
-        Fault.FOREIGN_MEMBER,
-        Fault.DUPLICATE_MEMBER,
-    }
-)
-_HTML_ERROR: Final = (
-    "<!DOCTYPE html>\n<html><head><title>Amplitude | Something went wrong</title></head>"
-    "<body><h1>We're sorry, but something went wrong.</h1>"
-    "<p>Please try again later.</p></body></html>\n"
-)
-
-
-# --------------------------------------------------------------------------- fault plans
-
-
-@dataclass(frozen=True, slots=True)
-class RequestInfo:
-    """What a fault plan sees: the requested window and which attempt at it this is."""
-
-    start: datetime
-    end: datetime
-    attempt: int  # 1 for the first request of this exact window, then 2, 3...
-
-    @property
-    def hours(self) -> list[datetime]:
-        return hours_between(self.start, self.end)
-
-
-@dataclass(frozen=True, slots=True)
-class Injection:
-    """A fault aimed at one hour of the window (content faults act on that hour)."""
-
-    fault: Fault
-    hour: datetime | None = None
-
-
-FaultFn = Callable[[RequestInfo], "Fault | Injection | None"]
-
-
-@dataclass(frozen=True, slots=True)
-class _ByHour:
-    faults: Mapping[datetime, Fault]
-    attempts: int | None  # fault while attempt <= attempts; None: always
-
-    def __call__(self, info: RequestInfo) -> Injection | None:
-        if self.attempts is not None and info.attempt > self.attempts:
-            return None
-        hits = [h for h in self.faults if info.start <= h <= info.end]
-        if not hits:
-            return None
-        hour = min(hits)
-        return Injection(self.faults[hour], hour)
-
-
-@dataclass(frozen=True, slots=True)
-class _EveryNth:
-    n: int
-    fault: Fault
-    offset: int
-
-    def __call__(self, info: RequestInfo) -> Injection | None:
-        if info.attempt != 1:
-            return None
-        for hour in info.hours:
-            if (_hour_index(hour) - self.offset) % self.n == 0:
-                return Injection(self.fault, hour)
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class _Random:
-    rate: float
-    seed: int
-    kinds: tuple[Fault, ...]
-
-    def __call__(self, info: RequestInfo) -> Injection | None:
-        if info.attempt != 1 or not self.kinds:
-            return None
-        a, b = _hour_index(info.start), _hour_index(info.end)
-        if _unit(self.seed, a, b, 0xFA17) >= self.rate:
-            return None
-        kind = self.kinds[_mix(self.seed, a, b, 0xC0DE) % len(self.kinds)]
-        hours = info.hours
-        return Injection(kind, hours[_mix(self.seed, a, b, 0x40) % len(hours)])
-
-
-@dataclass(frozen=True, slots=True)
-class _Chain:
-    plans: tuple[FaultFn, ...]
-
-    def __call__(self, info: RequestInfo) -> Fault | Injection | None:
-        for plan in self.plans:
-            chosen = plan(info)
-            if chosen is not None:
-                return chosen
-        return None
-
-
-class FaultPlan:
-    """Ready-made fault plans; any ``Callable[[RequestInfo], Fault | Injection | None]`` works.
-
-    Plans keyed by hour fire for every window that contains the hour (the earliest such
-    hour when several match), and content faults then act on that hour.
-    """
-
-    @staticmethod
-    def on_first_attempt(faults: Mapping[datetime, Fault]) -> FaultFn:
-        """Each window containing one of the hours fails once, then succeeds."""
-        return _ByHour(_normalise(faults), 1)
-
-    @staticmethod
-    def on_first_attempts(faults: Mapping[datetime, Fault], attempts: int) -> FaultFn:
-        """Fail the first ``attempts`` tries of each window containing one of the hours."""
-        return _ByHour(_normalise(faults), attempts)
-
-    @staticmethod
-    def always(faults: Mapping[datetime, Fault]) -> FaultFn:
-        """The fault never clears: every attempt fails the same way."""
-        return _ByHour(_normalise(faults), None)
-
-    @staticmethod
-    def every_nth_hour_first_attempt(n: int, fault: Fault, *, offset: int = 0) -> FaultFn:
-        """First attempts fail for windows holding an hour whose index % n == offset."""
-        if n < 1:
-            msg = "n must be >= 1"
-            raise ValueError(msg)
-        return _EveryNth(n, fault, offset)
-
-    @staticmethod
-    def random(rate: float, seed: int = 0, kinds: Iterable[Fault] | None = None) -> FaultFn:
-        """A deterministic ``rate`` of windows fail their first attempt with one of ``kinds``.
-
-        The choice depends only on (seed, window), never on request order, so a run with
-        concurrency is reproducible. Default kinds: every fault except STALL.
-        """
-        chosen = (
-            tuple(kinds) if kinds is not None else tuple(f for f in Fault if f is not Fault.STALL)
-        )
-        return _Random(rate, seed, chosen)
-
-    @staticmethod
-    def chain(*plans: FaultFn) -> FaultFn:
-        """The first plan that picks a fault wins."""
-        return _Chain(plans)
-
-
-def _normalise(faults: Mapping[datetime, Fault]) -> dict[datetime, Fault]:
-    return {utc_hour(h): f for h, f in faults.items()}
-
-
-def _hour_index(hour: datetime) -> int:
-    return int((hour - _EPOCH).total_seconds()) // 3600
-
-
-# --------------------------------------------------------------------------- configuration
-
-
-@dataclass(frozen=True, slots=True)
-class Latency:
-    """A simple server-side cost model for benchmarks.
-
-    Before the headers: ``fixed_s + s_per_mb * zip_MB``. The body is throttled to
-    ``mb_per_s_per_conn`` per request (None: as fast as possible). More than
-    ``max_in_flight`` concurrent export requests get 429 with Retry-After.
-    """
-
-    fixed_s: float = 0.0
-    s_per_mb: float = 0.0
-    mb_per_s_per_conn: float | None = None
-    max_in_flight: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class MemberStyle:
-    """How the ZIP stores one hour's members."""
-
-    method: Method
-    data_descriptor: bool
-
-
-_STYLES: Final = (
-    MemberStyle("stored", data_descriptor=False),
-    MemberStyle("deflated", data_descriptor=True),
-    MemberStyle("stored", data_descriptor=True),
-    MemberStyle("deflated", data_descriptor=False),
-)
-
-
-def alternating_style(hour: datetime) -> MemberStyle:
-    """The default: cycle through the four stored/deflated x descriptor variants by hour."""
-    return _STYLES[_hour_index(hour) % len(_STYLES)]
-
-
-@dataclass(frozen=True, slots=True)
-class RequestRecord:
-    """One request as the simulator saw it (``start``/``end`` None when unparseable)."""
-
-    start: datetime | None
-    end: datetime | None
-    status: int | None  # None: the connection was reset before any status was sent
-    fault: Fault | None
-    fault_hour: datetime | None
-    attempt: int  # 0 when the window was not valid (auth or parameter errors)
-    bytes_sent: int = 0
-    complete: bool = False  # the handler finished (the body was sent or abandoned)
-    query: str = ""
-    at: float = field(default=0.0, compare=False)  # time.monotonic() at arrival
-
-
-@dataclass(frozen=True, slots=True)
-class _Body:
-    chunks: tuple[bytes, ...]
-    size: int
-
-
-class SimulatorOptions(TypedDict, total=False):
-    """Optional :class:`ExportSimulator` settings, also accepted by :func:`run_simulator`."""
-
-    retry_after_s: int
-    stall_s: float
-    member_style: Callable[[datetime], MemberStyle]
-    zip64: bool
-    max_export_events: int | None
-    unsafe_name: str
-    chunk_bytes: int
-    zip_cache_bytes: int
-    # A careless server that reflects what it was sent: a ``str.format`` template with the
-    # fields {authorization} (the raw header), {token}, {api_key} and {secret_key}, prepended
-    # to every non-200 body and to the HTML_200 page. None (the default): never.
-    echo_credentials: str | None
-    # Keys revoked mid-run: after this many export requests with valid keys, every request is
-    # refused with 401 (as when an admin rotates the keys). None (the default): never.
-    revoke_keys_after: int | None
 
 
 # --------------------------------------------------------------------------- the server
@@ -778,80 +514,6 @@ class ExportSimulator:
         if isinstance(chosen, Fault):
             return Injection(chosen, None)
         return chosen
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-_GZIP_EMPTY: Final = zlib.compress(b"", wbits=31)
-
-
-def corrupt_gzip(data: bytes) -> bytes:
-    """Break a gzip stream so decompression fails: scramble mid-stream bytes and the CRC.
-
-    The result still has a gzip header, so it looks plausible until it is inflated.
-    """
-    if len(data) < 20:
-        return data[:10] + b"\xff" * max(0, len(data) - 10)
-    buf = bytearray(data)
-    middle = len(buf) // 2
-    for i in range(max(10, middle - 8), min(len(buf) - 8, middle + 8)):
-        buf[i] ^= 0xA5
-    crc = struct.unpack_from("<I", buf, len(buf) - 8)[0]
-    struct.pack_into("<I", buf, len(buf) - 8, crc ^ 0xDEADBEEF)
-    return bytes(buf)
-
-
-def _target_hour(hours: Sequence[datetime], injection: Injection | None) -> datetime | None:
-    """The hour a content fault acts on: the injection's if it has data, else the first."""
-    if not hours:
-        return None
-    if injection is not None and injection.hour is not None and injection.hour in hours:
-        return injection.hour
-    return hours[0]
-
-
-def _mid_member_offset(data: bytes, name: str) -> int:
-    """An offset in the middle of member ``name``'s data (for ZIP_TRUNCATED)."""
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        info = archive.getinfo(name)
-    name_len, extra_len = struct.unpack_from("<HH", data, info.header_offset + 26)
-    start: int = info.header_offset + 30 + name_len + extra_len
-    return start + max(1, info.compress_size // 2)
-
-
-def _abort(request: web.Request) -> None:
-    transport = request.transport
-    if transport is not None:
-        transport.abort()
-
-
-def _parse_hour(name: str, value: str | None) -> datetime | str:
-    if value is None:
-        return f"Missing required parameter '{name}' (format YYYYMMDDTHH)"
-    match = _PARAM_RE.match(value)
-    if match is None:
-        return f"Invalid '{name}' {value!r}: expected YYYYMMDDTHH, e.g. 20261101T05"
-    year, month, day, hour = (int(g) for g in match.groups())
-    try:
-        return datetime(year, month, day, hour, tzinfo=UTC)
-    except ValueError:
-        return f"Invalid '{name}' {value!r}: not a real date and hour"
-
-
-def _parse_window(query: Mapping[str, str]) -> tuple[datetime, datetime] | str:
-    start = _parse_hour("start", query.get("start"))
-    end = _parse_hour("end", query.get("end"))
-    problems = [p for p in (start, end) if isinstance(p, str)]
-    if problems:
-        return "; ".join(problems)
-    assert isinstance(start, datetime)
-    assert isinstance(end, datetime)
-    if end < start:
-        return "'end' must not be before 'start'"
-    if end - start >= _MAX_SPAN:
-        return "The time range must not exceed 365 days"
-    return start, end
 
 
 # --------------------------------------------------------------------------- running
