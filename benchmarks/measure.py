@@ -40,6 +40,7 @@ from .common import (
     process_cpu_s,
 )
 from .results import Row
+from .s3server import S3_BUCKET, S3ServerProcess, s3_bytes, s3_env
 
 __all__ = [
     "DAY",
@@ -227,9 +228,11 @@ class Bench:
         args: Sequence[str] = (),
         fsync: bool = False,
         azure: azurite_mod.Azurite | None = None,
+        s3: S3ServerProcess | None = None,
         wrap: Sequence[str] = (),
     ) -> dict[str, Any]:
-        """One ``async-amp extract`` child, measured and checked."""
+        """One ``async-amp extract`` child, measured and checked (into ``azure`` or ``s3``'s
+        ``bench`` bucket when given, else a local folder)."""
         work = self.workdir(case, label)
         container = "bench" if azure else None
         cmd = [
@@ -259,8 +262,11 @@ class Bench:
         if azure is not None:
             cmd += ["--sink", "azure"]
             extra_env["AZURE_STORAGE_CONNECTION_STRING"] = azure.connection_string
+        if s3 is not None:
+            cmd += ["--sink", "s3"]
+            extra_env.update(s3_env(s3))
         env = self._extract_env(server, fsync=fsync, extra=extra_env)
-        result = self._measured(cmd, env, work, server, azure)
+        result = self._measured(cmd, env, work, server, azure or s3)
         summary = _run_summary(work / "run.jsonl")
         result.update(
             events=summary.get("events"),
@@ -271,6 +277,8 @@ class Bench:
         )
         if azure is not None:
             result["bytes_written"] = _azure_bytes(azure, container or "")
+        elif s3 is not None:
+            result["bytes_written"] = s3_bytes(s3, S3_BUCKET)
         else:
             result["bytes_written"] = _local_bytes(work / "out")
         check_output(result, expected)
@@ -321,17 +329,21 @@ class Bench:
         env: dict[str, str],
         work: Path,
         server: Server | None,
-        azure: azurite_mod.Azurite | None,
+        azure: azurite_mod.Azurite | S3ServerProcess | None,
     ) -> dict[str, Any]:
         if server is not None:
             server.reset()
         cpu0 = server.cpu_s() if server is not None else 0.0
-        other0 = process_cpu_s(azure.pid) if azure else None
+        other0 = process_cpu_s(azure.pid) if azure and azure.pid else None
         busy0 = machine_busy_s()
         m: Measured = measure(cmd, env=env, cwd=work, timeout_s=self.timeout_s)
         busy = machine_busy_s() - busy0
         server_cpu = server.cpu_s() - cpu0 if server is not None else None
-        other = process_cpu_s(azure.pid) - other0 if azure and other0 is not None else None
+        other = (
+            process_cpu_s(azure.pid) - other0
+            if azure and azure.pid and other0 is not None
+            else None
+        )
         # CPU that processes outside this benchmark used meanwhile (other jobs on the machine)
         foreign = busy - m.cpu_s - (server_cpu or 0.0) - (other or 0.0)
         stats = server.stats() if server is not None else {}
@@ -369,6 +381,23 @@ class Bench:
         env = child_env(AZURE_STORAGE_CONNECTION_STRING=azure.connection_string)
         result = self._measured(cmd, env, work, None, azure)
         result["bytes_written"] = _azure_bytes(azure, "reference")
+        result["events"] = expected.events  # not counted by an upload; the same files
+        check_output(result, expected)
+        shutil.rmtree(work, ignore_errors=True)
+        return result
+
+    def upload_reference_s3(
+        self, src: Path, s3: S3ServerProcess, expected: Expected, uploader: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``benchmarks.s3_upload``: a plain client alone uploading the same NDJSON files."""
+        work = self.workdir("s3", "reference")
+        cmd = [PY, "-m", "benchmarks.s3_upload", str(src), S3_BUCKET]
+        cmd += [f"--endpoint-url={s3.endpoint_url}", f"--client={uploader['client']}"]
+        cmd += [f"--files-in-flight={uploader['files_in_flight']}"]
+        cmd += [f"--part-mib={uploader['part_mib']}"]
+        env = child_env(**s3.admin.environ())
+        result = self._measured(cmd, env, work, None, s3)
+        result["bytes_written"] = s3_bytes(s3, S3_BUCKET)
         result["events"] = expected.events  # not counted by an upload; the same files
         check_output(result, expected)
         shutil.rmtree(work, ignore_errors=True)

@@ -129,3 +129,34 @@ def find_row(rows: list[Row], variant: str) -> Row | None:
 
 def join_notes(*parts: str) -> str:
     return "; ".join(p for p in parts if p)
+
+
+STORE_RSS_LIMIT = 150 * 1024 * 1024  # issue 12: peak RSS of an object-store sink run
+
+
+def add_targets(
+    result: CaseResult, name: str, ours: Row | None, refs: list[Row], what: str
+) -> None:
+    """The object-store sinks' two targets (issue 12): >= 80% of the fastest reference's
+    throughput measured in the same run, and <= 150 MiB peak RSS; plus the headline."""
+    goal = f">= 80% of the fastest reference's throughput ({what})"
+    rss_goal = "<= 150 MiB peak RSS"
+    best = max(refs, key=lambda r: r.mb_per_s or 0) if refs else None
+    if ours is None or not ours.available or not ours.mb_per_s or best is None or not best.mb_per_s:
+        result.targets.append(target(name, goal, "not available", None))
+        result.targets.append(target(f"{name}-memory", rss_goal, "not available", None))
+        return
+    for ref in refs:
+        share = ours.mb_per_s / (ref.mb_per_s or 1)
+        ours.note = join_notes(ours.note, f"{100 * share:.0f}% of {ref.variant}")
+    share = ours.mb_per_s / best.mb_per_s
+    rss = ours.peak_rss or 0
+    result.headline.append(
+        f"--sink {name}: {ours.mb_per_s:.0f} MB/s = {100 * share:.0f}% of {what} "
+        f"({best.mb_per_s:.0f} MB/s, {best.variant.removeprefix('reference: ')}); "
+        f"peak RSS {rss / MIB:.0f} MiB"
+    )
+    result.targets.append(target(name, goal, f"{100 * share:.0f}%", share >= 0.8))
+    result.targets.append(
+        target(f"{name}-memory", rss_goal, f"{rss / MIB:.0f} MiB", 0 < rss <= STORE_RSS_LIMIT)
+    )

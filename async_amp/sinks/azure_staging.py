@@ -13,7 +13,6 @@ import threading
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 import anyio.from_thread
 from azure.core.exceptions import AzureError
@@ -24,6 +23,7 @@ from ..errors import StorageError
 from ..hours import MemberName, iso_hour
 from ..manifest import MANIFEST_NAME, FileEntry, Manifest
 from .base import DATA_SUFFIXES
+from .shared import MANIFEST_CONTENT_TYPE, PartBuffer, content_type, header_safe
 
 if TYPE_CHECKING:
     from .azure import AzureSink
@@ -32,39 +32,15 @@ __all__ = ["AzureStaging", "BlobMember"]
 
 MAX_BLOCKS = 50_000  # Azure's limit of committed blocks per blob
 
-# A ``.json.gz`` is stored as an opaque gzip file, not as NDJSON with ``Content-Encoding: gzip``:
-# with that header browsers and HTTP clients (and the Python SDK's own ``download_blob``)
-# decompress on the fly and then hold a ``.json.gz`` that is not gzip, its sha256 no longer
-# matches the manifest, and ranged reads get confused. DuckDB, Spark and Synapse pick the
-# codec from the ``.gz`` extension and read ``application/gzip`` blobs as they are.
-_CONTENT_TYPES = {".json.gz": "application/gzip", ".json": "application/x-ndjson"}
-_MANIFEST_CONTENT_TYPE = "application/json"
-
-
-def _header_safe(value: str) -> str:
-    """Blob metadata values are HTTP header values: printable ASCII only."""
-    if value.isascii() and value.isprintable():
-        return value
-    return quote(value, safe="/#_-.:+@ ")
-
-
-def _content_type(name: str) -> str:
-    for suffix, content_type in _CONTENT_TYPES.items():
-        if name.endswith(suffix):
-            return content_type
-    return "application/octet-stream"
-
 
 class BlobMember:
     """One data blob being staged: bytes -> blocks of ``block_size``, MD5 of the whole."""
 
     __slots__ = (
         "_attempt",
-        "_block_size",
         "_buf",
         "_md5",
         "_sink",
-        "_size",
         "blob",
         "block_ids",
         "entry",
@@ -74,10 +50,8 @@ class BlobMember:
     def __init__(self, sink: AzureSink, blob: BlobClient) -> None:
         self._sink = sink
         self._attempt = uuid.uuid4().hex
-        self._block_size = sink.block_size
-        self._buf = bytearray()
+        self._buf = PartBuffer(sink.block_size)
         self._md5 = hashlib.md5(usedforsecurity=False)
-        self._size = 0
         self.blob = blob
         self.block_ids: list[str] = []
         self.entry: FileEntry | None = None
@@ -86,22 +60,16 @@ class BlobMember:
     def write(self, data: bytes) -> None:
         assert self.entry is None, "write() after finish()"
         self._md5.update(data)
-        self._size += len(data)
-        view = memoryview(data)
-        while view:
-            room = self._block_size - len(self._buf)
-            self._buf += view[:room]
-            view = view[room:]
-            if len(self._buf) >= self._block_size:
-                self._flush()
+        for block in self._buf.add(data):
+            self._flush(block)
 
     def finish(self, entry: FileEntry) -> None:
         assert self.entry is None, "finish() twice"
         if self._buf:
-            self._flush()
-        if entry.bytes != self._size:
+            self._flush(self._buf.rest())
+        if entry.bytes != self._buf.total:
             msg = (
-                f"{self._sink.where(self.blob.blob_name)}: {self._size} bytes were staged "
+                f"{self._sink.where(self.blob.blob_name)}: {self._buf.total} bytes were staged "
                 f"but the file entry says {entry.bytes}"
             )
             raise StorageError(msg)
@@ -109,12 +77,10 @@ class BlobMember:
         self.entry = entry
 
     def discard(self) -> None:
-        self._buf = bytearray()
+        self._buf.rest()
         self.block_ids.clear()
 
-    def _flush(self) -> None:
-        block = bytes(self._buf)
-        self._buf = bytearray()  # only the block in flight stays in memory
+    def _flush(self, block: bytes) -> None:
         if len(self.block_ids) >= MAX_BLOCKS:
             msg = (
                 f"{self._sink.where(self.blob.blob_name)}: more than {MAX_BLOCKS} blocks; "
@@ -145,14 +111,14 @@ class BlobMember:
         assert self.entry is not None
         entry = self.entry
         settings = ContentSettings(
-            content_type=_content_type(entry.name), content_md5=bytearray(self.md5)
+            content_type=content_type(entry.name), content_md5=bytearray(self.md5)
         )
         metadata = {
             "hour": iso_hour(hour),
-            "source": _header_safe(entry.source),
+            "source": header_safe(entry.source),
             "events": str(entry.events),
             "sha256": entry.sha256,
-            "run_id": _header_safe(run_id),
+            "run_id": header_safe(run_id),
         }
         blocks = [BlobBlock(block_id, BlockState.UNCOMMITTED) for block_id in self.block_ids]
         try:
@@ -202,14 +168,14 @@ class AzureStaging:
                 await sink.delete_blob(f"{self._folder}/{name}", run=True)
         data = manifest.dumps()
         settings = ContentSettings(
-            content_type=_MANIFEST_CONTENT_TYPE,
+            content_type=MANIFEST_CONTENT_TYPE,
             content_md5=bytearray(hashlib.md5(data, usedforsecurity=False).digest()),
         )
         metadata = {
             "hour": iso_hour(self._hour),
             "status": manifest.status,
             "events": str(manifest.events),
-            "run_id": _header_safe(sink.run_id),
+            "run_id": header_safe(sink.run_id),
         }
         blob = sink.container.get_blob_client(marker)
         try:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import io
 import threading
 from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import datetime
@@ -50,6 +51,7 @@ from .leases import LeaseBook
 from .s3_errors import UNREACHABLE, ErrorTranslator, credentials_from
 from .shared import (
     MANIFEST_CONTENT_TYPE,
+    PartBuffer,
     check_file_name,
     common_prefix,
     content_type,
@@ -80,48 +82,38 @@ def _md5_b64(data: bytes) -> str:
 class _S3Member:
     """One data object being staged: bytes -> parts of ``part_size`` of one multipart upload."""
 
-    __slots__ = ("_buf", "_key", "_metadata", "_parts", "_sink", "_size", "entry", "upload_id")
+    __slots__ = ("_buf", "_key", "_metadata", "_parts", "_sink", "entry", "upload_id")
 
     def __init__(self, sink: S3Sink, key: str, metadata: dict[str, str]) -> None:
         self._sink = sink
         self._key = key
         self._metadata = metadata
-        self._buf = bytearray()
-        self._size = 0
+        self._buf = PartBuffer(sink.part_size)
         self._parts: list[CompletedPartTypeDef] = []
         self.upload_id: str | None = None
         self.entry: FileEntry | None = None
 
     def write(self, data: bytes) -> None:
         assert self.entry is None, "write() after finish()"
-        self._size += len(data)
-        view = memoryview(data)
-        size = self._sink.part_size
-        while view:
-            room = size - len(self._buf)
-            self._buf += view[:room]
-            view = view[room:]
-            if len(self._buf) >= size:
-                self._flush()
+        for part in self._buf.add(data):
+            self._flush(part)
 
     def finish(self, entry: FileEntry) -> None:
         assert self.entry is None, "finish() twice"
         if self._buf:
-            self._flush()
-        if entry.bytes != self._size:
+            self._flush(self._buf.rest())
+        if entry.bytes != self._buf.total:
             msg = (
-                f"{self._sink.where(self._key)}: {self._size} bytes were staged "
+                f"{self._sink.where(self._key)}: {self._buf.total} bytes were staged "
                 f"but the file entry says {entry.bytes}"
             )
             raise StorageError(msg)
         self.entry = entry
 
     def discard(self) -> None:
-        self._buf = bytearray()
+        self._buf.rest()
 
-    def _flush(self) -> None:
-        part = bytes(self._buf)
-        self._buf = bytearray()  # only the part in flight stays in memory
+    def _flush(self, part: bytes) -> None:
         if len(self._parts) >= MAX_PARTS:
             msg = f"{self._sink.where(self._key)}: more than {MAX_PARTS} parts; raise part_size_mib"
             raise StorageError(msg)
@@ -146,7 +138,9 @@ class _S3Member:
                 Key=self._key,
                 UploadId=self.upload_id,
                 PartNumber=number,
-                Body=part,
+                # a BytesIO, not the bytes: aiohttp then sends it in 64 KiB writes that wait
+                # for the socket, instead of one write whose unsent rest asyncio copies
+                Body=io.BytesIO(part),
                 ContentMD5=digest,
                 ContentLength=len(part),
             )

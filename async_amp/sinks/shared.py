@@ -19,6 +19,7 @@ from ..values import is_plain_name
 
 __all__ = [
     "MANIFEST_CONTENT_TYPE",
+    "PartBuffer",
     "check_file_name",
     "common_prefix",
     "content_type",
@@ -92,6 +93,46 @@ async def each_at_once(call: Callable[[_T], Awaitable[None]], items: Iterable[_T
         while isinstance(leaf, BaseExceptionGroup):
             leaf = leaf.exceptions[0]
         raise leaf from None
+
+
+class PartBuffer:
+    """Bytes in, parts of exactly ``size`` bytes out (the last one shorter), for block and
+    multipart uploads.
+
+    It keeps the pieces it is given (no copy while a part fills) and joins them once, when the
+    part is full: one allocation of ``size`` per part, none of a ``bytearray`` that grows and
+    is copied again. Only a piece that straddles two parts is cut.
+    """
+
+    __slots__ = ("_held", "_pieces", "size", "total")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.total = 0  # bytes ever added
+        self._pieces: list[bytes] = []
+        self._held = 0
+
+    def add(self, data: bytes) -> list[bytes]:
+        """Take ``data``; return the parts it completed (usually none)."""
+        self.total += len(data)
+        full: list[bytes] = []
+        while data:
+            room = self.size - self._held
+            piece, data = (data, b"") if len(data) <= room else (data[:room], data[room:])
+            self._pieces.append(bytes(piece))  # a no-op for bytes; memoryviews are copied
+            self._held += len(piece)
+            if self._held == self.size:
+                full.append(self.rest())
+        return full
+
+    def rest(self) -> bytes:
+        """What is held (the last, short part), and hold nothing."""
+        part = self._pieces[0] if len(self._pieces) == 1 else b"".join(self._pieces)
+        self._pieces, self._held = [], 0
+        return part
+
+    def __len__(self) -> int:
+        return self._held
 
 
 def pid_alive(pid: int) -> bool:

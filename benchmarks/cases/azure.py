@@ -10,7 +10,7 @@ from typing import Any
 from .. import azurite as azurite_mod
 from ..common import WORK_DIR, DataSpec, hours
 from ..measure import DAY, Bench, Server, generate, materialize_ndjson
-from ..results import CaseResult, Row, find_row, join_notes, target
+from ..results import CaseResult, Row, add_targets, find_row, join_notes
 
 NAME = "azure"
 ORDER = 50
@@ -125,19 +125,5 @@ def run(bench: Bench) -> CaseResult:
         refs.append(ref)
     result.rows += refs
     ours = find_row(result.rows, "async-amp --sink azure c=4")
-    best = max(refs, key=lambda r: r.mb_per_s or 0)
-    goal = ">= 80% of Azurite's own upload throughput (the faster reference)"
-    if ours is not None and ours.available and ours.mb_per_s and best.mb_per_s:
-        for ref in refs:
-            share = ours.mb_per_s / (ref.mb_per_s or 1)
-            ours.note = join_notes(ours.note, f"{100 * share:.0f}% of {ref.variant}")
-        share = ours.mb_per_s / best.mb_per_s
-        result.headline.append(
-            f"--sink azure: {ours.mb_per_s:.0f} MB/s = {100 * share:.0f}% of the fastest plain "
-            f"SDK upload of the same files into Azurite ({best.mb_per_s:.0f} MB/s, "
-            f"{best.variant.removeprefix('reference: ')})"
-        )
-        result.targets.append(target("azure", goal, f"{100 * share:.0f}%", share >= 0.8))
-    else:
-        result.targets.append(target("azure", goal, "not available", None))
+    add_targets(result, "azure", ours, refs, "the fastest plain SDK upload of the same files")
     return result
