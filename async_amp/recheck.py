@@ -57,13 +57,15 @@ def source_digests(manifest: Manifest) -> dict[str, str]:
     """Each source member's name -> the digest of its content, as the manifest records it.
 
     A file entry's ``sha256`` is the digest of the bytes stored for its member, which for the
-    NDJSON and gzip formats is a pure function of the member; formats that transform the
-    rows record the digest of the decompressed member separately (``source_sha256``).
+    NDJSON and gzip formats is a pure function of the member; Parquet records the digest of
+    each decompressed member in the manifest's ``sources``.
     """
+    if manifest.table is not None and manifest.table.sources:  # converted (Parquet)
+        return {s.name: s.sha256 for s in manifest.table.sources}
     digests: dict[str, str] = {}
     for entry in manifest.files:
         name = entry.source or entry.name
-        digests[name] = getattr(entry, "source_sha256", "") or entry.sha256
+        digests[name] = entry.sha256
     return digests
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from azure.storage.blob import BlobServiceClient as SyncBlobServiceClient
 from deltalake import DeltaTable
@@ -22,6 +24,7 @@ from async_amp.errors import ConfigError
 from async_amp.hours import hour_range
 from async_amp.manifest import FileEntry, Manifest, hour_folder
 from async_amp.recheck import judge, recheck_since
+from async_amp.sinks import make_sink
 from async_amp.sinks.azure import AzureSink
 from async_amp.testing.background import BackgroundSimulator
 from async_amp.testing.server import run_simulator
@@ -164,6 +167,29 @@ async def test_recheck_into_delta_commits_only_the_changed_hour(tmp_path: Path) 
     assert table.version() == version + 1  # one commit: the changed hour; none for the rest
     assert table.history(1)[0]["async_amp.hour"] == "2026-11-26T05"
     assert Counter(read_table(uri)["uuid"].to_pylist()) == expected_uuids(new, first, last)
+
+
+async def test_recheck_into_parquet_rewrites_only_the_changed_hour(tmp_path: Path) -> None:
+    first, last = INSIDE - timedelta(hours=1), INSIDE + timedelta(hours=1)
+    async with run_simulator(small_dataset(), api_key=KEY, secret_key=SECRET) as sim:
+        config = make_config(sim.base_url, tmp_path)
+        config = replace(config, output=replace(config.output, format="parquet"))
+        sink = make_sink(config, run_id="one", environ={})
+        assert (await run(config, first, last, sink=sink)).exit_code == 0
+        before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.parquet")}
+        sim.change_hour(INSIDE)
+        rechecking = replace(config, extract=replace(config.extract, recheck=timedelta(hours=12)))
+        sink = make_sink(rechecking, run_id="two", environ={})
+        summary = await run(rechecking, first, last, sink=sink)
+        new = sim.dataset
+    assert summary.exit_code == 0
+    assert summary.result("website").changed_hours == (INSIDE,)
+    after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.parquet")}
+    assert set(after) == set(before)
+    moved = {p for p in after if after[p] != before[p]}
+    assert moved and all(f"{hour_folder('website', INSIDE)}/" in str(p) for p in moved)
+    rows = pq.read_table(tmp_path / hour_folder("website", INSIDE)).num_rows
+    assert rows == new.hour_event_count(INSIDE)
 
 
 # --------------------------------------------------------------------------- pure pieces

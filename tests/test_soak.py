@@ -1,4 +1,4 @@
-"""Soak per output format: 7 days (Delta: 3, as each hour is one table commit, about half a
+"""Soak per output format (NDJSON, gzip, Parquet, Delta): 7 days (Delta: 3, as each hour is one table commit, about half a
 second on the shared CI machine) at concurrency 8 with a fault on a random (seeded) 25 % of
 first attempts. Nothing lost, nothing duplicated: every hour is
 byte-identical to what the simulator served (in the format's own encoding; Delta: rows and
@@ -14,14 +14,17 @@ import re
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from async_amp.hours import hour_range
 from async_amp.manifest import hour_folder
 from async_amp.pipeline import RunSummary
+from async_amp.sinks import make_sink
 from async_amp.testing.server import Fault, FaultPlan, RequestRecord, run_simulator
 
 from .delta_helpers import (
@@ -96,6 +99,37 @@ async def test_soak_7_days_25_percent_faulty_first_attempts(tmp_path: Path, fmt:
     injected = assert_faulted_hours_were_retried(records, summary)
     print(  # the soak figures, for docs/reliability.md (pytest -s)
         f"SOAK {fmt}: {DAYS * 24} hours, {injected} faults, {len(records)} requests, "
+        f"{len(uuids)} events once each, {time.monotonic() - started:.1f} s"
+    )
+
+
+async def test_soak_7_days_25_percent_faulty_first_attempts_into_parquet(tmp_path: Path) -> None:
+    dataset = small_dataset(events_per_hour=30, quiet_fraction=0.03, seed=7)
+    dataset.warm(hour_range(FIRST, LAST))
+    started = time.monotonic()
+    async with run_simulator(
+        dataset, api_key=KEY, secret_key=SECRET, faults=FAULTS, stall_s=3
+    ) as sim:
+        config = make_config(
+            sim.base_url, tmp_path, concurrency=8, expected_pages_per_hour=3, read_timeout_s=0.5
+        )
+        config = replace(config, output=replace(config.output, format="parquet"))
+        summary = await run(config, FIRST, LAST, sink=make_sink(config, run_id="soak", environ={}))
+        records = sim.requests
+    assert summary.exit_code == 0, summary.result("website").to_json("soak")
+    uuids: Counter[str] = Counter()
+    for hour in hour_range(FIRST, LAST):
+        folder = tmp_path / hour_folder("website", hour)
+        files = sorted(folder.glob("*.parquet"))
+        assert len(files) == len(dataset.pages(hour)), hour
+        rows = sum(pq.read_metadata(f).num_rows for f in files)
+        assert rows == dataset.hour_event_count(hour), hour
+        for file in files:
+            uuids.update(pq.read_table(file, columns=["uuid"])["uuid"].to_pylist())
+    assert uuids == expected_uuids(dataset, FIRST, LAST)  # nothing lost, nothing twice
+    injected = assert_faulted_hours_were_retried(records, summary)
+    print(  # the soak figures, for docs/reliability.md (pytest -s)
+        f"SOAK parquet: {DAYS * 24} hours, {injected} faults, {len(records)} requests, "
         f"{len(uuids)} events once each, {time.monotonic() - started:.1f} s"
     )
 
