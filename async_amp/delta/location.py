@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from ..config import AzureConfig, S3Config
 from ..errors import ConfigError
-from ..sinks.azure import _connection_string_parts
+from ..sinks.azure import connection_string_parts
 from .table import TableLocation
 
 __all__ = ["azure_locator", "local_locator", "s3_locator"]
@@ -61,7 +61,7 @@ def azure_options(
     connection_string = environ.get(_ENV_CONNECTION_STRING, "").strip()
     sas_token = environ.get(_ENV_SAS_TOKEN, "").strip().lstrip("?")
     if connection_string:
-        parts = _connection_string_parts(connection_string)
+        parts = connection_string_parts(connection_string)
         name = parts.get("accountname", "")
         endpoint = parts.get("blobendpoint") or (
             f"{parts.get('defaultendpointsprotocol', 'https')}://{name}.blob."

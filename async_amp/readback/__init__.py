@@ -10,7 +10,7 @@ reported too.
 Both only read, through the ``Sink`` protocol (``read_manifest``, ``completed_hours``,
 ``list_files``, ``iter_file``), so they work the same on a local folder and on Azure; neither
 calls ``Sink.prepare()``, so read-only credentials are enough. They return frozen values;
-printing and exit codes belong to the CLI (``async_amp.commands_ops``).
+printing and exit codes belong to the CLI (``async_amp.cli.commands.ops``).
 
 Memory stays flat: files stream through in chunks, hashing and gunzip run in worker threads,
 and a fixed number of workers takes hours one at a time (never one task per hour).

@@ -74,7 +74,7 @@ from .azure_staging import AzureStaging
 if TYPE_CHECKING:
     from .base import Sink
 
-__all__ = ["AzureSink"]
+__all__ = ["AzureSink", "connection_string_parts"]
 
 MIB = 1024 * 1024
 PROBE_PREFIX = ".async-amp-probe-"
@@ -124,7 +124,8 @@ def _error_code(exc: HttpResponseError) -> str:
     return str(getattr(code, "value", code) or "")
 
 
-def _connection_string_parts(text: str) -> dict[str, str]:
+def connection_string_parts(text: str) -> dict[str, str]:
+    """``AccountName=...;AccountKey=...`` as ``{"accountname": ..., "accountkey": ...}``."""
     parts: dict[str, str] = {}
     for item in text.split(";"):
         key, sep, value = item.partition("=")
@@ -236,7 +237,7 @@ class AzureSink:
         connection_string = environ.get(_ENV_CONNECTION_STRING, "").strip()
         sas_token = environ.get(_ENV_SAS_TOKEN, "").strip().lstrip("?")
         if connection_string:
-            parts = _connection_string_parts(connection_string)
+            parts = connection_string_parts(connection_string)
             key = parts.get("accountkey", "")
             sas = parts.get("sharedaccesssignature", "")
             try:
