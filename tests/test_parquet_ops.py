@@ -17,6 +17,9 @@ import duckdb
 import pytest
 
 from async_amp.cli import main
+from async_amp.config import Config
+from async_amp.config_load import load_config
+from async_amp.errors import ConfigError
 from async_amp.manifest import MANIFEST_NAME, hour_folder
 from async_amp.testing.background import BackgroundSimulator
 from async_amp.testing.server import Latency
@@ -155,3 +158,27 @@ def test_sigkill_leaves_no_parquet_without_its_manifest_and_rerun_completes(
         f"SELECT count(*) FROM read_parquet('{glob}', hive_partitioning = true)"
     ).fetchall()[0][0]
     assert total == sum(dataset.hour_event_count(DAY1 + timedelta(hours=h)) for h in range(12))
+
+
+def test_format_keys_and_the_keep_gzip_alias(tmp_path: Path) -> None:
+    def load(**output: object) -> Config:
+        return load_config(None, overrides={"output": output}, environ={})
+
+    assert load().output.data_format == "ndjson"
+    assert load(keep_gzip=True).output.data_format == "gzip"  # the older spelling still works
+    assert load(format="gzip").output.data_format == "gzip"
+    assert load(format="parquet", dedupe=True).output.data_format == "parquet"
+    with pytest.raises(ConfigError) as clash:
+        load(format="parquet", keep_gzip=True)
+    assert "keep_gzip = true contradicts format" in str(clash.value)
+    with pytest.raises(ConfigError) as alone:
+        load(dedupe=True)
+    assert 'dedupe = true needs format = "parquet"' in str(alone.value)
+    with pytest.raises(ConfigError) as bad:
+        load(format="csv")
+    assert "format" in str(bad.value) and "parquet" in str(bad.value)
+    toml = tmp_path / "config.toml"
+    toml.write_text('[output]\nformat = "parquet"\n')
+    assert load_config(toml, environ={}).output.data_format == "parquet"
+    env = {"ASYNC_AMP_OUTPUT_FORMAT": "gzip"}
+    assert load_config(None, environ=env).output.data_format == "gzip"
