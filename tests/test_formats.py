@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -185,3 +187,22 @@ def test_docs_schema_table_is_generated_from_the_declaration() -> None:
     table = current.split("<!-- columns -->", 1)[1]
     documented = [line.split("`")[1] for line in table.splitlines() if line.startswith("| `")]
     assert documented[: len(EVENT_SCHEMA)] == EVENT_SCHEMA.names
+
+
+def test_a_failed_write_hands_its_engine_back(tmp_path: Path) -> None:
+    path = tmp_path / "m.ndjson"
+    path.write_bytes(Dataset(events_per_hour=200, pages_per_hour=1).ndjson(HOUR, 0))
+
+    class DiskFull:
+        def write(self, data: bytes) -> None:
+            raise OSError("No space left on device")
+
+    for _ in range(2 * (os.cpu_count() or 1) + 1):  # more failures than there are engines
+        with (
+            pytest.raises(OSError, match="No space"),
+            contextlib.closing(
+                iter_event_batches(path, export_hour=HOUR, source_file=SOURCE)
+            ) as batches,
+        ):
+            write_parquet(batches, DiskFull())
+    assert convert(path.read_bytes(), tmp_path).num_rows > 0  # an engine was still free

@@ -23,7 +23,7 @@ import json
 import os
 import queue
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -312,7 +312,7 @@ def iter_event_batches(
     source_file: str,
     batch_rows: int = BATCH_ROWS,
     spool_dir: str | os.PathLike[str] | None = None,
-) -> Iterator[pa.RecordBatch]:
+) -> Generator[pa.RecordBatch, None, None]:
     """Record batches of ``EVENT_SCHEMA`` for one member's NDJSON, in line order.
 
     ``source`` is a path to the decompressed NDJSON, or its bytes as chunks (spooled to a

@@ -106,8 +106,9 @@ class _Spool:
             batches = iter_event_batches(
                 self._path, export_hour=self._member.hour, source_file=source
             )
-            self._out = staging.inner.open_member(self._member, name)
-            facts = write_parquet(_filtered(batches, staging.duplicates), self._out)
+            with contextlib.closing(batches):  # hands its engine back even if writing fails
+                self._out = staging.inner.open_member(self._member, name)
+                facts = write_parquet(_filtered(batches, staging.duplicates), self._out)
             parquet = FileEntry(
                 name=name, bytes=facts.bytes, events=facts.rows, sha256=facts.sha256, source=source
             )
