@@ -23,6 +23,7 @@ from async_amp.formats import (
     plain_schema,
     write_parquet,
 )
+from async_amp.formats.staging import DuplicateFilter
 from async_amp.testing.dataset import Dataset
 
 from .parquet_oracle import actual_rows, assert_rows_match, expected_row
@@ -206,3 +207,27 @@ def test_a_failed_write_hands_its_engine_back(tmp_path: Path) -> None:
         ):
             write_parquet(batches, DiskFull())
     assert convert(path.read_bytes(), tmp_path).num_rows > 0  # an engine was still free
+
+
+@pytest.mark.parametrize("drop", [False, True])
+def test_duplicate_filter_is_exact_across_batches_widths_and_nulls(drop: bool) -> None:
+    values = [f"{i % 700:08x}-0000-4000-8000-{i % 700:012x}" for i in range(1000)]
+    values[5] = values[6] = None  # type: ignore[call-overload]
+    values[10] = "short"
+    values[11] = "short"  # same value, another width than the rest
+    values[12] = "Short"
+    batches = [pa.RecordBatch.from_pydict({"uuid": values[i : i + 97]}) for i in range(0, 1000, 97)]
+    seen: set[str] = set()
+    want_kept = []
+    for v in values:
+        if v is None or v not in seen:
+            want_kept.append(v)
+        if v is not None:
+            seen.add(v)
+    repeats = len(values) - len(want_kept)
+    check = DuplicateFilter(drop=drop)
+    kept = [v for b in batches for v in check(b).column("uuid").to_pylist()]
+    check.count()
+    assert check.duplicates == repeats == 296
+    assert kept == (want_kept if drop else values)
+    assert check.dropped == (repeats if drop else 0)
