@@ -134,7 +134,8 @@ def test_sigkill_leaves_no_parquet_without_its_manifest_and_rerun_completes(
         env["ASYNC_AMP_AMPLITUDE_BASE_URL"] = sim.base_url
         proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
-        while len(list(out.rglob(MANIFEST_NAME))) < 2 and time.monotonic() < deadline:
+        project = out / "website"  # not the staging folder, where a manifest waits too
+        while len(list(project.rglob(MANIFEST_NAME))) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
