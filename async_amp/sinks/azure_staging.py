@@ -21,9 +21,9 @@ from azure.storage.blob.aio import BlobClient
 
 from ..errors import StorageError
 from ..hours import MemberName, iso_hour
-from ..manifest import MANIFEST_NAME, FileEntry, Manifest
+from ..manifest import MANIFEST_NAME, Manifest
 from .base import DATA_SUFFIXES
-from .shared import MANIFEST_CONTENT_TYPE, PartBuffer, content_type, header_safe
+from .shared import MANIFEST_CONTENT_TYPE, PartedUpload, content_type, header_safe
 
 if TYPE_CHECKING:
     from .azure import AzureSink
@@ -33,48 +33,28 @@ __all__ = ["AzureStaging", "BlobMember"]
 MAX_BLOCKS = 50_000  # Azure's limit of committed blocks per blob
 
 
-class BlobMember:
+class BlobMember(PartedUpload):
     """One data blob being staged: bytes -> blocks of ``block_size``, MD5 of the whole."""
 
-    __slots__ = (
-        "_attempt",
-        "_buf",
-        "_md5",
-        "_sink",
-        "blob",
-        "block_ids",
-        "entry",
-        "md5",
-    )
+    __slots__ = ("_attempt", "_md5", "_sink", "blob", "block_ids", "md5")
 
     def __init__(self, sink: AzureSink, blob: BlobClient) -> None:
+        super().__init__(sink.block_size)
         self._sink = sink
         self._attempt = uuid.uuid4().hex
-        self._buf = PartBuffer(sink.block_size)
         self._md5 = hashlib.md5(usedforsecurity=False)
         self.blob = blob
         self.block_ids: list[str] = []
-        self.entry: FileEntry | None = None
         self.md5 = b""
 
-    def write(self, data: bytes) -> None:
-        assert self.entry is None, "write() after finish()"
+    def _seen(self, data: bytes) -> None:
         self._md5.update(data)
-        for block in self._buf.add(data):
-            self._flush(block)
 
-    def finish(self, entry: FileEntry) -> None:
-        assert self.entry is None, "finish() twice"
-        if self._buf:
-            self._flush(self._buf.rest())
-        if entry.bytes != self._buf.total:
-            msg = (
-                f"{self._sink.where(self.blob.blob_name)}: {self._buf.total} bytes were staged "
-                f"but the file entry says {entry.bytes}"
-            )
-            raise StorageError(msg)
+    def _finished(self) -> None:
         self.md5 = self._md5.digest()
-        self.entry = entry
+
+    def _where(self) -> str:
+        return self._sink.where(self.blob.blob_name)
 
     def discard(self) -> None:
         self._buf.rest()

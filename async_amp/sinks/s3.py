@@ -45,13 +45,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..config import S3Config
 from ..errors import AsyncAmpError, ConfigError, StorageError
 from ..hours import MemberName, iso_hour
-from ..manifest import MANIFEST_NAME, FileEntry, Manifest, hour_folder
+from ..manifest import MANIFEST_NAME, Manifest, hour_folder
 from .base import DATA_SUFFIXES
 from .leases import LeaseBook
 from .s3_errors import UNREACHABLE, ErrorTranslator, credentials_from
 from .shared import (
     MANIFEST_CONTENT_TYPE,
-    PartBuffer,
+    PartedUpload,
     check_file_name,
     common_prefix,
     content_type,
@@ -79,36 +79,21 @@ def _md5_b64(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
 
 
-class _S3Member:
+class _S3Member(PartedUpload):
     """One data object being staged: bytes -> parts of ``part_size`` of one multipart upload."""
 
-    __slots__ = ("_buf", "_key", "_metadata", "_parts", "_sink", "entry", "upload_id")
+    __slots__ = ("_key", "_metadata", "_parts", "_sink", "upload_id")
 
     def __init__(self, sink: S3Sink, key: str, metadata: dict[str, str]) -> None:
+        super().__init__(sink.part_size)
         self._sink = sink
         self._key = key
         self._metadata = metadata
-        self._buf = PartBuffer(sink.part_size)
         self._parts: list[CompletedPartTypeDef] = []
         self.upload_id: str | None = None
-        self.entry: FileEntry | None = None
 
-    def write(self, data: bytes) -> None:
-        assert self.entry is None, "write() after finish()"
-        for part in self._buf.add(data):
-            self._flush(part)
-
-    def finish(self, entry: FileEntry) -> None:
-        assert self.entry is None, "finish() twice"
-        if self._buf:
-            self._flush(self._buf.rest())
-        if entry.bytes != self._buf.total:
-            msg = (
-                f"{self._sink.where(self._key)}: {self._buf.total} bytes were staged "
-                f"but the file entry says {entry.bytes}"
-            )
-            raise StorageError(msg)
-        self.entry = entry
+    def _where(self) -> str:
+        return self._sink.where(self._key)
 
     def discard(self) -> None:
         self._buf.rest()

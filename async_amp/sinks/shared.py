@@ -15,11 +15,13 @@ from urllib.parse import quote
 import anyio
 
 from ..errors import StorageError
+from ..manifest import FileEntry
 from ..values import is_plain_name
 
 __all__ = [
     "MANIFEST_CONTENT_TYPE",
     "PartBuffer",
+    "PartedUpload",
     "check_file_name",
     "common_prefix",
     "content_type",
@@ -133,6 +135,53 @@ class PartBuffer:
 
     def __len__(self) -> int:
         return self._held
+
+
+class PartedUpload:
+    """One data file staged in parts of a fixed size (Azure blocks, S3 multipart parts).
+
+    ``write`` cuts the bytes into parts and hands each full one to ``_flush`` (in the worker
+    thread); ``finish`` flushes the last, short part and checks that every byte the file entry
+    counts was staged. Subclasses say where the file goes (``_where``) and send a part
+    (``_flush``); ``_seen`` sees every byte in order (a whole-file digest).
+    """
+
+    __slots__ = ("_buf", "entry")
+
+    def __init__(self, part_size: int) -> None:
+        self._buf = PartBuffer(part_size)
+        self.entry: FileEntry | None = None
+
+    def write(self, data: bytes) -> None:
+        assert self.entry is None, "write() after finish()"
+        self._seen(data)
+        for part in self._buf.add(data):
+            self._flush(part)
+
+    def finish(self, entry: FileEntry) -> None:
+        assert self.entry is None, "finish() twice"
+        if self._buf:
+            self._flush(self._buf.rest())
+        if entry.bytes != self._buf.total:
+            msg = (
+                f"{self._where()}: {self._buf.total} bytes were staged "
+                f"but the file entry says {entry.bytes}"
+            )
+            raise StorageError(msg)
+        self._finished()
+        self.entry = entry
+
+    def _seen(self, data: bytes) -> None:
+        """Every byte written, in order (nothing by default)."""
+
+    def _finished(self) -> None:
+        """Called once the last part is sent and the size checked (nothing by default)."""
+
+    def _where(self) -> str:
+        raise NotImplementedError
+
+    def _flush(self, part: bytes) -> None:
+        raise NotImplementedError
 
 
 def pid_alive(pid: int) -> bool:
