@@ -14,6 +14,7 @@ from async_amp.sinks.base import HourStaging
 from async_amp.sinks.local import LocalSink
 from async_amp.testing.server import Fault, FaultPlan, run_simulator
 
+from .e2e import PATIENT
 from .helpers import (
     DAY1,
     KEY,
@@ -35,7 +36,8 @@ async def test_two_days_at_concurrency_8_are_byte_identical_and_resume_with_zero
     dataset = small_dataset(quiet_hours=quiet)
     last = last_hour_of(DAY1, days=2)
     async with run_simulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
-        config = make_config(sim.base_url, tmp_path, concurrency=8)
+        # one request per hour is the point: a slow machine must not time a request out
+        config = make_config(sim.base_url, tmp_path, concurrency=8, **PATIENT)
         summary = await run(config, DAY1, last)
         assert summary.exit_code == 0
         assert sim.request_count() == 48  # one request per hour
