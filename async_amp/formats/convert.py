@@ -386,18 +386,23 @@ class _HashingFile:
 
 
 def write_parquet(
-    batches: Iterable[pa.RecordBatch], out: _Writable, *, row_group_rows: int = ROW_GROUP_ROWS
+    batches: Iterable[pa.RecordBatch],
+    out: _Writable,
+    *,
+    row_group_rows: int = ROW_GROUP_ROWS,
+    schema: pa.Schema = EVENT_SCHEMA,
 ) -> ParquetFacts:
     """Write ``batches`` as one Parquet file (zstd, row groups of ``row_group_rows``) to ``out``.
 
     At most one row group is buffered. The same batches give the same bytes: no timestamps or
-    random ids go into the file.
+    random ids go into the file. ``schema`` is the batches' schema: ``EVENT_SCHEMA``, or the
+    same columns with JSON as plain text (a Delta table's data files).
     """
     sink = _HashingFile(out)
     rows = extra = 0
     pending: list[pa.RecordBatch] = []
     buffered = 0
-    with pq.ParquetWriter(pa.PythonFile(sink, mode="w"), EVENT_SCHEMA, **_WRITE_OPTIONS) as w:
+    with pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, **_WRITE_OPTIONS) as w:
 
         def flush() -> None:
             nonlocal buffered
