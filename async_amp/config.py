@@ -5,8 +5,9 @@ Precedence, highest first: CLI flag (or an API argument) > environment
 environment or ``.env``, or are passed to ``load_config`` explicitly. Reading and checking
 is ``async_amp.config_load``; this module is the declaration.
 
-The declaration is the section dataclasses below: each field made with :func:`key` is a config
-key, with its default, its value check (``async_amp.values``), and the text of its row in
+The declaration is the section dataclasses below (the storage sections ``[azure]`` and
+``[s3]`` in ``config_storage.py``): each field made with :func:`key` (``config_keys.py``) is a
+config key, with its default, its value check (``async_amp.values``), and the text of its row in
 ``docs/configuration.md``. Everything else is derived from it: the sections and keys
 ``load_config`` accepts (with "did you mean" for the rest), the environment variable of each
 key, the flag named in errors, the documentation's tables (``make docs`` writes them, a test
@@ -26,29 +27,26 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from dataclasses import MISSING, Field, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from .config_keys import Key, key, keys_of
+from .config_storage import AzureConfig, S3Config
 from .values import (
-    Check,
     api_url,
     boolean,
-    bucket,
     choice,
-    container,
     duration,
     env_name,
     integer,
     names,
     number,
     path,
-    prefix,
     project_label,
     text,
     time_zone,
-    url,
     window,
 )
 
@@ -77,55 +75,6 @@ REGION_URLS = {
 }
 SINKS = ("local", "azure", "s3")
 FORMATS = ("ndjson", "gzip", "parquet", "delta")
-_KEY = "async_amp.key"
-
-
-@dataclass(frozen=True, slots=True)
-class Key:
-    """What the declaration says about one key (see the module docstring)."""
-
-    name: str
-    default: Any
-    check: Check
-    doc: str
-    kind: str
-    flag: str | None = None
-    shown: str | None = None
-    required: bool = False
-
-
-def key(
-    default: Any,
-    check: Check,
-    doc: str,
-    *,
-    kind: str | None = None,
-    flag: str | None = None,
-    shown: str | None = None,
-    required: bool = False,
-) -> Any:
-    """Declare a config key: its default, its check, its docs row (``kind`` and ``shown``
-    override the type and default columns)."""
-    meta = {_KEY: (check, doc, kind or check.kind, flag, shown, required)}
-    if default is MISSING:
-        return field(metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-def keys_of(section: type[Any]) -> dict[str, Key]:
-    """The keys a section dataclass declares, in order."""
-    found: dict[str, Key] = {}
-    for f in fields(section):
-        if _KEY in f.metadata:
-            check, doc, kind, flag, shown, required = f.metadata[_KEY]
-            found[f.name] = Key(f.name, _default(f), check, doc, kind, flag, shown, required)
-    return found
-
-
-def _default(f: Field[Any]) -> Any:
-    if f.default is not MISSING:
-        return f.default
-    return MISSING
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,79 +292,6 @@ class OutputConfig:
         return found
 
 
-@dataclass(frozen=True, slots=True)
-class AzureConfig:
-    """``[azure]``: the container, when ``[output] sink = "azure"``."""
-
-    account_url: str | None = key(
-        None,
-        url,
-        "`https://<account>.blob.core.windows.net`. Required unless "
-        "`AZURE_STORAGE_CONNECTION_STRING` is set. Never put a SAS token in it: use "
-        "`AZURE_STORAGE_SAS_TOKEN`.",
-    )
-    container: str = key(
-        "amplitude",
-        container,
-        "Container name: 3-63 lowercase letters, digits and single dashes.",
-    )
-    prefix: str = key(
-        "amplitude",
-        prefix,
-        'Folder inside the container under which the projects go; `""` for the container\'s root.',
-    )
-    create_container: bool = key(
-        True,
-        boolean,
-        "Create the container when it does not exist (needs the permission to). `false`: it "
-        "must exist.",
-    )
-    block_size_mib: int = key(
-        8,
-        integer(1, 256),
-        "Size of the blocks a data file is uploaded in, as it is decoded. Memory is about "
-        "five blocks per file being written (the HTTP client copies each block as it sends "
-        "it: 8 MiB blocks peak near 115 MB for one large hour); a blob holds at most 50,000 "
-        "blocks, so the largest file is 50,000 x this.",
-    )
-    max_single_put_mib: int = key(
-        8,
-        integer(1, 5000),
-        "Uploads up to this size (manifests, small files) go in one request; larger ones in "
-        "blocks.",
-    )
-    retries: int = key(
-        3,
-        integer(0, 10),
-        "Retries of a storage call that failed on the network or was throttled (503 "
-        "ServerBusy, 500), with exponential backoff.",
-    )
-    retry_backoff_s: float = key(
-        1.0,
-        number(0),
-        "First wait between those retries, doubling each time, capped at 30 s.",
-    )
-    connect_timeout_s: float = key(
-        10.0,
-        number(0, strict=True),
-        "Connect timeout of storage calls, in seconds: a wrong `account_url` fails in seconds.",
-    )
-    read_timeout_s: float = key(
-        60.0,
-        number(0, strict=True),
-        "Longest wait for a storage response, in seconds.",
-    )
-
-    def problems(self, config: Config, environ: Mapping[str, str]) -> list[str]:
-        if (
-            config.output.sink == "azure"
-            and not self.account_url
-            and not environ.get("AZURE_STORAGE_CONNECTION_STRING")
-        ):
-            return ["sink 'azure' needs [azure] account_url (or AZURE_STORAGE_CONNECTION_STRING)"]
-        return []
-
-
 _PAGE_VIEWS = ("[Amplitude] Page Viewed", "Page Viewed", "Blog Post Viewed", "page_view")
 _PATHS = ("[Amplitude] Page Path", "page_path", "path")
 _TITLES = ("blog_post_title", "[Amplitude] Page Title", "page_title")
@@ -482,69 +358,6 @@ class ReportConfig:
         if self.drop_ratio >= 1:
             found.append(f"[report] drop_ratio must be below 1, not {self.drop_ratio}")
         return found
-
-
-@dataclass(frozen=True, slots=True)
-class S3Config:
-    """``[s3]``: the bucket, when ``[output] sink = "s3"`` (credentials: the AWS chain)."""
-
-    bucket: str | None = key(
-        None,
-        bucket,
-        'The bucket (required with `sink = "s3"`); it must exist: async-amp never creates buckets.',
-    )
-    prefix: str = key(
-        "amplitude",
-        prefix,
-        'Folder inside the bucket under which the projects go; `""` for the bucket\'s root.',
-    )
-    region: str | None = key(
-        None,
-        text,
-        "The bucket's region, e.g. `eu-west-1`; default `AWS_REGION`, then "
-        "`AWS_DEFAULT_REGION`, then `us-east-1`. R2 and GCS take `auto`.",
-    )
-    endpoint_url: str | None = key(
-        None,
-        url,
-        "An S3-compatible store's endpoint: `http://minio:9000`, "
-        "`https://<account>.r2.cloudflarestorage.com`, `https://s3.<region>.backblazeb2.com`, "
-        "`https://storage.googleapis.com`; none for AWS. See [s3.md](s3.md).",
-    )
-    addressing_style: str = key(
-        "auto",
-        choice("auto", "path", "virtual"),
-        "`path` (`host/bucket/key`) for MinIO and most self-hosted stores, `virtual` "
-        "(`bucket.host/key`); `auto` lets botocore pick (virtual on AWS).",
-    )
-    part_size_mib: int = key(
-        8,
-        integer(5, 5 * 1024),
-        "Size of the multipart-upload parts a data file is sent in, as it is decoded; memory "
-        "is about one part per file being written. An object holds at most 10,000 parts, so "
-        "the largest file is 10,000 x this.",
-    )
-    retries: int = key(
-        3,
-        integer(0, 10),
-        "Retries of a storage call that failed on the network, was throttled (503 SlowDown) "
-        "or failed on the server (500), with botocore's standard backoff.",
-    )
-    connect_timeout_s: float = key(
-        5.0,
-        number(0, strict=True),
-        "Connect timeout of storage calls, in seconds: a wrong `endpoint_url` fails in seconds.",
-    )
-    read_timeout_s: float = key(
-        60.0,
-        number(0, strict=True),
-        "Longest wait for a storage response, in seconds.",
-    )
-
-    def problems(self, config: Config, environ: Mapping[str, str]) -> list[str]:
-        if config.output.sink == "s3" and not self.bucket:
-            return ["sink 's3' needs [s3] bucket"]
-        return []
 
 
 @dataclass(frozen=True, slots=True)
