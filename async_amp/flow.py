@@ -1,0 +1,351 @@
+"""The steps that move one project's hours along, and what the run knows of each hour:
+
+schedule (``start``, ``launch``) -> attempt (``attempt``: one request through the decoder
+thread into staging) -> judge and commit (``settle``) -> retry (``retry``, ``fail``). The
+``Extractor`` (``pipeline.py``) makes one ``Flow`` per run, inside the run's task group.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.abc
+
+from .archive import ArchiveLimits
+from .attempt import Fetched, Stagings, fetch_window
+from .commit import commit_hour, manifest_for
+from .errors import (
+    AttemptError,
+    ExportTooLargeError,
+    RetryableHTTPError,
+    StorageBlockedError,
+    StorageError,
+)
+from .guard import RunGuard
+from .hours import iso_hour
+from .judge import by_hour, judge_hour
+from .limiter import AdaptiveLimiter
+from .logs import log
+from .manifest import Manifest
+from .recheck import Verdict, judge, stored_digests
+from .results import HourResult
+from .retry import plan_retry
+from .schedule import Observed, Probes, schedule
+
+if TYPE_CHECKING:
+    from .pipeline import Extractor, RunSummary
+
+__all__ = ["Flow", "HourState"]
+
+
+@dataclass(slots=True)
+class HourState:
+    """What the run knows about one hour so far."""
+
+    attempts: int = 0
+    last_short_pages: frozenset[int] | None = None  # pages of its last clean, short attempt
+    last_error: str = ""
+
+
+class Flow:
+    """One run of one project: the hours' states, and the steps that move them along."""
+
+    def __init__(
+        self,
+        extractor: Extractor,
+        summary: RunSummary,
+        limiter: AdaptiveLimiter,
+        tg: anyio.abc.TaskGroup,
+        guard: RunGuard,
+    ) -> None:
+        ex = extractor.config.extract
+        self.guard = guard
+        self.rechecking = set(summary.plan.recheck)
+        self.x = extractor
+        self.ex = ex
+        self.summary = summary
+        self.limiter = limiter
+        self.tg = tg
+        self.threads = anyio.CapacityLimiter(extractor.concurrency)
+        self.limits = ArchiveLimits(
+            max_member_bytes=ex.max_member_bytes, max_expansion_ratio=ex.max_expansion_ratio
+        )
+        self.states = {hour: HourState() for hour in summary.plan.to_fetch}
+        self.observed: list[Observed] = []
+        self.probes = Probes()
+
+    def _overall(self) -> AbstractAsyncContextManager[object]:
+        overall = self.x.overall
+        return overall if overall is not None else nullcontext()
+
+    # --- schedule --------------------------------------------------------------------------
+
+    async def start(self, hours: list[datetime]) -> None:
+        await schedule(
+            hours,
+            window_hours=self.ex.window_hours,
+            slots=self.x.concurrency,
+            launch=self.launch,
+            probes=self.probes,
+            observed=self.observed,
+        )
+
+    def launch(self, hours: list[datetime], delay: float = 0.0) -> None:
+        self.tg.start_soon(self.attempt, hours, delay)
+
+    # --- attempt ---------------------------------------------------------------------------
+
+    async def attempt(self, hours: list[datetime], delay: float) -> None:
+        if not await self.guard.sleep(delay):  # the run is stopping: hours stay unfinished
+            self.probes.finished(hours)
+            return
+        started = time.monotonic()
+        stagings = Stagings(self.x.sink, self.x.project)
+        epoch = -1
+        try:
+            admission, epoch = await self.guard.admit(self.limiter.acquire, self.limiter.release)
+            if admission == "stop":
+                self.probes.finished(hours)
+                return
+            try:
+                async with self._overall():
+                    for hour in hours:
+                        self.states[hour].attempts += 1
+                    self.summary.requests += 1
+                    try:
+                        with self.guard.watch(admission):
+                            fetched = await fetch_window(
+                                self.x.source,
+                                stagings,
+                                hours[0],
+                                hours[-1],
+                                keep_gzip=self.x.config.output.data_format == "gzip",
+                                limits=self.limits,
+                                threads=self.threads,
+                                on_bytes=self._count_bytes,
+                            )
+                    finally:
+                        self.probes.finished(hours)
+            finally:
+                self.limiter.release()
+        except ExportTooLargeError as exc:
+            await stagings.discard()
+            self._split(hours, exc)
+            return
+        except (AttemptError, StorageError) as exc:
+            await stagings.discard()
+            if isinstance(exc, StorageBlockedError):  # the run stops; the hours stay unfinished
+                return
+            if isinstance(exc, RetryableHTTPError) and exc.throttled:
+                bound_now = self.limiter.throttled(epoch)
+                log.warning("run.throttled", status=exc.status, concurrency=bound_now)
+            for hour in hours:
+                state = self.states[hour]
+                state.last_short_pages = None
+                state.last_error = str(exc)
+            self.retry(hours, str(exc), retry_after=exc.retry_after)
+            return
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await stagings.discard()
+            raise
+        self.limiter.succeeded()
+        self.observed.append(Observed(hours=len(hours), zip_bytes=fetched.zip_bytes))
+        await self.settle(hours, fetched, stagings, time.monotonic() - started)
+
+    def _count_bytes(self, size: int) -> None:
+        self.summary.bytes_in += size
+
+    def _split(self, hours: list[datetime], exc: ExportTooLargeError) -> None:
+        if len(hours) > 1:
+            half = len(hours) // 2
+            log.warning("window.split", start=iso_hour(hours[0]), end=iso_hour(hours[-1]))
+            self.launch(hours[:half])
+            self.launch(hours[half:])
+            return
+        self.fail(hours[0], f"{exc}; an hour over 4 GB cannot be exported through this API")
+
+    # --- judge and commit --------------------------------------------------------------------
+
+    async def settle(
+        self, hours: list[datetime], fetched: Fetched, stagings: Stagings, seconds: float
+    ) -> None:
+        """Judge each hour of a clean attempt; commit the whole ones, ask again for the rest."""
+        expected = self.ex.expected_pages_per_hour
+        retry: list[datetime] = []
+        for hour, items in by_hour(hours, fetched.members).items():
+            state = self.states[hour]
+            pages = frozenset(p.member.page for p in items)
+            verdict = judge_hour(
+                pages,
+                expected=expected,
+                no_data=fetched.members is None,
+                previous_short=state.last_short_pages,
+            )
+            if verdict.action == "retry":
+                state.last_short_pages = pages
+                state.last_error = verdict.problem
+                log.warning(
+                    "hour.short",
+                    hour=iso_hour(hour),
+                    attempt=state.attempts,
+                    detail=f"hour {iso_hour(hour)[:13]}: {verdict.problem}",
+                )
+                staging = stagings.take(hour)
+                if staging is not None:
+                    await staging.discard()
+                retry.append(hour)
+                continue
+            if verdict.warnings:
+                log.warning(
+                    "hour.accepted_short",
+                    hour=iso_hour(hour),
+                    detail=verdict.problem,
+                    pages=len(pages),
+                )
+            manifest = manifest_for(
+                hour,
+                items,
+                attempts=state.attempts,
+                run_id=self.x.run_id,
+                warnings=verdict.warnings,
+            )
+            staging = stagings.take(hour) or self.x.sink.stage(self.x.project, hour)
+            recheck = await self._recheck(hour, manifest) if hour in self.rechecking else None
+            if recheck is not None and not recheck.replace:
+                await staging.discard()  # the stored hour stays exactly as it was
+                self._kept(hour, recheck, manifest)
+                continue
+            error = await commit_hour(staging, manifest)
+            if error is not None:
+                if isinstance(error, StorageBlockedError):
+                    self.guard.storage_blocked(error)
+                state.last_error = f"commit failed: {error}"
+                state.last_short_pages = None
+                retry.append(hour)
+                continue
+            self.record(
+                HourResult(
+                    project=self.x.project,
+                    hour=hour,
+                    status=manifest.status,
+                    attempts=state.attempts,
+                    events=manifest.events,
+                    bytes=manifest.size,
+                    files=len(manifest.files),
+                    recheck="changed" if recheck is not None else "",
+                )
+            )
+            log.info(
+                "hour.done",
+                hour=iso_hour(hour),
+                status=manifest.status,
+                attempt=state.attempts,
+                files=len(manifest.files),
+                events=manifest.events,
+                bytes=manifest.size,
+                seconds=round(seconds, 3),
+            )
+        if retry:
+            self.retry(retry, "short hour or failed commit", retry_after=None, alone=True)
+
+    async def _recheck(self, hour: datetime, manifest: Manifest) -> Verdict:
+        """``--recheck``: the stored hour against this answer; logs ``hour.changed``."""
+        sink, project = self.x.sink, self.x.project
+        try:
+            before = await sink.read_manifest(project, hour)
+        except ValueError:  # not a valid manifest: the hour is replaced
+            before = None
+        stored = await stored_digests(sink, project, hour, before) if before else None
+        verdict = judge(before, manifest, stored)
+        if verdict.replace:
+            log.info(
+                "hour.changed",
+                hour=iso_hour(hour),
+                events_before=verdict.events_before,
+                events_after=manifest.events,
+                members_added=verdict.added,
+                members_removed=verdict.removed,
+                members_differ=verdict.differ,
+            )
+        return verdict
+
+    def _kept(self, hour: datetime, verdict: Verdict, new: Manifest) -> None:
+        before = verdict.before
+        assert before is not None
+        if verdict.outcome == "kept":
+            log.warning(
+                "hour.recheck_kept",
+                hour=iso_hour(hour),
+                events_before=before.events,
+                detail="the Export API now has no data for this complete hour; the stored "
+                "data is kept (extract --force replaces it)",
+            )
+        else:
+            log.info("hour.unchanged", hour=iso_hour(hour), events=new.events)
+        self.record(
+            HourResult(
+                project=self.x.project,
+                hour=hour,
+                status=before.status,
+                attempts=self.states[hour].attempts,
+                events=before.events,
+                files=len(before.files),
+                recheck=verdict.outcome,
+            )
+        )
+
+    # --- retry -----------------------------------------------------------------------------
+
+    def retry(
+        self,
+        hours: list[datetime],
+        reason: str,
+        *,
+        retry_after: float | None,
+        alone: bool = False,
+    ) -> None:
+        if self.guard.stopped:
+            return  # stopping: the hours stay unfinished, for the rerun
+        decision = plan_retry(
+            hours,
+            {h: self.states[h].attempts for h in hours},
+            max_attempts=self.ex.max_attempts,
+            alone=alone,
+            retry_after=retry_after,
+            base_s=self.ex.backoff_base_s,
+            max_s=self.ex.backoff_max_s,
+            rng=self.x.rng,
+        )
+        for hour in decision.give_up:
+            self.fail(hour, self.states[hour].last_error or reason)
+        for hour in decision.again:
+            log.warning(
+                "hour.retry",
+                hour=iso_hour(hour),
+                attempt=self.states[hour].attempts,
+                reason=reason,
+                retry_in_s=round(decision.delay, 3),
+            )
+        self.summary.retries += len(decision.again)
+        for group in decision.groups:
+            self.launch(list(group), decision.delay)
+
+    def fail(self, hour: datetime, error: str) -> None:
+        attempts = self.states[hour].attempts
+        self.record(
+            HourResult(
+                hour=hour, status="failed", attempts=attempts, error=error, project=self.x.project
+            )
+        )
+        log.error("hour.failed", hour=iso_hour(hour), attempts=attempts, error=error)
+
+    def record(self, result: HourResult) -> None:
+        self.summary.results[result.hour] = result
+        if self.x.on_hour is not None:
+            self.x.on_hour(result)
