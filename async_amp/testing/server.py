@@ -16,23 +16,19 @@ its attempt number, so a test can fail the first try of one hour and check the r
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import hmac
 import itertools
 import logging
-import re
 import socket
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Final, Unpack
 
 from aiohttp import web
 
+from async_amp.testing.content import WindowContent
 from async_amp.testing.dataset import Dataset, hours_between, utc_hour
 from async_amp.testing.faults import (
     _CONTENT_FAULTS,
@@ -45,20 +41,20 @@ from async_amp.testing.faults import (
     RequestInfo,
 )
 from async_amp.testing.wire import (
-    _GZIP_EMPTY,
     Latency,
     MemberStyle,
     RequestRecord,
     SimulatorOptions,
     _abort,
     _Body,
-    _mid_member_offset,
     _parse_window,
     _target_hour,
     alternating_style,
+    basic_auth_problem,
     corrupt_gzip,
+    echo_credentials,
 )
-from async_amp.testing.zipbuild import ZipMember, empty_zip, iter_zip
+from async_amp.testing.zipbuild import ZipMember
 
 __all__ = [
     "EXPORT_PATH",
@@ -81,9 +77,6 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 EXPORT_PATH: Final = "/api/2/export"
-_PARAM_RE: Final = re.compile(r"^(\d{4})(\d{2})(\d{2})T(\d{2})$")
-_MAX_SPAN: Final = timedelta(days=365)
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # --------------------------------------------------------------------------- the server
@@ -114,7 +107,13 @@ class ExportSimulator:
         echo_credentials: str | None = None,
         revoke_keys_after: int | None = None,
     ) -> None:
-        self.dataset = dataset
+        self.content = WindowContent(
+            dataset,
+            member_style=member_style,
+            zip64=zip64,
+            unsafe_name=unsafe_name,
+            cache_bytes=zip_cache_bytes,
+        )
         self.revoke_keys_after = revoke_keys_after
         self._authorised = 0
         self._api_key = api_key
@@ -123,16 +122,9 @@ class ExportSimulator:
         self.latency = latency or Latency()
         self.retry_after_s = retry_after_s
         self.stall_s = stall_s
-        self._member_style = member_style
-        self._zip64 = zip64
         self._max_export_events = max_export_events
-        self._unsafe_name = unsafe_name
         self._chunk_bytes = chunk_bytes
-        self._cache_limit = zip_cache_bytes
         self._echo_credentials = echo_credentials
-        self._cache: OrderedDict[tuple[datetime, datetime], _Body] = OrderedDict()
-        self._cache_size = 0
-        self._build_locks: dict[tuple[datetime, datetime], asyncio.Lock] = {}
         self._log: dict[int, RequestRecord] = {}
         self._ids = itertools.count()
         self._attempts: dict[tuple[datetime, datetime], int] = {}
@@ -182,14 +174,15 @@ class ExportSimulator:
     def in_flight(self) -> int:
         return self._in_flight
 
+    @property
+    def dataset(self) -> Dataset:
+        """The dataset served now (``change_hour`` replaces it)."""
+        return self.content.dataset
+
     def change_hour(self, hour: datetime, events: int | None = None) -> None:
         """Late data: from now on ``hour`` holds ``events`` events (default: one more than it
         had), so its content differs from what earlier requests were sent."""
-        hour = utc_hour(hour)
-        count = self.dataset.hour_event_count(hour) + 1 if events is None else events
-        self.dataset = replace(self.dataset, hour_sizes={**self.dataset.hour_sizes, hour: count})
-        for key in [k for k in self._cache if k[0] <= hour <= k[1]]:
-            self._cache_size -= self._cache.pop(key).size
+        self.content.change_hour(hour, events)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -232,92 +225,14 @@ class ExportSimulator:
         self, start: datetime, end: datetime, injection: Injection | None = None
     ) -> list[ZipMember]:
         """The ZIP members of a window, with a content fault applied when given."""
-        ds = self.dataset
-        hours = [h for h in hours_between(start, end) if ds.pages(h)]
-        target = _target_hour(hours, injection)
-        fault = injection.fault if injection is not None else None
-        members: list[ZipMember] = []
-        for hour in hours:
-            style = self._member_style(hour)
-            pages = ds.pages(hour)
-            if hour == target and fault is Fault.MISSING_PARTITION:
-                pages = [p for p in pages if p != pages[len(pages) // 2]]
-            hour_members = [
-                ZipMember(
-                    ds.member_name(hour, p), ds.gz(hour, p), style.method, style.data_descriptor
-                )
-                for p in pages
-            ]
-            if hour == target and hour_members:
-                first = hour_members[0]
-                if fault is Fault.CORRUPT_GZIP:
-                    assert isinstance(first.data, bytes)
-                    hour_members[0] = replace(first, data=corrupt_gzip(first.data))
-                elif fault is Fault.DUPLICATE_MEMBER:
-                    hour_members.append(first)
-                elif fault is Fault.UNSAFE_NAME:
-                    hour_members.append(replace(first, name=self._unsafe_name))
-                elif fault is Fault.FOREIGN_MEMBER:
-                    name, data = self._foreign(end)
-                    hour_members.append(replace(first, name=name, data=data))
-            members.extend(hour_members)
-        return members
-
-    def _foreign(self, end: datetime) -> tuple[str, bytes]:
-        """A member for the hour after the window (its real data when it has any)."""
-        ds = self.dataset
-        other = end + timedelta(hours=1)
-        pages = ds.pages(other)
-        if pages:
-            return ds.member_name(other, pages[0]), ds.gz(other, pages[0])
-        return ds.member_name(other, ds.first_page), _GZIP_EMPTY
-
-    def _build_body(
-        self, start: datetime, end: datetime, injection: Injection | None = None
-    ) -> _Body:
-        """The response body for a window (blocking: call it from a worker thread)."""
-        fault = injection.fault if injection is not None else None
-        if fault is Fault.EMPTY_ZIP:
-            data = empty_zip()
-            return _Body((data,), len(data))
-        content = injection if fault in _CONTENT_FAULTS else None
-        members = self.window_members(start, end, content)
-        chunks = tuple(c for c in iter_zip(members, zip64=self._zip64) if c)
-        size = sum(len(c) for c in chunks)
-        if fault is Fault.ZIP_TRUNCATED and members:
-            # Cut in the middle of the target hour's last member, then end cleanly.
-            ds = self.dataset
-            hours = [h for h in hours_between(start, end) if ds.pages(h)]
-            target = _target_hour(hours, injection)
-            assert target is not None
-            last = ds.member_name(target, ds.pages(target)[-1])
-            data = b"".join(chunks)
-            cut = _mid_member_offset(data, last)
-            return _Body((data[:cut],), cut)
-        return _Body(chunks, size)
+        return self.content.members(start, end, injection)
 
     def window_zip(self, start: datetime, end: datetime) -> bytes:
         """The exact ZIP a clean request for the window gets (blocking)."""
-        return b"".join(self._build_body(utc_hour(start), utc_hour(end)).chunks)
+        return b"".join(self.content.build(utc_hour(start), utc_hour(end)).chunks)
 
     async def _body(self, start: datetime, end: datetime, injection: Injection | None) -> _Body:
-        if injection is not None and injection.fault in (*_CONTENT_FAULTS, Fault.EMPTY_ZIP):
-            return await asyncio.to_thread(self._build_body, start, end, injection)
-        key = (start, end)
-        lock = self._build_locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            body = self._cache.get(key)
-            if body is not None:
-                self._cache.move_to_end(key)
-                return body
-            body = await asyncio.to_thread(self._build_body, start, end, None)
-            if body.size <= self._cache_limit:
-                self._cache[key] = body
-                self._cache_size += body.size
-                while self._cache_size > self._cache_limit:
-                    _, old = self._cache.popitem(last=False)
-                    self._cache_size -= old.size
-        return body
+        return await self.content.body(start, end, injection)
 
     # ------------------------------------------------------------------ handling
 
@@ -349,7 +264,8 @@ class ExportSimulator:
             content_type: str = "text/plain",
         ) -> web.Response:
             if self._echo_credentials is not None and (status != 200 or "html" in content_type):
-                text = self._echo(request.headers.get("Authorization")) + " " + text
+                sent = request.headers.get("Authorization")
+                text = echo_credentials(self._echo_credentials, sent) + " " + text
             body = text.encode()
             self._update(rid, status=status, bytes_sent=len(body))
             return web.Response(
@@ -472,33 +388,10 @@ class ExportSimulator:
             await asyncio.wait_for(self._closing.wait(), self.stall_s)
         return self._closing.is_set()
 
-    def _echo(self, header: str | None) -> str:
-        """``echo_credentials`` filled in with what the request sent (a careless server)."""
-        assert self._echo_credentials is not None
-        _, _, value = (header or "").partition(" ")
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            decoded = ""
-        api_key, _, secret_key = decoded.partition(":")
-        return self._echo_credentials.format(
-            authorization=header or "", token=value, api_key=api_key, secret_key=secret_key
-        )
-
     def _check_auth(self, header: str | None) -> tuple[int, str] | None:
-        if not header:
-            return 401, "Missing Authorization header: use HTTP Basic with api key and secret"
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "basic":
-            return 401, "Unsupported authorization scheme: use HTTP Basic"
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            return 401, "Malformed Basic credentials"
-        user, sep, password = decoded.partition(":")
-        expected = f"{self._api_key}:{self._secret_key}"
-        if not sep or not hmac.compare_digest(f"{user}:{password}", expected):
-            return 403, "Invalid API key or secret key"
+        problem = basic_auth_problem(header, self._api_key, self._secret_key)
+        if problem is not None:
+            return problem
         revoke = self.revoke_keys_after
         if revoke is not None and self._authorised >= revoke:
             return 401, "Invalid API key: the key was revoked"

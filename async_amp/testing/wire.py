@@ -1,8 +1,12 @@
 """The simulator's wire details: the latency model, member naming styles, what it records per
-request, the options it takes, parsing a request's window, and damaging bytes on purpose."""
+request, the options it takes, parsing a request's window and its Basic credentials, and
+damaging bytes on purpose."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import io
 import re
 import struct
@@ -179,3 +183,37 @@ def _parse_window(query: Mapping[str, str]) -> tuple[datetime, datetime] | str:
     if end - start >= _MAX_SPAN:
         return "The time range must not exceed 365 days"
     return start, end
+
+
+def _basic_credentials(value: str) -> str | None:
+    """``key:secret`` from the token of a Basic ``Authorization`` header (None: not base64)."""
+    try:
+        return base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def basic_auth_problem(header: str | None, api_key: str, secret_key: str) -> tuple[int, str] | None:
+    """The status and body the API answers an ``Authorization`` header with when it does not
+    carry these keys (None: it does)."""
+    if not header:
+        return 401, "Missing Authorization header: use HTTP Basic with api key and secret"
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return 401, "Unsupported authorization scheme: use HTTP Basic"
+    decoded = _basic_credentials(value)
+    if decoded is None:
+        return 401, "Malformed Basic credentials"
+    user, sep, password = decoded.partition(":")
+    if not sep or not hmac.compare_digest(f"{user}:{password}", f"{api_key}:{secret_key}"):
+        return 403, "Invalid API key or secret key"
+    return None
+
+
+def echo_credentials(template: str, header: str | None) -> str:
+    """``echo_credentials`` (a careless server's template) filled in with what was sent."""
+    _, _, value = (header or "").partition(" ")
+    api_key, _, secret_key = (_basic_credentials(value) or "").partition(":")
+    return template.format(
+        authorization=header or "", token=value, api_key=api_key, secret_key=secret_key
+    )
