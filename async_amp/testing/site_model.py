@@ -1,5 +1,6 @@
-"""The simulated project's site and visitors: pages, blog posts, countries, referrers, devices,
-and the deterministic hashing that turns (seed, hour, event number) into one event.
+"""The simulated project's visitors and events, drawn from the site's catalogue
+(``site_catalog.py``: pages, blog posts, countries, referrers, devices), and the deterministic
+hashing that turns (seed, hour, event number) into one event.
 
 Pure and cached (``build_model``); ``dataset.Dataset`` draws its events from it.
 """
@@ -14,6 +15,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
+
+from .site_catalog import (
+    BLOG_POSTS,
+    BUTTONS,
+    COMPANIES,
+    COUNTRIES,
+    DEVICES,
+    LIBRARY,
+    PAGES,
+    PLANS,
+    REFERRERS,
+    SITE,
+)
 
 _HOUR_US: Final = 3_600_000_000
 _MASK48: Final = (1 << 48) - 1
@@ -70,251 +84,6 @@ def _js(value: Any) -> str:
 
 
 # --------------------------------------------------------------------------- site model
-
-_SITE: Final = "https://www.shipfast.dev"
-
-# (path, title, weight): weights roughly Zipf, the home page and pricing lead.
-_PAGES: Final[tuple[tuple[str, str, float], ...]] = (
-    ("/", "ShipFast - Ship software faster", 30.0),
-    ("/pricing", "Pricing - ShipFast", 14.0),
-    ("/features", "Features - ShipFast", 9.0),
-    ("/docs", "Documentation - ShipFast", 8.0),
-    ("/docs/getting-started", "Getting started - ShipFast Docs", 6.0),
-    ("/features/deploy-previews", "Deploy previews - ShipFast", 4.5),
-    ("/customers", "Customers - ShipFast", 4.0),
-    ("/docs/api", "API reference - ShipFast Docs", 3.5),
-    ("/integrations", "Integrations - ShipFast", 3.2),
-    ("/signup", "Sign up - ShipFast", 3.0),
-    ("/login", "Log in - ShipFast", 2.8),
-    ("/blog", "Blog - ShipFast", 2.6),
-    ("/demo", "Book a demo - ShipFast", 2.2),
-    ("/features/feature-flags", "Feature flags - ShipFast", 2.0),
-    ("/integrations/github", "GitHub integration - ShipFast", 1.8),
-    ("/integrations/azure", "Azure integration - ShipFast", 1.5),
-    ("/integrations/slack", "Slack integration - ShipFast", 1.3),
-    ("/security", "Security - ShipFast", 1.2),
-    ("/changelog", "Changelog - ShipFast", 1.1),
-    ("/about", "About us - ShipFast", 1.0),
-    ("/careers", "Careers - ShipFast", 0.9),
-    ("/compare/jenkins", "ShipFast vs Jenkins", 0.8),
-    ("/compare/github-actions", "ShipFast vs GitHub Actions", 0.7),
-    ("/contact", "Contact - ShipFast", 0.6),
-    ("/legal/privacy", "Privacy policy - ShipFast", 0.3),
-    ("/legal/terms", "Terms of service - ShipFast", 0.2),
-)
-
-# (slug, title, category, author, minutes to read); popularity is Zipf by position.
-_BLOG_POSTS: Final[tuple[tuple[str, str, str, str, int], ...]] = (
-    ("how-we-ship-fast", "How we ship fast: 40 deploys a day", "Engineering", "Maya Chen", 9),
-    ("postgres-to-1b-rows", "Scaling Postgres to 1B rows", "Engineering", "Tomás Alves", 14),
-    ("feature-flags-guide", "The complete guide to feature flags", "Guides", "Priya Nair", 12),
-    ("ci-cost-cutting", "We cut our CI bill by 70%", "Engineering", "Jonas Weber", 7),
-    ("monorepo-lessons", "Five years of a monorepo: lessons", "Engineering", "Maya Chen", 11),
-    ("launch-week-recap", "Launch week recap", "Product", "Sam Okafor", 5),
-    ("deploy-previews-ga", "Deploy previews are generally available", "Product", "Sam Okafor", 4),
-    ("trunk-based-development", "Trunk-based development in practice", "Guides", "Lena Berg", 10),
-    ("incident-postmortem-march", "Postmortem: the March outage", "Engineering", "Jonas Weber", 8),
-    ("dora-metrics", "DORA metrics without the dashboards", "Guides", "Priya Nair", 9),
-    ("hiring-platform-engineers", "How we hire platform engineers", "Company", "Ana Ruiz", 6),
-    ("series-b", "We raised our Series B", "Company", "Ana Ruiz", 3),
-    ("rust-build-cache", "A build cache in Rust", "Engineering", "Tomás Alves", 13),
-    ("azure-integration", "Deploying to Azure with ShipFast", "Guides", "Lena Berg", 8),
-    ("remote-team-rituals", "Rituals of a remote team", "Company", "Maya Chen", 5),
-    ("flaky-tests", "Killing flaky tests for good", "Engineering", "Jonas Weber", 10),
-    ("pricing-change-2026", "Simpler pricing for 2026", "Product", "Sam Okafor", 4),
-    ("zero-downtime-migrations", "Zero-downtime schema migrations", "Guides", "Priya Nair", 15),
-    ("open-source-sdk", "Our SDK is now open source", "Product", "Lena Berg", 4),
-    ("on-call-handbook", "Our on-call handbook", "Company", "Ana Ruiz", 7),
-)
-
-_PLANS: Final = (("free", 6.0), ("team", 3.0), ("business", 1.0))
-_BUTTONS: Final = (
-    ("Start free trial", 5.0),
-    ("Book a demo", 2.0),
-    ("Read the docs", 2.0),
-    ("Contact sales", 1.0),
-    ("Copy code", 1.5),
-)
-
-# (country, utc offset hours, weight, language, ip first octets, ((city, region, dma), ...))
-_COUNTRIES: Final[
-    tuple[tuple[str, int, float, str, str, tuple[tuple[str, str, str | None], ...]], ...]
-] = (
-    (
-        "United States",
-        -6,
-        34.0,
-        "English",
-        "73.",
-        (
-            ("San Francisco", "California", "San Francisco-Oakland-San Jose, CA"),
-            ("New York", "New York", "New York, NY"),
-            ("Seattle", "Washington", "Seattle-Tacoma, WA"),
-            ("Austin", "Texas", "Austin, TX"),
-            ("Chicago", "Illinois", "Chicago, IL"),
-            ("Boston", "Massachusetts", "Boston, MA-Manchester, NH"),
-            ("Denver", "Colorado", "Denver, CO"),
-        ),
-    ),
-    (
-        "United Kingdom",
-        0,
-        9.0,
-        "English",
-        "81.",
-        (
-            ("London", "England", None),
-            ("Manchester", "England", None),
-            ("Edinburgh", "Scotland", None),
-        ),
-    ),
-    (
-        "Germany",
-        1,
-        8.0,
-        "German",
-        "84.",
-        (
-            ("Berlin", "Land Berlin", None),
-            ("München", "Bavaria", None),
-            ("Hamburg", "Hamburg", None),
-        ),
-    ),
-    (
-        "India",
-        5,
-        8.0,
-        "English",
-        "103.",
-        (
-            ("Bengaluru", "Karnataka", None),
-            ("Mumbai", "Maharashtra", None),
-            ("Pune", "Maharashtra", None),
-        ),
-    ),
-    (
-        "France",
-        1,
-        4.5,
-        "French",
-        "90.",
-        (("Paris", "Île-de-France", None), ("Lyon", "Auvergne-Rhône-Alpes", None)),
-    ),
-    (
-        "Canada",
-        -5,
-        4.5,
-        "English",
-        "99.",
-        (("Toronto", "Ontario", None), ("Vancouver", "British Columbia", None)),
-    ),
-    (
-        "Netherlands",
-        1,
-        3.5,
-        "Dutch",
-        "145.",
-        (("Amsterdam", "North Holland", None), ("Utrecht", "Utrecht", None)),
-    ),
-    (
-        "Brazil",
-        -3,
-        3.5,
-        "Portuguese",
-        "177.",
-        (("São Paulo", "São Paulo", None), ("Florianópolis", "Santa Catarina", None)),
-    ),
-    (
-        "Poland",
-        1,
-        2.5,
-        "Polish",
-        "83.",
-        (("Warsaw", "Mazovia", None), ("Kraków", "Lesser Poland", None)),
-    ),
-    ("Sweden", 1, 2.0, "Swedish", "78.", (("Stockholm", "Stockholm", None),)),
-    (
-        "Spain",
-        1,
-        2.0,
-        "Spanish",
-        "88.",
-        (("Madrid", "Madrid", None), ("Barcelona", "Catalonia", None)),
-    ),
-    (
-        "Australia",
-        10,
-        2.5,
-        "English",
-        "101.",
-        (("Sydney", "New South Wales", None), ("Melbourne", "Victoria", None)),
-    ),
-    ("Japan", 9, 2.0, "Japanese", "126.", (("Tokyo", "Tokyo", None), ("Osaka", "Osaka", None))),
-    ("Israel", 2, 1.5, "Hebrew", "79.", (("Tel Aviv", "Tel Aviv", None),)),
-    ("Singapore", 8, 1.5, "English", "175.", (("Singapore", "Central Singapore", None),)),
-    ("Nigeria", 1, 1.0, "English", "102.", (("Lagos", "Lagos", None),)),
-    ("Ukraine", 2, 1.5, "Ukrainian", "93.", (("Kyiv", "Kyiv City", None), ("Lviv", "Lviv", None))),
-)
-
-# (referrer url or None, referring domain or None, utm source, utm medium, weight)
-_REFERRERS: Final[tuple[tuple[str | None, str | None, str | None, str | None, float], ...]] = (
-    ("https://www.google.com/", "www.google.com", None, None, 34.0),
-    (None, None, None, None, 24.0),  # direct
-    ("https://www.linkedin.com/", "www.linkedin.com", "linkedin", "social", 9.0),
-    ("https://news.ycombinator.com/", "news.ycombinator.com", None, None, 6.0),
-    ("https://t.co/", "t.co", "twitter", "social", 4.0),
-    ("https://www.bing.com/", "www.bing.com", None, None, 4.0),
-    ("https://duckduckgo.com/", "duckduckgo.com", None, None, 3.0),
-    ("https://www.reddit.com/", "www.reddit.com", None, None, 3.0),
-    ("https://github.com/", "github.com", None, None, 3.0),
-    (None, None, "newsletter", "email", 4.0),
-    ("https://chatgpt.com/", "chatgpt.com", "chatgpt.com", None, 3.0),
-    ("https://www.google.com/", "www.google.com", "google", "cpc", 2.0),
-    ("https://dev.to/", "dev.to", None, None, 1.0),
-)
-
-_COMPANIES: Final[tuple[tuple[str, str], ...]] = (
-    ("acme.com", "Acme Corp"),
-    ("globex.io", "Globex"),
-    ("initech.com", "Initech"),
-    ("hooli.xyz", "Hooli"),
-    ("contoso.com", "Contoso"),
-    ("fabrikam.com", "Fabrikam"),
-    ("northwind.io", "Northwind Traders"),
-    ("piedpiper.com", "Pied Piper"),
-    ("umbrella-corp.com", "Umbrella Corporation"),
-    ("stark-industries.com", "Stark Industries"),
-    ("wayne-enterprises.com", "Wayne Enterprises"),
-    ("tailspin.dev", "Tailspin Toys"),
-    ("adventure-works.com", "Adventure Works"),
-    ("litware.io", "Litware"),
-    ("proseware.net", "Proseware"),
-    ("wingtiptoys.com", "Wingtip Toys"),
-    ("soylent.co", "Soylent"),
-    ("cyberdyne.ai", "Cyberdyne Systems"),
-    ("vandelay.com", "Vandelay Industries"),
-    ("massive-dynamic.com", "Massive Dynamic"),
-    ("tyrell.tech", "Tyrell"),
-    ("oscorp.dev", "Oscorp"),
-    ("blue-sun.co", "Blue Sun"),
-    ("monsters-inc.com", "Monsters, Inc."),
-)
-
-# (os_name = browser, os_version, device_family, device_type, device_model, weight)
-_DEVICES: Final[tuple[tuple[str, str, str, str, str | None, float], ...]] = (
-    ("Chrome", "131", "Mac OS X", "Apple Mac", "Mac OS", 22.0),
-    ("Chrome", "131", "Windows", "Windows", "Windows", 20.0),
-    ("Safari", "18.1", "Mac OS X", "Apple Mac", "Mac OS", 9.0),
-    ("Mobile Safari", "18.1", "iOS", "Apple iPhone", "iOS", 10.0),
-    ("Chrome Mobile", "131", "Android", "Android", "Android", 8.0),
-    ("Firefox", "133", "Windows", "Windows", "Windows", 5.0),
-    ("Firefox", "133", "Linux", "Linux", "Linux", 4.0),
-    ("Edge", "131", "Windows", "Windows", "Windows", 6.0),
-    ("Chrome", "131", "Linux", "Linux", "Linux", 5.0),
-    ("Chrome", "130", "Chrome OS", "Chromebook", None, 1.0),
-)
-
-_LIBRARY: Final = "amplitude-ts/2.11.8"
 
 
 def _zipf_weights(n: int, s: float = 1.1) -> list[float]:
@@ -381,21 +150,21 @@ def _build_model(seed: int, project_id: int) -> _Model:
 
     # ---- visitors: country, city, device, referrer, company
     n_visitors = 2048
-    c_weights = [c[2] for c in _COUNTRIES]
-    d_weights = [d[5] for d in _DEVICES]
-    r_weights = [r[4] for r in _REFERRERS]
-    co_weights = _zipf_weights(len(_COMPANIES), 0.9)
+    c_weights = [c[2] for c in COUNTRIES]
+    d_weights = [d[5] for d in DEVICES]
+    r_weights = [r[4] for r in REFERRERS]
+    co_weights = _zipf_weights(len(COMPANIES), 0.9)
     visitors: list[_Visitor] = []
     visitor_country: list[int] = []
     for _ in range(n_visitors):
-        ci = rng.choices(range(len(_COUNTRIES)), weights=c_weights)[0]
-        country, _offset, _w, language, ip_head, cities = _COUNTRIES[ci]
+        ci = rng.choices(range(len(COUNTRIES)), weights=c_weights)[0]
+        country, _offset, _w, language, ip_head, cities = COUNTRIES[ci]
         city, region, dma = rng.choice(cities)
-        os_name, os_version, family, dtype, dmodel, _dw = _DEVICES[
-            rng.choices(range(len(_DEVICES)), weights=d_weights)[0]
+        os_name, os_version, family, dtype, dmodel, _dw = DEVICES[
+            rng.choices(range(len(DEVICES)), weights=d_weights)[0]
         ]
-        ref, ref_domain, utm_source, utm_medium, _rw = _REFERRERS[
-            rng.choices(range(len(_REFERRERS)), weights=r_weights)[0]
+        ref, ref_domain, utm_source, utm_medium, _rw = REFERRERS[
+            rng.choices(range(len(REFERRERS)), weights=r_weights)[0]
         ]
         ip = f"{ip_head}{rng.randrange(1, 255)}.{rng.randrange(0, 256)}.{rng.randrange(1, 255)}"
         event_props: dict[str, Any] = {"referrer": ref, "referring_domain": ref_domain}
@@ -410,7 +179,7 @@ def _build_model(seed: int, project_id: int) -> _Model:
             event_props["utm_medium"] = utm_medium
             user_props["initial_utm_medium"] = utm_medium
         if rng.random() < 0.32:
-            domain, name = _COMPANIES[rng.choices(range(len(_COMPANIES)), weights=co_weights)[0]]
+            domain, name = COMPANIES[rng.choices(range(len(COMPANIES)), weights=co_weights)[0]]
             user_props["company_domain"] = domain
             user_props["company_name"] = name
             user_props["company_size"] = rng.choice(
@@ -419,7 +188,7 @@ def _build_model(seed: int, project_id: int) -> _Model:
         elif rng.random() < 0.2:
             user_props["company_domain"] = None
         if rng.random() < 0.15:
-            user_props["plan"] = rng.choices([p for p, _ in _PLANS], [w for _, w in _PLANS])[0]
+            user_props["plan"] = rng.choices([p for p, _ in PLANS], [w for _, w in PLANS])[0]
         no_session = rng.random() < 0.02
         values = {
             "app": str(project_id),
@@ -432,7 +201,7 @@ def _build_model(seed: int, project_id: int) -> _Model:
             "device_type": _js(dtype),
             "ip_address": _js(ip),
             "language": _js(language),
-            "library": _LIBRARY,
+            "library": LIBRARY,
             "os_name": _js(os_name),
             "os_version": _js(os_version),
             "referrer": _frag(event_props)[:-1],
@@ -453,18 +222,18 @@ def _build_model(seed: int, project_id: int) -> _Model:
     tables: list[tuple[int, ...]] = []
     for utc_h in range(24):
         weights = [
-            _activity((utc_h + _COUNTRIES[visitor_country[v]][1]) % 24) for v in range(n_visitors)
+            _activity((utc_h + COUNTRIES[visitor_country[v]][1]) % 24) for v in range(n_visitors)
         ]
         tables.append(tuple(_weighted_table(rng, n_visitors, weights, _TABLE)))
 
     # ---- events: (event_properties head, event_type)
-    page_w = [p[2] for p in _PAGES]
-    blog_w = _zipf_weights(len(_BLOG_POSTS), 1.05)
+    page_w = [p[2] for p in PAGES]
+    blog_w = _zipf_weights(len(BLOG_POSTS), 1.05)
     events: list[tuple[str, str]] = []
 
     def page_props(path: str, title: str) -> dict[str, Any]:
         return {
-            "[Amplitude] Page Location": _SITE + path,
+            "[Amplitude] Page Location": SITE + path,
             "page_path": path,
             "page_title": title,
         }
@@ -475,11 +244,11 @@ def _build_model(seed: int, project_id: int) -> _Model:
             weights=[46.0, 22.0, 12.0, 14.0, 2.5, 1.5],
         )[0]
         if kind == "page":
-            path, title, _pw = _PAGES[rng.choices(range(len(_PAGES)), weights=page_w)[0]]
+            path, title, _pw = PAGES[rng.choices(range(len(PAGES)), weights=page_w)[0]]
             events.append((_frag(page_props(path, title)), "Page Viewed"))
         elif kind == "blog":
-            slug, title, category, author, minutes = _BLOG_POSTS[
-                rng.choices(range(len(_BLOG_POSTS)), weights=blog_w)[0]
+            slug, title, category, author, minutes = BLOG_POSTS[
+                rng.choices(range(len(BLOG_POSTS)), weights=blog_w)[0]
             ]
             props = page_props(f"/blog/{slug}", f"{title} - ShipFast Blog")
             props |= {
@@ -491,18 +260,18 @@ def _build_model(seed: int, project_id: int) -> _Model:
             }
             events.append((_frag(props), "Blog Post Viewed"))
         elif kind == "button":
-            path, title, _pw = _PAGES[rng.choices(range(len(_PAGES)), weights=page_w)[0]]
-            button = rng.choices([b for b, _ in _BUTTONS], [w for _, w in _BUTTONS])[0]
+            path, title, _pw = PAGES[rng.choices(range(len(PAGES)), weights=page_w)[0]]
+            button = rng.choices([b for b, _ in BUTTONS], [w for _, w in BUTTONS])[0]
             props = page_props(path, title) | {"button_text": button}
             events.append((_frag(props), "Button Clicked"))
         elif kind == "scroll":
             if rng.random() < 0.5:
-                slug, title, *_rest = _BLOG_POSTS[
-                    rng.choices(range(len(_BLOG_POSTS)), weights=blog_w)[0]
+                slug, title, *_rest = BLOG_POSTS[
+                    rng.choices(range(len(BLOG_POSTS)), weights=blog_w)[0]
                 ]
                 path, title = f"/blog/{slug}", f"{title} - ShipFast Blog"
             else:
-                path, title, _pw = _PAGES[rng.choices(range(len(_PAGES)), weights=page_w)[0]]
+                path, title, _pw = PAGES[rng.choices(range(len(PAGES)), weights=page_w)[0]]
             props = page_props(path, title) | {"percent": rng.choice([25, 50, 75, 100])}
             events.append((_frag(props), "Scroll Depth Reached"))
         elif kind == "form":
@@ -513,7 +282,7 @@ def _build_model(seed: int, project_id: int) -> _Model:
             events.append((_frag(props), "Form Submitted"))
         else:
             props = page_props("/signup", "Sign up - ShipFast") | {
-                "plan": rng.choices([p for p, _ in _PLANS], [w for _, w in _PLANS])[0],
+                "plan": rng.choices([p for p, _ in PLANS], [w for _, w in PLANS])[0],
                 "method": rng.choice(["google", "github", "email", "email"]),
             }
             events.append((_frag(props), "Sign Up"))
