@@ -3,8 +3,10 @@
 Engine: DuckDB's JSON reader. Every known key is read as DuckDB's ``JSON`` type (the value's
 JSON text, unparsed beyond its bounds), then typed by SQL that checks the JSON kind first, so a
 value of the wrong kind (a string ``session_id``, a number ``user_id``) lands in ``_extra``
-instead of being coerced or failing the hour. A first, cheap pass lists the top-level keys of
-the whole member: keys the schema does not know are read too and kept in ``_extra``.
+instead of being coerced or failing the hour (the SQL is in ``query.py``). Here a first pass
+lists the top-level keys of the whole member: keys the schema does not know are read too and
+kept in ``_extra``. ``spool.py`` converts a spool the extractor wrote with one read instead,
+falling back to these two.
 
 Measured on one 100 MB hour of simulated events on this kind of machine (2 cores; see the
 commit message and docs/benchmarks.md): the DuckDB path kept objects as JSON text and typed
@@ -23,7 +25,7 @@ import json
 import os
 import queue
 import tempfile
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -34,7 +36,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import ArchiveError
-from .schema import COLUMNS, EVENT_SCHEMA, EXTRA, Column
+from .query import NOT_AN_OBJECT, build_query, explicit_read, scan_query, unquote_strings
+from .schema import COLUMNS, EVENT_SCHEMA, EXTRA
 
 __all__ = [
     "BATCH_ROWS",
@@ -51,9 +54,6 @@ ROW_GROUP_ROWS: Final = 16_384
 """Rows per Parquet row group (about 30 MB of NDJSON, 1 MB of Parquet)."""
 
 DUCKDB_MEMORY: Final = "128MB"
-MAX_EVENT_BYTES: Final = 16 * 1024**2
-"""The longest line DuckDB accepts (its reader buffers about twice this per thread)."""
-_KNOWN: Final = frozenset(c.key for c in COLUMNS)
 _WRITE_OPTIONS: Final = {
     "compression": "zstd",
     "compression_level": 1,
@@ -62,95 +62,8 @@ _WRITE_OPTIONS: Final = {
 }
 
 
-class _Writable(Protocol):
-    def write(self, data: bytes) -> None: ...
-
-
-def _sql_str(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _ident(text: str) -> str:
-    return '"' + text.replace('"', '""') + '"'
-
-
-def _typed(column: Column, raw: str) -> str:
-    """SQL giving the column's value from ``raw`` (its JSON text), NULL when it does not fit.
-
-    The first character of a value's JSON text tells its kind, so the checks are plain
-    string tests; only strings with escapes are unescaped by the JSON parser.
-    """
-    text = f"({raw})::VARCHAR"
-    quoted = f"starts_with({text}, '\"')"
-    inner = f"({text})[2:-2]"
-    if column.kind == "string":
-        return (
-            f"CASE WHEN {quoted} THEN CASE WHEN contains({text}, '\\') "
-            f"THEN json_extract_string({raw}, '$') ELSE {inner} END END"
-        )
-    if column.kind == "int64":
-        return (
-            f"CASE WHEN NOT {quoted} AND NOT regexp_matches({text}, '[.eE]') "
-            f"THEN TRY_CAST({text} AS BIGINT) END"
-        )
-    if column.kind == "float64":
-        # integers are accepted only where a double holds them exactly
-        return (
-            f"CASE WHEN NOT {quoted} AND {text} NOT IN ('true', 'false') "
-            f"AND (regexp_matches({text}, '[.eE]') "
-            f"OR abs(TRY_CAST({text} AS HUGEINT)) <= 9007199254740992) "
-            f"THEN TRY_CAST({text} AS DOUBLE) END"
-        )
-    if column.kind == "bool":
-        return f"CASE {text} WHEN 'true' THEN true WHEN 'false' THEN false END"
-    if column.kind == "timestamp":
-        return (
-            f"CASE WHEN {quoted} AND NOT contains({text}, '\\') "
-            f"THEN TRY_CAST({inner} AS TIMESTAMPTZ) END"
-        )
-    return raw
-
-
-def build_query(path: str, unknown: Iterable[str], export_hour: datetime, source: str) -> str:
-    """The SQL that turns one NDJSON file into rows of ``EVENT_SCHEMA``."""
-    extra_keys = sorted(unknown)
-    keys = [c.key for c in COLUMNS] + extra_keys
-    columns = "{" + ", ".join(f"{_sql_str(k)}: 'JSON'" for k in keys) + "}"
-    read = (
-        f"read_json({_sql_str(path)}, format = 'newline_delimited', records = true, "
-        f"columns = {columns}, maximum_object_size = {MAX_EVENT_BYTES})"
-    )
-    typed = ", ".join(f"{_typed(c, _ident(c.key))} AS {_ident('t.' + c.key)}" for c in COLUMNS)
-    raws = ", ".join(_ident(k) for k in keys)
-    pieces: list[str] = []
-    misfit: list[str] = []
-    for c in COLUMNS:
-        if c.kind == "json":
-            continue
-        bad = f"({_ident(c.key)} IS NOT NULL AND {_ident('t.' + c.key)} IS NULL)"
-        misfit.append(bad)
-        pieces.append(
-            f"CASE WHEN {bad} THEN {_sql_str(json.dumps(c.key) + ':')} || {_ident(c.key)} END"
-        )
-    for key in extra_keys:
-        misfit.append(f"{_ident(key)} IS NOT NULL")
-        pieces.append(
-            f"CASE WHEN {_ident(key)} IS NOT NULL "
-            f"THEN {_sql_str(json.dumps(key) + ':')} || {_ident(key)} END"
-        )
-    joined = ", ".join(pieces)
-    extra = f"CASE WHEN {' OR '.join(misfit)} THEN '{{' || concat_ws(',', {joined}) || '}}' END"
-    outputs = ", ".join(
-        f"{_ident('t.' + c.key) if c.kind != 'json' else _ident(c.key)} AS {_ident(c.name)}"
-        for c in COLUMNS
-    )
-    hour = export_hour.strftime("%Y-%m-%d %H:%M:%S")
-    # every name and value below is quoted by _sql_str or _ident
-    return (
-        f"SELECT {outputs}, {extra} AS {_ident(EXTRA.name)}, "  # noqa: S608
-        f"TIMESTAMPTZ {_sql_str(hour + '+00')} AS _export_hour, {_sql_str(source)} AS _source_file "
-        f"FROM (SELECT {raws}, {typed} FROM {read})"
-    )
+class Writable(Protocol):
+    def write(self, data: bytes, /) -> object: ...
 
 
 def _connect() -> duckdb.DuckDBPyConnection:
@@ -200,15 +113,16 @@ class _Engines:
 ENGINES: Final = _Engines(max(1, os.cpu_count() or 1))
 
 
-def _count_lines(path: Path) -> int:
-    """NDJSON lines (a last line without a newline counts), read in bounded pieces."""
+def count_lines(path: Path, *, header: bool = False) -> int:
+    """NDJSON lines (a last line without a newline counts), read in bounded pieces; a spool's
+    header line (``header``) is not one of them."""
     lines = 0
     last = b"\n"
     with path.open("rb") as file:
         while piece := file.read(1 << 20):
             lines += piece.count(b"\n")
             last = piece[-1:]
-    return lines + (0 if last == b"\n" else 1)
+    return lines + (0 if last == b"\n" else 1) - (1 if header else 0)
 
 
 def _reject_constant(name: str) -> None:
@@ -231,10 +145,14 @@ def _line_problem(line: bytes) -> str:
     return ""
 
 
-def find_bad_line(path: Path, source: str, error: duckdb.Error | None = None) -> ArchiveError:
+def find_bad_line(
+    path: Path, source: str, error: duckdb.Error | None = None, *, header: bool = False
+) -> ArchiveError:
     """The first line of ``path`` that is not a JSON object, as a clear error (slow: only
-    called once DuckDB has refused the file)."""
+    called once DuckDB has refused the file). A spool's header line is not counted."""
     with path.open("rb") as file:
+        if header:
+            file.readline()
         for number, line in enumerate(file, start=1):
             if why := _line_problem(line):
                 msg = (
@@ -250,51 +168,62 @@ def _first_line(error: BaseException | None) -> str:
     return str(error).strip().splitlines()[0] if error else "unknown reason"
 
 
-_NOT_AN_OBJECT: Final = "\x00not an object"
-
-
-def _scan(con: duckdb.DuckDBPyConnection, path: Path, source: str) -> list[str]:
+def scan_unknown(
+    con: duckdb.DuckDBPyConnection, path: Path, source: str, *, header: bool = False
+) -> list[str]:
     """The file's top-level keys the schema does not know (one streaming pass that keeps only
     distinct keys); ``ArchiveError`` when a line is not a JSON object."""
-    rel = f"read_ndjson_objects({_sql_str(str(path))}, maximum_object_size = {MAX_EVENT_BYTES})"
-    known = "[" + ", ".join(_sql_str(k) for k in sorted(_KNOWN)) + "]"
     try:
-        found = con.sql(
-            "SELECT DISTINCT unnest(CASE WHEN starts_with(ltrim(json), '{') "  # noqa: S608
-            f"THEN list_filter(json_keys(json), lambda k: NOT list_contains({known}, k)) "
-            f"ELSE [{_sql_str(_NOT_AN_OBJECT)}] END) FROM {rel}"
-        ).fetchall()
+        found = con.sql(scan_query(str(path), skip_header=header)).fetchall()
     except duckdb.Error as exc:
-        raise find_bad_line(path, source, exc) from None
+        raise find_bad_line(path, source, exc, header=header) from None
     keys = {k for (k,) in found}
-    if _NOT_AN_OBJECT in keys:
-        raise find_bad_line(path, source)
+    if NOT_AN_OBJECT in keys:
+        raise find_bad_line(path, source, header=header)
     return sorted(keys)
 
 
-def _batches_from_file(
-    path: Path, *, export_hour: datetime, source_file: str, batch_rows: int
-) -> Iterator[pa.RecordBatch]:
+def exact_batches(
+    path: Path,
+    *,
+    export_hour: datetime,
+    source_file: str,
+    batch_rows: int = BATCH_ROWS,
+    header: bool = False,
+    lines: int | None = None,
+    found: Callable[[list[str]], None] | None = None,
+) -> Generator[pa.RecordBatch, None, None]:
+    """The batches of one file read the explicit way: a first pass lists its unknown keys
+    (handed to ``found``), then ``read_json`` reads them with the schema's. ``header``: the
+    file is a spool whose first line is a header to skip; ``lines``: its line count, when
+    already known."""
     with ENGINES.engine() as con:
-        unknown = _scan(con, path, source_file)
-        query = build_query(str(path), unknown, export_hour, source_file)
+        unknown = scan_unknown(con, path, source_file, header=header)
+        if found is not None:
+            found(unknown)
+        keys = [c.key for c in COLUMNS] + unknown
+        read = explicit_read(str(path), keys)
+        if header:
+            read = f"(SELECT * FROM {read} OFFSET 1)"  # noqa: S608 - quoted by explicit_read
+        query = build_query(read, keys, unknown, export_hour, source_file)
         rows = 0
         try:
             reader = con.sql(query).to_arrow_reader(batch_rows)
             for batch in reader:
                 rows += batch.num_rows
-                yield _conform(batch)
-        except duckdb.Error as exc:
+                yield conform(batch)
+        except (duckdb.Error, OSError) as exc:  # Arrow's reader passes DuckDB's errors on
             msg = f"member {source_file!r} could not be converted: {_first_line(exc)}"
             raise ArchiveError(msg) from None
-        if rows != _count_lines(path):  # DuckDB skips blank lines: find and name one
-            raise find_bad_line(path, source_file)
+        want = count_lines(path, header=header) if lines is None else lines
+        if rows != want:  # DuckDB skips blank lines: find and name one
+            raise find_bad_line(path, source_file, header=header)
 
 
-def _conform(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """DuckDB's batch in exactly ``EVENT_SCHEMA`` (string layout, JSON extension type)."""
+def conform(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """DuckDB's batch in exactly ``EVENT_SCHEMA`` (strings unquoted, JSON extension type)."""
     arrays = []
-    for field, array in zip(EVENT_SCHEMA, batch.columns, strict=True):
+    for field, array in zip(EVENT_SCHEMA, unquote_strings(batch), strict=True):
         if isinstance(field.type, pa.ExtensionType):
             storage = array.cast(field.type.storage_type)
             arrays.append(pa.ExtensionArray.from_storage(field.type, storage))
@@ -323,7 +252,7 @@ def iter_event_batches(
     runs at a time in the process (``ENGINES``): a further call waits for a free engine.
     """
     if isinstance(source, str | os.PathLike):
-        yield from _batches_from_file(
+        yield from exact_batches(
             Path(source),
             export_hour=export_hour,
             source_file=source_file,
@@ -335,7 +264,7 @@ def iter_event_batches(
         with path.open("wb") as out:
             for chunk in source:
                 out.write(chunk)
-        yield from _batches_from_file(
+        yield from exact_batches(
             path,
             export_hour=export_hour,
             source_file=source_file,
@@ -356,7 +285,7 @@ class ParquetFacts:
 class _HashingFile:
     """A write-only file object for pyarrow that hashes and counts what it passes on."""
 
-    def __init__(self, out: _Writable) -> None:
+    def __init__(self, out: Writable) -> None:
         self._out = out
         self.digest = hashlib.sha256()
         self.size = 0
@@ -387,7 +316,7 @@ class _HashingFile:
 
 def write_parquet(
     batches: Iterable[pa.RecordBatch],
-    out: _Writable,
+    out: Writable,
     *,
     row_group_rows: int = ROW_GROUP_ROWS,
     schema: pa.Schema = EVENT_SCHEMA,

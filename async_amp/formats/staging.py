@@ -15,7 +15,7 @@ import contextlib
 import os
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -30,7 +30,7 @@ from ..errors import StorageError
 from ..hours import MemberName
 from ..manifest import FileEntry, Manifest, SourceEntry, TableFacts
 from ..sinks.base import HourStaging, MemberSink, Sink
-from .convert import iter_event_batches, write_parquet
+from .spool import convert_spool, new_spool_header
 
 __all__ = ["DuplicateFilter", "ParquetSink", "parquet_name"]
 
@@ -75,6 +75,12 @@ class DuplicateFilter:
     def count(self) -> None:
         """Count now (blocking, CPU bound: about 0.3 s for a 1 GB hour)."""
         _ = self.duplicates
+
+    def absorb(self, other: DuplicateFilter) -> None:
+        """Count ``other``'s rows too (a counting filter that saw one member's rows)."""
+        assert not self.drop and not other.drop
+        self._parts.extend(other._parts)
+        self._counted = None
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         uuids = batch.column("uuid")
@@ -124,6 +130,7 @@ class _Spool:
         self._dir = tempfile.mkdtemp(prefix="async-amp-", dir=staging.spool_dir)
         self._path = Path(self._dir) / "member.ndjson"
         self._file: BinaryIO | None = self._path.open("wb")
+        self._file.write(new_spool_header())
         self._out: MemberSink | None = None
 
     def write(self, data: bytes) -> None:
@@ -137,13 +144,26 @@ class _Spool:
         staging = self._staging
         name = parquet_name(self._member)
         source = f"{self._member.project_id}/{self._member.base_name}"
+        hour_filter = staging.duplicates
+        tried: list[DuplicateFilter] = []
+
+        def new_filter() -> DuplicateFilter:
+            tried.append(DuplicateFilter(drop=False))
+            return tried[-1]
+
         try:
-            batches = iter_event_batches(
-                self._path, export_hour=self._member.hour, source_file=source
+            self._out = staging.inner.open_member(self._member, name)
+            facts = convert_spool(
+                self._path,
+                self._out,
+                export_hour=self._member.hour,
+                source_file=source,
+                lines=entry.events,
+                new_filter=(lambda: hour_filter) if hour_filter.drop else new_filter,
+                retry=not hour_filter.drop,  # dropping decides against the whole hour: once
             )
-            with contextlib.closing(batches):  # hands its engine back even if writing fails
-                self._out = staging.inner.open_member(self._member, name)
-                facts = write_parquet(_filtered(batches, staging.duplicates), self._out)
+            if tried:
+                hour_filter.absorb(tried[-1])
             parquet = FileEntry(
                 name=name, bytes=facts.bytes, events=facts.rows, sha256=facts.sha256, source=source
             )
@@ -170,11 +190,6 @@ class _Spool:
         self._path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             Path(self._dir).rmdir()
-
-
-def _filtered(batches: Iterator[pa.RecordBatch], keep: DuplicateFilter) -> Iterator[pa.RecordBatch]:
-    for batch in batches:
-        yield keep(batch)
 
 
 @dataclass(slots=True)

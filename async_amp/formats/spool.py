@@ -1,0 +1,193 @@
+"""One member's spooled NDJSON -> one Parquet file, reading the spool once when it can.
+
+The explicit way (``convert.exact_batches``) reads a member twice: a pass that lists its
+top-level keys (so that an unknown key is read, and kept in ``_extra``), then the typed read.
+A spool made for this module starts with a header line (``new_spool_header``, rewritten in
+place here) naming the schema's keys and every unknown key seen so far in the process; DuckDB
+takes its columns from that line and fails on any other key (``query.sampled_read``), so one
+read does both. When it fails (a key never seen before, a line that is not JSON, a blank
+line), the member is converted again the explicit way, which names a bad line, and the keys
+it found join the header of later members. Amplitude adds fields rarely, so after the first
+member that carries a new one, members are read once.
+
+Both ways give the same bytes: the same SQL types the same columns, and a known key that is
+absent or null in a member adds nothing to its rows (tests/test_formats.py compares the
+files on the simulator's odd records). The Parquet file is written to a scratch file beside
+the spool, so that a failed first read leaves nothing behind in ``out``; it is then copied to
+``out`` (a few percent of the NDJSON's size).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO, Final
+
+import duckdb
+import pyarrow as pa
+
+from .convert import (
+    BATCH_ROWS,
+    ENGINES,
+    ROW_GROUP_ROWS,
+    ParquetFacts,
+    Writable,
+    conform,
+    count_lines,
+    exact_batches,
+    write_parquet,
+)
+from .query import HEADER_BYTES, blank_header, build_query, header_line, sampled_read
+from .schema import COLUMNS
+
+__all__ = ["HEADER_BYTES", "BatchFilter", "convert_spool", "new_spool_header"]
+
+BatchFilter = Callable[[pa.RecordBatch], pa.RecordBatch]
+MAX_SEEN: Final = 1_000
+"""Unknown keys remembered for the header (more, and every member is read the explicit way)."""
+_COPY_BYTES: Final = 1 << 20
+
+
+class _Seen:
+    """Unknown top-level keys met so far in this process, shared by every conversion."""
+
+    def __init__(self) -> None:
+        self._keys: set[str] = set()
+        self._lock = threading.Lock()
+
+    def sorted(self) -> list[str]:
+        with self._lock:
+            return sorted(self._keys)
+
+    def add(self, keys: list[str]) -> None:
+        with self._lock:
+            if len(self._keys) + len(keys) <= MAX_SEEN:
+                self._keys.update(keys)
+
+
+SEEN: Final = _Seen()
+
+
+def new_spool_header() -> bytes:
+    """What a spool starts with: ``HEADER_BYTES`` bytes, one line, rewritten when converted."""
+    return blank_header()
+
+
+class _ReadFailed(Exception):
+    """The single read stopped: a key the header does not name, or a line that is not JSON."""
+
+
+def _same(batch: pa.RecordBatch) -> pa.RecordBatch:
+    return batch
+
+
+def _sampled_batches(
+    path: Path, keys: list[str], unknown: list[str], *, export_hour: datetime, source_file: str
+) -> Iterator[pa.RecordBatch]:
+    query = build_query(sampled_read(str(path)), keys, unknown, export_hour, source_file)
+    with ENGINES.engine() as con:
+        try:
+            for batch in con.sql(query).to_arrow_reader(BATCH_ROWS):
+                yield conform(batch)
+        except (duckdb.Error, OSError) as exc:  # after the first batch, Arrow's reader
+            raise _ReadFailed from exc  # passes DuckDB's error on as an OSError
+
+
+def _read_once(
+    path: Path,
+    scratch: BinaryIO,
+    keep: BatchFilter,
+    *,
+    export_hour: datetime,
+    source_file: str,
+    lines: int,
+    row_group_rows: int,
+) -> ParquetFacts | None:
+    """The member converted by one read into ``scratch``, or ``None`` when that read failed."""
+    unknown = SEEN.sorted()
+    keys = [c.key for c in COLUMNS] + unknown
+    header = header_line(keys)
+    if not header:
+        return None
+    with path.open("r+b") as file:
+        file.write(header)
+    rows = 0
+
+    def counted() -> Iterator[pa.RecordBatch]:
+        nonlocal rows
+        for batch in _sampled_batches(
+            path, keys, unknown, export_hour=export_hour, source_file=source_file
+        ):
+            rows += batch.num_rows
+            yield keep(batch)
+
+    try:
+        facts = write_parquet(counted(), scratch, row_group_rows=row_group_rows)
+    except _ReadFailed:
+        return None
+    return facts if rows == lines else None
+
+
+def convert_spool(
+    path: Path,
+    out: Writable,
+    *,
+    export_hour: datetime,
+    source_file: str,
+    lines: int | None = None,
+    new_filter: Callable[[], BatchFilter] | None = None,
+    retry: bool = True,
+    row_group_rows: int = ROW_GROUP_ROWS,
+) -> ParquetFacts:
+    """Convert the spool at ``path`` (``new_spool_header()`` then the member's NDJSON) into one
+    Parquet file written to ``out``, with the rows ``iter_event_batches`` gives for the NDJSON.
+
+    ``lines``: the member's line count when known (else counted). ``new_filter()`` gives the
+    function every batch passes through before it is written (e.g. a duplicate counter); it is
+    called again for each attempt, so only the last one's filter saw the rows written. With
+    ``retry=False`` (a filter whose effects cannot be undone) the member is read the explicit
+    way only, straight into ``out``. ``ArchiveError`` when a line is not a JSON object.
+    """
+    make = new_filter or (lambda: _same)
+    want = count_lines(path, header=True) if lines is None else lines
+
+    def explicit(into: Writable) -> ParquetFacts:
+        keep = make()
+        batches = exact_batches(
+            path,
+            export_hour=export_hour,
+            source_file=source_file,
+            header=True,
+            lines=want,
+            found=SEEN.add,
+        )
+        with contextlib.closing(batches):  # hands its engine back even if writing fails
+            return write_parquet((keep(b) for b in batches), into, row_group_rows=row_group_rows)
+
+    if not retry:
+        return explicit(out)
+    scratch_path = path.with_name(path.name + ".parquet")
+    try:
+        with scratch_path.open("w+b") as scratch:
+            facts = _read_once(
+                path,
+                scratch,
+                make(),
+                export_hour=export_hour,
+                source_file=source_file,
+                lines=want,
+                row_group_rows=row_group_rows,
+            )
+            if facts is None:
+                scratch.seek(0)
+                scratch.truncate()
+                facts = explicit(scratch)
+            scratch.seek(0)
+            while piece := scratch.read(_COPY_BYTES):
+                out.write(piece)
+    finally:
+        scratch_path.unlink(missing_ok=True)
+    return facts

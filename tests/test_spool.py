@@ -1,0 +1,147 @@
+"""One read or two: a spool converted by the header-line read and by the explicit read gives
+the same Parquet bytes, and every way the single read can fail falls back to the explicit one."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from async_amp.errors import ArchiveError
+from async_amp.formats import EVENT_SCHEMA, iter_event_batches, write_parquet
+from async_amp.formats import spool as spool_module
+from async_amp.formats.convert import BATCH_ROWS
+from async_amp.formats.spool import convert_spool, new_spool_header
+from async_amp.testing.dataset import Dataset
+from async_amp.testing.quirks import NEW_FIELD
+
+from .parquet_oracle import assert_rows_match
+
+HOUR = datetime(2026, 11, 2, 14, tzinfo=UTC)
+SOURCE = "187520/187520_2026-11-02_14#0.json.gz"
+
+
+@pytest.fixture
+def explicit_reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """A process that has met no unknown key yet; the list grows by one per explicit read."""
+    monkeypatch.setattr(spool_module, "SEEN", spool_module._Seen())
+    calls: list[int] = []
+    real = spool_module.exact_batches
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(spool_module, "exact_batches", counted)
+    yield calls
+
+
+def spool(tmp_path: Path, data: bytes) -> Path:
+    path = tmp_path / "member.ndjson"
+    path.write_bytes(new_spool_header() + data)
+    return path
+
+
+def convert(path: Path, **kw: Any) -> bytes:
+    out = io.BytesIO()
+    facts = convert_spool(path, out, export_hour=HOUR, source_file=SOURCE, **kw)
+    assert facts.bytes == len(out.getvalue())
+    return out.getvalue()
+
+
+def test_one_read_gives_the_bytes_of_two_on_the_odd_records(
+    tmp_path: Path, explicit_reads: list[int]
+) -> None:
+    data = Dataset(events_per_hour=3000, pages_per_hour=1, odd_every=11).ndjson(HOUR, 0)
+    plain = tmp_path / "plain.ndjson"
+    plain.write_bytes(data)
+    reference = io.BytesIO()
+    write_parquet(iter_event_batches(plain, export_hour=HOUR, source_file=SOURCE), reference)
+
+    path = spool(tmp_path, data)
+    first = convert(path)  # unknown keys never met: the single read fails, the explicit one runs
+    assert explicit_reads == [1]
+    assert NEW_FIELD in spool_module.SEEN.sorted()
+    again = convert(path)  # the keys are in the header now: one read
+    assert explicit_reads == [1]
+    only_explicit = convert(path, retry=False)
+    assert explicit_reads == [1, 1]
+    assert first == again == only_explicit == reference.getvalue()
+    table = pq.read_table(io.BytesIO(again))
+    lines = [json.loads(line) for line in data.splitlines()]
+    assert_rows_match(lines, table, export_hour=HOUR, source=SOURCE)
+    assert any(NEW_FIELD in (row or "") for row in table.column("_extra").to_pylist())
+
+
+def test_a_key_first_met_after_many_batches_is_kept(
+    tmp_path: Path, explicit_reads: list[int]
+) -> None:
+    rows = [{"uuid": f"u{i}", "session_id": i} for i in range(3 * BATCH_ROWS)]
+    rows[-2]["late_key"] = {"a": [1]}
+    rows[-1]["late_key"] = None
+    path = spool(tmp_path, b"".join(json.dumps(r).encode() + b"\n" for r in rows))
+    lines = len(rows)
+    table = pq.read_table(io.BytesIO(convert(path, lines=lines)))
+    assert explicit_reads == [1]
+    assert table.num_rows == lines
+    assert table.column("_extra").to_pylist()[-2:] == ['{"late_key":{"a":[1]}}', None]
+    assert table.schema == EVENT_SCHEMA
+    assert not list(tmp_path.glob("*.parquet"))  # the scratch file is gone
+
+
+@pytest.mark.parametrize("seen", [False, True])
+@pytest.mark.parametrize(
+    ("data", "line", "why"),
+    [
+        (b'{"uuid":"a"}\n{"uuid":"b",\n{"uuid":"c"}\n', 2, "not JSON"),
+        (b'{"uuid":"a"}\n\n{"uuid":"c"}\n', 2, "empty"),
+        (b'{"uuid":"a"}\n{"uuid":"b"}\n[1, 2]\n', 3, "not an object"),
+    ],
+)
+def test_a_bad_line_is_named_without_counting_the_header(
+    tmp_path: Path, explicit_reads: list[int], data: bytes, line: int, why: str, seen: bool
+) -> None:
+    if seen:
+        spool_module.SEEN.add(["some_key"])
+    with pytest.raises(ArchiveError) as info:
+        convert(spool(tmp_path, data))
+    assert f"{SOURCE!r} line {line}: it is {why}" in str(info.value).replace(
+        "it is JSON but", "it is"
+    )
+    assert explicit_reads == [1]
+
+
+def test_an_empty_member_and_a_last_line_without_newline(
+    tmp_path: Path, explicit_reads: list[int]
+) -> None:
+    assert pq.read_table(io.BytesIO(convert(spool(tmp_path, b"")))).num_rows == 0
+    table = pq.read_table(io.BytesIO(convert(spool(tmp_path, b'{"uuid":"a"}\n{"uuid":"b"}'))))
+    assert table.column("uuid").to_pylist() == ["a", "b"]
+    assert explicit_reads == []
+
+
+def test_a_filter_sees_only_the_attempt_that_was_written(
+    tmp_path: Path, explicit_reads: list[int]
+) -> None:
+    data = b"".join(json.dumps({"uuid": f"u{i % 5}", "new": i}).encode() + b"\n" for i in range(20))
+    made: list[list[int]] = []
+
+    def new_filter() -> Any:
+        made.append([])
+
+        def keep(batch: pa.RecordBatch) -> pa.RecordBatch:
+            made[-1].append(batch.num_rows)
+            return batch
+
+        return keep
+
+    convert(spool(tmp_path, data), new_filter=new_filter)
+    assert explicit_reads == [1]
+    assert sum(made[-1]) == 20  # the explicit read's filter saw every row once
