@@ -16,9 +16,12 @@ field before the record is made.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -42,12 +45,30 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
     return event
 
 
+_STRUCTLOG = str(Path(structlog.__file__).parent) + os.sep
+
+
+def _caller(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Make the record name the module that logged (its ``pathname``, ``lineno``,
+    ``funcName``), not structlog: ``stacklevel`` counts from the structlog frame that calls
+    the ``logging`` method (the caller of the function running this chain) past structlog's
+    own frames."""
+    frame = sys._getframe(2)  # structlog's frame that calls the logging method: level 1
+    level = 1
+    while frame.f_code.co_filename.startswith(_STRUCTLOG) and frame.f_back is not None:
+        frame = frame.f_back
+        level += 1
+    event["stacklevel"] = level
+    return event
+
+
 log: structlog.stdlib.BoundLogger = structlog.wrap_logger(
     logging.getLogger(LOGGER_NAME),
     processors=[
         structlog.stdlib.filter_by_level,
         structlog.contextvars.merge_contextvars,
         _redact,
+        _caller,
         structlog.stdlib.render_to_log_kwargs,
     ],
     wrapper_class=structlog.stdlib.BoundLogger,

@@ -165,3 +165,10 @@ def test_log_events_reach_the_callers_logging_and_carry_the_run(
     assert {r.__dict__["project"] for r in done} == {"website"}
     text = caplog.text + "".join(str(r.__dict__) for r in caplog.records)
     assert KEY not in text and SECRET not in text
+    # each record names the line of async_amp that logged it, not structlog's
+    package = Path(async_amp.__file__).parent
+    assert all(Path(r.pathname).is_relative_to(package) for r in caplog.records)
+    assert {(r.module, r.funcName) for r in done} == {("flow", "settle")}
+    for record in caplog.records:
+        line = Path(record.pathname).read_text().splitlines()[record.lineno - 1]
+        assert "log." in line, (record.getMessage(), record.pathname, record.lineno, line)
