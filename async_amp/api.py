@@ -22,19 +22,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
 from . import config_load
-from .config import Config
+from .config import Config, select_projects
 from .errors import ConfigError
-from .hours import floor_hour, parse_bound
-from .readback import StatusReport, VerifyReport, read_status
-from .readback import verify as verify_project
+from .hours import floor_hour, new_run_id, parse_bound
+from .readback.status import read_status
 from .results import ExtractResult, HourResult, StatusResult, VerifyResult
-from .run import ExtractionRun, RunRequest, new_run_id, select_projects
 from .sinks import Sink, make_sink
+
+if TYPE_CHECKING:
+    from .readback import StatusReport, VerifyReport
 
 __all__ = [
     "Bound",
@@ -141,6 +142,9 @@ async def extract(
     ``on_hour`` is called as each hour ends (committed or failed). ``dry_run``: plan only
     (``result.projects[i].plan``), no request. ``now``: the current time (tests, replays).
     """
+    # the run's modules (aiohttp, numpy, structlog) load with the first extraction
+    from .run import ExtractionRun, RunRequest  # noqa: PLC0415
+
     moment = now or datetime.now(UTC)
     first, last = _range(start, end, moment, optional=since_last)
     request = RunRequest(
@@ -274,6 +278,7 @@ async def verify(
 ) -> VerifyResult:
     """Re-read every stored file from ``start`` to ``end`` and compare it with its manifest
     (as ``async-amp verify``); ``result.ok`` when everything matches. Only reads."""
+    from .readback.checks import verify as verify_project  # noqa: PLC0415 - see extract
 
     async def read(
         sink: Sink, name: str, first: datetime, last: datetime, _: datetime

@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, cast
+from typing import cast
 
 import numpy as np
 import stream_unzip
@@ -21,6 +21,7 @@ from isal import isal_zlib
 from .errors import ArchiveError
 from .hours import MemberName, iso_hour, parse_member_name
 from .manifest import FileEntry
+from .sinks.base import MemberSink  # the protocol staging implements, for the decoder
 
 __all__ = [
     "ArchiveLimits",
@@ -226,16 +227,6 @@ def _translate(member_chunks: Iterator[bytes], name: str) -> Iterator[bytes]:
     except stream_unzip.UnzipError as exc:
         msg = f"ZIP member {name!r} is corrupt ({type(exc).__name__})"
         raise ArchiveError(msg) from exc
-
-
-class MemberSink(Protocol):
-    """Where one member's output bytes go. Blocking; called from a worker thread."""
-
-    def write(self, data: bytes) -> None: ...
-
-    def finish(self, entry: FileEntry) -> None: ...
-
-    def discard(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ method. A key that is also a CLI flag passes through ``overrides`` in the CLI (s
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import timedelta
 from pathlib import Path
@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from .config_keys import Key, key, keys_of
 from .config_storage import AzureConfig, S3Config
+from .errors import ConfigError
 from .values import (
     api_url,
     boolean,
@@ -67,6 +68,7 @@ __all__ = [
     "key",
     "keys_of",
     "sections",
+    "select_projects",
 ]
 
 REGION_URLS = {
@@ -454,3 +456,19 @@ def sections() -> dict[str, type[Any]]:
         for f in fields(Config)
         if f.default_factory is not MISSING
     }
+
+
+def select_projects(config: Config, names: Sequence[str]) -> tuple[ProjectConfig, ...]:
+    """The projects called ``names`` (all of them when empty); unknown names are an error."""
+    projects = config.project_list()
+    if not names:
+        return projects
+    known = {p.name: p for p in projects}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        msg = (
+            f"unknown project {', '.join(map(repr, unknown))}: the config has "
+            f"{', '.join(map(repr, known))}"
+        )
+        raise ConfigError(msg)
+    return tuple(known[n] for n in dict.fromkeys(names))

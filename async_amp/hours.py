@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -16,6 +17,7 @@ __all__ = [
     "floor_hour",
     "hour_range",
     "iso_hour",
+    "new_run_id",
     "parse_bound",
     "parse_member_name",
     "whole_hour",
@@ -158,3 +160,9 @@ def parse_member_name(name: str) -> MemberName:
         msg = "names a date or hour that does not exist"
         raise ValueError(msg) from None
     return MemberName(project_id=project_id, hour=hour, page=int(page), base_name=base)
+
+
+def new_run_id(kind: str = "") -> str:
+    """``20261101T050000Z-1a2b3c``: when the run started, and six random hex digits."""
+    tag = f"{kind}-" if kind else ""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{tag}{uuid.uuid4().hex[:6]}"

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import AsyncAmpError
 from .hours import iso_hour
 from .plan import Plan
-from .readback import StatusReport, VerifyReport
+
+if TYPE_CHECKING:  # readback's checks load the streaming core; results are only typed with them
+    from .readback import StatusReport, VerifyReport
 
 __all__ = [
     "ExtractResult",

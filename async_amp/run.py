@@ -15,20 +15,19 @@ It installs no signal handler and configures no logging; its log events go to th
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 
 import anyio
 
 from .client import AiohttpExportSource
-from .config import Config, Credentials, ProjectConfig
+from .config import Config, Credentials, ProjectConfig, select_projects
 from .config_load import load_credentials, process_environment
 from .errors import ConfigError, CredentialsError, first_user_error
-from .hours import HOUR, hour_range, iso_hour, parse_bound
+from .hours import HOUR, hour_range, iso_hour, new_run_id, parse_bound
 from .logs import bound, log
 from .pipeline import Extractor
 from .plan import Plan, available_until
@@ -63,28 +62,6 @@ class _Job:
     extractor: Extractor
     source: AiohttpExportSource | None
     plan: Plan | None = None
-
-
-def select_projects(config: Config, names: Sequence[str]) -> tuple[ProjectConfig, ...]:
-    """The projects called ``names`` (all of them when empty); unknown names are an error."""
-    projects = config.project_list()
-    if not names:
-        return projects
-    known = {p.name: p for p in projects}
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        msg = (
-            f"unknown project {', '.join(map(repr, unknown))}: the config has "
-            f"{', '.join(map(repr, known))}"
-        )
-        raise ConfigError(msg)
-    return tuple(known[n] for n in dict.fromkeys(names))
-
-
-def new_run_id(kind: str = "") -> str:
-    """``20261101T050000Z-1a2b3c``: when the run started, and six random hex digits."""
-    tag = f"{kind}-" if kind else ""
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{tag}{uuid.uuid4().hex[:6]}"
 
 
 def _credentials(

@@ -18,27 +18,59 @@ and a fixed number of workers takes hours one at a time (never one task per hour
 
 from __future__ import annotations
 
-from .checks import (
-    FileCheck,
-    FileFacts,
-    HourCheck,
-    Problem,
-    ProblemKind,
-    VerifyReport,
-    read_all,
-    verify,
-)
-from .status import (
-    LEGEND,
-    OUTSIDE_RANGE,
-    STATES,
-    STRIP_CHARS,
-    DayStatus,
-    HourState,
-    HourStatus,
-    StatusReport,
-    read_status,
-)
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .checks import (
+        FileCheck,
+        FileFacts,
+        HourCheck,
+        Problem,
+        ProblemKind,
+        VerifyReport,
+        read_all,
+        verify,
+    )
+    from .status import (
+        LEGEND,
+        OUTSIDE_RANGE,
+        STATES,
+        STRIP_CHARS,
+        DayStatus,
+        HourState,
+        HourStatus,
+        StatusReport,
+        read_status,
+    )
+
+# status reads manifests only; checks (verify) loads the streaming core (numpy, stream-unzip):
+# each loads when one of its names is first used
+_HOMES = {
+    "checks": (
+        "FileCheck",
+        "FileFacts",
+        "HourCheck",
+        "Problem",
+        "ProblemKind",
+        "VerifyReport",
+        "read_all",
+        "verify",
+    ),
+    "status": (
+        "LEGEND",
+        "OUTSIDE_RANGE",
+        "STATES",
+        "STRIP_CHARS",
+        "DayStatus",
+        "HourState",
+        "HourStatus",
+        "StatusReport",
+        "read_status",
+    ),
+}
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES, globals())
 
 __all__ = [
     "LEGEND",

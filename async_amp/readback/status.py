@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..hours import hour_range, iso_hour
 from ..plan import available_until
-from ..sinks.base import Sink
 from .bounded import map_bounded
+
+if TYPE_CHECKING:  # only typed with it: status loads no sink module of its own
+    from ..sinks.base import Sink
 
 HourState = Literal["complete", "empty", "missing", "not_available", "invalid"]
 STATES: tuple[HourState, ...] = ("complete", "empty", "missing", "not_available", "invalid")

@@ -22,15 +22,24 @@ from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from typing import Protocol
 
-from ..archive import MemberSink
 from ..hours import MemberName
-from ..manifest import Manifest
+from ..manifest import FileEntry, Manifest
 
 __all__ = ["DATA_SUFFIXES", "HourStaging", "MemberSink", "Sink"]
 
 DATA_SUFFIXES = (".json", ".json.gz", ".parquet")
 """Names of the data files a sink writes: a commit removes other extractions' files of these
 kinds from the hour's folder (so switching formats or re-extracting leaves no stale file)."""
+
+
+class MemberSink(Protocol):
+    """Where one member's output bytes go. Blocking; called from a worker thread."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def finish(self, entry: FileEntry) -> None: ...
+
+    def discard(self) -> None: ...
 
 
 class HourStaging(Protocol):
