@@ -228,20 +228,65 @@ def test_every_command_and_option_has_help_with_an_example(
         assert "example" in (sub.epilog or ""), name
 
 
-def test_the_cli_loads_no_table_library_until_a_command_needs_one() -> None:
-    """Every command's parser is built for every run: deltalake and pyarrow (~70 MB of RSS)
-    must not come with them, or every extract carries them. The compact command's default
-    retention is the library's own."""
-    code = (
-        "import sys\n"
-        "from async_amp.cli.parser import build_parser\n"
-        "build_parser()\n"
-        "print(sorted(m for m in ('deltalake', 'pyarrow', 'polars', 'duckdb') if m in sys.modules))"
+# What start-up must not load: the run's stack (HTTP, the streaming core, structlog and rich),
+# the table libraries (deltalake and pyarrow are ~70 MB of RSS), the simulator.
+HEAVY = ("aiohttp", "numpy", "stream_unzip", "structlog", "rich", "aiofiles")
+TABLES = ("deltalake", "pyarrow", "polars", "duckdb")
+RUN_MODULES = ("async_amp.run", "async_amp.client", "async_amp.archive", "async_amp.testing")
+
+
+def _loaded_by(code: str, cwd: Path | None = None) -> set[str]:
+    """The top-level packages and the async_amp modules a fresh interpreter has loaded after
+    ``code``."""
+    probe = (
+        f"{code}\nimport json, sys\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules}"
+        " | {m for m in sys.modules if m.startswith('async_amp')})))"
     )
-    loaded = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert loaded == "[]"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=cwd
+    ).stdout
+    return set(json.loads(out.splitlines()[-1]))
+
+
+def _heavy(loaded: set[str], *names: str) -> list[str]:
+    return sorted(m for m in loaded if m in names or m.startswith(RUN_MODULES))
+
+
+def test_import_async_amp_loads_nothing_until_a_name_is_used() -> None:
+    """The API's names are imported on first use (PEP 562), and all of them are there."""
+    loaded = _loaded_by("import async_amp")
+    assert {m for m in loaded if m.startswith("async_amp")} == {"async_amp", "async_amp.lazy"}
+    assert _heavy(loaded, *HEAVY, *TABLES, "anyio") == []
+    code = (
+        "import async_amp, async_amp.readback as rb\n"
+        "missing = [n for m in (async_amp, rb) for n in m.__all__ if not hasattr(m, n)]\n"
+        "assert not missing, missing\n"
+        "assert set(async_amp.__all__) <= set(dir(async_amp))\n"
+        "assert async_amp.extract_sync is async_amp.api.extract_sync\n"
+    )
+    assert "async_amp.reports.api" in _loaded_by(code)
+
+
+def test_the_cli_loads_no_table_library_until_a_command_needs_one() -> None:
+    """Every command's parser is built for every run (``--help`` too): the commands register
+    cheaply and import their library modules in the handler. The compact command's default
+    retention is the library's own."""
+    loaded = _loaded_by("from async_amp.cli.parser import build_parser\nbuild_parser()")
+    assert _heavy(loaded, *HEAVY, *TABLES) == []
+    assert "async_amp.api" not in loaded
+
+
+def test_status_loads_only_what_reading_manifests_needs(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    code = (
+        "import contextlib, io\nfrom async_amp.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert main(['status', '--start', '2026-11-01', '--end', '2026-11-02']) == 0\n"
+    )
+    loaded = _loaded_by(code, cwd=tmp_path)
+    assert "async_amp.readback.status" in loaded
+    assert _heavy(loaded, "aiohttp", "numpy", "stream_unzip", "structlog", *TABLES) == []
     from async_amp.cli.commands.compact import DEFAULT_RETENTION_HOURS
     from async_amp.delta.maintain import DEFAULT_RETENTION_HOURS as LIBRARY_DEFAULT
 

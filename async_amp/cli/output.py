@@ -14,13 +14,13 @@ import signal
 import sys
 from collections.abc import Iterable, MutableMapping
 from pathlib import Path
-from typing import Any, Literal
-
-import structlog
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import ConfigError
-from ..logs import LOGGER_NAME
 from ..scrub import scrub
+
+if TYPE_CHECKING:
+    import structlog
 
 __all__ = [
     "EXIT_SIGNAL",
@@ -56,6 +56,10 @@ def configure_logging(
 ) -> None:
     """Render the ``async_amp`` logger's records on stderr (console on a TTY, else JSON) and
     as JSON lines in ``log_file``."""
+    import structlog  # noqa: PLC0415 - only a command that logs loads it (and rich with it)
+
+    from ..logs import LOGGER_NAME  # noqa: PLC0415
+
     shutdown_logging()
     if fmt is None:
         fmt = "console" if sys.stderr.isatty() else "json"
@@ -80,9 +84,6 @@ def configure_logging(
         ],
         foreign_pre_chain=shared,
     )
-    logger = logging.getLogger(LOGGER_NAME)
-    logger.setLevel(level)
-    logger.propagate = False
     stream = logging.StreamHandler(sys.stderr)
     stream.setFormatter(json_formatter if fmt == "json" else console_formatter)
     stream.setLevel(logging.WARNING if quiet else level)
@@ -101,6 +102,9 @@ def configure_logging(
             raise ConfigError(msg) from None
         file_handler.setFormatter(json_formatter)
         _handlers.append(file_handler)
+    logger = logging.getLogger(LOGGER_NAME)  # touched only once nothing can fail
+    logger.setLevel(level)
+    logger.propagate = False
     for handler in _handlers:
         logger.addHandler(handler)
     # The Azure SDK logs every HTTP request at INFO (with URLs): keep only its warnings.
@@ -109,6 +113,10 @@ def configure_logging(
 
 def shutdown_logging() -> None:
     """Detach and close the handlers of a previous ``configure_logging``."""
+    if not _handlers:  # nothing configured: the logger is as it was
+        return
+    from ..logs import LOGGER_NAME  # noqa: PLC0415
+
     logger = logging.getLogger(LOGGER_NAME)
     for handler in _handlers:
         logger.removeHandler(handler)

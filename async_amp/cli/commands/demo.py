@@ -8,17 +8,16 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
 from ...config import AmplitudeConfig, Config, Credentials
 from ...hours import HOUR, hour_range
-from ...run import RunRequest
-from ...sinks.local import LocalSink
-from ...testing.background import BackgroundSimulator
-from ...testing.site_changes import ChangingDataset
 from ..options import add_log_options, add_storage_options, environment, load, now, positive_int
-from .extract import run_and_present
+
+if TYPE_CHECKING:
+    from ...testing.site_changes import ChangingDataset
 
 __all__ = [
     "DEMO_DAYS",
@@ -46,6 +45,9 @@ REPORT_FILE = "report.html"
 
 def demo_dataset() -> ChangingDataset:
     """The local demo's simulated project (the report's screenshot in the README is of it)."""
+    # the simulator loads only when the demo runs, not for every command's parser
+    from ...testing.site_changes import ChangingDataset  # noqa: PLC0415
+
     return ChangingDataset(
         events_per_hour=200,
         pages_per_hour=3,
@@ -82,6 +84,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def run_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Serve 15 simulated days on loopback, extract them with the real client (one hour left
     out), show them, and write their report."""
+    from ...run import RunRequest  # noqa: PLC0415 - see demo_dataset
+    from ...testing.background import BackgroundSimulator  # noqa: PLC0415
+    from .extract import run_and_present  # noqa: PLC0415
+
     config = load(args, {}, concurrency=args.concurrency or 8)
     moment = now(environ)  # ASYNC_AMP_NOW pins it (make docs, for a stable screenshot)
     first = DEMO_DAYS[0]
@@ -130,6 +136,8 @@ def quiet_hours() -> list[datetime]:
 
 
 def _show_days(config: Config, first: datetime, last: datetime) -> None:
+    from ...sinks.local import LocalSink  # noqa: PLC0415 - see demo_dataset
+
     sink = LocalSink(config.output.dir, run_id="demo-status", fsync=False)
 
     async def read() -> dict[datetime, tuple[str, int]]:

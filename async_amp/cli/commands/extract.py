@@ -14,17 +14,15 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 
 from ...config import FORMATS, Config, Credentials
 from ...errors import ConfigError, first_user_error
 from ...hours import iso_hour
-from ...logs import bound, log
 from ...plan import Plan
 from ...results import ExtractResult, HourResult
-from ...run import ExtractionRun, RunRequest, log_summary
 from ...scrub import ScrubbedStream
 from ..options import (
     EXIT_OK,
@@ -40,6 +38,9 @@ from ..options import (
     shard,
 )
 from ..output import EXIT_SIGNAL, configure_logging, progress_bar, reattach_stderr
+
+if TYPE_CHECKING:
+    from ...run import ExtractionRun, RunRequest
 
 __all__ = ["ORDER", "register", "run_and_present"]
 
@@ -148,6 +149,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
+    # the run (aiohttp, numpy, structlog...) loads only when extract is the command
+    from ...run import RunRequest  # noqa: PLC0415
+
     environ = environment()
     moment = now(environ)
     first, last = parse_range(args, moment)
@@ -199,6 +203,8 @@ def run_and_present(
 
     ``progress``: a live progress line (None: when stderr is a terminal and logs are for
     people)."""
+    from ...run import ExtractionRun, log_summary  # noqa: PLC0415 - see _cmd_extract
+
     stdout = out or sys.stdout
     live = _Progress()
     run = ExtractionRun(config, request, credentials=credentials, on_hour=live.hour_done)
@@ -228,6 +234,8 @@ def run_and_present(
 
 
 async def _go(run: ExtractionRun, progress: _Progress | None, caught: list[int]) -> None:
+    from ...logs import bound  # noqa: PLC0415 - see _cmd_extract
+
     with bound(run_id=run.run_id, secrets=run.secrets):
         await _plan_and_execute(run, progress, caught)
 
@@ -235,6 +243,8 @@ async def _go(run: ExtractionRun, progress: _Progress | None, caught: list[int])
 async def _plan_and_execute(
     run: ExtractionRun, progress: _Progress | None, caught: list[int]
 ) -> None:
+    from ...logs import log  # noqa: PLC0415 - see _cmd_extract
+
     async with run:
         await run.plan()
         if run.request.dry_run:

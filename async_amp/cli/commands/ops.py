@@ -12,14 +12,16 @@ import json
 import sys
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from ... import api
 from ...errors import StorageError
 from ...hours import iso_hour
 from ...plan import hour_runs
-from ...readback import LEGEND, StatusReport, VerifyReport
+from ...readback.status import LEGEND
 from ...results import StatusResult, VerifyResult
+
+if TYPE_CHECKING:
+    from ...readback import StatusReport, VerifyReport
 from ..options import (
     EXIT_INCOMPLETE,
     EXIT_OK,
@@ -151,11 +153,15 @@ def _report(
 
 
 def _cmd_status(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    from ... import api  # noqa: PLC0415 - the library loads only for the command run
+
     result = _report(args, api.status_sync, out, render_status)
     return EXIT_INCOMPLETE if result is None else EXIT_OK
 
 
 def _cmd_verify(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    from ... import api  # noqa: PLC0415 - see _cmd_status
+
     result = _report(args, api.verify_sync, out, render_verify, concurrency=args.concurrency)
     return EXIT_OK if isinstance(result, VerifyResult) and result.ok else EXIT_INCOMPLETE
 
