@@ -17,7 +17,6 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,7 +35,6 @@ from .common import (
     fmt_hour,
     machine_busy_s,
     measure,
-    parse_hour,
     process_cpu_s,
 )
 from .results import Row
@@ -60,12 +58,6 @@ DAY = datetime(2025, 6, 3, tzinfo=UTC)  # a Tuesday, long past: every hour is ex
 WEEK = datetime(2025, 6, 2, tzinfo=UTC)  # Monday .. Sunday
 
 
-def _warm_part(spec: dict[str, Any], hour: str, page: int) -> tuple[int, int]:
-    """Generate one partition into the cache; returns (gz bytes, NDJSON bytes)."""
-    data = DataSpec.from_json(spec).dataset().gz(parse_hour(hour), page)
-    return len(data), int.from_bytes(data[-4:], "little")  # gzip ISIZE: size mod 2**32
-
-
 @dataclass(frozen=True, slots=True)
 class Expected:
     events: int
@@ -75,25 +67,22 @@ class Expected:
 
 
 def generate(spec: DataSpec, hour_list: Sequence[datetime]) -> Expected:
-    """Make sure every partition is in the cache (2 processes); the totals a run must match."""
-    ds = spec.dataset()
-    parts = [(fmt_hour(h), p) for h in hour_list for p in ds.pages(h)]
-    began = time.monotonic()
-    with ProcessPoolExecutor(max_workers=2) as pool:
-        sizes = list(
-            pool.map(
-                _warm_part,
-                [spec.to_json()] * len(parts),
-                [h for h, _ in parts],
-                [p for _, p in parts],
-            )
-        )
-    return Expected(
-        events=sum(ds.hour_event_count(h) for h in hour_list),
-        ndjson_bytes=sum(n for _, n in sizes),
-        gz_bytes=sum(g for g, _ in sizes),
-        generation_s=time.monotonic() - began,
+    """The totals a run must match, from the simulator of the revision being measured (a
+    child, ``benchmarks.expect``); every partition is put in the cache on the way."""
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    request = dumps({"spec": spec.to_json(), "hours": [fmt_hour(h) for h in hour_list]})
+    done = subprocess.run(
+        [PY, "-m", "benchmarks.expect", request],
+        cwd=WORK_DIR,  # not ROOT: -m puts the cwd first on sys.path
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        check=False,
     )
+    if done.returncode != 0:
+        msg = f"benchmarks.expect failed: {last_line(done.stderr)}"
+        raise RuntimeError(msg)
+    return Expected(**json.loads(last_line(done.stdout)))
 
 
 class Server:
