@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import anyio
 
@@ -47,12 +47,27 @@ __all__ = [
     "reading_sink",
     "status",
     "status_sync",
+    "sync_twin",
     "verify",
     "verify_sync",
 ]
 
 Bound = str | date | datetime
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
+
+
+def sync_twin(function: Callable[_P, Awaitable[_T]]) -> Callable[_P, _T]:
+    """The ``_sync`` twin of an ``async`` API function: the same arguments, run to the end on
+    a fresh event loop (``anyio.run``), for callers without one, in any thread."""
+
+    @functools.wraps(function)
+    def twin(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        return anyio.run(functools.partial(function, *args, **kwargs))
+
+    twin.__name__ = twin.__qualname__ = f"{function.__name__}_sync"
+    twin.__doc__ = f":func:`{function.__name__}` on a fresh event loop, for callers without one."
+    return twin
 
 
 def load_config(
@@ -165,36 +180,6 @@ async def extract(
     return run.result()
 
 
-def extract_sync(
-    config: Config,
-    *,
-    start: Bound | None = None,
-    end: Bound | None = None,
-    project: str | Sequence[str] | None = None,
-    force: bool = False,
-    since_last: bool = False,
-    shard: tuple[int, int] | None = None,
-    on_hour: Callable[[HourResult], None] | None = None,
-    dry_run: bool = False,
-    now: datetime | None = None,
-) -> ExtractResult:
-    """:func:`extract` on a fresh event loop, for callers without one (any thread)."""
-    work = functools.partial(
-        extract,
-        config,
-        start=start,
-        end=end,
-        project=project,
-        force=force,
-        since_last=since_last,
-        shard=shard,
-        on_hour=on_hour,
-        dry_run=dry_run,
-        now=now,
-    )
-    return anyio.run(work)
-
-
 @asynccontextmanager
 async def reading_sink(config: Config) -> AsyncIterator[Sink]:
     """The configured sink, for reading only (no ``prepare()``: nothing is written); closed
@@ -254,19 +239,6 @@ async def status(
     return StatusResult(await _per_project(config, start, end, project, now, read))
 
 
-def status_sync(
-    config: Config,
-    *,
-    start: Bound,
-    end: Bound,
-    project: str | Sequence[str] | None = None,
-    now: datetime | None = None,
-) -> StatusResult:
-    """:func:`status` on a fresh event loop, for callers without one (any thread)."""
-    work = functools.partial(status, config, start=start, end=end, project=project, now=now)
-    return anyio.run(work)
-
-
 async def verify(
     config: Config,
     *,
@@ -294,17 +266,6 @@ async def verify(
     return VerifyResult(await _per_project(config, start, end, project, now, read))
 
 
-def verify_sync(
-    config: Config,
-    *,
-    start: Bound,
-    end: Bound,
-    project: str | Sequence[str] | None = None,
-    concurrency: int = 4,
-    now: datetime | None = None,
-) -> VerifyResult:
-    """:func:`verify` on a fresh event loop, for callers without one (any thread)."""
-    work = functools.partial(
-        verify, config, start=start, end=end, project=project, concurrency=concurrency, now=now
-    )
-    return anyio.run(work)
+extract_sync = sync_twin(extract)
+status_sync = sync_twin(status)
+verify_sync = sync_twin(verify)

@@ -7,7 +7,6 @@ returned; ``on_progress`` is called as hours are scanned, for callers that want 
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,10 +15,9 @@ from pathlib import Path
 
 import anyio
 
-from ..api import Bound, hour_span, reading_sink
-from ..config import Config
+from ..api import Bound, hour_span, reading_sink, sync_twin
+from ..config import Config, select_projects
 from ..errors import ConfigError
-from ..run import select_projects
 from .build import ScanProgress, build_report
 from .model import Report
 from .page import render_html
@@ -98,7 +96,4 @@ def _write(target: Path, data: bytes) -> None:
         raise ConfigError(msg) from None
 
 
-def report_sync(config: Config, **kwargs: object) -> ReportResult:
-    """:func:`report` on a fresh event loop (the same keyword arguments)."""
-    result: ReportResult = anyio.run(functools.partial(report, config, **kwargs))  # type: ignore[arg-type]
-    return result
+report_sync = sync_twin(report)

@@ -94,6 +94,7 @@ def _cmd_report(args: argparse.Namespace, out: TextIO | None = None) -> int:
     environ = environment()
     moment = now(environ)
     first, last = parse_range(args, moment)
+    assert first is not None and last is not None  # both are required options here
     config = load(argparse.Namespace(**{**vars(args), "output": args.data}), environ)
     bar = _Bar() if sys.stderr.isatty() else None
     try:
