@@ -15,14 +15,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import subprocess
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Final, Self
+from typing import Final
+
+from .launcher import STOP_TIMEOUT_S, ServerProcess, terminate
 
 __all__ = [
     "ACCOUNT_KEY",
@@ -42,7 +39,6 @@ ACCOUNT_KEY: Final = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
 START_TIMEOUT_S: Final = 30.0
-STOP_TIMEOUT_S: Final = 10.0
 _BIN_RELATIVE: Final = Path("tools") / "node_modules" / ".bin" / "azurite-blob"
 _LISTENING: Final = re.compile(r"successfully listens on (http://[\d.]+:(\d+))")
 
@@ -98,23 +94,16 @@ def install_hint(binary: Path | None = None) -> str:
     )
 
 
-def terminate(process: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> None:
-    """SIGTERM a child server, SIGKILL it after ``timeout_s``; reap it either way."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-class AzuriteProcess:
+class AzuriteProcess(ServerProcess[int]):
     """One ``azurite-blob`` child process: in memory, loopback only, telemetry off.
 
     ``start()`` (or ``with``) waits until it listens and returns its endpoint; ``stop()`` sends
     SIGTERM (SIGKILL after ``STOP_TIMEOUT_S``). ``port=0`` picks a free port.
     """
+
+    what = "Azurite"
+    error = AzuriteError
+    prefix = "azurite-"
 
     def __init__(
         self,
@@ -125,92 +114,47 @@ class AzuriteProcess:
         start_timeout_s: float = START_TIMEOUT_S,
         stop_timeout_s: float = STOP_TIMEOUT_S,
     ) -> None:
+        super().__init__(
+            host=host, port=port, start_timeout_s=start_timeout_s, stop_timeout_s=stop_timeout_s
+        )
         self.binary = binary
-        self.host = host
-        self.port = port
-        self._start_timeout_s = start_timeout_s
-        self._stop_timeout_s = stop_timeout_s
-        self._process: subprocess.Popen[bytes] | None = None
-        self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self.endpoint: AzuriteEndpoint | None = None
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
-    def start(self) -> AzuriteEndpoint:
-        if self._process is not None:
-            msg = "this Azurite is already started"
-            raise AzuriteError(msg)
+    def command(self) -> list[str]:
         binary = self.binary or find_azurite()
         if binary is None or not binary.exists():
             raise AzuriteError(install_hint(binary))
-        # Azurite reads AZURITE_* variables (accounts, keys): a stray one would break the
-        # well-known account, so the child gets none.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AZURITE_")}
-        self._workdir = tempfile.TemporaryDirectory(prefix="azurite-")
-        workdir = Path(self._workdir.name)
-        out_path, err_path = workdir / "stdout.log", workdir / "stderr.log"
         args = [str(binary), "--blobHost", self.host, "--blobPort", str(self.port)]
         # --inMemoryPersistence: no database files in the working directory;
         # --skipApiVersionCheck: the SDK may send a newer API version than Azurite knows.
-        args += ["--inMemoryPersistence", "--silent", "--disableTelemetry", "--skipApiVersionCheck"]
-        try:
-            with out_path.open("wb") as out, err_path.open("wb") as err:
-                self._process = subprocess.Popen(  # noqa: S603 - a fixed argument list
-                    args, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=workdir, env=env
-                )
-            port = self._wait_listening(out_path, err_path)
-        except BaseException:
-            self.stop()
-            raise
+        return [
+            *args,
+            "--inMemoryPersistence",
+            "--silent",
+            "--disableTelemetry",
+            "--skipApiVersionCheck",
+        ]
+
+    def environ(self) -> dict[str, str]:
+        # Azurite reads AZURITE_* variables (accounts, keys): a stray one would break the
+        # well-known account, so the child gets none.
+        return {k: v for k, v in os.environ.items() if not k.startswith("AZURITE_")}
+
+    def ready(self, out: str) -> int | None:
+        match = _LISTENING.search(out)
+        return int(match.group(2)) if match else None
+
+    def start(self) -> AzuriteEndpoint:
+        port = self.launch()
         self.endpoint = AzuriteEndpoint(
             blob_endpoint=f"http://{self.host}:{port}/{ACCOUNT_NAME}", port=port
         )
         return self.endpoint
 
-    def _wait_listening(self, out_path: Path, err_path: Path) -> int:
-        assert self._process is not None
-        deadline = time.monotonic() + self._start_timeout_s
-        while True:
-            match = _LISTENING.search(out_path.read_text(errors="replace"))
-            if match:
-                return int(match.group(2))
-            code = self._process.poll()
-            if code is not None or time.monotonic() > deadline:
-                state = (
-                    f"exited with code {code}"
-                    if code is not None
-                    else f"was not ready in {self._start_timeout_s:g} s"
-                )
-                output = (
-                    out_path.read_text(errors="replace") + err_path.read_text(errors="replace")
-                ).strip()
-                msg = f"Azurite {state}; its output:\n{output[-2000:] or '(none)'}"
-                raise AzuriteError(msg)
-            time.sleep(0.05)
-
     def stop(self) -> None:
         """Stop the process (idempotent); its in-memory data is gone afterwards."""
-        process, self._process = self._process, None
-        if process is not None:
-            terminate(process, self._stop_timeout_s)
-        if self._workdir is not None:
-            self._workdir.cleanup()
-            self._workdir = None
+        super().stop()
         self.endpoint = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # conveniences once started ----------------------------------------------------------------
 

@@ -23,16 +23,11 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass
-from pathlib import Path
-from types import TracebackType
 from typing import Any, Final, Self
 
-from .azurite import terminate
+from .launcher import STOP_TIMEOUT_S, ServerProcess
 
 __all__ = ["S3Key", "S3ServerError", "S3ServerProcess"]
 
@@ -61,8 +56,13 @@ class S3Key:
         }
 
 
-class S3ServerProcess:
+class S3ServerProcess(ServerProcess[dict[str, Any]]):
     """One moto server child process on loopback; ``port=0`` picks a free port."""
+
+    what = "the S3 test server"
+    error = S3ServerError
+    prefix = "s3server-"
+    stdin_pipe = True  # the child stops when the parent goes
 
     def __init__(
         self,
@@ -72,91 +72,43 @@ class S3ServerProcess:
         port: int = 0,
         start_timeout_s: float = START_TIMEOUT_S,
     ) -> None:
+        super().__init__(
+            host=host, port=port, start_timeout_s=start_timeout_s, stop_timeout_s=STOP_TIMEOUT_S
+        )
         self.enforce_iam = enforce_iam
-        self.host = host
-        self.port = port
-        self._start_timeout_s = start_timeout_s
-        self._process: subprocess.Popen[bytes] | None = None
-        self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self.endpoint_url = ""
         self.admin = S3Key("test", "test")
         self.read_only = S3Key("test", "test")
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
+    def command(self) -> list[str]:
+        args = [sys.executable, "-m", "async_amp.testing.s3server", self.host, str(self.port)]
+        return [*args, "--enforce-iam"] if self.enforce_iam else args
+
+    def environ(self) -> dict[str, str]:
+        # moto reads AWS_*/MOTO_* and TEST_SERVER_MODE variables; the child gets none of ours
+        return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}
+
+    def ready(self, out: str) -> dict[str, Any] | None:
+        for line in out.splitlines():
+            if line.startswith("{"):
+                found: dict[str, Any] = json.loads(line)
+                return found
+        return None
+
+    def failure(self, state: str, out: str, err: str) -> str:
+        output = err.strip()
+        hint = ""
+        if "No module named" in output:
+            hint = " (install the dev extra: `make install`, it brings moto[s3] and flask)"
+        return f"{self.what} {state}{hint}; its output:\n{output[-2000:] or '(none)'}"
 
     def start(self) -> Self:
-        if self._process is not None:
-            msg = "this S3 server is already started"
-            raise S3ServerError(msg)
-        # moto reads AWS_*/MOTO_* and TEST_SERVER_MODE variables; the child gets none of ours
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}
-        self._workdir = tempfile.TemporaryDirectory(prefix="s3server-")
-        workdir = Path(self._workdir.name)
-        out_path, err_path = workdir / "stdout.log", workdir / "stderr.log"
-        args = [sys.executable, "-m", "async_amp.testing.s3server", self.host, str(self.port)]
-        if self.enforce_iam:
-            args.append("--enforce-iam")
-        try:
-            with out_path.open("wb") as out, err_path.open("wb") as err:
-                self._process = subprocess.Popen(  # noqa: S603 - a fixed argument list
-                    args, stdin=subprocess.PIPE, stdout=out, stderr=err, cwd=workdir, env=env
-                )
-            ready = self._wait_ready(out_path, err_path)
-        except BaseException:
-            self.stop()
-            raise
+        ready = self.launch()
         self.endpoint_url = ready["endpoint_url"]
         self.port = int(ready["port"])
         self.admin = S3Key(*ready["admin"])
         self.read_only = S3Key(*ready["read_only"])
         return self
-
-    def _wait_ready(self, out_path: Path, err_path: Path) -> dict[str, Any]:
-        assert self._process is not None
-        deadline = time.monotonic() + self._start_timeout_s
-        while True:
-            for line in out_path.read_text(errors="replace").splitlines():
-                if line.startswith("{"):
-                    ready: dict[str, Any] = json.loads(line)
-                    return ready
-            code = self._process.poll()
-            if code is not None or time.monotonic() > deadline:
-                state = (
-                    f"exited with code {code}"
-                    if code is not None
-                    else f"was not ready in {self._start_timeout_s:g} s"
-                )
-                output = err_path.read_text(errors="replace").strip()
-                hint = ""
-                if "No module named" in output:
-                    hint = " (install the dev extra: `make install`, it brings moto[s3] and flask)"
-                msg = f"the S3 test server {state}{hint}; its output:\n{output[-2000:] or '(none)'}"
-                raise S3ServerError(msg)
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        """Stop the process (idempotent); its in-memory buckets are gone afterwards."""
-        process, self._process = self._process, None
-        if process is not None:
-            terminate(process)
-            if process.stdin is not None:
-                process.stdin.close()
-        if self._workdir is not None:
-            self._workdir.cleanup()
-            self._workdir = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 # --- the child ----------------------------------------------------------------------------------
