@@ -19,6 +19,7 @@ from ..manifest import MANIFEST_NAME, FileEntry, Manifest
 from ..sinks.base import Sink
 from ..values import is_plain_name
 from .bounded import closing, map_bounded
+from .report import RangeReport
 
 ProblemKind = Literal[
     "manifest", "missing", "extra", "size", "sha256", "events", "corrupt", "unreadable"
@@ -78,13 +79,12 @@ class HourCheck:
 
 
 @dataclass(frozen=True, slots=True)
-class VerifyReport:
-    project: str
-    where: str
-    first: datetime
-    last: datetime
+class VerifyReport(RangeReport):
     hours: tuple[HourCheck, ...]
     seconds: float
+
+    def counted(self) -> tuple[HourCheck, ...]:
+        return self.hours
 
     @property
     def problems(self) -> tuple[Problem, ...]:
@@ -103,27 +103,12 @@ class VerifyReport:
         return sum(1 for h in self.hours if h.state == "no_manifest")
 
     @property
-    def files(self) -> int:
-        return sum(h.files for h in self.hours)
-
-    @property
-    def bytes(self) -> int:
-        return sum(h.bytes for h in self.hours)
-
-    @property
-    def events(self) -> int:
-        return sum(h.events for h in self.hours)
-
-    @property
     def bad_hours(self) -> list[datetime]:
         return [h.hour for h in self.hours if h.problems]
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "project": self.project,
-            "where": self.where,
-            "start": iso_hour(self.first),
-            "end": iso_hour(self.last),
+            **self.head_json(),
             "ok": self.ok,
             "hours": len(self.hours),
             "hours_checked": self.checked,

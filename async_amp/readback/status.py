@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..hours import hour_range, iso_hour
 from ..plan import available_until
 from .bounded import map_bounded
+from .report import RangeReport
 
 if TYPE_CHECKING:  # only typed with it: status loads no sink module of its own
     from ..sinks.base import Sink
@@ -104,11 +105,7 @@ class DayStatus:
 
 
 @dataclass(frozen=True, slots=True)
-class StatusReport:
-    project: str
-    where: str
-    first: datetime
-    last: datetime
+class StatusReport(RangeReport):
     now: datetime
     lag_hours: int
     days: tuple[DayStatus, ...]
@@ -121,30 +118,18 @@ class StatusReport:
     def available_until(self) -> datetime:
         return available_until(self.now, self.lag_hours)
 
+    def counted(self) -> tuple[HourStatus, ...]:
+        return self.hours
+
     def count(self, state: HourState) -> int:
         return _count(self.hours, state)
-
-    @property
-    def events(self) -> int:
-        return sum(d.events for d in self.days)
-
-    @property
-    def bytes(self) -> int:
-        return sum(d.bytes for d in self.days)
-
-    @property
-    def files(self) -> int:
-        return sum(h.files for h in self.hours)
 
     def hours_in(self, state: HourState) -> list[datetime]:
         return [h.hour for h in self.hours if h.state == state]
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "project": self.project,
-            "where": self.where,
-            "start": iso_hour(self.first),
-            "end": iso_hour(self.last),
+            **self.head_json(),
             "now": self.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "availability_lag_hours": self.lag_hours,
             "available_until": iso_hour(self.available_until),
