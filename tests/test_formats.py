@@ -231,3 +231,23 @@ def test_duplicate_filter_is_exact_across_batches_widths_and_nulls(drop: bool) -
     assert check.duplicates == repeats == 296
     assert kept == (want_kept if drop else values)
     assert check.dropped == (repeats if drop else 0)
+
+
+def test_duplicate_counting_tells_canonical_uuids_from_look_alikes() -> None:
+    base = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+    values = [
+        base,
+        base.upper(),  # not canonical: another value
+        base.replace("-", ""),  # 32 hex digits, no hyphens: another value
+        base[:-1] + "g",  # not hex
+        base,  # a repeat
+        base.upper(),  # a repeat of the look-alike
+        base[:8] + "_" + base[9:],
+        "00000000-0000-4000-8000-000000000000",
+        "00000000-0000-4000-8000-000000000000",  # trailing zero bytes when packed
+        "00000000-0000-4000-8000-000000000001",
+    ]
+    check = DuplicateFilter(drop=False)
+    for i in range(0, len(values), 3):  # batches of mixed kinds
+        check(pa.RecordBatch.from_pydict({"uuid": values[i : i + 3]}))
+    assert check.duplicates == len(values) - len(set(values)) == 3

@@ -48,9 +48,12 @@ __all__ = [
     "write_parquet",
 ]
 
-BATCH_ROWS: Final = 8_192
+BATCH_ROWS: Final = 4_096
 """Rows per record batch: with the row group being written, what bounds memory."""
 ROW_GROUP_ROWS: Final = 16_384
+POOL: Final = pa.system_memory_pool()
+"""Arrow's allocations here: malloc hands large freed blocks straight back (mimalloc, the
+default pool, keeps them: about 10 MiB more peak per conversion, same CPU)."""
 """Rows per Parquet row group (about 30 MB of NDJSON, 1 MB of Parquet)."""
 
 DUCKDB_MEMORY: Final = "128MB"
@@ -75,9 +78,17 @@ def _connect() -> duckdb.DuckDBPyConnection:
             "enable_external_access": True,
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
+            # what bounds the conversion's memory besides the batches (measured on a 325 MB
+            # member, bare process: 308 -> 273 MiB peak with these, the pool and 4096-row
+            # batches): DuckDB's result buffer ahead of Arrow's reader (10 MiB by default),
+            # and how much freed memory its allocator keeps before handing it back (128 MiB)
+            "allocator_flush_threshold": "4MB",
+            "allocator_bulk_deallocation_flush_threshold": "4MB",
         }
     )
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET streaming_buffer_size = '1MB'")
+    con.execute("SET max_streaming_buffer_size = '1MB'")
     return con
 
 
@@ -223,12 +234,12 @@ def exact_batches(
 def conform(batch: pa.RecordBatch) -> pa.RecordBatch:
     """DuckDB's batch in exactly ``EVENT_SCHEMA`` (strings unquoted, JSON extension type)."""
     arrays = []
-    for field, array in zip(EVENT_SCHEMA, unquote_strings(batch), strict=True):
+    for field, array in zip(EVENT_SCHEMA, unquote_strings(batch, POOL), strict=True):
         if isinstance(field.type, pa.ExtensionType):
-            storage = array.cast(field.type.storage_type)
+            storage = array.cast(field.type.storage_type, memory_pool=POOL)
             arrays.append(pa.ExtensionArray.from_storage(field.type, storage))
         elif array.type != field.type:
-            arrays.append(array.cast(field.type))
+            arrays.append(array.cast(field.type, memory_pool=POOL))
         else:
             arrays.append(array)
     return pa.RecordBatch.from_arrays(arrays, schema=EVENT_SCHEMA)
@@ -331,7 +342,9 @@ def write_parquet(
     rows = extra = 0
     pending: list[pa.RecordBatch] = []
     buffered = 0
-    with pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, **_WRITE_OPTIONS) as w:
+    with pq.ParquetWriter(
+        pa.PythonFile(sink, mode="w"), schema, memory_pool=POOL, **_WRITE_OPTIONS
+    ) as w:
 
         def flush() -> None:
             nonlocal buffered

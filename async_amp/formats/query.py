@@ -184,9 +184,9 @@ def scan_query(path: str, *, skip_header: bool) -> str:
     )
 
 
-def unquote_strings(batch: pa.RecordBatch) -> list[pa.Array]:
+def unquote_strings(batch: pa.RecordBatch, pool: pa.MemoryPool) -> list[pa.Array]:
     """The batch's columns, the schema's string columns without their JSON quotes."""
     return [
-        pc.utf8_slice_codeunits(a, 1, -1) if i in _STRINGS else a
+        pc.utf8_slice_codeunits(a, 1, -1, memory_pool=pool) if i in _STRINGS else a
         for i, a in enumerate(batch.columns)
     ]

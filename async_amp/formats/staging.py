@@ -47,9 +47,11 @@ def parquet_name(member: MemberName) -> str:
 class DuplicateFilter:
     """Counts rows whose ``uuid`` an earlier row of the hour already had; drops them if asked.
 
-    Exact, and cheap in the default case: counting keeps each batch's ``uuid`` bytes in one
-    numpy array (36 bytes a row for canonical UUIDs, a zero-copy view of Arrow's buffer) and
-    sorts them once when the hour is done. Dropping (``dedupe = true``) must decide row by
+    Exact, and cheap in the default case: counting keeps each batch's ``uuid`` values in numpy
+    arrays, canonical UUIDs (lowercase, hyphenated) as their 16 bytes and any other value as
+    its bytes (a canonical value never equals another), and sorts them when counted: 16 bytes
+    a row, and as much again while sorting (for a 1 GB hour: 9 MB, against 20 MB kept and
+    about 40 MB more while counting as text). Dropping (``dedupe = true``) must decide row by
     row, so it keeps a set of the ``uuid`` values seen (about 80 bytes a row). Rows without a
     ``uuid`` are never duplicates.
     """
@@ -58,7 +60,8 @@ class DuplicateFilter:
         self.drop = drop
         self.dropped = 0
         self._seen: set[bytes] = set()
-        self._parts: list[np.ndarray] = []
+        self._parts: list[np.ndarray] = []  # canonical UUIDs, 16 bytes each
+        self._others: list[np.ndarray] = []  # any other value, as bytes
         self._counted: int | None = None
 
     @property
@@ -68,8 +71,7 @@ class DuplicateFilter:
         if self.drop:
             return self.dropped
         if self._counted is None:
-            values = np.concatenate(self._parts) if self._parts else np.array([], "S1")
-            self._counted = int(values.size - np.unique(values).size)
+            self._counted = _repeats(self._parts) + _repeats(self._others)
         return self._counted
 
     def count(self) -> None:
@@ -80,12 +82,16 @@ class DuplicateFilter:
         """Count ``other``'s rows too (a counting filter that saw one member's rows)."""
         assert not self.drop and not other.drop
         self._parts.extend(other._parts)
+        self._others.extend(other._others)
         self._counted = None
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         uuids = batch.column("uuid")
         if not self.drop:
-            self._parts.append(_uuid_bytes(uuids))
+            canonical, others = _compact(_uuid_bytes(uuids))
+            self._parts.append(canonical)
+            if others.size:
+                self._others.append(others)
             self._counted = None
             return batch
         keep = np.ones(len(batch), dtype=bool)
@@ -103,6 +109,32 @@ class DuplicateFilter:
             return batch
         self.dropped += repeats
         return batch.filter(pa.array(keep))
+
+
+def _repeats(parts: list[np.ndarray]) -> int:
+    """How many values of ``parts`` equal an earlier one."""
+    if not parts:
+        return 0
+    values = np.concatenate(parts)  # a copy, sorted in place
+    values.sort()
+    return int(np.count_nonzero(values[1:] == values[:-1]))
+
+
+_HEX = np.full(256, 255, dtype=np.uint8)
+_HEX[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint8)
+_DIGITS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
+_HYPHENS = np.array([8, 13, 18, 23])
+
+
+def _compact(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(canonical UUIDs among ``values`` as 16 bytes each, the other values unchanged)."""
+    if values.dtype != np.dtype("S36") or not values.size:
+        return np.array([], "S16"), values
+    chars = values.view(np.uint8).reshape(-1, 36)
+    nibbles = _HEX[chars[:, _DIGITS]]
+    ok = (nibbles != 255).all(axis=1) & (chars[:, _HYPHENS] == ord("-")).all(axis=1)
+    packed = np.ascontiguousarray((nibbles[:, 0::2] << 4) | nibbles[:, 1::2])
+    return packed.view("S16").reshape(-1)[ok], values[~ok]
 
 
 def _uuid_bytes(uuids: pa.Array) -> np.ndarray:
