@@ -20,6 +20,7 @@ the spool, so that a failed first read leaves nothing behind in ``out``; it is t
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -49,6 +50,9 @@ BatchFilter = Callable[[pa.RecordBatch], pa.RecordBatch]
 MAX_SEEN: Final = 1_000
 """Unknown keys remembered for the header (more, and every member is read the explicit way)."""
 _COPY_BYTES: Final = 1 << 20
+SINGLE_READS: Final = 3
+"""Single reads tried (each failing one on a key never met adds that key) before the explicit
+way: a member's first new keys usually show in its first lines, so a retry costs little."""
 
 
 class _Seen:
@@ -126,9 +130,22 @@ def _read_once(
 
     try:
         facts = write_parquet(counted(), scratch, row_group_rows=row_group_rows)
-    except _ReadFailed:
+    except _ReadFailed as failed:
+        if key := _unknown_key(failed.__cause__):
+            SEEN.add([key])  # the next attempt reads it: no explicit pass needed for it
         return None
     return facts if rows == lines else None
+
+
+_UNKNOWN_KEY: Final = re.compile(r' has unknown key "(.+)"$')
+
+
+def _unknown_key(error: BaseException | None) -> str:
+    """The key DuckDB's error names as unknown, or ``""`` (only ever a hint: a wrong one is a
+    column that stays empty, and the explicit read still decides)."""
+    first = str(error).split("\n", 1)[0]
+    match = _UNKNOWN_KEY.search(first)
+    return match.group(1) if match and '"' not in match.group(1) else ""
 
 
 def convert_spool(
@@ -170,17 +187,25 @@ def convert_spool(
     if not retry:
         return explicit(out)
     scratch_path = path.with_name(path.name + ".parquet")
+    known = len(SEEN.sorted())
     try:
         with scratch_path.open("w+b") as scratch:
-            facts = _read_once(
-                path,
-                scratch,
-                make(),
-                export_hour=export_hour,
-                source_file=source_file,
-                lines=want,
-                row_group_rows=row_group_rows,
-            )
+            facts = None
+            for _ in range(SINGLE_READS):
+                scratch.seek(0)
+                scratch.truncate()
+                facts = _read_once(
+                    path,
+                    scratch,
+                    make(),
+                    export_hour=export_hour,
+                    source_file=source_file,
+                    lines=want,
+                    row_group_rows=row_group_rows,
+                )
+                if facts is not None or len(SEEN.sorted()) == known:
+                    break
+                known = len(SEEN.sorted())
             if facts is None:
                 scratch.seek(0)
                 scratch.truncate()
