@@ -26,10 +26,10 @@ How the ``Sink`` contract maps onto blobs:
 
 Every SDK call goes through a bounded retry policy (``retries`` with exponential backoff from
 ``retry_backoff_s``, capped) and short connect/read timeouts, so a wrong endpoint fails within
-seconds, not the SDK's default minute and a half. Azure errors are translated at the boundary:
-rejected or insufficient credentials become ``CredentialsError``, everything else
-``StorageError``, with messages that name the container and blob but never a key, a SAS token or
-a URL's query string.
+seconds, not the SDK's default minute and a half. Azure errors are translated at the boundary
+(``azure_errors.py``): rejected or insufficient credentials become ``CredentialsError``,
+everything else ``StorageError``, with messages that name the container and blob but never a
+key, a SAS token or a URL's query string.
 
 Staging (blocks uploaded as a file is decoded, committed when the hour is whole) is in
 ``azure_staging.py``.
@@ -38,13 +38,11 @@ Staging (blocks uploaded as a file is decoded, committed when the hour is whole)
 from __future__ import annotations
 
 import random
-import re
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
-from urllib.parse import quote, unquote
+from typing import TYPE_CHECKING, Any, Self
 
 from azure.core.exceptions import (
     AzureError,
@@ -55,23 +53,25 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.identity.aio import DefaultAzureCredential
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient, ExponentialRetry
 
 from ..config import AzureConfig
-from ..errors import (
-    AsyncAmpError,
-    ConfigError,
-    CredentialsError,
-    StorageBlockedError,
-    StorageError,
-)
+from ..errors import AsyncAmpError, ConfigError, StorageError
 from ..manifest import MANIFEST_NAME, Manifest, hour_folder
-from ..scrub import scrub, scrub_params
-from ..values import is_plain_name
+from .azure_errors import (
+    ENV_CONNECTION_STRING,
+    ENV_SAS_TOKEN,
+    AuthKind,
+    AzureErrors,
+    error_code,
+    sas_signatures,
+)
 from .azure_staging import AzureStaging
+from .shared import check_file_name, common_prefix, join
 
 if TYPE_CHECKING:
+    from azure.identity.aio import DefaultAzureCredential
+
     from .base import Sink
 
 __all__ = ["AzureSink", "connection_string_parts"]
@@ -82,46 +82,6 @@ PROBE_STALE_AFTER = timedelta(hours=1)
 RETRY_BACKOFF_MAX_S = 30.0
 DOWNLOAD_CHUNK = 4 * MIB
 STORAGE_SCOPE = "https://storage.azure.com/.default"
-
-# A ``.json.gz`` is stored as an opaque gzip file, not as NDJSON with ``Content-Encoding: gzip``:
-# with that header browsers and HTTP clients (and the Python SDK's own ``download_blob``)
-# decompress on the fly and then hold a ``.json.gz`` that is not gzip, its sha256 no longer
-# matches the manifest, and ranged reads get confused. DuckDB, Spark and Synapse pick the
-# codec from the ``.gz`` extension and read ``application/gzip`` blobs as they are.
-_CONTENT_TYPES = {
-    ".json.gz": "application/gzip",
-    ".json": "application/x-ndjson",
-    ".parquet": "application/vnd.apache.parquet",
-}
-_MANIFEST_CONTENT_TYPE = "application/json"
-
-# Codes Azure answers when the credential itself is wrong (bad key, bad or expired SAS).
-_REJECTED = frozenset(
-    {
-        "AuthenticationFailed",
-        "AuthorizationFailure",
-        "InvalidAuthenticationInfo",
-        "NoAuthenticationInformation",
-    }
-)
-
-_AuthKind = Literal["key", "sas", "aad"]
-_ENV_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
-_ENV_SAS_TOKEN = "AZURE_STORAGE_SAS_TOKEN"  # noqa: S105 - a variable name, not a secret
-
-_URL_QUERY = re.compile(r"(https?://[^\s?#'\"<>]+)\?[^\s'\"<>]*")
-
-
-def _join(*parts: str) -> str:
-    return "/".join(p for p in parts if p)
-
-
-def _error_code(exc: HttpResponseError) -> str:
-    code: Any = getattr(exc, "error_code", None)
-    if not code and exc.response is not None:
-        headers: Mapping[str, str] = getattr(exc.response, "headers", {})
-        code = headers.get("x-ms-error-code")
-    return str(getattr(code, "value", code) or "")
 
 
 def connection_string_parts(text: str) -> dict[str, str]:
@@ -175,8 +135,8 @@ class AzureSink:
         run_id: str,
         create_container: bool = True,
         block_size: int = 8 * MIB,
-        auth: _AuthKind = "key",
-        auth_source: str = _ENV_CONNECTION_STRING,
+        auth: AuthKind = "key",
+        auth_source: str = ENV_CONNECTION_STRING,
         credential: DefaultAzureCredential | None = None,
         secrets: Iterable[str] = (),
     ) -> None:
@@ -187,12 +147,16 @@ class AzureSink:
         self.run_id = run_id
         self.block_size = block_size
         self._create_container = create_container
-        self._auth = auth
         self._auth_source = auth_source
         self._credential = credential
-        variants = {v for s in secrets if s for v in (s, quote(s, safe=""), unquote(s))}
-        self._secrets = tuple(variants)
-        self.account_url = self._scrub(service.url.split("?", 1)[0].rstrip("/"))
+        self._errors = AzureErrors(
+            container=container,
+            account_url=service.url,
+            auth=auth,
+            auth_source=auth_source,
+            secrets=secrets,
+        )
+        self.account_url = self._errors.account_url
 
     @classmethod
     def from_config(
@@ -231,11 +195,11 @@ class AzureSink:
         if account_url and ("?" in account_url or "sig=" in account_url.lower()):
             msg = (
                 "[azure] account_url must not carry a SAS token: put the token in "
-                f"{_ENV_SAS_TOKEN} and keep only https://<account>.blob.core.windows.net"
+                f"{ENV_SAS_TOKEN} and keep only https://<account>.blob.core.windows.net"
             )
             raise ConfigError(msg)
-        connection_string = environ.get(_ENV_CONNECTION_STRING, "").strip()
-        sas_token = environ.get(_ENV_SAS_TOKEN, "").strip().lstrip("?")
+        connection_string = environ.get(ENV_CONNECTION_STRING, "").strip()
+        sas_token = environ.get(ENV_SAS_TOKEN, "").strip().lstrip("?")
         if connection_string:
             parts = connection_string_parts(connection_string)
             key = parts.get("accountkey", "")
@@ -244,7 +208,7 @@ class AzureSink:
                 service = BlobServiceClient.from_connection_string(connection_string, **options)
             except (ValueError, TypeError):
                 msg = (
-                    f"{_ENV_CONNECTION_STRING} is not a valid storage connection string: expected "
+                    f"{ENV_CONNECTION_STRING} is not a valid storage connection string: expected "
                     "'DefaultEndpointsProtocol=https;AccountName=...;AccountKey=...;"
                     "EndpointSuffix=core.windows.net' (Azure portal > storage account > "
                     "Access keys)"
@@ -253,14 +217,14 @@ class AzureSink:
             return cls(
                 service,
                 auth="key" if key else "sas",
-                auth_source=_ENV_CONNECTION_STRING,
-                secrets=(key, sas, *_sas_signatures(sas)),
+                auth_source=ENV_CONNECTION_STRING,
+                secrets=(key, sas, *sas_signatures(sas)),
                 **common,
             )
         if not account_url:
             msg = (
                 f"sink 'azure' needs [azure] account_url (https://<account>.blob.core.windows.net) "
-                f"or {_ENV_CONNECTION_STRING}"
+                f"or {ENV_CONNECTION_STRING}"
             )
             raise ConfigError(msg)
         if sas_token:
@@ -268,10 +232,12 @@ class AzureSink:
             return cls(
                 service,
                 auth="sas",
-                auth_source=_ENV_SAS_TOKEN,
-                secrets=(sas_token, *_sas_signatures(sas_token)),
+                auth_source=ENV_SAS_TOKEN,
+                secrets=(sas_token, *sas_signatures(sas_token)),
                 **common,
             )
+        from azure.identity.aio import DefaultAzureCredential  # noqa: PLC0415 - only when used
+
         credential = DefaultAzureCredential()
         service = BlobServiceClient(account_url, credential=credential, **options)
         return cls(
@@ -285,7 +251,7 @@ class AzureSink:
     # --- the Sink protocol -------------------------------------------------------------------
 
     def describe(self) -> str:
-        return "azure://" + _join(self.service.account_name or "", self.container_name, self.prefix)
+        return "azure://" + join(self.service.account_name or "", self.container_name, self.prefix)
 
     async def prepare(self) -> None:
         try:
@@ -358,7 +324,7 @@ class AzureSink:
         wanted = {f"{self.hour_prefix(project, h)}/{MANIFEST_NAME}": h for h in hours}
         if not wanted:
             return set()
-        start = _common_prefix(wanted)
+        start = common_prefix(wanted)
         done: set[datetime] = set()
         try:
             async for blob in self.container.list_blobs(name_starts_with=start):
@@ -375,7 +341,7 @@ class AzureSink:
             downloader = await self.container.get_blob_client(name).download_blob(decompress=False)
             data = await downloader.readall()
         except ResourceNotFoundError as exc:
-            if _error_code(exc) == "BlobNotFound":
+            if error_code(exc) == "BlobNotFound":
                 return None
             raise self.error(exc, "read", name, "read") from exc
         except AzureError as exc:
@@ -410,9 +376,7 @@ class AzureSink:
 
     async def iter_file(self, project: str, hour: datetime, name: str) -> AsyncIterator[bytes]:
         """The stored bytes of one file of an hour, as they are (never decompressed)."""
-        if not is_plain_name(name):
-            msg = f"refusing to read {name!r}: not a plain file name"
-            raise StorageError(msg)
+        check_file_name(name)
         blob_name = f"{self.hour_prefix(project, hour)}/{name}"
         try:
             downloader = await self.container.get_blob_client(blob_name).download_blob(
@@ -426,15 +390,14 @@ class AzureSink:
     # --- helpers shared with the staging classes -------------------------------------------------
 
     def name(self, path: str) -> str:
-        return _join(self.prefix, path)
+        return join(self.prefix, path)
 
     def hour_prefix(self, project: str, hour: datetime) -> str:
         return self.name(hour_folder(project, hour))
 
     def where(self, blob: str | None) -> str:
         """``container/blob at https://account...``: for messages (no query string, no secret)."""
-        target = f"{self.container_name}/{blob}" if blob else f"container {self.container_name}"
-        return self._scrub(f"{target} at {self.account_url}")
+        return self._errors.where(blob)
 
     async def list_names(self, folder: str, *, run: bool = False) -> list[str]:
         start = folder + "/"
@@ -452,7 +415,7 @@ class AzureSink:
         try:
             await self.container.get_blob_client(name).delete_blob(delete_snapshots="include")
         except ResourceNotFoundError as exc:
-            if _error_code(exc) != "BlobNotFound":
+            if error_code(exc) != "BlobNotFound":
                 raise self.error(exc, "delete", name, "delete", run=run) from exc
         except AzureError as exc:
             raise self.error(exc, "delete", name, "delete", run=run) from exc
@@ -460,109 +423,9 @@ class AzureSink:
     def error(
         self, exc: AzureError, action: str, blob: str | None, permission: str, *, run: bool = False
     ) -> AsyncAmpError:
-        """Translate an SDK error: ``CredentialsError`` when access is refused, else
-        ``StorageError``; the message names the container and blob, never a secret.
-
-        ``run=True`` (staging and commits, once the run is under way): refused access and a
-        deleted container are ``StorageBlockedError`` instead: the run keeps what it finished,
-        stops starting hours, and says so in one line (exit 1).
-        """
-        where = self.where(blob)
-        if isinstance(exc, HttpResponseError) and exc.response is not None:
-            code = _error_code(exc)
-            status = exc.status_code
-            if status in (401, 403) or code in _REJECTED:
-                reason = self._denied(code, status, permission)
-                if run:
-                    remedy = f"renew the credentials ({self._auth_source}) and run again"
-                    cause = reason[:1].upper() + reason[1:]
-                    return StorageBlockedError(cause, f"trying to {action} {where}", remedy)
-                return CredentialsError(f"cannot {action} {where}: {reason}")
-            if code == "ContainerNotFound":
-                cause = f"The container {self.container_name} was deleted ({status} {code})"
-                remedy = (
-                    "it went with every hour in it; create it (or keep create_container = true) "
-                    "and run again"
-                )
-                return StorageBlockedError(cause, f"trying to {action} {where}", remedy, kept=False)
-            detail = self._first_line(exc)
-            hint = ""
-            if code == "InvalidBlockList":
-                hint = (
-                    " (its staged blocks are gone: another run committed this blob meanwhile, "
-                    "or they expired)"
-                )
-            msg = f"Azure Storage could not {action} {where}: {status} {code or detail}{hint}"
-            return StorageError(msg)
-        if isinstance(exc, ClientAuthenticationError):  # no response: no token could be had
-            msg = (
-                f"no Azure credential for {where}: DefaultAzureCredential found none "
-                f"({self._first_line(exc)}); set {_ENV_CONNECTION_STRING} or {_ENV_SAS_TOKEN}, "
-                "or sign in (az login, managed identity, AZURE_CLIENT_ID/AZURE_TENANT_ID/...)"
-            )
-            return CredentialsError(msg)
-        if isinstance(exc, ServiceRequestError | ServiceResponseError):
-            msg = f"cannot reach Azure Storage to {action} {where}: {self._first_line(exc)}"
-            return StorageError(msg)
-        msg = f"Azure Storage could not {action} {where}: {type(exc).__name__}: "
-        return StorageError(msg + self._first_line(exc))
-
-    def _denied(self, code: str, status: int | None, perm: str) -> str:
-        source = self._auth_source
-        what = f"{status} {code}".strip()
-        if code in _REJECTED:
-            reason = {
-                "key": f"the account key in {source} was rejected",
-                "sas": f"the SAS token in {source} was rejected (expired, revoked or wrong)",
-                "aad": "the Azure AD token from DefaultAzureCredential was rejected",
-            }[self._auth]
-            if code == "AuthorizationFailure":
-                reason += ", or a firewall / network rule blocks this client"
-            return f"{reason} ({what})"
-        if code == "AuthorizationPermissionMismatch":
-            reason = {
-                "key": f"the credentials in {source} lack {perm} permission",
-                "sas": (
-                    f"the SAS token in {source} lacks {perm} permission (async-amp needs read, "
-                    "write, delete and list: sp=rwdl, plus c to create the container)"
-                ),
-                "aad": (
-                    f"the identity lacks {perm} permission: grant it the 'Storage Blob Data "
-                    "Contributor' role on the container or account"
-                ),
-            }[self._auth]
-        elif code == "AuthorizationResourceTypeMismatch":
-            reason = f"the SAS token in {source} does not cover containers and blobs (srt=co)"
-        elif code == "AuthorizationServiceMismatch":
-            reason = f"the SAS token in {source} is not valid for the blob service (ss=b)"
-        elif code == "AuthorizationSourceIPMismatch":
-            reason = f"the SAS token in {source} does not allow this client's IP address"
-        elif code == "AuthorizationProtocolMismatch":
-            reason = f"the SAS token in {source} does not allow this protocol (http/https)"
-        else:
-            reason = f"access denied using {source}"
-        return f"{reason} ({what})"
-
-    def _first_line(self, exc: BaseException) -> str:
-        text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        lines = str(text).strip().splitlines()
-        return self._scrub(lines[0] if lines else type(exc).__name__)
-
-    def _scrub(self, text: str) -> str:
-        return scrub_params(_URL_QUERY.sub(r"\1", scrub(text, self._secrets)))
-
-
-def _sas_signatures(token: str) -> list[str]:
-    return [v for k, _, v in (p.partition("=") for p in token.split("&")) if k == "sig" and v]
-
-
-def _common_prefix(names: Iterable[str]) -> str:
-    ordered = sorted(names)
-    first, last = ordered[0], ordered[-1]
-    size = 0
-    while size < min(len(first), len(last)) and first[size] == last[size]:
-        size += 1
-    return first[:size]
+        """Translate an SDK error (``azure_errors.AzureErrors.translate``): ``run=True`` in
+        staging and commits, once the run is under way."""
+        return self._errors.translate(exc, action, blob, permission, run=run)
 
 
 if TYPE_CHECKING:
