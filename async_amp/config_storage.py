@@ -44,12 +44,12 @@ class AzureConfig:
         "must exist.",
     )
     block_size_mib: int = key(
-        8,
+        4,
         integer(1, 256),
-        "Size of the blocks a data file is uploaded in, as it is decoded. Memory is about "
-        "five blocks per file being written (the HTTP client copies each block as it sends "
-        "it: 8 MiB blocks peak near 115 MB for one large hour); a blob holds at most 50,000 "
-        "blocks, so the largest file is 50,000 x this.",
+        "Size of the blocks a data file is uploaded in, as it is decoded (a file has one "
+        "block in flight while the next fills). Blocks come out of 16 MiB of buffers shared "
+        "by the whole run (at least two blocks), whatever the concurrency; a blob holds at "
+        "most 50,000 blocks, so the largest file is 50,000 x this.",
     )
     max_single_put_mib: int = key(
         8,
@@ -123,11 +123,12 @@ class S3Config:
         "(`bucket.host/key`); `auto` lets botocore pick (virtual on AWS).",
     )
     part_size_mib: int = key(
-        8,
+        5,
         integer(5, 5 * 1024),
-        "Size of the multipart-upload parts a data file is sent in, as it is decoded; memory "
-        "is about one part per file being written. An object holds at most 10,000 parts, so "
-        "the largest file is 10,000 x this.",
+        "Size of the multipart-upload parts a data file is sent in, as it is decoded (a file "
+        "has one part in flight while the next fills). Parts come out of 16 MiB of buffers "
+        "shared by the whole run (at least two parts), whatever the concurrency. An object "
+        "holds at most 10,000 parts, so the largest file is 10,000 x this.",
     )
     retries: int = key(
         3,

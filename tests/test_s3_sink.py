@@ -131,18 +131,3 @@ def test_s3_section_is_parsed_and_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(path, environ={})
     assert "[s3] bucket" in str(caught.value) and "[s3] addressing_style" in str(caught.value)
-
-
-@pytest.mark.parametrize("sizes", [[1] * 20, [3, 7, 0, 11], [64], [5, 5, 5, 5], [100, 1]])
-def test_part_buffer_cuts_exact_parts_and_loses_nothing(sizes: list[int]) -> None:
-    from async_amp.sinks.shared import PartBuffer
-
-    data = bytes(range(256)) * 2
-    buffer, parts, at = PartBuffer(8), [], 0
-    for size in sizes:
-        piece = data[at : at + size]
-        at += size
-        parts += buffer.add(memoryview(piece) if size % 2 else piece)  # type: ignore[arg-type]
-    last = buffer.rest()
-    assert all(len(p) == 8 for p in parts) and len(last) < 8 and len(buffer) == 0
-    assert b"".join([*parts, last]) == data[:at] and buffer.total == at

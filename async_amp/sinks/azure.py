@@ -67,6 +67,7 @@ from .azure_errors import (
     sas_signatures,
 )
 from .azure_staging import AzureStaging
+from .parts import PartPool
 from .shared import check_file_name, common_prefix, join
 
 if TYPE_CHECKING:
@@ -146,6 +147,7 @@ class AzureSink:
         self.prefix = prefix.strip("/")
         self.run_id = run_id
         self.block_size = block_size
+        self.parts = PartPool(block_size)
         self._create_container = create_container
         self._auth_source = auth_source
         self._credential = credential

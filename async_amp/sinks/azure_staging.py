@@ -2,19 +2,18 @@
 decoded, and committed (files first, the manifest last) when the hour is whole.
 
 The ``MemberSink`` methods run in the archive's worker thread (started with
-``anyio.to_thread.run_sync``) and reach the event loop with ``anyio.from_thread.run``.
+``anyio.to_thread.run_sync``); each full block is sent from the event loop while the thread
+fills the next (``parts.PartedUpload``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import threading
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-import anyio.from_thread
 from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobBlock, BlockState, ContentSettings
 from azure.storage.blob.aio import BlobClient
@@ -23,7 +22,8 @@ from ..errors import StorageError
 from ..hours import MemberName, iso_hour
 from ..manifest import MANIFEST_NAME, Manifest
 from .base import DATA_SUFFIXES
-from .shared import MANIFEST_CONTENT_TYPE, PartedUpload, content_type, header_safe
+from .parts import PartBody, PartedUpload
+from .shared import MANIFEST_CONTENT_TYPE, content_type, header_safe
 
 if TYPE_CHECKING:
     from .azure import AzureSink
@@ -39,7 +39,7 @@ class BlobMember(PartedUpload):
     __slots__ = ("_attempt", "_md5", "_sink", "blob", "block_ids", "md5")
 
     def __init__(self, sink: AzureSink, blob: BlobClient) -> None:
-        super().__init__(sink.block_size)
+        super().__init__(sink.parts)
         self._sink = sink
         self._attempt = uuid.uuid4().hex
         self._md5 = hashlib.md5(usedforsecurity=False)
@@ -47,7 +47,7 @@ class BlobMember(PartedUpload):
         self.block_ids: list[str] = []
         self.md5 = b""
 
-    def _seen(self, data: bytes) -> None:
+    def _seen(self, data: bytes | bytearray | memoryview) -> None:
         self._md5.update(data)
 
     def _finished(self) -> None:
@@ -56,31 +56,25 @@ class BlobMember(PartedUpload):
     def _where(self) -> str:
         return self._sink.where(self.blob.blob_name)
 
-    def discard(self) -> None:
-        self._buf.rest()
-        self.block_ids.clear()
-
-    def _flush(self, block: bytes) -> None:
-        if len(self.block_ids) >= MAX_BLOCKS:
+    def _prepare(self, part: memoryview, number: int) -> bytes:
+        if number >= MAX_BLOCKS:
             msg = (
                 f"{self._sink.where(self.blob.blob_name)}: more than {MAX_BLOCKS} blocks; "
                 "raise [azure] block_size_mib"
             )
             raise StorageError(msg)
-        block_id = f"{self._attempt}-{len(self.block_ids):06d}"
+        self.block_ids.append(f"{self._attempt}-{number:06d}")
         # The block's MD5 is computed here, in the worker thread, rather than by the SDK's
         # validate_content=True on the event loop; Azure checks it either way (400 Md5Mismatch).
-        digest = hashlib.md5(block, usedforsecurity=False).digest()
-        anyio.from_thread.run(self._stage, block_id, block, digest)
-        self.block_ids.append(block_id)
+        return hashlib.md5(part, usedforsecurity=False).digest()
 
-    async def _stage(self, block_id: str, block: bytes, digest: bytes) -> None:
+    async def _send(self, part: PartBody, number: int, prepared: bytes) -> None:
         try:
             await self.blob.stage_block(
-                block_id,
-                io.BytesIO(block),  # streamed by aiohttp in 64 KiB pieces, rewound on a retry
-                length=len(block),
-                transactional_content_md5=bytearray(digest),
+                self.block_ids[number],
+                part,  # type: ignore[arg-type]  # a file to the SDK, written from the buffer
+                length=len(part),
+                transactional_content_md5=bytearray(prepared),
             )
         except AzureError as exc:
             raise self._sink.error(
@@ -179,3 +173,5 @@ class AzureStaging:
             self._members.clear()
         for member in members:
             member.discard()
+        for member in members:
+            await member.settle()

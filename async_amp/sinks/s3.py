@@ -30,14 +30,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import io
 import threading
 from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Self
 
 import anyio
-import anyio.from_thread
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError
@@ -48,10 +46,10 @@ from ..hours import MemberName, iso_hour
 from ..manifest import MANIFEST_NAME, Manifest, hour_folder
 from .base import DATA_SUFFIXES
 from .leases import LeaseBook
+from .parts import PartBody, PartedUpload, PartPool
 from .s3_errors import UNREACHABLE, ErrorTranslator, credentials_from
 from .shared import (
     MANIFEST_CONTENT_TYPE,
-    PartedUpload,
     check_file_name,
     common_prefix,
     content_type,
@@ -75,7 +73,7 @@ MIN_PART_MIB = 5  # S3's smallest part but the last
 DOWNLOAD_CHUNK = 1 * MIB
 
 
-def _md5_b64(data: bytes) -> str:
+def _md5_b64(data: bytes | memoryview) -> str:
     return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
 
 
@@ -85,7 +83,7 @@ class _S3Member(PartedUpload):
     __slots__ = ("_key", "_metadata", "_parts", "_sink", "upload_id")
 
     def __init__(self, sink: S3Sink, key: str, metadata: dict[str, str]) -> None:
-        super().__init__(sink.part_size)
+        super().__init__(sink.parts)
         self._sink = sink
         self._key = key
         self._metadata = metadata
@@ -95,17 +93,13 @@ class _S3Member(PartedUpload):
     def _where(self) -> str:
         return self._sink.where(self._key)
 
-    def discard(self) -> None:
-        self._buf.rest()
-
-    def _flush(self, part: bytes) -> None:
-        if len(self._parts) >= MAX_PARTS:
+    def _prepare(self, part: memoryview, number: int) -> str:
+        if number >= MAX_PARTS:
             msg = f"{self._sink.where(self._key)}: more than {MAX_PARTS} parts; raise part_size_mib"
             raise StorageError(msg)
-        digest = _md5_b64(part)  # here in the worker thread, not on the event loop
-        anyio.from_thread.run(self._upload_part, part, digest)
+        return _md5_b64(part)  # here in the worker thread, not on the event loop
 
-    async def _upload_part(self, part: bytes, digest: str) -> None:
+    async def _send(self, part: PartBody, number: int, prepared: str) -> None:
         sink = self._sink
         client = await sink.client()
         try:
@@ -117,21 +111,18 @@ class _S3Member(PartedUpload):
                     Metadata=self._metadata,
                 )
                 self.upload_id = created["UploadId"]
-            number = len(self._parts) + 1
             answer = await client.upload_part(
                 Bucket=sink.bucket,
                 Key=self._key,
                 UploadId=self.upload_id,
-                PartNumber=number,
-                # a BytesIO, not the bytes: aiohttp then sends it in 64 KiB writes that wait
-                # for the socket, instead of one write whose unsent rest asyncio copies
-                Body=io.BytesIO(part),
-                ContentMD5=digest,
+                PartNumber=number + 1,
+                Body=part,  # type: ignore[arg-type]  # a file to botocore, written from the buffer
+                ContentMD5=prepared,
                 ContentLength=len(part),
             )
         except (ClientError, BotoCoreError) as exc:
             raise sink.error(exc, "upload a part of", self._key, "s3:PutObject", run=True) from exc
-        self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+        self._parts.append({"PartNumber": number + 1, "ETag": answer["ETag"]})
         await sink.leases.keep(client)
 
     async def commit(self) -> None:
@@ -233,6 +224,7 @@ class _S3Staging:
             self._members.clear()
         for member in members:
             member.discard()
+            await member.settle()  # a part in flight may still create the upload
             with contextlib.suppress(AsyncAmpError):  # the next run's prepare() aborts it
                 await member.abort()
 
@@ -259,6 +251,7 @@ class S3Sink:
         self.prefix = config.prefix.strip("/")
         self.run_id = run_id
         self.part_size = config.part_size_mib * MIB
+        self.parts = PartPool(self.part_size)
         self.endpoint_url = (config.endpoint_url or "").rstrip("/") or None
         self.region = (
             config.region

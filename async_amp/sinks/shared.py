@@ -15,13 +15,10 @@ from urllib.parse import quote
 import anyio
 
 from ..errors import StorageError
-from ..manifest import FileEntry
 from ..values import is_plain_name
 
 __all__ = [
     "MANIFEST_CONTENT_TYPE",
-    "PartBuffer",
-    "PartedUpload",
     "check_file_name",
     "common_prefix",
     "content_type",
@@ -95,93 +92,6 @@ async def each_at_once(call: Callable[[_T], Awaitable[None]], items: Iterable[_T
         while isinstance(leaf, BaseExceptionGroup):
             leaf = leaf.exceptions[0]
         raise leaf from None
-
-
-class PartBuffer:
-    """Bytes in, parts of exactly ``size`` bytes out (the last one shorter), for block and
-    multipart uploads.
-
-    It keeps the pieces it is given (no copy while a part fills) and joins them once, when the
-    part is full: one allocation of ``size`` per part, none of a ``bytearray`` that grows and
-    is copied again. Only a piece that straddles two parts is cut.
-    """
-
-    __slots__ = ("_held", "_pieces", "size", "total")
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.total = 0  # bytes ever added
-        self._pieces: list[bytes] = []
-        self._held = 0
-
-    def add(self, data: bytes) -> list[bytes]:
-        """Take ``data``; return the parts it completed (usually none)."""
-        self.total += len(data)
-        full: list[bytes] = []
-        while data:
-            room = self.size - self._held
-            piece, data = (data, b"") if len(data) <= room else (data[:room], data[room:])
-            self._pieces.append(bytes(piece))  # a no-op for bytes; memoryviews are copied
-            self._held += len(piece)
-            if self._held == self.size:
-                full.append(self.rest())
-        return full
-
-    def rest(self) -> bytes:
-        """What is held (the last, short part), and hold nothing."""
-        part = self._pieces[0] if len(self._pieces) == 1 else b"".join(self._pieces)
-        self._pieces, self._held = [], 0
-        return part
-
-    def __len__(self) -> int:
-        return self._held
-
-
-class PartedUpload:
-    """One data file staged in parts of a fixed size (Azure blocks, S3 multipart parts).
-
-    ``write`` cuts the bytes into parts and hands each full one to ``_flush`` (in the worker
-    thread); ``finish`` flushes the last, short part and checks that every byte the file entry
-    counts was staged. Subclasses say where the file goes (``_where``) and send a part
-    (``_flush``); ``_seen`` sees every byte in order (a whole-file digest).
-    """
-
-    __slots__ = ("_buf", "entry")
-
-    def __init__(self, part_size: int) -> None:
-        self._buf = PartBuffer(part_size)
-        self.entry: FileEntry | None = None
-
-    def write(self, data: bytes) -> None:
-        assert self.entry is None, "write() after finish()"
-        self._seen(data)
-        for part in self._buf.add(data):
-            self._flush(part)
-
-    def finish(self, entry: FileEntry) -> None:
-        assert self.entry is None, "finish() twice"
-        if self._buf:
-            self._flush(self._buf.rest())
-        if entry.bytes != self._buf.total:
-            msg = (
-                f"{self._where()}: {self._buf.total} bytes were staged "
-                f"but the file entry says {entry.bytes}"
-            )
-            raise StorageError(msg)
-        self._finished()
-        self.entry = entry
-
-    def _seen(self, data: bytes) -> None:
-        """Every byte written, in order (nothing by default)."""
-
-    def _finished(self) -> None:
-        """Called once the last part is sent and the size checked (nothing by default)."""
-
-    def _where(self) -> str:
-        raise NotImplementedError
-
-    def _flush(self, part: bytes) -> None:
-        raise NotImplementedError
 
 
 def pid_alive(pid: int) -> bool:
