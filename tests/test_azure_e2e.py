@@ -4,10 +4,11 @@ What the Azure sink issue asks for, proved through the whole path (HTTP -> unzip
 staged blocks -> commit), never by poking the sink directly:
 
 - blobs byte-identical to the source partitions, one manifest per hour, right content settings
-  and metadata; a rerun resumes from one listing and makes no export request;
+  and metadata (``assert_container_matches``; the two-day run, its resume from one listing,
+  ``--force`` and the whole fault matrix run for every storage in tests/test_storage_e2e.py);
 - an interrupted CLI run (SIGTERM, SIGKILL) leaves only whole hours visible, and the rerun
   completes exactly what is missing;
-- ``--force`` leaves no stale blob, faults on first attempts are recovered into Azure;
+- a failed first attempt's staged blocks never reach the committed blob;
 - user errors with ``--sink azure`` are one line, exit 2, fast and free of secrets;
 - memory stays bounded for a ~340 MB hour.
 - SIGTERM during an hour's commit lets that commit finish: no hour shows data without its
@@ -48,7 +49,7 @@ from async_amp.testing.server import Fault, FaultPlan, Latency, run_simulator
 
 from .azurite import ACCOUNT_KEY, Azurite, azurite_proxy, free_port
 from .e2e import PATIENT, cli, communicate, e2e_env, expect_user_error, wait_until
-from .helpers import DAY1, KEY, SECRET, last_hour_of, make_config, run, small_dataset
+from .helpers import DAY1, KEY, SECRET, make_config, run, small_dataset
 
 pytestmark = [pytest.mark.anyio, pytest.mark.azure]
 
@@ -197,49 +198,7 @@ def cli_env(base_url: str, container: str, **extra: str) -> dict[str, str]:
     )
 
 
-# --- the two-day run, and resume -----------------------------------------------------------------
-
-
-async def test_two_days_at_concurrency_8_byte_identical_and_resume_with_one_listing(
-    azurite: Azurite, azure_container: str, tmp_path: Path
-) -> None:
-    quiet = frozenset({DAY1.replace(hour=3), DAY1 + timedelta(days=1, hours=6)})
-    dataset = small_dataset(events_per_hour=300, quiet_hours=quiet)
-    last = last_hour_of(DAY1, days=2)
-    hours = list(hour_range(DAY1, last))
-    async with run_simulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
-        config = make_config(sim.base_url, tmp_path, concurrency=8, **PATIENT)
-        summary = await run(config, DAY1, last, sink=azure_sink(azurite, azure_container))
-        assert summary.exit_code == 0, summary.failed
-        assert sim.request_count() == 48
-        assert sim.max_in_flight_seen <= 8
-        assert (summary.count("complete"), summary.count("empty")) == (46, 2)
-
-        checked = await assert_container_matches(azurite, azure_container, dataset, hours)
-        assert checked.files == 46 * 3
-        assert checked.bytes == summary.bytes_written
-        print(
-            f"\n2 days into Azurite: {checked.bytes / 1e6:.1f} MB in {summary.seconds:.2f} s "
-            f"= {checked.bytes / 1e6 / summary.seconds:.1f} MB/s end to end (concurrency 8)"
-        )
-
-        sim.reset_log()
-        sent: list[tuple[str, str]] = []
-        again = await run(
-            config, DAY1, last, sink=azure_sink(azurite, azure_container, record=sent)
-        )
-        assert sim.request_count() == 0  # nothing asked of Amplitude
-        assert len(again.plan.done) == 48 and again.exit_code == 0
-
-    calls = [(method, parse_qs(urlsplit(url).query), urlsplit(url).path) for method, url in sent]
-    probe = f"{PREFIX}/{PROBE_PREFIX}"
-    listings = [q["prefix"][0] for m, q, _ in calls if q.get("comp") == ["list"]]
-    assert [p for p in listings if not p.startswith(probe)] == [
-        f"{PREFIX}/{PROJECT}/date=2026-11-0"
-    ]
-    touched = {path for _, q, path in calls if "restype" not in q}  # blob (not container) calls
-    assert all(PROBE_PREFIX in path for path in touched), touched  # no manifest read, no write
-    await assert_container_matches(azurite, azure_container, dataset, hours)
+# --- gzip kept (two days, --force and the fault matrix: tests/test_storage_e2e.py) ----------------
 
 
 async def test_keep_gzip_blobs_are_the_original_members(
@@ -395,34 +354,7 @@ async def test_sigterm_during_an_hours_commit_leaves_no_data_without_its_manifes
     assert folders == with_manifest, f"data without a manifest: {sorted(blobs)}"
 
 
-# --- force, faults -------------------------------------------------------------------------------
-
-
-async def test_force_reextraction_leaves_no_stale_blob(
-    azurite: Azurite, azure_container: str, tmp_path: Path
-) -> None:
-    first, last = DAY1 + timedelta(hours=9), DAY1 + timedelta(hours=10)
-    hours = [first, last]
-    async with run_simulator(small_dataset(), api_key=KEY, secret_key=SECRET) as sim:
-        await run(
-            make_config(sim.base_url, tmp_path, **PATIENT),
-            first,
-            last,
-            sink=azure_sink(azurite, azure_container),
-        )
-    # Upstream now has 2 partitions per hour, other bytes, and the rerun keeps the gzip files:
-    # both the third partition and every .json of the first run are stale.
-    fewer = small_dataset(pages_per_hour=2, seed=5)
-    async with run_simulator(fewer, api_key=KEY, secret_key=SECRET) as sim:
-        config = make_config(sim.base_url, tmp_path, keep_gzip=True, **PATIENT)
-        skipped = await run(config, first, last, sink=azure_sink(azurite, azure_container))
-        assert sim.request_count() == 0 and len(skipped.plan.done) == 2
-        forced = await run(
-            config, first, last, sink=azure_sink(azurite, azure_container), force=True
-        )
-        assert sim.request_count() == 2 and forced.exit_code == 0
-    checked = await assert_container_matches(azurite, azure_container, fewer, hours, keep_gzip=True)
-    assert checked.files == 4
+# --- a failed attempt's staged data ------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -603,35 +535,7 @@ async def test_memory_bounded_for_a_large_hour_into_azure(
     assert rss < 160 * MIB, f"peak RSS {rss / MIB:.0f} MiB for a {total / MIB:.0f} MiB hour"
 
 
-# --- the whole fault matrix, and two runs at once, into Azure ----------------------------------
-
-
-async def test_every_fault_class_on_a_first_attempt_is_recovered_into_azure(
-    azurite: Azurite, azure_container: str, tmp_path: Path
-) -> None:
-    """The local matrix of tests/test_extract.py, one hour per fault kind, into Azurite: every
-    hour ends byte-identical with one manifest, whatever its first attempt went through."""
-    from .test_extract import RECOVERABLE
-
-    hours = [DAY1 + timedelta(hours=h) for h in range(len(RECOVERABLE))]
-    faults = dict(zip(hours, RECOVERABLE, strict=True))
-    reset_hour = next(h for h, f in faults.items() if f is Fault.RESET_BEFORE_HEADERS)
-    # aiohttp re-sends a GET once after a reset before headers: make that one happen twice
-    plan = FaultPlan.chain(
-        FaultPlan.on_first_attempts({reset_hour: Fault.RESET_BEFORE_HEADERS}, 2),
-        FaultPlan.on_first_attempt({h: f for h, f in faults.items() if h != reset_hour}),
-    )
-    dataset = small_dataset()
-    async with run_simulator(
-        dataset, api_key=KEY, secret_key=SECRET, faults=plan, retry_after_s=1, stall_s=10
-    ) as sim:
-        config = make_config(sim.base_url, tmp_path, read_timeout_s=1.0, connect_timeout_s=30.0)
-        summary = await run(config, hours[0], hours[-1], sink=azure_sink(azurite, azure_container))
-        for hour in hours:
-            assert sim.request_count(hour=hour) == (3 if hour == reset_hour else 2), faults[hour]
-    assert summary.exit_code == 0, summary.failed
-    assert summary.retries == len(hours)
-    await assert_container_matches(azurite, azure_container, dataset, hours)
+# --- two runs at once, into Azure --------------------------------------------------------------
 
 
 async def test_two_runs_at_once_into_one_container_both_end_complete(

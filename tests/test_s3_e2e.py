@@ -4,13 +4,13 @@ standalone server on loopback, IAM enforced).
 What the S3 sink issue asks for, proved through the whole path (HTTP -> unzip -> gunzip ->
 multipart parts -> commit), never by poking the sink directly:
 
-- two days at concurrency 8: objects byte-identical to the source partitions, one manifest per
-  hour, right content types and metadata, no incomplete upload left; a rerun resumes from one
-  listing and makes no export request;
+- objects byte-identical to the source partitions, one manifest per hour, right content types
+  and metadata, no incomplete upload left (``assert_bucket_matches``; the two-day run, its
+  resume from one listing, ``--force`` and the whole fault matrix run for every storage in
+  tests/test_storage_e2e.py);
 - a SIGKILLed CLI run leaves only whole hours visible; the rerun aborts the killed run's
   incomplete uploads and completes exactly what is missing;
-- ``--force`` leaves no stale object; faults on first attempts are recovered into S3 and the
-  failed attempts' parts are aborted;
+- a failed first attempt's parts are aborted;
 - user errors with ``--sink s3`` (read-only or wrong credentials, missing bucket, unreachable
   endpoint) are one line, exit 2, and free of secrets;
 - ``status`` and ``verify`` read the bucket back.
@@ -44,7 +44,7 @@ from async_amp.testing.server import Fault, FaultPlan, Latency, run_simulator
 
 from .azurite import free_port
 from .e2e import PATIENT, cli, communicate, e2e_env, expect_user_error, wait_until
-from .helpers import DAY1, KEY, SECRET, last_hour_of, make_config, run, small_dataset
+from .helpers import DAY1, KEY, SECRET, make_config, run, small_dataset
 from .s3 import S3Key, S3ServerProcess, admin_client
 
 if TYPE_CHECKING:
@@ -196,53 +196,7 @@ def s3_env(
     return e2e_env(base_url, **{**settings, **extra})
 
 
-# --- the two-day run, and resume -----------------------------------------------------------------
-
-
-async def test_two_days_at_concurrency_8_byte_identical_and_resume_with_one_listing(
-    s3_server: S3ServerProcess, s3_bucket: str, tmp_path: Path
-) -> None:
-    quiet = frozenset({DAY1.replace(hour=3), DAY1 + timedelta(days=1, hours=6)})
-    dataset = small_dataset(events_per_hour=300, quiet_hours=quiet)
-    last = last_hour_of(DAY1, days=2)
-    hours = list(hour_range(DAY1, last))
-    async with run_simulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
-        config = make_config(sim.base_url, tmp_path, concurrency=8, **PATIENT)
-        summary = await run(config, DAY1, last, sink=await s3_sink(s3_server, s3_bucket))
-        assert summary.exit_code == 0, summary.failed
-        assert sim.request_count() == 48
-        assert sim.max_in_flight_seen <= 8
-        assert (summary.count("complete"), summary.count("empty")) == (46, 2)
-
-        files, size = await assert_bucket_matches(s3_server, s3_bucket, dataset, hours)
-        assert files == 46 * 3
-        assert size == summary.bytes_written
-        print(
-            f"\n2 days into moto S3: {size / 1e6:.1f} MB in {summary.seconds:.2f} s "
-            f"= {size / 1e6 / summary.seconds:.1f} MB/s end to end (concurrency 8)"
-        )
-
-        sim.reset_log()
-        sent: Sent = []
-        again = await run(config, DAY1, last, sink=await s3_sink(s3_server, s3_bucket, record=sent))
-        assert sim.request_count() == 0  # nothing asked of Amplitude
-        assert len(again.plan.done) == 48 and again.exit_code == 0
-
-    calls = [
-        (m, urlsplit(u).path.split("/", 2)[-1], parse_qs(urlsplit(u).query, keep_blank_values=True))
-        for m, u in sent
-    ]
-    leases = f"{PREFIX}/{LEASE_FOLDER}/"
-    listings = [q["prefix"][0] for m, _, q in calls if m == "GET" and "list-type" in q]
-    assert [p for p in listings if p != leases] == [f"{PREFIX}/{PROJECT}/date=2026-11-0"]
-    touched = {
-        unquote(key) for m, key, q in calls if key and "uploads" not in q and "list-type" not in q
-    }
-    assert all(k.startswith(leases) for k in touched), touched  # no manifest read, no data write
-    await assert_bucket_matches(s3_server, s3_bucket, dataset, hours)
-
-
-# --- interrupted runs ------------------------------------------------------------------------------
+# --- interrupted runs (two days, --force and the fault matrix: tests/test_storage_e2e.py) ---------
 
 INTERRUPT_LAST = DAY1 + timedelta(hours=11)
 STALLED = (DAY1 + timedelta(hours=4), DAY1 + timedelta(hours=5))
@@ -311,58 +265,7 @@ async def test_sigkill_mid_run_leaves_no_visible_partial_hour_and_rerun_aborts_i
     await assert_bucket_matches(s3_server, s3_bucket, dataset, hours)
 
 
-# --- force, faults -------------------------------------------------------------------------------
-
-
-async def test_force_reextraction_leaves_no_stale_object(
-    s3_server: S3ServerProcess, s3_bucket: str, tmp_path: Path
-) -> None:
-    first, last = DAY1 + timedelta(hours=9), DAY1 + timedelta(hours=10)
-    hours = [first, last]
-    async with run_simulator(small_dataset(), api_key=KEY, secret_key=SECRET) as sim:
-        config = make_config(sim.base_url, tmp_path, **PATIENT)
-        await run(config, first, last, sink=await s3_sink(s3_server, s3_bucket))
-    # Upstream now has 2 partitions per hour, other bytes, and the rerun keeps the gzip files:
-    # both the third partition and every .json of the first run are stale.
-    fewer = small_dataset(pages_per_hour=2, seed=5)
-    async with run_simulator(fewer, api_key=KEY, secret_key=SECRET) as sim:
-        config = make_config(sim.base_url, tmp_path, keep_gzip=True, **PATIENT)
-        skipped = await run(config, first, last, sink=await s3_sink(s3_server, s3_bucket))
-        assert sim.request_count() == 0 and len(skipped.plan.done) == 2
-        forced = await run(
-            config, first, last, sink=await s3_sink(s3_server, s3_bucket), force=True
-        )
-        assert sim.request_count() == 2 and forced.exit_code == 0
-    files, _ = await assert_bucket_matches(s3_server, s3_bucket, fewer, hours, keep_gzip=True)
-    assert files == 4
-
-
-async def test_every_fault_class_on_a_first_attempt_is_recovered_into_s3(
-    s3_server: S3ServerProcess, s3_bucket: str, tmp_path: Path
-) -> None:
-    """The local matrix of tests/test_extract.py, one hour per fault kind, into S3: every hour
-    ends byte-identical with one manifest and no upload left, whatever its first attempt went
-    through."""
-    from .test_extract import RECOVERABLE
-
-    hours = [DAY1 + timedelta(hours=h) for h in range(len(RECOVERABLE))]
-    faults = dict(zip(hours, RECOVERABLE, strict=True))
-    reset_hour = next(h for h, f in faults.items() if f is Fault.RESET_BEFORE_HEADERS)
-    plan = FaultPlan.chain(  # aiohttp re-sends a GET once after a reset before headers
-        FaultPlan.on_first_attempts({reset_hour: Fault.RESET_BEFORE_HEADERS}, 2),
-        FaultPlan.on_first_attempt({h: f for h, f in faults.items() if h != reset_hour}),
-    )
-    dataset = small_dataset()
-    async with run_simulator(
-        dataset, api_key=KEY, secret_key=SECRET, faults=plan, retry_after_s=1, stall_s=10
-    ) as sim:
-        config = make_config(sim.base_url, tmp_path, read_timeout_s=1.0, connect_timeout_s=30.0)
-        summary = await run(config, hours[0], hours[-1], sink=await s3_sink(s3_server, s3_bucket))
-        for hour in hours:
-            assert sim.request_count(hour=hour) == (3 if hour == reset_hour else 2), faults[hour]
-    assert summary.exit_code == 0, summary.failed
-    assert summary.retries == len(hours)
-    await assert_bucket_matches(s3_server, s3_bucket, dataset, hours)
+# --- a failed attempt's staged data ------------------------------------------------------------
 
 
 @pytest.mark.parametrize("fault", [Fault.CUT_BODY, Fault.CORRUPT_GZIP], ids=lambda f: f.value)
