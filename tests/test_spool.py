@@ -124,6 +124,14 @@ def test_a_bad_line_is_named_without_counting_the_header(
     assert explicit_reads == [1]
 
 
+def test_duckdbs_own_line_number_does_not_count_the_header(
+    tmp_path: Path, explicit_reads: list[int]
+) -> None:
+    with pytest.raises(ArchiveError) as info:
+        convert(spool(tmp_path, b'{"uuid":"a"}\n{"uuid":"b","uuid":"c"}\n'))  # a repeated key
+    assert "in line 2:" in str(info.value)
+
+
 def test_an_empty_member_and_a_last_line_without_newline(
     tmp_path: Path, explicit_reads: list[int]
 ) -> None:
@@ -151,3 +159,21 @@ def test_a_filter_sees_only_the_attempt_that_was_written(
     convert(spool(tmp_path, data), new_filter=new_filter)
     assert explicit_reads == [1]
     assert sum(made[-1]) == 20  # the explicit read's filter saw every row once
+
+
+def test_a_key_that_differs_from_another_only_in_case_is_never_read_once(
+    tmp_path: Path, explicit_reads: list[int]
+) -> None:
+    data = b'{"uuid":"a","City":"Z"}\n{"uuid":"b","city":"Y"}\n'
+    plain = tmp_path / "plain.ndjson"
+    plain.write_bytes(data)
+    with pytest.raises(ArchiveError) as reference:  # DuckDB refuses the pair, loudly
+        write_parquet(iter_event_batches(plain, export_hour=HOUR, source_file=SOURCE), io.BytesIO())
+    with pytest.raises(ArchiveError) as info:
+        convert(spool(tmp_path, data))
+    assert str(info.value) == str(reference.value)
+    assert explicit_reads == [1]
+    assert spool_module.SEEN.sorted() == []
+    table = pq.read_table(io.BytesIO(convert(spool(tmp_path, b'{"uuid":"c","Town":"X"}\n'))))
+    assert table.column("_extra").to_pylist() == ['{"Town":"X"}']
+    assert explicit_reads == [1]  # a later member without the pair is read once

@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import queue
+import re
 import tempfile
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
@@ -171,12 +172,21 @@ def find_bad_line(
                     "per line, so the archive is corrupt: re-extract the hour"
                 )
                 return ArchiveError(msg)
-    msg = f"member {source!r} could not be converted: {_first_line(error)}"
+    msg = f"member {source!r} could not be converted: {_first_line(error, header=header)}"
     return ArchiveError(msg)
 
 
-def _first_line(error: BaseException | None) -> str:
-    return str(error).strip().splitlines()[0] if error else "unknown reason"
+_LINE_NUMBER: Final = re.compile(r"\bin line (\d+)\b")
+
+
+def _first_line(error: BaseException | None, *, header: bool = False) -> str:
+    """The first line of DuckDB's message; its line number not counting a spool's header."""
+    if not error:
+        return "unknown reason"
+    text = str(error).strip().splitlines()[0]
+    if header:
+        text = _LINE_NUMBER.sub(lambda m: f"in line {max(1, int(m.group(1)) - 1)}", text)
+    return text
 
 
 def scan_unknown(
@@ -224,7 +234,8 @@ def exact_batches(
                 rows += batch.num_rows
                 yield conform(batch)
         except (duckdb.Error, OSError) as exc:  # Arrow's reader passes DuckDB's errors on
-            msg = f"member {source_file!r} could not be converted: {_first_line(exc)}"
+            why = _first_line(exc, header=header)
+            msg = f"member {source_file!r} could not be converted: {why}"
             raise ArchiveError(msg) from None
         want = count_lines(path, header=header) if lines is None else lines
         if rows != want:  # DuckDB skips blank lines: find and name one

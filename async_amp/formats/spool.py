@@ -41,7 +41,7 @@ from .convert import (
     exact_batches,
     write_parquet,
 )
-from .query import HEADER_BYTES, blank_header, build_query, header_line, sampled_read
+from .query import HEADER_BYTES, KNOWN, blank_header, build_query, header_line, sampled_read
 from .schema import COLUMNS
 
 __all__ = ["HEADER_BYTES", "BatchFilter", "convert_spool", "new_spool_header"]
@@ -60,6 +60,7 @@ class _Seen:
 
     def __init__(self) -> None:
         self._keys: set[str] = set()
+        self._folded = {k.casefold() for k in KNOWN}
         self._lock = threading.Lock()
 
     def sorted(self) -> list[str]:
@@ -67,9 +68,16 @@ class _Seen:
             return sorted(self._keys)
 
     def add(self, keys: list[str]) -> None:
+        """Remember ``keys``, but none that differs from another only in case: DuckDB binds
+        column names case-insensitively, so such a pair in one header would read one key's
+        values as the other's. A member holding one is read the explicit way (which refuses
+        it, as before)."""
         with self._lock:
-            if len(self._keys) + len(keys) <= MAX_SEEN:
-                self._keys.update(keys)
+            for key in keys:
+                folded = key.casefold()
+                if len(self._keys) < MAX_SEEN and folded not in self._folded:
+                    self._keys.add(key)
+                    self._folded.add(folded)
 
 
 SEEN: Final = _Seen()
