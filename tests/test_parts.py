@@ -151,3 +151,18 @@ def test_a_short_entry_is_refused() -> None:
     upload = Collected(PartPool(8))
     with pytest.raises(StorageError, match="0 bytes were staged but the file entry says 5"):
         upload.finish(entry(5))
+
+
+async def test_one_file_never_holds_more_than_two_buffers() -> None:
+    """One filling, one in flight: a part's buffer is back before its writer goes on, so a
+    roomy budget is no reason to make a third."""
+    pool = PartPool(64, budget=64 * 16)
+    upload = Collected(pool)
+
+    def work() -> None:
+        for _ in range(300):
+            upload.write(b"q" * 40)
+        upload.finish(entry(12_000))
+
+    await anyio.to_thread.run_sync(work)
+    assert len(upload.received) == 188 and pool.made <= 2 and pool.out == 0

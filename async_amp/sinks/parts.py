@@ -78,6 +78,23 @@ class PartPool:
             return self._made - len(self._free)
 
 
+class _Held:
+    """A buffer out of the pool until ``back()`` (idempotent, from any thread)."""
+
+    __slots__ = ("_buffer", "_lock", "_pool")
+
+    def __init__(self, pool: PartPool, buffer: bytearray) -> None:
+        self._pool = pool
+        self._buffer: bytearray | None = buffer
+        self._lock = threading.Lock()
+
+    def back(self) -> None:
+        with self._lock:
+            buffer, self._buffer = self._buffer, None
+        if buffer is not None:
+            self._pool.give(buffer)
+
+
 class PartBody(Payload):
     """One part's bytes as a request body, straight from its buffer.
 
@@ -233,14 +250,22 @@ class PartedUpload:
             self._pool.give(buffer)
             raise
         self._sent += 1
+        held = _Held(self._pool, buffer)
         future = asyncio.run_coroutine_threadsafe(
-            self._send(PartBody(view), number, prepared), self._loop
+            self._upload(view, number, prepared, held), self._loop
         )
-        # The buffer goes back once the task is over (done, failed or cancelled, even before it
-        # started), never earlier: aiohttp reads it until then. The future is never cancelled
-        # from here, so it is done only when the task is.
-        future.add_done_callback(lambda _: self._pool.give(buffer))
+        # A task cancelled before it started never runs its ``finally``: the buffer goes back
+        # once the future is done (never earlier: it is never cancelled from here).
+        future.add_done_callback(lambda _: held.back())
         self._in_flight = future
+
+    async def _upload(self, view: memoryview, number: int, prepared: Any, held: _Held) -> None:
+        try:
+            await self._send(PartBody(view), number, prepared)
+        finally:
+            # back before the result is set: the writer waiting for this part then finds it
+            # free instead of making another (aiohttp is done with it: the request is over)
+            held.back()
 
     def _wait(self) -> None:
         """Wait for the part in flight; raise its error."""
