@@ -119,12 +119,24 @@ def _ratio(after: float | int | None, before: float | int | None) -> str:
 
 def compare(case: CaseResult, reference: CaseResult, label: str) -> CaseResult:
     """``case`` with the reference's async-amp rows after its own and the ratios in its
-    headline (after / before: below 1.00x is faster, leaner)."""
-    before = {r.variant: r for r in reference.rows if r.tool == "async-amp"}
+    headline (after / before: below 1.00x is faster, leaner).
+
+    Rows pair by variant name, else by position: a variant named after its data ("101 MB
+    hour") is named after the data that revision's simulator generates, which can differ
+    from this tree's; the case module (this tree's) runs the same variants in the same order.
+    """
+    theirs = [r for r in reference.rows if r.tool == "async-amp"]
+    ours = [r for r in case.rows if r.tool == "async-amp"]
+    by_name = {r.variant: r for r in theirs}
+    same_shape = len(theirs) == len(ours)
+    before = {
+        id(row): by_name.get(row.variant) or (theirs[i] if same_shape else None)
+        for i, row in enumerate(ours)
+    }
     rows: list[Row] = []
     for row in case.rows:
         rows.append(row)
-        ref = before.get(row.variant)
+        ref = before.get(id(row))
         if row.tool != "async-amp" or ref is None:
             continue
         ref.variant, ref.tool = f"{label}: {row.variant}", "reference"
