@@ -88,9 +88,20 @@ async def test_force_on_one_hour_replaces_it_in_one_commit_and_every_uuid_stays_
     uuids = Counter(table.to_pyarrow_table()["uuid"].to_pylist())
     assert uuids == expected_uuids(dataset, DAY1, last)
     history = table.history(1)[0]
-    predicate = history["operationParameters"]["predicate"]
-    assert predicate.startswith("date = '2026-11-01'") and predicate.endswith("AND hour = 2")
+    assert history["operationParameters"]["mode"] == "Overwrite"
     assert history["async_amp.hour"] == "2026-11-01T02"
+    # the commit removed exactly the hour's old files and added its new ones, under the
+    # hour's transaction id (what makes two commits of one hour conflict)
+    commit = tmp_path / "website" / "_delta_log" / f"{table.version():020d}.json"
+    actions = [json.loads(line) for line in commit.read_text().splitlines()]
+    hour_values = {"date": "2026-11-01", "hour": "2"}
+    adds = [a["add"] for a in actions if "add" in a]
+    removes = [a["remove"] for a in actions if "remove" in a]
+    old = pa.table(DeltaTable(uri, version=before).get_add_actions(flatten=True)).to_pydict()
+    old_paths = {p for p, h in zip(old["path"], old["partition.hour"], strict=True) if h == 2}
+    assert adds and all(a["partitionValues"] == hour_values for a in adds)
+    assert {r["path"] for r in removes} == old_paths and old_paths
+    assert [a["txn"]["appId"] for a in actions if "txn" in a] == ["async-amp:2026-11-01T02"]
     # every snapshot since the first holds each hour at most once
     for version in range(before + 2):
         snap = DeltaTable(uri, version=version).to_pyarrow_table()
@@ -154,7 +165,7 @@ async def test_verify_catches_rows_changed_behind_its_back(tmp_path: Path) -> No
     assert {(p.hour.hour, p.kind) for p in report.problems} >= {(2, "events"), (2, "corrupt")}
 
 
-async def test_compact_merges_an_hours_files_vacuums_and_changes_no_row(tmp_path: Path) -> None:
+async def test_compact_merges_each_hours_files_vacuums_and_changes_no_row(tmp_path: Path) -> None:
     config = await _two_hours(tmp_path, small_dataset(events_per_hour=400))
     uri = str(tmp_path / "website")
     before = DeltaTable(uri).to_pyarrow_table().sort_by("uuid")
@@ -166,13 +177,15 @@ async def test_compact_merges_an_hours_files_vacuums_and_changes_no_row(tmp_path
     )
     write_deltalake(uri, rows.slice(third, third), mode="append")
     write_deltalake(uri, rows.slice(2 * third), mode="append")
-    split = [u for u in DeltaTable(uri).file_uris() if "hour=1/" in u]
-    assert len(split) > 1
+    live_before = DeltaTable(uri).file_uris()
+    per_hour = Counter(u.split("/hour=")[1].split("/")[0] for u in live_before)
+    # one file per archive member (hours 0 and 2), three from the other writer (hour 1)
+    assert per_hour["1"] == 3 and per_hour["0"] > 1 and per_hour["2"] > 1
     on_disk = sorted(str(p) for p in (tmp_path / "website").rglob("*.parquet"))
-    assert len(on_disk) > 3  # the replaced file of hour 1 is still there for old snapshots
+    assert len(on_disk) > len(live_before)  # hour 1's replaced files stay for old snapshots
     # retention 0 (no run in flight here): what vacuum keeps is exactly the latest snapshot
     result = compact_day(TableLocation(uri), DAY1.date(), retention_hours=0)
-    assert result.files_removed == len(split) and result.files_added == 1
+    assert result.files_removed == len(live_before) and result.files_added == 3
     # files removed in the very millisecond of the vacuum are kept until the next one
     again = compact_day(TableLocation(uri), DAY1.date(), retention_hours=0)
     assert again.files_removed == again.files_added == 0
@@ -182,7 +195,7 @@ async def test_compact_merges_an_hours_files_vacuums_and_changes_no_row(tmp_path
     assert (
         len(live) == 3 and sorted(str(p) for p in (tmp_path / "website").rglob("*.parquet")) == live
     )
-    assert result.vacuumed >= len(on_disk) - 2 - len(split)  # at least the replaced file
+    assert result.vacuumed == len(on_disk)  # every file older than the compaction
     delta = replace(config, output=replace(config.output, format="delta"))
     with pytest.raises(ConfigError, match="at least 1"):
         compact(delta, first=DAY1, last=DAY1, projects=["website"], environ={}, retention_hours=0)

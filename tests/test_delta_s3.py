@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -10,13 +9,15 @@ from pathlib import Path
 
 import anyio
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
 from async_amp.config import Config, S3Config
 from async_amp.delta import make_delta_sink
+from async_amp.delta.files import DataFile, put_file
 from async_amp.delta.location import s3_locator
-from async_amp.delta.table import replace_hour
+from async_amp.delta.table import TableLocation, replace_hour
 from async_amp.delta.verify import verify_table
 from async_amp.sinks.s3 import S3Sink
 from async_amp.testing.server import run_simulator
@@ -69,73 +70,53 @@ async def test_hours_into_s3_read_back_force_and_verify(
 
 
 async def test_a_stale_writer_on_s3_conflicts_on_the_conditional_put_and_redoes_its_commit(
-    s3_server: S3ServerProcess, s3_bucket: str
+    s3_server: S3ServerProcess, s3_bucket: str, tmp_path: Path
 ) -> None:
-    await anyio.to_thread.run_sync(_stale_writer, s3_server, s3_bucket)
+    await anyio.to_thread.run_sync(_stale_writer, s3_server, s3_bucket, tmp_path)
 
 
-def _stale_writer(s3_server: S3ServerProcess, s3_bucket: str) -> None:
+def _stale_writer(s3_server: S3ServerProcess, s3_bucket: str, spool: Path) -> None:
     """The log's commits are conditional writes: of two writers of the same hour, the one
-    whose snapshot went stale cannot overwrite the other's log entry; it conflicts and is
-    redone, and every version holds the hour once."""
-    schema = pa.schema([("uuid", pa.utf8()), ("date", pa.date32()), ("hour", pa.int32())])
+    whose snapshot went stale cannot overwrite the other's log entry; it conflicts and its
+    commit is redone (its files already uploaded, not sent again), and every version holds
+    the hour once. The other writer spells the table's URI with a trailing slash: another
+    commit lock, as another process has."""
     at = datetime(2026, 11, 1, 5, tzinfo=UTC)
+    data = pa.schema([("uuid", pa.utf8())])
+    schema = data.append(pa.field("date", pa.date32(), nullable=False)).append(
+        pa.field("hour", pa.int32(), nullable=False)
+    )
 
-    def rows(tag: str, n: int) -> pa.RecordBatch:
-        return pa.record_batch(
-            [
-                pa.array([f"{tag}-{i}" for i in range(n)]),
-                pa.array([at.date()] * n, pa.date32()),
-                pa.array([5] * n, pa.int32()),
-            ],
-            schema=schema,
-        )
+    def upload(where: TableLocation, tag: str, n: int) -> DataFile:
+        local = spool / f"{tag}.parquet"
+        pq.write_table(pa.table({"uuid": [f"{tag}-{i}" for i in range(n)]}, schema=data), local)
+        return put_file(where, local, at)
 
     config = S3Config(
         bucket=s3_bucket, endpoint_url=s3_server.endpoint_url, addressing_style="path"
     )
     location = s3_locator(config, s3_server.admin.environ())("t")
-    replace_hour(
-        location,
-        at,
-        lambda: pa.RecordBatchReader.from_batches(schema, iter([rows("first", 4)])),
-        metadata={},
-    )
-    other_done = threading.Event()
-    calls = [0]
+    other = replace(location, uri=location.uri + "/")
+    replace_hour(location, at, [upload(location, "first", 4)], schema=schema, metadata={})
     conflicts: list[str] = []
 
-    def stale() -> pa.RecordBatchReader:
-        calls[0] += 1
+    def b_first(snapshot: DeltaTable) -> None:
+        if not conflicts:
+            replace_hour(other, at, [upload(other, "b", 2)], schema=schema, metadata={"who": "b"})
 
-        def gen():  # type: ignore[no-untyped-def]
-            if calls[0] == 1:
-                assert other_done.wait(60)
-            yield rows("a", 3)
-
-        return pa.RecordBatchReader.from_batches(schema, gen())
-
-    thread = threading.Thread(
-        target=replace_hour,
-        args=(location, at, stale),
-        kwargs={
-            "metadata": {"who": "a"},
-            "on_conflict": lambda n, why: conflicts.append(why),
-            "sleep": lambda s: None,
-        },
-    )
-    thread.start()
     replace_hour(
         location,
         at,
-        lambda: pa.RecordBatchReader.from_batches(schema, iter([rows("b", 2)])),
-        metadata={"who": "b"},
+        [upload(location, "a", 3)],
+        schema=schema,
+        metadata={"who": "a"},
+        on_conflict=lambda n, why: conflicts.append(why),
+        on_snapshot=b_first,
+        sleep=lambda s: None,
     )
-    other_done.set()
-    thread.join(120)
-    assert calls[0] == 2 and len(conflicts) == 1
+    assert len(conflicts) == 1
     options = dict(location.storage_options)
-    for version, tag in ((0, "first"), (1, "b"), (2, "a")):
+    for version, tag in ((1, "first"), (2, "b"), (3, "a")):
         uuids = (
             DeltaTable(location.uri, version=version, storage_options=options)
             .to_pyarrow_table()["uuid"]

@@ -2,28 +2,34 @@
 
 ``DeltaSink(inner, locate)`` wraps the local, Azure (or S3) sink and keeps every promise of
 ``sinks.base``. While an archive streams in, each member's NDJSON is spooled to a local file
-and converted (``formats.iter_event_batches``) into a local Parquet spool when the member
-ends, in the decoding thread: a line that is not JSON fails the attempt like a corrupt
-archive. ``commit`` then, in this order:
+and converted (``formats.iter_event_batches`` and ``write_parquet``, the Parquet format's own
+converter: row groups bounded, memory flat in the hour's size) into a local Parquet file in
+the table's columns when the member ends, in the decoding thread: a line that is not JSON
+fails the attempt like a corrupt archive. ``commit`` then, in this order:
 
 1. removes the hour's manifest, if an earlier extraction left one (the hour stops looking done
    before its rows change);
-2. replaces the hour's rows in the table with one Delta commit (``table.replace_hour``:
-   predicate overwrite, conflicts with other writers retried);
-3. writes the hour's record through ``inner``: ``_delta_commit.json`` (the version committed,
-   rows, a digest of the uuids) and the manifest last, in
+2. puts the hour's Parquet files into its partition folder of the table (``files.put_file``:
+   a rename locally, a streamed upload to Azure or S3), invisible until a commit names them;
+3. replaces the hour's rows in the table with one Delta commit (``table.replace_hour``: adds
+   the files, removes the hour's old ones; conflicts with other writers retried);
+4. writes the hour's record through ``inner``: ``_delta_commit.json`` (the version committed,
+   rows, files, a digest of the uuids) and the manifest last, in
    ``<table>/_async_amp/date=YYYY-MM-DD/hour=HH/`` beside the table's data.
 
 The invariant: **a manifest exists only for an hour whose rows a committed table version
 holds, whole.** Readers of the table never see part of an hour (one commit per hour);
-``status`` and resume read manifests, so a kill between 2 and 3 leaves an hour the table
+``status`` and resume read manifests, so a kill between 3 and 4 leaves an hour the table
 holds but that no manifest claims: the next run extracts it again and replaces it. Delta
 readers skip ``_async_amp/`` (the protocol only reads files the log names; Spark, Databricks
-and delta-rs ``VACUUM`` skip folders starting with ``_``).
+and delta-rs ``VACUUM`` skip folders starting with ``_``). A kill between 2 and 3 leaves files
+no commit names: no reader sees them, and ``compact``'s vacuum deletes them once they are
+older than its retention.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -31,7 +37,7 @@ import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -43,20 +49,13 @@ import pyarrow.parquet as pq
 import structlog
 
 from ..errors import StorageError
-from ..formats import iter_event_batches, plain_schema, write_parquet
+from ..formats import iter_event_batches, write_parquet
 from ..formats.staging import DuplicateFilter
 from ..hours import MemberName
 from ..manifest import FileEntry, Manifest
 from ..sinks.base import HourStaging, MemberSink, Sink
-from .table import (
-    DELTA_ERRORS,
-    TableLocation,
-    delta_error_text,
-    hour_bytes,
-    replace_hour,
-    uuid_digest,
-    with_partition_columns,
-)
+from .files import DATA_SCHEMA, DataFile, put_file, table_schema
+from .table import DELTA_ERRORS, TableLocation, delta_error_text, replace_hour, uuid_digest
 
 __all__ = ["COMMIT_RECORD", "META_FOLDER", "DeltaSink", "meta_project"]
 
@@ -65,7 +64,6 @@ log = structlog.get_logger("async_amp")
 META_FOLDER = "_async_amp"
 COMMIT_RECORD = "_delta_commit.json"
 _CONVERSIONS = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
-_PLAIN = plain_schema()
 
 
 def meta_project(project: str) -> str:
@@ -73,17 +71,10 @@ def meta_project(project: str) -> str:
     return f"{project}/{META_FOLDER}"
 
 
-def table_schema() -> pa.Schema:
-    """The table's columns: the event schema (JSON as text), then ``date`` and ``hour``."""
-    return _PLAIN.append(pa.field("date", pa.date32(), nullable=False)).append(
-        pa.field("hour", pa.int32(), nullable=False)
-    )
-
-
 def _plain(batch: pa.RecordBatch) -> pa.RecordBatch:
     """A spooled batch in the table's event columns (JSON extension arrays as plain text)."""
     arrays = [col.storage if isinstance(col, pa.ExtensionArray) else col for col in batch.columns]
-    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names).cast(_PLAIN)
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names).cast(DATA_SCHEMA)
 
 
 class _Writer:
@@ -95,7 +86,8 @@ class _Writer:
 
 
 class _Member:
-    """One member: NDJSON spooled, converted to a local Parquet spool file when it ends."""
+    """One member: NDJSON spooled, converted when it ends into a local Parquet file in the
+    table's columns (the data file ``commit`` puts into the table)."""
 
     def __init__(self, staging: _DeltaStaging, member: MemberName, file_name: str) -> None:
         self._staging = staging
@@ -120,7 +112,10 @@ class _Member:
                     self._ndjson, export_hour=self._member.hour, source_file=source
                 )
                 keep = self._staging.duplicates
-                facts = write_parquet((keep(b) for b in batches), _Writer(out))
+                with contextlib.closing(batches):  # hands its engine back even if writing fails
+                    rows = (_plain(keep(b)) for b in batches)
+                    facts = write_parquet(rows, _Writer(out), schema=DATA_SCHEMA)
+            keep.count()  # here, in the decoding thread, not in the async commit
         finally:
             self._ndjson.unlink(missing_ok=True)
         self._staging.done(
@@ -179,44 +174,40 @@ class _DeltaStaging:
             # would do it too, but only after the table has changed
             await self._withdraw(meta)
         paths = [p for p, *_ in parts]
-        seen: list[str] = []
+        hour = f"{self._hour:%Y-%m-%dT%H}"
 
-        def data() -> pa.RecordBatchReader:
-            seen.clear()
-            return pa.RecordBatchReader.from_batches(table_schema(), _rows(paths, self._hour, seen))
-
-        def write() -> tuple[int, int]:
+        def write() -> tuple[int, list[DataFile], str]:
+            digest = uuid_digest(pq.read_table(p, columns=["uuid"])["uuid"] for p in paths)
+            files = [put_file(location, path, self._hour) for path in paths]
             version = replace_hour(
                 location,
                 self._hour,
-                data,
+                files,
+                schema=table_schema(),
                 metadata={
-                    "hour": f"{self._hour:%Y-%m-%dT%H}",
+                    "hour": hour,
                     "run_id": sink.run_id,
-                    "rows": sum(rows for _, _, rows, _ in parts),
+                    "rows": sum(f.rows for f in files),
                 },
                 name=self._project,
                 on_conflict=lambda attempt, why: log.warning(
-                    "delta.commit_conflict",
-                    hour=f"{self._hour:%Y-%m-%dT%H}",
-                    attempt=attempt,
-                    detail=why,
+                    "delta.commit_conflict", hour=hour, attempt=attempt, detail=why
                 ),
             )
-            return version, hour_bytes(location, self._hour, version)
+            return version, files, digest
 
         try:
-            version, size = await anyio.to_thread.run_sync(write)
+            version, files, digest = await anyio.to_thread.run_sync(write)
         except DELTA_ERRORS as exc:
-            msg = f"cannot commit hour {self._hour:%Y-%m-%dT%H} to the Delta table: "
+            msg = f"cannot commit hour {hour} to the Delta table: "
             raise StorageError(msg + delta_error_text(exc, location)) from None
-        rows = len(seen)
         record = {
-            "hour": f"{self._hour:%Y-%m-%dT%H}:00:00Z",
+            "hour": f"{hour}:00:00Z",
             "table_version": version,
-            "rows": rows,
-            "bytes": size,
-            "uuid_sha256": uuid_digest(seen),
+            "rows": sum(f.rows for f in files),
+            "bytes": sum(f.size for f in files),
+            "files": len(files),
+            "uuid_sha256": digest,
             "extra_rows": sum(extra for *_, extra in parts),
             "duplicate_uuids": self.duplicates.duplicates,
             "dropped_duplicates": self.duplicates.dropped,
@@ -265,13 +256,6 @@ class _DeltaStaging:
 
     async def discard(self) -> None:
         await anyio.to_thread.run_sync(lambda: shutil.rmtree(self.dir, ignore_errors=True))
-
-
-def _rows(paths: list[Path], hour: datetime, seen: list[str]) -> Iterator[pa.RecordBatch]:
-    for path in paths:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=32_768):
-            seen.extend(u or "" for u in batch.column("uuid").to_pylist())
-            yield with_partition_columns(_plain(batch), hour)
 
 
 class DeltaSink:

@@ -1,22 +1,22 @@
 """One Delta table per project, written with delta-rs (``deltalake``): an hour per transaction.
 
 The table is partitioned by ``date`` (the export hour's UTC day) and ``hour`` (0-23), so each
-hour is one partition, and is committed by one predicate overwrite of it,
-``date = 'D' AND hour = H``: in every snapshot an hour is either absent, or there whole, once.
+hour is one partition. async-amp writes an hour's data files itself (``files.py``: streaming,
+bounded row groups; delta-rs' ``write_deltalake`` held about twice the hour in memory) and
+commits them with ``create_write_transaction``: one commit that adds the hour's files and
+removes every file the snapshot held for it. In every snapshot an hour is absent, or there
+whole, once.
 
-Hour partitions are what makes many writers cheap: Delta's conflict check compares a
-commit's read predicate with the *partitions* concurrent commits touched (not with file
-statistics; delta-io/delta#7356), so commits of different hours never conflict, while with
-``date`` alone every pair of hours of one day being committed at once does (measured: 8
-threads of one run conflicted on a third of their commits). The price: a file never spans
-two partitions, so ``compact`` merges the files *within* each hour of a day (several
-writes, or rewritten hours) and vacuums, but cannot make one file of 24 hours.
+Hour partitions keep commits of different hours apart and let readers prune by ``date`` and
+``hour``; their price is that a file never spans two hours, so ``compact`` merges the files
+*within* each hour of a day (one per archive member, or rewritten hours) and vacuums, but
+cannot make one file of 24 hours.
 
-Concurrent writers (threads of one run, ``--shard`` workers, overlapping runs): delta-rs
-re-bases a commit on top of concurrent commits to *other* hours by itself; two commits of the
-*same* hour conflict (``CommitFailedError``: the second one read a snapshot that no longer
-holds). Then the whole write is redone on the new snapshot, a bounded number of times with
-jittered exponential backoff, so the last writer wins and the hour is still there once.
+Concurrent writers (threads of one run, ``--shard`` workers, overlapping runs): see
+``replace_hour``. In one process commits to a table take turns (they take milliseconds);
+across processes a conflict redoes the commit (not the files) on the new snapshot, a
+bounded number of times with jittered exponential backoff, so the last writer wins and the
+hour is still there once.
 
 Timestamps are ``timestamp[us, tz=UTC]``: with them the table stays at protocol reader 1 /
 writer 2, which Synapse serverless reads (tz-naive ones would need ``timestampNtz``, 3 / 7).
@@ -24,18 +24,32 @@ writer 2, which Synapse serverless reads (tz-naive ones would need ``timestampNt
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable, write_deltalake
-from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from deltalake import CommitProperties, DeltaTable
+from deltalake import Schema as DeltaSchema
+from deltalake.exceptions import (
+    CommitFailedError,
+    DeltaError,
+    SchemaMismatchError,
+    TableNotFoundError,
+)
+from deltalake.transaction import AddAction, RemoveAction, Transaction
+
+if TYPE_CHECKING:
+    from .files import DataFile
 
 __all__ = [
     "COMMIT_ATTEMPTS",
@@ -45,12 +59,14 @@ __all__ = [
     "HourFacts",
     "TableLocation",
     "compact_day",
-    "hour_bytes",
+    "ensure_table",
+    "hour_app_id",
     "hour_facts",
+    "hour_filters",
     "hour_predicate",
     "open_table",
     "replace_hour",
-    "with_partition_columns",
+    "uuid_digest",
 ]
 
 PARTITION_BY = ("date", "hour")
@@ -58,11 +74,9 @@ COMMIT_ATTEMPTS = 12
 BACKOFF_FIRST_S = 0.05
 BACKOFF_MAX_S = 2.0
 METADATA_PREFIX = "async_amp."
-_WRITES = threading.BoundedSemaphore(2)
-"""Delta writes at once in this process: delta-rs holds about 1.7x an hour's NDJSON size in
-memory while it writes the hour (measured: +175 MB for a 108 MB hour). Two at a time (the
-cores of this kind of machine; a write is CPU-bound Parquet encoding) bound that to two
-hours' worth, however high ``concurrency`` is; the other hours still download and convert."""
+_DIGEST_SLICE = 65_536
+COMMIT_LOOKBACK = 1000
+"""How many log entries after its snapshot to search for the commit just made."""
 
 
 class CommitConflictError(RuntimeError):
@@ -96,16 +110,6 @@ class TableLocation:
 def hour_predicate(hour: datetime) -> str:
     """The SQL predicate selecting exactly one export hour's rows."""
     return f"date = '{hour:%Y-%m-%d}' AND hour = {hour.hour}"
-
-
-def with_partition_columns(batch: pa.RecordBatch, hour: datetime) -> pa.RecordBatch:
-    """``batch`` with the ``date`` and ``hour`` columns of its export hour appended."""
-    n = batch.num_rows
-    return batch.append_column(
-        pa.field("date", pa.date32(), nullable=False), pa.array([hour.date()] * n, pa.date32())
-    ).append_column(
-        pa.field("hour", pa.int32(), nullable=False), pa.array([hour.hour] * n, pa.int32())
-    )
 
 
 def open_table(location: TableLocation, version: int | None = None) -> DeltaTable | None:
@@ -144,29 +148,143 @@ def _with_conflict_retries(
     raise AssertionError  # pragma: no cover - the loop returns or raises
 
 
+def hour_filters(hour: datetime) -> list[tuple[str, str, str]]:
+    """The partition filters selecting exactly one export hour's files."""
+    return [("date", "=", f"{hour:%Y-%m-%d}"), ("hour", "=", str(hour.hour))]
+
+
+def hour_app_id(hour: datetime) -> str:
+    """The application transaction id every commit of ``hour`` carries (see ``replace_hour``)."""
+    return f"async-amp:{hour:%Y-%m-%dT%H}"
+
+
+@dataclass(slots=True)
+class _Writer:
+    """This process's writer of one table: one commit at a time, on a snapshot kept fresh.
+
+    A commit that replaces an hour conflicts with every concurrent commit that removed files
+    (see ``replace_hour``), and a commit takes milliseconds, so the threads of one run take
+    turns instead of retrying. Between commits the snapshot is brought up to date from the
+    log's newest entries (``update_incremental``), not opened again from the checkpoint."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    table: DeltaTable | None = None
+
+
+_WRITERS_GUARD = threading.Lock()
+_WRITERS: dict[str, _Writer] = {}
+
+
+def _writer(uri: str) -> _Writer:
+    with _WRITERS_GUARD:
+        return _WRITERS.setdefault(uri, _Writer())
+
+
+def _fresh_snapshot(
+    writer: _Writer, location: TableLocation, schema: pa.Schema, name: str | None
+) -> DeltaTable:
+    """The latest snapshot (call with ``writer.lock`` held). A location whose credentials
+    refresh (a bearer token) opens the table each time: a kept one holds the old token."""
+    if writer.table is not None and location.refresh is None:
+        writer.table.update_incremental()
+        return writer.table
+    writer.table = ensure_table(location, schema, name)
+    return writer.table
+
+
+def ensure_table(location: TableLocation, schema: pa.Schema, name: str | None) -> DeltaTable:
+    """The table's latest snapshot, created empty (protocol 1 / 2) when there is none yet.
+
+    Refuses a table whose columns differ from ``schema``: the files about to be added carry
+    exactly those columns."""
+    table = open_table(location)
+    if table is None:
+        with contextlib.suppress(DeltaError):  # another writer created it meanwhile
+            DeltaTable.create(
+                location.uri,
+                schema,
+                mode="ignore",
+                partition_by=list(PARTITION_BY),
+                name=name,
+                storage_options=location.options(),
+            )
+        table = open_table(location)
+        if table is None:
+            msg = f"cannot create the Delta table at {location.uri}"
+            raise CommitFailedError(msg)  # retried: a creation in flight by another writer
+    if table.schema() != DeltaSchema.from_arrow(schema):
+        msg = (
+            f"the Delta table at {location.uri} has other columns than this version of "
+            "async-amp writes: write to a new table (another [output] dir or prefix)"
+        )
+        raise SchemaMismatchError(msg)
+    return table
+
+
 def replace_hour(
     location: TableLocation,
     hour: datetime,
-    data: Callable[[], pa.RecordBatchReader],
+    files: Sequence[DataFile],
     *,
+    schema: pa.Schema,
     metadata: Mapping[str, Any],
     name: str | None = None,
     rng: random.Random | None = None,
     sleep: Callable[[float], None] = time.sleep,
     on_conflict: Callable[[int, str], None] | None = None,
+    on_snapshot: Callable[[DeltaTable], None] | None = None,
 ) -> int:
-    """Replace ``hour``'s rows by ``data()`` in one commit; return the committed version.
+    """Replace ``hour``'s rows by those of ``files`` in one commit; return its version.
 
-    ``data`` is called once per attempt (a conflict redoes the whole write on the new
-    snapshot). ``metadata`` goes into the commit's ``commitInfo`` under ``async_amp.*`` keys.
-    Blocking: run it in a worker thread. Raises ``CommitConflictError`` when every attempt
-    conflicted, ``DeltaError``/``OSError`` from delta-rs for anything else.
+    ``files`` are already in the table's folder (``files.put_file``). The commit adds them
+    and removes every file the snapshot holds for the hour (``mode="overwrite"`` with the
+    hour's partition filters), so in every snapshot the hour is absent, or there once.
+
+    Two commits of the same hour must not both succeed: delta-rs' conflict check of such a
+    commit has no read predicate, so it would let two writers each add their copy of an
+    hour that had no file yet. Every commit of an hour therefore carries an application
+    transaction (``txn``) with the hour's id: two commits with the same id conflict. A
+    commit also conflicts with any concurrent one that removed files (rewrote an hour);
+    compaction's removals do not count (``dataChange = false``). A conflict redoes the
+    commit on the new snapshot (the files are not written again), a bounded number of
+    times with jittered exponential backoff: the last writer wins.
+
+    ``metadata`` goes into the commit's ``commitInfo`` under ``async_amp.*`` keys;
+    ``on_snapshot`` is called with the snapshot each attempt commits on. Blocking:
+    run it in a worker thread. Raises ``CommitConflictError`` when every attempt conflicted,
+    ``DeltaError``/``OSError`` from delta-rs for anything else.
     """
+    commit_id = uuid.uuid4().hex
     custom = {f"{METADATA_PREFIX}{k}": v for k, v in metadata.items()}
+    custom[f"{METADATA_PREFIX}commit_id"] = commit_id
+    actions: list[AddAction | RemoveAction] = [f.add_action() for f in files]
+
+    writer = _writer(location.uri)
 
     def attempt() -> int:
-        with _WRITES:
-            return _write(location, hour, data(), custom, name)
+        with writer.lock:
+            try:
+                table = _fresh_snapshot(writer, location, schema, name)
+                read = table.version()
+                if on_snapshot is not None:
+                    on_snapshot(table)
+                table.create_write_transaction(
+                    actions,
+                    "overwrite",
+                    table.schema(),
+                    partition_by=list(PARTITION_BY),
+                    partition_filters=hour_filters(hour),
+                    commit_properties=CommitProperties(
+                        custom_metadata=dict(custom),
+                        app_transactions=[Transaction(hour_app_id(hour), time.time_ns() // 1000)],
+                    ),
+                )
+            except CommitFailedError:
+                raise  # the snapshot is merely stale: brought up to date on the next attempt
+            except BaseException:
+                writer.table = None  # its state is unknown: open the table afresh next time
+                raise
+        return _committed_version(location, read, commit_id)
 
     return int(
         _with_conflict_retries(
@@ -179,56 +297,40 @@ def replace_hour(
     )
 
 
-def _write(
-    location: TableLocation,
-    hour: datetime,
-    rows: pa.RecordBatchReader,
-    custom: Mapping[str, Any],
-    name: str | None,
-) -> int:
-    """One attempt: the predicate overwrite, and the version it committed."""
-    table = open_table(location)
-    write_deltalake(
-        table if table is not None else location.uri,
-        rows,
-        mode="overwrite",
-        partition_by=list(PARTITION_BY),
-        predicate=hour_predicate(hour),
-        storage_options=location.options(),
-        name=name,
-        commit_properties=CommitProperties(custom_metadata=dict(custom)),
-    )
-    if table is not None and table.version() >= 0:
-        return table.version()  # delta-rs moves the object to the version it committed
-    return _committed_version(location, custom)
+def _committed_version(location: TableLocation, read: int, commit_id: str) -> int:
+    """The version of the commit carrying ``commit_id``, made on snapshot ``read``: the
+    first log entry after ``read`` that names it (nearly always ``read + 1``; later when
+    delta-rs rebased the commit over others). ``history()`` is no help here: it numbers the
+    commits it lists by counting down from the version it opened, which goes wrong while
+    other writers commit."""
+    needle = commit_id.encode()
+    folder = local_path(location.uri)
+    store = None
+    for version in range(read + 1, read + 1 + COMMIT_LOOKBACK):
+        name = f"_delta_log/{version:020d}.json"
+        try:
+            if folder is not None:
+                body = (folder / name).read_bytes()
+            else:
+                if store is None:
+                    from deltalake._internal import DeltaFileSystemHandler  # noqa: PLC0415
 
-
-def _committed_version(location: TableLocation, custom: Mapping[str, Any]) -> int:
-    """The version of the commit carrying ``custom`` (the first commit of a new table: the
-    write was given a URI, not a table object that would know)."""
-    for _ in range(20):
-        table = open_table(location)
-        for entry in table.history(50) if table is not None else ():
-            if int(entry.get("version", -1)) >= 0 and all(
-                entry.get(k) == v for k, v in custom.items()
-            ):
-                return int(entry["version"])
-        time.sleep(0.05)  # a table still being created by another writer: look again
+                    store = DeltaFileSystemHandler(location.uri, location.options())
+                entry = store.open_input_file(name)
+                body = entry.read(entry.size())
+        except (FileNotFoundError, DeltaError):
+            break
+        if needle in body:
+            return version
     msg = f"cannot find the commit just made in {location.uri}"
     raise CommitConflictError(msg)
 
 
-def hour_bytes(location: TableLocation, hour: datetime, version: int) -> int:
-    """The size of the data files holding ``hour`` in ``version`` of the table."""
-    table = open_table(location, version)
-    if table is None:
-        return 0
-    actions = pa.table(table.get_add_actions(flatten=True))
-    mine = pc.and_(
-        pc.equal(actions["partition.date"], pa.scalar(hour.date(), pa.date32())),
-        pc.equal(actions["partition.hour"], pa.scalar(hour.hour, pa.int32())),
-    )
-    return int(pc.sum(actions.filter(mine)["size_bytes"]).as_py() or 0)
+def local_path(uri: str) -> Path | None:
+    """The folder of a table on a local file system (a path or a ``file://`` URI)."""
+    if uri.startswith("file://"):
+        return Path(uri.removeprefix("file://"))
+    return None if "://" in uri else Path(uri)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,14 +342,17 @@ class HourFacts:
     uuid_sha256: str
 
 
-def uuid_digest(uuids: Iterable[str | None]) -> str:
-    """sha256 over the sorted uuids, one per line: the same rows in any order and any files."""
-    import hashlib  # noqa: PLC0415 - only verify and commit need it
-
+def uuid_digest(uuids: Iterable[pa.Array | pa.ChunkedArray]) -> str:
+    """sha256 over the sorted uuids, one per line (null as empty): the same rows give the
+    same digest in any order and any split into files. Arrow sorts strings by their UTF-8
+    bytes, which is the order of their code points."""
+    chunks = [c for u in uuids for c in (u.chunks if isinstance(u, pa.ChunkedArray) else [u])]
+    values = pc.fill_null(pa.chunked_array(chunks, pa.utf8()), "")
+    ordered = pc.take(values, pc.sort_indices(values))
     digest = hashlib.sha256()
-    for value in sorted(u or "" for u in uuids):
-        digest.update(value.encode())
-        digest.update(b"\n")
+    for start in range(0, len(ordered), _DIGEST_SLICE):
+        piece = ordered.slice(start, _DIGEST_SLICE).to_pylist()
+        digest.update(("\n".join(piece) + "\n").encode())
     return digest.hexdigest()
 
 
@@ -261,7 +366,7 @@ def facts_of(table: pa.Table) -> HourFacts:
             strict=True,
         )
     )
-    return HourFacts(table.num_rows, by_source, uuid_digest(table["uuid"].to_pylist()))
+    return HourFacts(table.num_rows, by_source, uuid_digest([table["uuid"]]))
 
 
 def hour_facts(table: DeltaTable, hour: datetime) -> HourFacts:

@@ -1,4 +1,4 @@
-"""``async-amp compact``: merge a Delta table's hourly files per day, then vacuum."""
+"""``async-amp compact``: merge the files of each hour of a Delta table's days, then vacuum."""
 
 from __future__ import annotations
 
@@ -32,10 +32,15 @@ examples:
   async-amp compact --start -1d --end -1d                 # nightly: yesterday's files
   async-amp compact --start 2026-11-01 --end 2026-11-30 --retention-hours 24
 
-Only for [output] format = "delta". Each day becomes one commit that rewrites its files
-(no row changes: readers of any snapshot see the same rows), then data files older than
---retention-hours that the latest snapshot does not use are deleted. Safe while extractions
-run: a conflict with their commits is retried.
+Only for [output] format = "delta". Each day becomes one commit that rewrites the files of
+each of its hours into one (no row changes: readers of any snapshot see the same rows), then
+data files older than --retention-hours that the latest snapshot does not use are deleted.
+Safe while extractions run: a conflict with their commits is retried.
+
+The table is partitioned by date and hour (each hour is replaced atomically, and readers
+prune to it), and a file never spans two partitions: a day keeps one file per hour that has
+events. compact helps hours with several files: one per archive member (Amplitude splits
+busy hours), or hours written by other engines.
 
 exit codes: 0 every day compacted; 1 the table could not be read or written; 2 usage or config
 error.
@@ -51,11 +56,12 @@ DEFAULT_RETENTION_HOURS = 168
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cmd = commands.add_parser(
         "compact",
-        help="rewrite a Delta table's small hourly files into one per day and vacuum "
+        help="merge each hour's files of a Delta table into one and vacuum "
         "(e.g. async-amp compact --start -1d --end -1d)",
-        description="For each UTC day from --start to --end, rewrite the day's files of each "
-        "project's Delta table into as few as the target size allows, then delete data files "
-        "that no recent snapshot references. No row changes.",
+        description="For each UTC day from --start to --end, rewrite the files of each hour "
+        "of each project's Delta table into as few as the target size allows (one, unless "
+        "the hour is larger; hours of one file are left alone), then delete data files that "
+        "no recent snapshot references. No row changes.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
