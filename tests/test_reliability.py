@@ -131,10 +131,14 @@ class LocalStore:
         if not area.is_dir():
             return {}
         sizes = {}
-        for path in area.rglob("*"):
-            with contextlib.suppress(FileNotFoundError):
-                if path.is_file() and path.name != "owner.json":
-                    sizes[path.relative_to(area).as_posix()] = path.stat().st_size
+        # os.walk, not rglob: the run removes staging folders while we look, and rglob raises
+        # when a folder it is about to list is gone (os.walk skips it)
+        for folder, _, names in os.walk(area):
+            for name in names:
+                path = Path(folder, name)
+                with contextlib.suppress(FileNotFoundError):
+                    if name != "owner.json":
+                        sizes[path.relative_to(area).as_posix()] = path.stat().st_size
         return sizes
 
     def leftovers(self) -> list[str]:
