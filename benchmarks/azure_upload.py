@@ -25,38 +25,37 @@ import contextlib
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobBlock
-from azure.storage.blob.aio import BlobServiceClient, ContainerClient
+from azure.storage.blob.aio import BlobServiceClient
 
-MIB = 1024 * 1024
+from .uploading import MIB, upload_folder
 
 
-async def upload_all(
-    files: list[Path],
-    root: Path,
-    container: ContainerClient,
-    *,
-    method: str,
-    files_in_flight: int,
-    max_concurrency: int,
-    block_size: int,
-) -> None:
-    pending = list(reversed(files))
+async def run(args: argparse.Namespace) -> dict[str, object]:
+    block_size = args.block_mib * MIB
+    service = BlobServiceClient.from_connection_string(
+        os.environ["AZURE_STORAGE_CONNECTION_STRING"],
+        max_block_size=block_size,
+        max_single_put_size=block_size,
+        retry_total=2,
+    )
+    async with service:
+        container = service.get_container_client(args.container)
 
-    async def worker() -> None:
-        while pending:
-            path = pending.pop()
-            name = path.relative_to(root).as_posix()
+        async def create() -> None:
+            with contextlib.suppress(ResourceExistsError):
+                await container.create_container()
+
+        async def upload(path: Path, name: str) -> None:
             with path.open("rb") as stream:
-                if method == "upload_blob":
+                if args.method == "upload_blob":
                     await container.upload_blob(
-                        name, stream, overwrite=True, max_concurrency=max_concurrency
+                        name, stream, overwrite=True, max_concurrency=args.max_concurrency
                     )
-                    continue
+                    return
                 blob = container.get_blob_client(name)
                 blocks: list[BlobBlock] = []
                 while chunk := stream.read(block_size):
@@ -65,36 +64,7 @@ async def upload_all(
                     blocks.append(BlobBlock(block_id))
                 await blob.commit_block_list(blocks)
 
-    async with asyncio.TaskGroup() as tg:
-        for _ in range(files_in_flight):
-            tg.create_task(worker())
-
-
-async def run(args: argparse.Namespace) -> dict[str, object]:
-    files = sorted(p for p in args.src.rglob("*") if p.is_file())
-    size = sum(p.stat().st_size for p in files)
-    service = BlobServiceClient.from_connection_string(
-        os.environ["AZURE_STORAGE_CONNECTION_STRING"],
-        max_block_size=args.block_mib * MIB,
-        max_single_put_size=args.block_mib * MIB,
-        retry_total=2,
-    )
-    async with service:
-        container = service.get_container_client(args.container)
-        with contextlib.suppress(ResourceExistsError):
-            await container.create_container()
-        began = time.monotonic()
-        await upload_all(
-            files,
-            args.src,
-            container,
-            method=args.method,
-            files_in_flight=args.files_in_flight,
-            max_concurrency=args.max_concurrency,
-            block_size=args.block_mib * MIB,
-        )
-        seconds = time.monotonic() - began
-    return {"files": len(files), "bytes": size, "seconds": round(seconds, 3)}
+        return await upload_folder(args.src, args.files_in_flight, upload, before=create)
 
 
 def main() -> int:

@@ -18,14 +18,13 @@ import argparse
 import asyncio
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-MIB = 1024 * 1024
+from .uploading import MIB, upload_folder
 
 
-async def _aiobotocore(files: list[Path], root: Path, args: argparse.Namespace) -> None:
+async def _aiobotocore(args: argparse.Namespace) -> dict[str, object]:
     from aiobotocore.config import AioConfig  # noqa: PLC0415 - one client per run
     from aiobotocore.session import get_session  # noqa: PLC0415
 
@@ -39,44 +38,38 @@ async def _aiobotocore(files: list[Path], root: Path, args: argparse.Namespace) 
     async with session.create_client(
         "s3", endpoint_url=args.endpoint_url, region_name="us-east-1", config=config
     ) as client:
-        pending = list(reversed(files))
 
-        async def worker() -> None:
-            while pending:
-                path = pending.pop()
-                key = path.relative_to(root).as_posix()
-                with path.open("rb") as stream:
-                    first = stream.read(part)
-                    if len(first) < part:
-                        await client.put_object(Bucket=args.bucket, Key=key, Body=first)
-                        continue
-                    upload = await client.create_multipart_upload(Bucket=args.bucket, Key=key)
-                    upload_id = upload["UploadId"]
-                    parts: list[dict[str, Any]] = []
-                    chunk = first
-                    while chunk:
-                        answer = await client.upload_part(
-                            Bucket=args.bucket,
-                            Key=key,
-                            UploadId=upload_id,
-                            PartNumber=len(parts) + 1,
-                            Body=chunk,
-                        )
-                        parts.append({"PartNumber": len(parts) + 1, "ETag": answer["ETag"]})
-                        chunk = stream.read(part)
-                    await client.complete_multipart_upload(
+        async def upload(path: Path, key: str) -> None:
+            with path.open("rb") as stream:
+                first = stream.read(part)
+                if len(first) < part:
+                    await client.put_object(Bucket=args.bucket, Key=key, Body=first)
+                    return
+                created = await client.create_multipart_upload(Bucket=args.bucket, Key=key)
+                upload_id = created["UploadId"]
+                parts: list[dict[str, Any]] = []
+                chunk = first
+                while chunk:
+                    answer = await client.upload_part(
                         Bucket=args.bucket,
                         Key=key,
                         UploadId=upload_id,
-                        MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+                        PartNumber=len(parts) + 1,
+                        Body=chunk,
                     )
+                    parts.append({"PartNumber": len(parts) + 1, "ETag": answer["ETag"]})
+                    chunk = stream.read(part)
+                await client.complete_multipart_upload(
+                    Bucket=args.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+                )
 
-        async with asyncio.TaskGroup() as tg:
-            for _ in range(args.files_in_flight):
-                tg.create_task(worker())
+        return await upload_folder(args.src, args.files_in_flight, upload)
 
 
-async def _obstore(files: list[Path], root: Path, args: argparse.Namespace) -> None:
+async def _obstore(args: argparse.Namespace) -> dict[str, object]:
     try:
         import obstore  # noqa: PLC0415 - not a dependency: `pip install obstore` to compare
         from obstore.store import S3Store  # noqa: PLC0415
@@ -90,27 +83,11 @@ async def _obstore(files: list[Path], root: Path, args: argparse.Namespace) -> N
         client_options={"allow_http": True},
         virtual_hosted_style_request=False,
     )
-    pending = list(reversed(files))
 
-    async def worker() -> None:
-        while pending:
-            path = pending.pop()
-            key = path.relative_to(root).as_posix()
-            await obstore.put_async(store, key, path, chunk_size=args.part_mib * MIB)
+    async def upload(path: Path, key: str) -> None:
+        await obstore.put_async(store, key, path, chunk_size=args.part_mib * MIB)
 
-    async with asyncio.TaskGroup() as tg:
-        for _ in range(args.files_in_flight):
-            tg.create_task(worker())
-
-
-async def run(args: argparse.Namespace) -> dict[str, object]:
-    files = sorted(p for p in args.src.rglob("*") if p.is_file())
-    size = sum(p.stat().st_size for p in files)
-    upload = _obstore if args.client == "obstore" else _aiobotocore
-    began = time.monotonic()
-    await upload(files, args.src, args)
-    seconds = time.monotonic() - began
-    return {"files": len(files), "bytes": size, "seconds": round(seconds, 3)}
+    return await upload_folder(args.src, args.files_in_flight, upload)
 
 
 def main() -> int:
@@ -121,7 +98,8 @@ def main() -> int:
     parser.add_argument("--client", choices=("aiobotocore", "obstore"), default="aiobotocore")
     parser.add_argument("--files-in-flight", type=int, default=4)
     parser.add_argument("--part-mib", type=int, default=8)
-    print(json.dumps(asyncio.run(run(parser.parse_args()))))
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run((_obstore if args.client == "obstore" else _aiobotocore)(args))))
     return 0
 
 
