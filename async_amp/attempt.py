@@ -25,7 +25,7 @@ from .sinks.base import HourStaging, Sink
 
 __all__ = ["CHUNK_QUEUE", "Fetched", "Stagings", "fetch_window"]
 
-CHUNK_QUEUE = 4  # chunks of up to 1 MiB buffered between the socket and the decoder
+CHUNK_QUEUE = 2  # chunks of up to 1 MiB buffered between the socket and the decoder
 
 
 @dataclass(slots=True)
