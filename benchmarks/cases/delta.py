@@ -5,11 +5,16 @@ Rows:
   ``async-amp --format ndjson c=4`` on the same data in the same script run (the reference:
   what the Delta conversion and commits cost). A run is valid when the table's latest
   snapshot holds exactly the dataset's events.
-- log growth: 2,000 hourly commits (predicate overwrites of one (date, hour) partition, 50
-  rows each, as ``format = "delta"`` writes them) into one table with delta-rs' default
-  checkpoint every 100 commits; at 100, 500, 1,000 and 2,000 commits, the median of 5 of
-  opening the table and listing its partitions, against the same log copied without its
-  checkpoints (a reader that must replay every JSON commit).
+- big hour: one ~1 GB hour (560,000 events, 3 archive members) into ``--format delta``
+  against ``--format ndjson``: peak RSS, which must not grow with the hour.
+- compact: a 2-day table (3 archive members an hour, so 3 data files an hour), then
+  ``async-amp compact`` over both days: live files and data files on storage before, after,
+  and after a vacuum with no retention left; every row must be unchanged.
+- log growth: 2,000 hourly commits (each replacing one (date, hour) partition, 50 rows, with
+  ``format = "delta"``'s own write path: a data file put into the table, one transaction)
+  into one table with delta-rs' default checkpoint every 100 commits; at 100, 500, 1,000 and
+  2,000 commits, the median of 5 of opening the table and listing its partitions, against
+  the same log copied without its checkpoints (a reader that must replay every JSON commit).
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from __future__ import annotations
 import shutil
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +42,18 @@ class Params:
     hours: int
     events: int
     commits: tuple[int, ...]
+    big_hour_events: int
+    compact_events: int
 
 
-FULL = Params(hours=24, events=60_000, commits=(100, 500, 1000, 2000))
-QUICK = Params(hours=2, events=5_000, commits=(100, 200))
+FULL = Params(
+    hours=24,
+    events=60_000,
+    commits=(100, 500, 1000, 2000),
+    big_hour_events=560_000,
+    compact_events=300,
+)
+QUICK = Params(hours=2, events=5_000, commits=(100, 200), big_hour_events=56_000, compact_events=60)
 
 
 def _extract(
@@ -51,6 +65,7 @@ def _extract(
     expected: Any,
     fmt: str,
     azure: azurite_mod.Azurite | None = None,
+    after: Callable[[Path], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """One measured ``async-amp extract --format FMT`` child, checked by reading the table.
 
@@ -99,6 +114,9 @@ def _extract(
         if result["stored_bytes"] != expected.ndjson_bytes:
             problems.append(f"{result['stored_bytes']} bytes, {expected.ndjson_bytes} expected")
     result["bytes_written"] = expected.ndjson_bytes
+    if after is not None and not problems:
+        result["after"] = after(work / "out" / "bench")
+        problems += result["after"].pop("problems", [])
     result["valid"] = not problems
     result["problem"] = "; ".join(problems)
     shutil.rmtree(work / "out", ignore_errors=True)
@@ -120,13 +138,19 @@ def log_growth(milestones: tuple[int, ...], work: Path) -> list[dict[str, Any]]:
     """Commit hour after hour; at each milestone time opening the table with and without its
     checkpoints."""
     import pyarrow as pa  # noqa: PLC0415
-    from deltalake import write_deltalake  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
 
-    from async_amp.delta.table import PARTITION_BY, hour_predicate  # noqa: PLC0415
+    from async_amp.delta.files import put_file  # noqa: PLC0415
+    from async_amp.delta.table import TableLocation, replace_hour  # noqa: PLC0415
 
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     uri, plain = str(work / "table"), work / "no-checkpoints"
+    location = TableLocation(uri)
+    data_schema = pa.schema([("uuid", pa.utf8()), ("event_time", pa.timestamp("us", tz="UTC"))])
+    schema = data_schema.append(pa.field("date", pa.date32(), nullable=False)).append(
+        pa.field("hour", pa.int32(), nullable=False)
+    )
     first = datetime(2026, 1, 1, tzinfo=UTC)
     rows: list[dict[str, Any]] = []
     done = 0
@@ -135,20 +159,17 @@ def log_growth(milestones: tuple[int, ...], work: Path) -> list[dict[str, Any]]:
         started = time.perf_counter()
         for n in range(done, milestone):
             hour = first + timedelta(hours=n)
+            spool = work / "spool.parquet"
             data = pa.table(
                 {
                     "uuid": pa.array([f"{hour:%Y%m%d%H}-{i}" for i in range(50)]),
                     "event_time": pa.array([hour] * 50, pa.timestamp("us", tz="UTC")),
-                    "date": pa.array([hour.date()] * 50, pa.date32()),
-                    "hour": pa.array([hour.hour] * 50, pa.int32()),
-                }
+                },
+                schema=data_schema,
             )
-            write_deltalake(
-                uri,
-                data,
-                mode="overwrite",
-                partition_by=list(PARTITION_BY),
-                predicate=hour_predicate(hour),
+            pq.write_table(data, spool, compression="zstd")
+            replace_hour(
+                location, hour, [put_file(location, spool, hour)], schema=schema, metadata={}
             )
         write_s += time.perf_counter() - started
         done = milestone
@@ -171,6 +192,37 @@ def log_growth(milestones: tuple[int, ...], work: Path) -> list[dict[str, Any]]:
         )
     shutil.rmtree(work, ignore_errors=True)
     return rows
+
+
+def _compacted(table_dir: Path) -> dict[str, Any]:
+    """File counts of a local table before and after ``compact`` of its days (the default
+    retention, then none left), and whether every row stayed the same."""
+    from deltalake import DeltaTable  # noqa: PLC0415
+
+    from async_amp.delta.table import TableLocation, compact_day  # noqa: PLC0415
+
+    def counts() -> dict[str, int]:
+        table = DeltaTable(str(table_dir))
+        return {
+            "live_files": len(table.file_uris()),
+            "files_on_storage": len(list(table_dir.glob("date=*/hour=*/*.parquet"))),
+            "rows": table.count(),
+        }
+
+    before_rows = DeltaTable(str(table_dir)).to_pyarrow_table().sort_by("uuid")
+    days = sorted({p.name[5:] for p in table_dir.glob("date=*")})
+    out: dict[str, Any] = {"before": counts()}
+    started = time.perf_counter()
+    for day in days:
+        compact_day(TableLocation(str(table_dir)), date.fromisoformat(day), retention_hours=168)
+    out["compact_s"] = round(time.perf_counter() - started, 2)
+    out["after"] = counts()
+    for day in days:  # as the nightly run a week later would: the retention has passed
+        compact_day(TableLocation(str(table_dir)), date.fromisoformat(day), retention_hours=0)
+    out["after_retention"] = counts()
+    after_rows = DeltaTable(str(table_dir)).to_pyarrow_table().sort_by("uuid")
+    out["problems"] = [] if after_rows.equals(before_rows) else ["compact changed rows"]
+    return out
 
 
 def run(bench: Bench) -> CaseResult:
@@ -221,6 +273,61 @@ def run(bench: Bench) -> CaseResult:
         result.headline.append(
             f"--format delta: {expected.ndjson_bytes / 1e6 / delta_row.wall_s:.0f} MB/s of NDJSON "
             f"end to end, {ratio:.2f}x the wall time of --format ndjson on the same day"
+        )
+    big_at = DAY + timedelta(hours=12)
+    big = DataSpec(
+        events_per_hour=0,
+        pages_per_hour=3,
+        variation=0.3,
+        hour_sizes={fmt_hour(big_at): p.big_hour_events},
+    )
+    big_expected = generate(big, [big_at])
+    result.generation_s += big_expected.generation_s
+    small = DataSpec(events_per_hour=p.compact_events, pages_per_hour=3, variation=0.3)
+    two_days = hours(DAY, 48)
+    small_expected = generate(small, two_days)
+    result.generation_s += small_expected.generation_s
+    with Server({"data": big.to_json()}, WORK_DIR / "delta") as server:
+        _, warm_s = server.warm([(big_at, big_at)])
+        result.warm_s += warm_s
+        big_ref = _extract(bench, "big-ndjson", server, big_at, big_at, big_expected, "ndjson")
+        big_run = _extract(bench, "big-delta", server, big_at, big_at, big_expected, "delta")
+    size = f"{big_expected.ndjson_bytes / 1e6:,.0f} MB hour"
+    big_ref_row = bench.row(
+        f"reference: big hour, --format ndjson ({size})", "reference", [big_ref]
+    )
+    big_row = bench.row(f"big hour: async-amp --format delta ({size})", "async-amp", [big_run])
+    if big_row.peak_rss and big_ref_row.peak_rss:
+        big_row.note = join_notes(
+            big_row.note, f"{big_row.peak_rss / big_ref_row.peak_rss:.2f}x the NDJSON run's RSS"
+        )
+    result.rows += [big_row, big_ref_row]
+    with Server({"data": small.to_json()}, WORK_DIR / "delta") as server:
+        _, warm_s = server.warm([(h, h) for h in two_days])
+        result.warm_s += warm_s
+        two = _extract(
+            bench,
+            "compact",
+            server,
+            two_days[0],
+            two_days[-1],
+            small_expected,
+            "delta",
+            after=_compacted,
+        )
+    result.params["compact"] = two.get("after", {"problem": two.get("problem")})
+    compacted = result.params["compact"]
+    if "before" in compacted:
+        result.headline.append(
+            f"compact on a 2-day table: {compacted['before']['live_files']} live files -> "
+            f"{compacted['after']['live_files']} (one per hour), "
+            f"{compacted['after_retention']['files_on_storage']} on storage once the retention "
+            f"has passed; rows unchanged: {two['valid']}"
+        )
+    if big_row.peak_rss:
+        result.headline.append(
+            f"--format delta, one {size}: peak RSS {big_row.peak_rss / 2**20:.0f} MiB "
+            f"(--format ndjson {(big_ref_row.peak_rss or 0) / 2**20:.0f} MiB)"
         )
     growth = log_growth(p.commits, WORK_DIR / "delta" / "log")
     result.params["log_growth"] = growth
