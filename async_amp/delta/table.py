@@ -186,8 +186,11 @@ def _fresh_snapshot(
     """The latest snapshot (call with ``writer.lock`` held). A location whose credentials
     refresh (a bearer token) opens the table each time: a kept one holds the old token."""
     if writer.table is not None and location.refresh is None:
-        writer.table.update_incremental()
-        return writer.table
+        try:
+            writer.table.update_incremental()
+            return writer.table
+        except (DeltaError, OSError):  # e.g. the table was deleted and made again
+            writer.table = None
     writer.table = ensure_table(location, schema, name)
     return writer.table
 
