@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import time
 from collections import Counter
@@ -284,3 +285,16 @@ def test_two_writers_creating_the_table_at_once_both_commit_and_know_their_versi
             commit = json.loads(log.read_text().splitlines()[0])["commitInfo"]
             assert commit["async_amp.hour"] == hour
         assert tags(location.uri) == {"h1": 2, "h2": 2}
+
+
+def test_a_table_deleted_and_made_again_under_the_process_is_written_afresh(
+    tmp_path: Path,
+) -> None:
+    """The process keeps its snapshot between commits; when the table under it was deleted
+    (a Python API caller starting over), the commit is made on the table as it is now."""
+    location = TableLocation(str(tmp_path / "t"))
+    for tag in ("a", "b", "c"):
+        commit(location, data_file(location, tag, 2))
+    shutil.rmtree(tmp_path / "t")
+    assert commit(location, data_file(location, "new", 3)) == 1
+    assert tags(location.uri) == {"new": 3}

@@ -264,29 +264,38 @@ def replace_hour(
 
     writer = _writer(location.uri)
 
+    def commit(table: DeltaTable) -> int:
+        read = table.version()
+        if on_snapshot is not None:
+            on_snapshot(table)
+        table.create_write_transaction(
+            actions,
+            "overwrite",
+            table.schema(),
+            partition_by=list(PARTITION_BY),
+            partition_filters=hour_filters(hour),
+            commit_properties=CommitProperties(
+                custom_metadata=dict(custom),
+                app_transactions=[Transaction(hour_app_id(hour), time.time_ns() // 1000)],
+            ),
+        )
+        return read
+
     def attempt() -> int:
         with writer.lock:
-            try:
-                table = _fresh_snapshot(writer, location, schema, name)
-                read = table.version()
-                if on_snapshot is not None:
-                    on_snapshot(table)
-                table.create_write_transaction(
-                    actions,
-                    "overwrite",
-                    table.schema(),
-                    partition_by=list(PARTITION_BY),
-                    partition_filters=hour_filters(hour),
-                    commit_properties=CommitProperties(
-                        custom_metadata=dict(custom),
-                        app_transactions=[Transaction(hour_app_id(hour), time.time_ns() // 1000)],
-                    ),
-                )
-            except CommitFailedError:
-                raise  # the snapshot is merely stale: brought up to date on the next attempt
-            except BaseException:
-                writer.table = None  # its state is unknown: open the table afresh next time
-                raise
+            for fresh in (False, True):
+                kept = writer.table is not None and not fresh
+                try:
+                    read = commit(_fresh_snapshot(writer, location, schema, name))
+                    break
+                except CommitFailedError:
+                    raise  # the snapshot is merely stale: brought up to date next attempt
+                except BaseException as exc:
+                    writer.table = None  # its state is unknown: open the table afresh
+                    # a kept snapshot of a table deleted and made again under this process
+                    # fails ("invalid table version"): once more on the table as it is now
+                    if not (kept and isinstance(exc, DeltaError | OSError)):
+                        raise
         return _committed_version(location, read, commit_id)
 
     return int(
