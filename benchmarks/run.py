@@ -22,6 +22,7 @@ The pieces: ``measure.py`` (the simulator process, one measured run, the checks)
   24-hour and automatic windows.
 - ``memory``: peak RSS for one ~250 MB hour and one ~1 GB hour.
 - ``azure``: the throughput day into Azurite (``--sink azure``) against the SDK's own upload.
+- ``errors``: seconds from start to exit 2 for each storage user error (Azure and S3).
 
 Adding a case is one new module in ``cases/``: ``NAME = "parquet"``, ``ORDER = 60`` (where it
 runs and is listed), its own ``Params`` with ``FULL`` and ``QUICK`` values, and
