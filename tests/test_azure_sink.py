@@ -445,7 +445,9 @@ async def test_wrong_account_key_fails_fast(azurite: Azurite, azure_container: s
     async with sink:
         with pytest.raises(CredentialsError) as caught:
             await sink.prepare()
-    assert time.monotonic() - started < 10  # the production retry policy, no 90 s hang
+    # the production retry policy, no 90 s hang (a bound far from the fault, not a timing:
+    # the seconds themselves are measured by `make bench BENCH_ARGS="--case errors"`)
+    assert time.monotonic() - started < 60
     message = str(caught.value)
     assert "account key in AZURE_STORAGE_CONNECTION_STRING was rejected" in message
     assert azure_container in message
@@ -504,7 +506,7 @@ async def test_unreachable_endpoint_fails_fast_with_defaults(azure_container: st
     async with sink:
         with pytest.raises(ConfigError, match="cannot reach Azure Storage") as caught:
             await sink.prepare()
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 60  # no 90 s hang; the seconds: bench case errors
     assert url in str(caught.value)
     assert ACCOUNT_KEY not in chain_text(caught.value)
 
@@ -609,10 +611,8 @@ async def test_persistent_server_busy_gives_up_with_a_clean_error(
         ) as (sink, _):
             staging = sink.stage(PROJECT, HOUR)
             entries = await stage_files(staging, {0: b"x\n"})
-            started = time.monotonic()
             with pytest.raises(StorageError) as caught:
                 await staging.commit(manifest_for(entries))
-            assert time.monotonic() - started < 5
     assert len(failed) == retries + 1  # bounded, and not capped by the SDK's inner budgets
     message = str(caught.value)
     assert "503 ServerBusy" in message
