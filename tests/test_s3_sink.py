@@ -66,6 +66,10 @@ def test_credentials_come_from_env_keys_then_profile_then_the_chain() -> None:
         ),
         (client_error("AccessDenied", 403), CredentialsError, "they need s3:PutObject"),
         (client_error("NoSuchBucket", 404), ConfigError, "bucket lake does not exist"),
+        # A wrong region is unit-tested only: moto 5.2.5's server answers list, put and
+        # multipart calls on a bucket made in eu-west-1 with 200 to a client signing for
+        # us-east-1 (it checks no request's region against the bucket's; it only refuses a
+        # CreateBucket whose LocationConstraint does not match), where S3 answers these two.
         (
             client_error("AuthorizationHeaderMalformed", 400, "wrong region", Region="eu-west-1"),
             ConfigError,
