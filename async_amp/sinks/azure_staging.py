@@ -23,7 +23,7 @@ from ..hours import MemberName, iso_hour
 from ..manifest import MANIFEST_NAME, Manifest
 from .base import DATA_SUFFIXES
 from .parts import PartBody, PartedUpload
-from .shared import MANIFEST_CONTENT_TYPE, content_type, header_safe
+from .shared import MANIFEST_CONTENT_TYPE, content_type, header_safe, staged_for
 
 if TYPE_CHECKING:
     from .azure import AzureSink
@@ -123,13 +123,8 @@ class AzureStaging:
         sink = self._sink
         with self._lock:
             members = dict(self._members)
-        staged: list[BlobMember] = []
-        for entry in manifest.files:
-            member = members.get(entry.name)
-            if member is None or member.entry is None:
-                msg = f"cannot commit {sink.where(f'{self._folder}/{entry.name}')}: not staged"
-                raise StorageError(msg)
-            staged.append(member)
+        names = [entry.name for entry in manifest.files]
+        staged = staged_for(names, members, lambda name: sink.where(f"{self._folder}/{name}"))
 
         marker = f"{self._folder}/{MANIFEST_NAME}"
         # Re-extraction: the hour stops looking done before any of its data changes.
