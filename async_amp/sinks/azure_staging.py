@@ -9,8 +9,8 @@ fills the next (``parts.PartedUpload``).
 from __future__ import annotations
 
 import hashlib
-import threading
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -20,10 +20,9 @@ from azure.storage.blob.aio import BlobClient
 
 from ..errors import StorageError
 from ..hours import MemberName, iso_hour
-from ..manifest import MANIFEST_NAME, Manifest
-from .base import DATA_SUFFIXES
+from .object_hour import ObjectHourStaging
 from .parts import PartBody, PartedUpload
-from .shared import MANIFEST_CONTENT_TYPE, content_type, header_safe, staged_for
+from .shared import MANIFEST_CONTENT_TYPE, content_type, header_safe
 
 if TYPE_CHECKING:
     from .azure import AzureSink
@@ -101,52 +100,41 @@ class BlobMember(PartedUpload):
             raise self._sink.error(exc, "commit", self.blob.blob_name, "write", run=True) from exc
 
 
-class AzureStaging:
-    """One attempt at one hour: members staged as uncommitted blocks until ``commit``."""
+class AzureStaging(ObjectHourStaging[BlobMember]):
+    """One attempt at one hour: members staged as uncommitted blocks until ``commit``.
+
+    Uncommitted blocks cannot be deleted on their own: a discarded attempt's stay invisible
+    and expire after 7 days (or vanish at the next commit of the same blob name)."""
 
     def __init__(self, sink: AzureSink, project: str, hour: datetime) -> None:
+        super().__init__(sink.hour_prefix(project, hour), hour, sink.run_id)
         self._sink = sink
-        self._hour = hour
-        self._folder = sink.hour_prefix(project, hour)
-        self._members: dict[str, BlobMember] = {}
-        self._lock = threading.Lock()
 
     def open_member(self, member: MemberName, file_name: str) -> BlobMember:
         del member  # its name reaches the metadata through the FileEntry given to finish()
         blob = self._sink.container.get_blob_client(f"{self._folder}/{file_name}")
-        staged = BlobMember(self._sink, blob)
-        with self._lock:
-            self._members[file_name] = staged
-        return staged
+        return self._add(file_name, BlobMember(self._sink, blob))
 
-    async def commit(self, manifest: Manifest) -> None:
-        sink = self._sink
-        with self._lock:
-            members = dict(self._members)
-        names = [entry.name for entry in manifest.files]
-        staged = staged_for(names, members, lambda name: sink.where(f"{self._folder}/{name}"))
+    def _where(self, name: str) -> str:
+        return self._sink.where(name)
 
-        marker = f"{self._folder}/{MANIFEST_NAME}"
-        # Re-extraction: the hour stops looking done before any of its data changes.
-        await sink.delete_blob(marker, run=True)
+    async def _list_names(self, folder: str) -> list[str]:
+        return await self._sink.list_names(folder, run=True)
+
+    async def _delete(self, names: Sequence[str]) -> None:
+        for name in names:
+            await self._sink.delete_blob(name, run=True)
+
+    async def _commit_members(self, staged: Sequence[BlobMember]) -> None:
         for member in staged:
-            await member.commit(self._hour, sink.run_id)
-        keep = {entry.name for entry in manifest.files}
-        for name in await sink.list_names(self._folder, run=True):
-            if name not in keep and name.endswith(DATA_SUFFIXES):
-                await sink.delete_blob(f"{self._folder}/{name}", run=True)
-        data = manifest.dumps()
+            await member.commit(self._hour, self._sink.run_id)
+
+    async def _put_manifest(self, name: str, data: bytes, metadata: dict[str, str]) -> None:
         settings = ContentSettings(
             content_type=MANIFEST_CONTENT_TYPE,
             content_md5=bytearray(hashlib.md5(data, usedforsecurity=False).digest()),
         )
-        metadata = {
-            "hour": iso_hour(self._hour),
-            "status": manifest.status,
-            "events": str(manifest.events),
-            "run_id": header_safe(sink.run_id),
-        }
-        blob = sink.container.get_blob_client(marker)
+        blob = self._sink.container.get_blob_client(name)
         try:
             await blob.upload_blob(
                 data,
@@ -156,17 +144,4 @@ class AzureStaging:
                 validate_content=True,
             )
         except AzureError as exc:
-            raise sink.error(exc, "write", marker, "write", run=True) from exc
-        with self._lock:
-            self._members.clear()
-
-    async def discard(self) -> None:
-        # Uncommitted blocks cannot be deleted on their own: they stay invisible and expire
-        # after 7 days (or vanish at the next commit of the same blob name).
-        with self._lock:
-            members = list(self._members.values())
-            self._members.clear()
-        for member in members:
-            member.discard()
-        for member in members:
-            await member.settle()
+            raise self._sink.error(exc, "write", name, "write", run=True) from exc

@@ -30,8 +30,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import threading
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Self
 
@@ -44,8 +43,8 @@ from ..config import S3Config
 from ..errors import AsyncAmpError, ConfigError, StorageError
 from ..hours import MemberName, iso_hour
 from ..manifest import MANIFEST_NAME, Manifest, hour_folder
-from .base import DATA_SUFFIXES
 from .leases import LeaseBook
+from .object_hour import ObjectHourStaging
 from .parts import PartBody, PartedUpload, PartPool
 from .s3_errors import UNREACHABLE, ErrorTranslator, credentials_from
 from .shared import (
@@ -56,7 +55,6 @@ from .shared import (
     each_at_once,
     header_safe,
     join,
-    staged_for,
 )
 
 if TYPE_CHECKING:
@@ -156,15 +154,13 @@ class _S3Member(PartedUpload):
             await self._sink.abort_upload(self._key, upload_id)
 
 
-class _S3Staging:
-    """One attempt at one hour: members staged as multipart uploads until ``commit``."""
+class _S3Staging(ObjectHourStaging[_S3Member]):
+    """One attempt at one hour: members staged as multipart uploads until ``commit``; a
+    discarded attempt's uploads are aborted (else the next run's ``prepare()`` aborts them)."""
 
     def __init__(self, sink: S3Sink, project: str, hour: datetime) -> None:
+        super().__init__(sink.hour_prefix(project, hour), hour, sink.run_id)
         self._sink = sink
-        self._hour = hour
-        self._folder = sink.hour_prefix(project, hour)
-        self._members: dict[str, _S3Member] = {}
-        self._lock = threading.Lock()
 
     def open_member(self, member: MemberName, file_name: str) -> _S3Member:
         metadata = {
@@ -172,61 +168,41 @@ class _S3Staging:
             "source": header_safe(f"{member.project_id}/{member.base_name}"),
             "run_id": header_safe(self._sink.run_id),
         }
-        staged = _S3Member(self._sink, f"{self._folder}/{file_name}", metadata)
-        with self._lock:
-            self._members[file_name] = staged
-        return staged
+        return self._add(file_name, _S3Member(self._sink, f"{self._folder}/{file_name}", metadata))
 
-    async def commit(self, manifest: Manifest) -> None:
-        sink = self._sink
-        with self._lock:
-            members = dict(self._members)
-        names = [entry.name for entry in manifest.files]
-        staged = staged_for(names, members, lambda name: sink.where(f"{self._folder}/{name}"))
+    def _where(self, name: str) -> str:
+        return self._sink.where(name)
 
-        marker = f"{self._folder}/{MANIFEST_NAME}"
-        # Re-extraction: the hour stops looking done before any of its data changes.
-        await sink.delete_keys([marker], run=True)
+    async def _list_names(self, folder: str) -> list[str]:
+        return await self._sink.list_names(folder, run=True)
+
+    async def _delete(self, names: Sequence[str]) -> None:
+        await self._sink.delete_keys(list(names), run=True)
+
+    async def _commit_members(self, staged: Sequence[_S3Member]) -> None:
         await each_at_once(_S3Member.commit, staged)
-        keep = {entry.name for entry in manifest.files}
-        stale = [
-            f"{self._folder}/{name}"
-            for name in await sink.list_names(self._folder, run=True)
-            if name not in keep and name.endswith(DATA_SUFFIXES)
-        ]
-        await sink.delete_keys(stale, run=True)
-        data = manifest.dumps()
-        metadata = {
-            "hour": iso_hour(self._hour),
-            "status": manifest.status,
-            "events": str(manifest.events),
-            "run_id": header_safe(sink.run_id),
-        }
+
+    async def _put_manifest(self, name: str, data: bytes, metadata: dict[str, str]) -> None:
+        sink = self._sink
         client = await sink.client()
         try:
             await client.put_object(
                 Bucket=sink.bucket,
-                Key=marker,
+                Key=name,
                 Body=data,
                 ContentType=MANIFEST_CONTENT_TYPE,
                 ContentMD5=_md5_b64(data),
                 Metadata=metadata,
             )
         except (ClientError, BotoCoreError) as exc:
-            raise sink.error(exc, "write", marker, "s3:PutObject", run=True) from exc
-        with self._lock:
-            self._members.clear()
-        await sink.leases.keep(client)
+            raise sink.error(exc, "write", name, "s3:PutObject", run=True) from exc
 
-    async def discard(self) -> None:
-        with self._lock:
-            members = list(self._members.values())
-            self._members.clear()
-        for member in members:
-            member.discard()
-            await member.settle()  # a part in flight may still create the upload
-            with contextlib.suppress(AsyncAmpError):  # the next run's prepare() aborts it
-                await member.abort()
+    async def _committed(self) -> None:
+        await self._sink.leases.keep(await self._sink.client())
+
+    async def _dropped(self, member: _S3Member) -> None:
+        with contextlib.suppress(AsyncAmpError):  # the next run's prepare() aborts it
+            await member.abort()
 
 
 class S3Sink:
