@@ -14,8 +14,8 @@ import re
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import replace
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -25,6 +25,8 @@ from async_amp.hours import hour_range
 from async_amp.manifest import hour_folder
 from async_amp.pipeline import RunSummary
 from async_amp.sinks import make_sink
+from async_amp.sinks.base import Sink
+from async_amp.testing.dataset import Dataset
 from async_amp.testing.server import Fault, FaultPlan, RequestRecord, run_simulator
 
 from .delta_helpers import (
@@ -60,10 +62,29 @@ def assert_faulted_hours_were_retried(
     return injected
 
 
-@pytest.mark.parametrize("fmt", ["ndjson", "gzip"])
-async def test_soak_7_days_25_percent_faulty_first_attempts(tmp_path: Path, fmt: str) -> None:
+@dataclass(frozen=True, slots=True)
+class Soaked:
+    """One soak run: what the simulator served and was asked, and how the run ended."""
+
+    dataset: Dataset
+    summary: RunSummary
+    records: Sequence[RequestRecord]
+    started: float
+
+    def report(self, fmt: str, hours: int, events: int) -> None:
+        """Check the faulted hours and print the soak figures, for docs/reliability.md
+        (pytest -s)."""
+        injected = assert_faulted_hours_were_retried(self.records, self.summary, hours // 24)
+        print(
+            f"SOAK {fmt}: {hours} hours, {injected} faults, {len(self.records)} requests, "
+            f"{events} events once each, {time.monotonic() - self.started:.1f} s"
+        )
+
+
+async def soak(tmp_path: Path, fmt: str, last: datetime = LAST) -> Soaked:
+    """FIRST to ``last`` at concurrency 8 through FAULTS into ``fmt``; the run must end 0."""
     dataset = small_dataset(events_per_hour=30, quiet_fraction=0.03, seed=7)
-    dataset.warm(hour_range(FIRST, LAST))
+    dataset.warm(hour_range(FIRST, last))
     started = time.monotonic()
     async with run_simulator(
         dataset, api_key=KEY, secret_key=SECRET, faults=FAULTS, stall_s=3
@@ -76,10 +97,22 @@ async def test_soak_7_days_25_percent_faulty_first_attempts(tmp_path: Path, fmt:
             read_timeout_s=0.5,
             keep_gzip=fmt == "gzip",
         )
-        summary = await run(config, FIRST, LAST)
+        sink: Sink | None = None
+        if fmt == "parquet":
+            config = replace(config, output=replace(config.output, format="parquet"))
+            sink = make_sink(config, run_id="soak", environ={})
+        elif fmt == "delta":
+            sink = local_delta_sink(config)
+        summary = await run(config, FIRST, last, sink=sink)
         records = sim.requests
     assert summary.exit_code == 0, summary.result("website").to_json("soak")
+    return Soaked(dataset, summary, records, started)
 
+
+@pytest.mark.parametrize("fmt", ["ndjson", "gzip"])
+async def test_soak_7_days_25_percent_faulty_first_attempts(tmp_path: Path, fmt: str) -> None:
+    soaked = await soak(tmp_path, fmt)
+    dataset = soaked.dataset
     uuids: Counter[bytes] = Counter()
     for hour in hour_range(FIRST, LAST):
         folder = tmp_path / hour_folder("website", hour)
@@ -96,27 +129,12 @@ async def test_soak_7_days_25_percent_faulty_first_attempts(tmp_path: Path, fmt:
             uuids.update(_UUID.findall(body))
     assert sum(dataset.hour_event_count(h) for h in hour_range(FIRST, LAST)) == len(uuids)
     assert not [u for u, n in uuids.items() if n > 1]  # nothing stored twice
-    injected = assert_faulted_hours_were_retried(records, summary)
-    print(  # the soak figures, for docs/reliability.md (pytest -s)
-        f"SOAK {fmt}: {DAYS * 24} hours, {injected} faults, {len(records)} requests, "
-        f"{len(uuids)} events once each, {time.monotonic() - started:.1f} s"
-    )
+    soaked.report(fmt, DAYS * 24, len(uuids))
 
 
 async def test_soak_7_days_25_percent_faulty_first_attempts_into_parquet(tmp_path: Path) -> None:
-    dataset = small_dataset(events_per_hour=30, quiet_fraction=0.03, seed=7)
-    dataset.warm(hour_range(FIRST, LAST))
-    started = time.monotonic()
-    async with run_simulator(
-        dataset, api_key=KEY, secret_key=SECRET, faults=FAULTS, stall_s=3
-    ) as sim:
-        config = make_config(
-            sim.base_url, tmp_path, concurrency=8, expected_pages_per_hour=3, read_timeout_s=0.5
-        )
-        config = replace(config, output=replace(config.output, format="parquet"))
-        summary = await run(config, FIRST, LAST, sink=make_sink(config, run_id="soak", environ={}))
-        records = sim.requests
-    assert summary.exit_code == 0, summary.result("website").to_json("soak")
+    soaked = await soak(tmp_path, "parquet")
+    dataset = soaked.dataset
     uuids: Counter[str] = Counter()
     for hour in hour_range(FIRST, LAST):
         folder = tmp_path / hour_folder("website", hour)
@@ -127,33 +145,14 @@ async def test_soak_7_days_25_percent_faulty_first_attempts_into_parquet(tmp_pat
         for file in files:
             uuids.update(pq.read_table(file, columns=["uuid"])["uuid"].to_pylist())
     assert uuids == expected_uuids(dataset, FIRST, LAST)  # nothing lost, nothing twice
-    injected = assert_faulted_hours_were_retried(records, summary)
-    print(  # the soak figures, for docs/reliability.md (pytest -s)
-        f"SOAK parquet: {DAYS * 24} hours, {injected} faults, {len(records)} requests, "
-        f"{len(uuids)} events once each, {time.monotonic() - started:.1f} s"
-    )
+    soaked.report("parquet", DAYS * 24, len(uuids))
 
 
 async def test_soak_3_days_25_percent_faulty_first_attempts_into_delta(tmp_path: Path) -> None:
-    dataset = small_dataset(events_per_hour=30, quiet_fraction=0.03, seed=7)
     last = FIRST + timedelta(days=DELTA_DAYS) - timedelta(hours=1)
-    dataset.warm(hour_range(FIRST, last))
-    started = time.monotonic()
-    async with run_simulator(
-        dataset, api_key=KEY, secret_key=SECRET, faults=FAULTS, stall_s=3
-    ) as sim:
-        config = make_config(
-            sim.base_url, tmp_path, concurrency=8, expected_pages_per_hour=3, read_timeout_s=0.5
-        )
-        summary = await run(config, FIRST, last, sink=local_delta_sink(config))
-        records = sim.requests
-    assert summary.exit_code == 0, summary.result("website").to_json("soak")
+    soaked = await soak(tmp_path, "delta", last)
     table = read_table(str(tmp_path / "website"))
-    assert rows_per_hour(table) == expected_rows_per_hour(dataset, FIRST, last)
+    assert rows_per_hour(table) == expected_rows_per_hour(soaked.dataset, FIRST, last)
     uuids = Counter(table["uuid"].to_pylist())
-    assert uuids == expected_uuids(dataset, FIRST, last)  # nothing lost, nothing twice
-    injected = assert_faulted_hours_were_retried(records, summary, DELTA_DAYS)
-    print(  # the soak figures, for docs/reliability.md (pytest -s)
-        f"SOAK delta: {DELTA_DAYS * 24} hours, {injected} faults, {len(records)} requests, "
-        f"{len(uuids)} events once each, {time.monotonic() - started:.1f} s"
-    )
+    assert uuids == expected_uuids(soaked.dataset, FIRST, last)  # nothing lost, nothing twice
+    soaked.report("delta", DELTA_DAYS * 24, len(uuids))
