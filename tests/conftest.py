@@ -1,11 +1,21 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from tests.azurite import azure_container, azurite  # noqa: F401 - session fixtures
+from tests.e2e import reap_spawned
 from tests.s3 import s3_bucket, s3_server  # noqa: F401 - session fixtures
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_processes() -> Iterator[None]:
+    """No extraction started by ``tests.e2e.spawn`` outlives its test."""
+    yield
+    reap_spawned()

@@ -11,7 +11,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ __all__ = [
     "communicate",
     "e2e_env",
     "expect_user_error",
+    "reap_spawned",
+    "spawn",
     "wait_until",
 ]
 
@@ -75,6 +78,31 @@ def cli(
         finally:
             if proc.returncode is None and proc.poll() is None:
                 proc.kill()
+
+
+_SPAWNED: list[subprocess.Popen[str]] = []
+
+
+def spawn(
+    env: Mapping[str, str], cwd: Path, first: datetime, last: datetime, *extra: str
+) -> subprocess.Popen[str]:
+    """``python -m async_amp extract`` from ``first`` to ``last`` (hours) in ``cwd``, left
+    running; killed at the end of the test if it still is (``reap_spawned``)."""
+    args = cli_args(f"{first:%Y-%m-%dT%H}", f"{last:%Y-%m-%dT%H}", *extra)
+    proc = subprocess.Popen(
+        args, env=dict(env), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    _SPAWNED.append(proc)
+    return proc
+
+
+def reap_spawned() -> None:
+    """A test that fails half-way must not leave an extraction running (tests/conftest.py)."""
+    while _SPAWNED:
+        proc = _SPAWNED.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=60)
 
 
 async def communicate(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -32,19 +31,8 @@ from async_amp.testing.server import Latency
 
 from .azurite import Azurite
 from .delta_helpers import expected_rows_per_hour, expected_uuids, rows_per_hour
+from .e2e import spawn
 from .helpers import DAY1, KEY, SECRET, small_dataset
-
-_SPAWNED: list[subprocess.Popen[str]] = []
-
-
-@pytest.fixture(autouse=True)
-def _no_stray_processes() -> Iterator[None]:
-    yield
-    while _SPAWNED:
-        proc = _SPAWNED.pop()
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=60)
 
 
 def env_for(base_url: str, out: Path) -> dict[str, str]:
@@ -64,19 +52,6 @@ def env_for(base_url: str, out: Path) -> dict[str, str]:
         ASYNC_AMP_OUTPUT_FSYNC="false",
     )
     return env
-
-
-def spawn(
-    env: dict[str, str], cwd: Path, first: datetime, last: datetime, *extra: str
-) -> subprocess.Popen[str]:
-    args = [sys.executable, "-m", "async_amp", "extract"]
-    args += ["--start", f"{first:%Y-%m-%dT%H}", "--end", f"{last:%Y-%m-%dT%H}"]
-    args += ["--log-format", "json", *extra]
-    proc = subprocess.Popen(
-        args, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    _SPAWNED.append(proc)
-    return proc
 
 
 def cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -30,7 +30,7 @@ import threading
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,6 +51,7 @@ from async_amp.testing.dataset import Dataset
 from async_amp.testing.server import Fault, FaultPlan, Latency, alternating_style, run_simulator
 from async_amp.testing.zipbuild import ZipMember, build_zip
 
+from .e2e import spawn as spawn_cli
 from .helpers import DAY1, KEY, SECRET, make_config, run, small_dataset
 
 PROJECT = "website"
@@ -353,33 +354,7 @@ def cli_env(base_url: str, store: Store, **extra: str) -> dict[str, str]:
 def spawn(
     env: Mapping[str, str], cwd: Path, first: datetime, last: datetime, concurrency: int
 ) -> subprocess.Popen[str]:
-    args = [sys.executable, "-m", "async_amp", "extract"]
-    args += ["--start", f"{first:%Y-%m-%dT%H}", "--end", f"{last:%Y-%m-%dT%H}"]
-    args += ["--concurrency", str(concurrency), "--log-format", "json", "--quiet"]
-    proc = subprocess.Popen(
-        args,
-        env=dict(env),
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    _SPAWNED.append(proc)
-    return proc
-
-
-_SPAWNED: list[subprocess.Popen[str]] = []
-
-
-@pytest.fixture(autouse=True)
-def _no_stray_processes() -> Iterator[None]:
-    """A test that fails half-way must not leave an extraction running."""
-    yield
-    while _SPAWNED:
-        proc = _SPAWNED.pop()
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=30)
+    return spawn_cli(env, cwd, first, last, "--concurrency", str(concurrency), "--quiet")
 
 
 def wait_for(
