@@ -48,6 +48,8 @@ from deltalake.exceptions import (
 )
 from deltalake.transaction import AddAction, RemoveAction, Transaction
 
+from ..retry import backoff_delay
+
 if TYPE_CHECKING:
     from .files import DataFile
 
@@ -123,10 +125,6 @@ def open_table(location: TableLocation, version: int | None = None) -> DeltaTabl
     return table if table.version() >= 0 else None
 
 
-def _backoff(attempt: int, rng: random.Random) -> float:
-    return rng.uniform(0, min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2**attempt))
-
-
 def _with_conflict_retries(
     what: str,
     action: Callable[[], Any],
@@ -144,7 +142,14 @@ def _with_conflict_retries(
                 raise CommitConflictError(msg) from exc
             if on_conflict is not None:
                 on_conflict(attempt + 1, str(exc).splitlines()[0])
-            sleep(_backoff(attempt, rng))
+            delay = backoff_delay(
+                attempt + 1,  # full jitter, as the hours' retries
+                base_s=BACKOFF_FIRST_S,
+                max_s=BACKOFF_MAX_S,
+                retry_after=None,
+                rng=rng,
+            )
+            sleep(delay)
     raise AssertionError  # pragma: no cover - the loop returns or raises
 
 
