@@ -72,7 +72,6 @@ class RunGuard:
         self._probe_out = False
         self._probe_failures = 0
         self._changed = anyio.Event()  # set (and replaced) whenever the breaker moves
-        self.connect_failures = 0  # over the whole run, for the figures
 
     @property
     def stopped(self) -> bool:
@@ -129,7 +128,6 @@ class RunGuard:
 
     def connect_failed(self, exc: ConnectFailedError, *, probe: bool = False) -> None:
         """A request could not connect. ``probe``: it was the one sent while open."""
-        self.connect_failures += 1
         if probe:
             self._probe_out = False
         if not self._open:

@@ -67,7 +67,6 @@ __all__ = ["S3Sink"]
 
 MIB = 1024 * 1024
 MAX_PARTS = 10_000  # S3's limit of parts per upload
-MIN_PART_MIB = 5  # S3's smallest part but the last
 DOWNLOAD_CHUNK = 1 * MIB
 
 
