@@ -22,7 +22,6 @@ import pytest
 from .helpers import KEY, NOW, SECRET
 
 __all__ = [
-    "PATIENT",
     "cli",
     "cli_args",
     "communicate",
@@ -32,11 +31,6 @@ __all__ = [
     "spawn",
     "wait_until",
 ]
-
-# The in-process simulator shares the test's event loop with the sink and its SDK: on a loaded
-# machine (load average 14 on 2 cores was seen) its answers took over the 2 s connect/headers
-# timeout of tests.helpers, and hours were retried. For every test not about those timeouts.
-PATIENT: dict[str, Any] = {"connect_timeout_s": 30.0, "read_timeout_s": 30.0}
 
 _FOREIGN = ("ASYNC_AMP_", "AZURE_", "AMP_", "AZURITE_", "AWS_")
 

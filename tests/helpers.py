@@ -26,6 +26,12 @@ KEY, SECRET = "test-api-key-7f3a", "test-secret-9c1e"
 DAY1 = datetime(2026, 11, 1, tzinfo=UTC)
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 
+# The in-process simulator shares the test's event loop with the sink and its SDK: on a loaded
+# machine (load average 14 on 2 cores was seen) its answers took over a 2 s connect/read
+# timeout, and healthy hours were retried. So every test config waits this long; a test about
+# a stall, a trickle or a slow answer sets its own short timeout, explicitly.
+PATIENT_S = 30.0
+
 
 def isolate_cli(
     tmp_path: Path, monkeypatch: Any, *, key: str = KEY, secret: str = SECRET, **env: str
@@ -53,8 +59,8 @@ def make_config(base_url: str, out: Path, **extract_kw: Any) -> Config:
     extract_kw.setdefault("concurrency", 8)
     extract_kw.setdefault("backoff_base_s", 0.01)
     extract_kw.setdefault("backoff_max_s", 0.05)
-    extract_kw.setdefault("read_timeout_s", 2.0)
-    extract_kw.setdefault("connect_timeout_s", 2.0)
+    extract_kw.setdefault("read_timeout_s", PATIENT_S)
+    extract_kw.setdefault("connect_timeout_s", PATIENT_S)
     keep_gzip = extract_kw.pop("keep_gzip", False)
     return Config(
         amplitude=AmplitudeConfig(project="website", base_url=base_url),

@@ -48,7 +48,7 @@ from async_amp.testing.dataset import Dataset
 from async_amp.testing.server import Fault, FaultPlan, Latency, run_simulator
 
 from .azurite import ACCOUNT_KEY, Azurite, azurite_proxy, free_port
-from .e2e import PATIENT, cli, communicate, e2e_env, expect_user_error, wait_until
+from .e2e import cli, communicate, e2e_env, expect_user_error, wait_until
 from .helpers import DAY1, KEY, SECRET, make_config, run, small_dataset
 
 pytestmark = [pytest.mark.anyio, pytest.mark.azure]
@@ -207,7 +207,7 @@ async def test_keep_gzip_blobs_are_the_original_members(
     dataset = small_dataset(quiet_hours=frozenset({DAY1.replace(hour=2)}))
     last = DAY1 + timedelta(hours=3)
     async with run_simulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
-        config = make_config(sim.base_url, tmp_path, keep_gzip=True, **PATIENT)
+        config = make_config(sim.base_url, tmp_path, keep_gzip=True)
         summary = await run(config, DAY1, last, sink=azure_sink(azurite, azure_container))
     assert summary.exit_code == 0
     hours = list(hour_range(DAY1, last))
@@ -378,8 +378,8 @@ async def test_fault_on_first_attempt_recovered_into_azure(
         dataset, api_key=KEY, secret_key=SECRET, faults=plan, retry_after_s=1, stall_s=10
     ) as sim:
         # a short read timeout only where it is the point: a slow answer must not fail others
-        timeout = 1.0 if fault is Fault.STALL else 10.0
-        config = make_config(sim.base_url, tmp_path, read_timeout_s=timeout, connect_timeout_s=30.0)
+        timeouts = {"read_timeout_s": 3.0} if fault is Fault.STALL else {}
+        config = make_config(sim.base_url, tmp_path, **timeouts)
         sink = azure_sink(azurite, azure_container, block_size_mib=1, record=sent)
         summary = await run(config, first, last, sink=sink)
         assert sim.request_count(hour=hour) == 2
@@ -547,7 +547,7 @@ async def test_two_runs_at_once_into_one_container_both_end_complete(
     last = DAY1 + timedelta(hours=11)
     hours = list(hour_range(DAY1, last))
     async with run_simulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
-        config = make_config(sim.base_url, tmp_path, concurrency=4, **PATIENT)
+        config = make_config(sim.base_url, tmp_path, concurrency=4)
         results: list[int] = []
 
         async def one() -> None:

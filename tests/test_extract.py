@@ -14,7 +14,6 @@ from async_amp.sinks.base import HourStaging
 from async_amp.sinks.local import LocalSink
 from async_amp.testing.server import Fault, FaultPlan, run_simulator
 
-from .e2e import PATIENT
 from .helpers import (
     DAY1,
     KEY,
@@ -36,8 +35,7 @@ async def test_two_days_at_concurrency_8_are_byte_identical_and_resume_with_zero
     dataset = small_dataset(quiet_hours=quiet)
     last = last_hour_of(DAY1, days=2)
     async with run_simulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
-        # one request per hour is the point: a slow machine must not time a request out
-        config = make_config(sim.base_url, tmp_path, concurrency=8, **PATIENT)
+        config = make_config(sim.base_url, tmp_path, concurrency=8)
         summary = await run(config, DAY1, last)
         assert summary.exit_code == 0
         assert sim.request_count() == 48  # one request per hour
@@ -117,7 +115,7 @@ async def test_each_fault_class_is_recovered(tmp_path: Path, fault: Fault) -> No
     ) as sim:
         # a read timeout short of the 10 s stall only where the stall is the fault: elsewhere a
         # loaded machine would time out a healthy answer and the request counts would be off
-        timeouts = {"read_timeout_s": 3.0} if fault is Fault.STALL else PATIENT
+        timeouts = {"read_timeout_s": 3.0} if fault is Fault.STALL else {}
         config = make_config(sim.base_url, tmp_path, **timeouts)
         summary = await run(config, hour - timedelta(hours=1), hour + timedelta(hours=1))
         assert sim.request_count(hour=hour) == tries + 1
@@ -150,7 +148,9 @@ async def test_a_fault_that_never_clears_fails_the_hour_without_a_manifest(
     async with run_simulator(
         dataset, api_key=KEY, secret_key=SECRET, faults=FaultPlan.always({bad: fault}), stall_s=5
     ) as sim:
-        config = make_config(sim.base_url, tmp_path, max_attempts=3, read_timeout_s=0.3)
+        # the stall outlasts a short read timeout; the other faults need none (patient default)
+        timeouts = {"read_timeout_s": 0.3} if fault is Fault.STALL else {}
+        config = make_config(sim.base_url, tmp_path, max_attempts=3, **timeouts)
         summary = await run(config, DAY1, DAY1 + timedelta(hours=3))
         assert sim.request_count(hour=bad) == 3
     assert summary.exit_code == 1

@@ -35,7 +35,6 @@ from async_amp.testing.server import run_simulator
 from async_amp.testing.site_changes import ChangingDataset
 
 from .azurite import Azurite
-from .e2e import PATIENT
 from .helpers import DAY1, KEY, SECRET, last_hour_of, make_config, run, small_dataset
 from .parquet_oracle import assert_rows_match
 
@@ -45,7 +44,7 @@ PROJECT = "website"
 
 
 def parquet_config(base_url: str, out: Path, **output: Any) -> Config:
-    config = make_config(base_url, out, concurrency=8, **PATIENT)
+    config = make_config(base_url, out, concurrency=8)
     return replace(config, output=replace(config.output, format="parquet", **output))
 
 

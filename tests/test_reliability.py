@@ -52,7 +52,8 @@ from async_amp.testing.server import Fault, FaultPlan, Latency, alternating_styl
 from async_amp.testing.zipbuild import ZipMember, build_zip
 
 from .e2e import spawn as spawn_cli
-from .helpers import DAY1, KEY, SECRET, make_config, run, small_dataset
+from .helpers import DAY1, KEY, PATIENT_S, SECRET, make_config, run, small_dataset
+from .test_soak import SOAK_READ_TIMEOUT_S, SOAK_STALL_S
 
 PROJECT = "website"
 _UUID = re.compile(rb'"uuid":"([0-9a-f-]{36})"')
@@ -271,17 +272,22 @@ async def test_soak_14_day_backfill_with_random_faults_ends_identical_and_once(
     first = DAY1
     last = DAY1 + timedelta(days=SOAK_DAYS) - timedelta(hours=1)
     faults = FaultPlan.random(0.2, seed=2026, kinds=SOAK_KINDS)
-    dataset.gz(first, 0)  # builds the generator's model once, before the 0.5 s timeouts apply
+    dataset.gz(first, 0)  # builds the generator's model once, before the short timeouts apply
     started = time.monotonic()
     async with run_simulator(
-        dataset, api_key=KEY, secret_key=SECRET, faults=faults, retry_after_s=1, stall_s=3
+        dataset,
+        api_key=KEY,
+        secret_key=SECRET,
+        faults=faults,
+        retry_after_s=1,
+        stall_s=SOAK_STALL_S,
     ) as sim:
         config = make_config(
             sim.base_url,
             store_root(store),
             concurrency=8,
             expected_pages_per_hour=3,
-            read_timeout_s=0.5,
+            read_timeout_s=SOAK_READ_TIMEOUT_S,
             max_attempts=5,
         )
         summary = await run(config, first, last, sink=store.sink("soak"))
@@ -304,7 +310,7 @@ async def test_soak_14_day_backfill_with_random_faults_ends_identical_and_once(
     assert len(injected) >= 12, injected  # nearly every kind drawn at least once
     assert not store.visible().keys() - set(hour_range(first, last))
     assert store.leftovers() == []
-    unplanned = set(recovered) - faulted_hours  # e.g. a first answer slower than 0.5 s
+    unplanned = set(recovered) - faulted_hours  # e.g. a first answer slower than the timeout
     record(
         "soak",
         hours=hours,
@@ -342,7 +348,8 @@ def cli_env(base_url: str, store: Store, **extra: str) -> dict[str, str]:
         ASYNC_AMP_AMPLITUDE_BASE_URL=base_url,
         ASYNC_AMP_EXTRACT_BACKOFF_BASE_S="0.05",
         ASYNC_AMP_EXTRACT_BACKOFF_MAX_S="0.2",
-        ASYNC_AMP_EXTRACT_READ_TIMEOUT_S="5",
+        # a held hour stays held while the test waits for the rest of the run: never timed out
+        ASYNC_AMP_EXTRACT_READ_TIMEOUT_S=str(PATIENT_S),
         ASYNC_AMP_NOW="2026-11-26T12:00:00Z",
         ASYNC_AMP_EXTRACT_WINDOW_HOURS="1",
     )

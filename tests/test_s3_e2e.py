@@ -43,7 +43,7 @@ from async_amp.testing.dataset import Dataset
 from async_amp.testing.server import Fault, FaultPlan, Latency, run_simulator
 
 from .azurite import free_port
-from .e2e import PATIENT, cli, communicate, e2e_env, expect_user_error, wait_until
+from .e2e import cli, communicate, e2e_env, expect_user_error, wait_until
 from .helpers import DAY1, KEY, SECRET, make_config, run, small_dataset
 from .s3 import S3Key, S3ServerProcess, admin_client
 
@@ -283,7 +283,7 @@ async def test_a_failed_attempts_parts_are_aborted_and_the_retry_commits_its_own
     async with run_simulator(
         dataset, api_key=KEY, secret_key=SECRET, faults=FaultPlan.on_first_attempt({hour: fault})
     ) as sim:
-        config = make_config(sim.base_url, tmp_path, **PATIENT)
+        config = make_config(sim.base_url, tmp_path)
         sink = await s3_sink(s3_server, s3_bucket, part_size_mib=5, record=sent)
         summary = await run(config, first, last, sink=sink)
         assert sim.request_count(hour=hour) == 2
@@ -361,7 +361,7 @@ async def test_status_and_verify_read_the_bucket_back(
     dataset = small_dataset()
     async with run_simulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
         await run(
-            make_config(sim.base_url, tmp_path, **PATIENT),
+            make_config(sim.base_url, tmp_path),
             first,
             last,
             sink=await s3_sink(s3_server, s3_bucket),
@@ -471,7 +471,6 @@ async def test_parquet_on_s3_reads_back_like_the_local_output(
         base = parquet_config(sim.base_url, tmp_path / "unused")
         config = replace(
             base,
-            extract=replace(base.extract, **PATIENT),
             output=replace(base.output, sink="s3"),
             s3=s3_config(s3_server, s3_bucket),
         )

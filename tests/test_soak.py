@@ -45,6 +45,11 @@ DELTA_DAYS = 3
 FIRST, LAST = DAY1, DAY1 + timedelta(days=DAYS) - timedelta(hours=1)
 KINDS = tuple(f for f in Fault if f is not Fault.HTTP_400)  # 400 is final by design
 FAULTS = FaultPlan.random(0.25, seed=25, kinds=KINDS)
+# A stall must be given up after the read timeout and re-asked, so the timeout is short; but a
+# healthy answer held up by a loaded machine must not burn the hour's attempts (0.5 s left it
+# little room), and a timer that fires late must still find the stall going on: 2 s against a
+# 30 s stall. A soak draws 1-3 stalls (each then costs 2 s of one of 8 slots).
+SOAK_READ_TIMEOUT_S, SOAK_STALL_S = 2.0, 30.0
 _UUID = re.compile(rb'"uuid":"([0-9a-f-]{36})"')
 
 
@@ -87,14 +92,14 @@ async def soak(tmp_path: Path, fmt: str, last: datetime = LAST) -> Soaked:
     dataset.warm(hour_range(FIRST, last))
     started = time.monotonic()
     async with run_simulator(
-        dataset, api_key=KEY, secret_key=SECRET, faults=FAULTS, stall_s=3
+        dataset, api_key=KEY, secret_key=SECRET, faults=FAULTS, stall_s=SOAK_STALL_S
     ) as sim:
         config = make_config(
             sim.base_url,
             tmp_path,
             concurrency=8,
             expected_pages_per_hour=3,
-            read_timeout_s=0.5,
+            read_timeout_s=SOAK_READ_TIMEOUT_S,
             keep_gzip=fmt == "gzip",
         )
         sink: Sink | None = None

@@ -31,7 +31,6 @@ from async_amp.testing.dataset import Dataset
 from async_amp.testing.server import Fault, FaultPlan, run_simulator
 
 from .azurite import Azurite
-from .e2e import PATIENT
 from .helpers import DAY1, KEY, SECRET, last_hour_of, make_config, run, small_dataset
 from .s3 import S3ServerProcess
 from .test_azure_e2e import assert_container_matches, azure_sink
@@ -126,7 +125,7 @@ async def test_two_days_at_concurrency_8_byte_identical_and_resume_with_one_list
     last = last_hour_of(DAY1, days=2)
     hours = list(hour_range(DAY1, last))
     async with run_simulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
-        config = make_config(sim.base_url, tmp_path, concurrency=8, **PATIENT)
+        config = make_config(sim.base_url, tmp_path, concurrency=8)
         summary = await run(config, DAY1, last, sink=await storage.sink(None))
         assert summary.exit_code == 0, summary.failed
         assert sim.request_count() == 48
@@ -155,13 +154,13 @@ async def test_force_reextraction_leaves_no_stale_file(storage: Storage, tmp_pat
     first, last = DAY1 + timedelta(hours=9), DAY1 + timedelta(hours=10)
     hours = [first, last]
     async with run_simulator(small_dataset(), api_key=KEY, secret_key=SECRET) as sim:
-        config = make_config(sim.base_url, tmp_path, **PATIENT)
+        config = make_config(sim.base_url, tmp_path)
         await run(config, first, last, sink=await storage.sink(None))
     # Upstream now has 2 partitions per hour, other bytes, and the rerun keeps the gzip files:
     # both the third partition and every .json of the first run are stale.
     fewer = small_dataset(pages_per_hour=2, seed=5)
     async with run_simulator(fewer, api_key=KEY, secret_key=SECRET) as sim:
-        config = make_config(sim.base_url, tmp_path, keep_gzip=True, **PATIENT)
+        config = make_config(sim.base_url, tmp_path, keep_gzip=True)
         skipped = await run(config, first, last, sink=await storage.sink(None))
         assert sim.request_count() == 0 and len(skipped.plan.done) == 2
         forced = await run(config, first, last, sink=await storage.sink(None), force=True)
@@ -190,7 +189,7 @@ async def test_every_fault_class_on_a_first_attempt_is_recovered(
     async with run_simulator(
         dataset, api_key=KEY, secret_key=SECRET, faults=plan, retry_after_s=1, stall_s=10
     ) as sim:
-        config = make_config(sim.base_url, tmp_path, read_timeout_s=1.0, connect_timeout_s=30.0)
+        config = make_config(sim.base_url, tmp_path, read_timeout_s=3.0)
         summary = await run(config, hours[0], hours[-1], sink=await storage.sink(None))
         for hour in hours:
             assert sim.request_count(hour=hour) == (3 if hour == reset_hour else 2), faults[hour]
