@@ -16,6 +16,7 @@ import pytest
 
 from async_amp.errors import ArchiveError
 from async_amp.formats import EVENT_SCHEMA, iter_event_batches, write_parquet
+from async_amp.formats import convert as convert_module
 from async_amp.formats import spool as spool_module
 from async_amp.formats.convert import BATCH_ROWS
 from async_amp.formats.spool import convert_spool, new_spool_header
@@ -180,3 +181,36 @@ def test_a_key_that_differs_from_another_only_in_case_is_never_read_once(
     table = pq.read_table(io.BytesIO(convert(spool(tmp_path, b'{"uuid":"c","Town":"X"}\n'))))
     assert table.column("_extra").to_pylist() == ['{"Town":"X"}']
     assert explicit_reads == [1]  # a later member without the pair is read once
+
+
+def test_a_key_named_like_a_macro_parameter_keeps_its_values(
+    tmp_path: Path, explicit_reads: list[int]
+) -> None:
+    """Each engine reads spools through a table macro whose parameters are columns' names
+    too: a key of that name is read without the macro, its values kept, not the parameter's."""
+    rows = [{"uuid": f"u{i}", "_AA_Source_File": f"v{i}"} for i in range(3)]
+    path = spool(tmp_path, b"".join(json.dumps(r).encode() + b"\n" for r in rows))
+    convert(path)  # learns the key
+    table = pq.read_table(io.BytesIO(convert(path)))
+    assert explicit_reads == []
+    assert table.column("_extra").to_pylist() == [f'{{"_AA_Source_File":"v{i}"}}' for i in range(3)]
+    assert set(table.column("_source_file").to_pylist()) == {SOURCE}
+
+
+def test_each_engine_keeps_a_bounded_number_of_macros(
+    tmp_path: Path, explicit_reads: list[int]
+) -> None:
+    """Each new set of header keys makes a macro; old ones are dropped, and members read
+    with any of them give the bytes the explicit read gives."""
+    path = spool(tmp_path, b'{"uuid": "u", "session_id": 1, "user_id": 7}\n')
+    outputs = []
+    for n in range(convert_module.MACROS + 3):
+        spool_module.SEEN.add([f"new_key_{n}"])  # met in another member: now in the header
+        outputs.append((convert(path), convert(path, retry=False)))
+    assert explicit_reads == [1] * len(outputs)  # only the retry=False reads
+    assert all(once == explicit for once, explicit in outputs)
+    with convert_module.ENGINES.engine() as con:
+        ((macros,),) = con.execute(
+            "SELECT count(*) FROM duckdb_functions() WHERE function_name LIKE 'aa_member_%'"
+        ).fetchall()
+    assert macros == convert_module.MACROS

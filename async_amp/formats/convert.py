@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import queue
@@ -37,7 +38,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import ArchiveError
-from .query import NOT_AN_OBJECT, build_query, explicit_read, scan_query, unquote_strings
+from .query import (
+    NOT_AN_OBJECT,
+    build_query,
+    explicit_read,
+    sampled_macro,
+    scan_query,
+    unquote_strings,
+)
 from .schema import COLUMNS, EVENT_SCHEMA, EXTRA
 
 __all__ = [
@@ -58,6 +66,8 @@ default pool, keeps them: about 10 MiB more peak per conversion, same CPU)."""
 """Rows per Parquet row group (about 30 MB of NDJSON, 1 MB of Parquet)."""
 
 DUCKDB_MEMORY: Final = "128MB"
+MACROS: Final = 4
+"""Table macros kept per engine, one per set of header keys (see ``_Engines.macro``)."""
 _WRITE_OPTIONS: Final = {
     "compression": "zstd",
     "compression_level": 1,
@@ -105,6 +115,28 @@ class _Engines:
         self._free: queue.LifoQueue[duckdb.DuckDBPyConnection | None] = queue.LifoQueue()
         for _ in range(size):
             self._free.put(None)  # opened on first use
+        self._macros: dict[duckdb.DuckDBPyConnection, dict[tuple[str, ...], str]] = {}
+        self._names = itertools.count()
+
+    def macro(self, con: duckdb.DuckDBPyConnection, keys: list[str], unknown: list[str]) -> str:
+        """The name of ``con``'s table macro reading a spool whose header names ``keys``
+        (``query.sampled_macro``), made on first use; ``""`` when no macro can read them.
+        The last ``MACROS`` are kept (header keys change only when a new key turns up)."""
+        made = self._macros.setdefault(con, {})
+        name = made.pop(tuple(keys), "")
+        if not name:
+            name = f"aa_member_{next(self._names)}"
+            sql = sampled_macro(name, keys, unknown)
+            try:
+                if not sql:
+                    return ""
+                con.execute(sql)
+            except duckdb.Error:  # never seen; the caller's plain query then says what is wrong
+                return ""
+            while len(made) >= MACROS:
+                con.execute(f"DROP MACRO TABLE {made.pop(next(iter(made)))}")
+        made[tuple(keys)] = name  # the most recently used last
+        return name
 
     @contextlib.contextmanager
     def engine(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -116,6 +148,7 @@ class _Engines:
             raise  # the input was bad, not the engine
         except BaseException:
             con.close()  # its state after a failure is unknown: open a fresh one next time
+            self._macros.pop(con, None)
             keep = None
             raise
         finally:

@@ -36,6 +36,8 @@ __all__ = [
     "build_query",
     "explicit_read",
     "header_line",
+    "macro_call",
+    "sampled_macro",
     "sampled_read",
     "scan_query",
     "sql_str",
@@ -107,12 +109,37 @@ def explicit_read(path: str, keys: Iterable[str]) -> str:
 def sampled_read(path: str) -> str:
     """The rows of a spool that starts with ``header_line``, its columns taken from that line;
     DuckDB fails on a top-level key the line does not name."""
-    # every name and value below is quoted by sql_str
+    return _sampled(sql_str(path))
+
+
+def _sampled(path_sql: str) -> str:
+    # the path is quoted by sql_str, or is the macro's parameter
     return (
-        f"(SELECT * FROM read_json({sql_str(path)}, format = 'newline_delimited', "  # noqa: S608
+        f"(SELECT * FROM read_json({path_sql}, format = 'newline_delimited', "  # noqa: S608
         f"records = true, sample_size = 1, maximum_depth = 1, "
         f"maximum_object_size = {MAX_EVENT_BYTES}) OFFSET 1)"
     )
+
+
+_PARAMS: Final = ("_aa_spool_path", "_aa_export_hour", "_aa_source_file")
+
+
+def sampled_macro(name: str, keys: Sequence[str], unknown: Iterable[str]) -> str:
+    """SQL making ``name(path, hour, source)`` a table macro of ``build_query``'s rows for the
+    spool at ``path`` (``sampled_read``): defined once, each member's query is one short call
+    (``macro_call``) instead of ~20 kB of SQL to parse, bind and plan (measured: ~50 -> ~25 ms
+    of CPU per member, whatever its size). ``""`` when a key has a parameter's name (DuckDB
+    would read the parameter for that column)."""
+    if any(k.casefold() in _PARAMS for k in keys):
+        return ""
+    path, hour, source = _PARAMS
+    select = _select(_sampled(path), keys, unknown, hour, source)
+    return f"CREATE OR REPLACE TEMP MACRO {ident(name)}({', '.join(_PARAMS)}) AS TABLE {select}"
+
+
+def macro_call(name: str, path: str, export_hour: datetime, source: str) -> str:
+    """The rows of ``sampled_macro``'s ``name`` for one spool."""
+    return f"SELECT * FROM {ident(name)}({sql_str(path)}, {_hour(export_hour)}, {sql_str(source)})"  # noqa: S608
 
 
 def header_line(keys: Sequence[str]) -> bytes:
@@ -134,6 +161,17 @@ def build_query(
 ) -> str:
     """The SQL turning the rows of ``read`` (columns: the schema's keys, then ``unknown``'s, as
     JSON) into rows of ``EVENT_SCHEMA`` (string columns still quoted)."""
+    return _select(read, keys, unknown, _hour(export_hour), sql_str(source))
+
+
+def _hour(export_hour: datetime) -> str:
+    return f"TIMESTAMPTZ {sql_str(export_hour.strftime('%Y-%m-%d %H:%M:%S') + '+00')}"
+
+
+def _select(
+    read: str, keys: Sequence[str], unknown: Iterable[str], hour_sql: str, source_sql: str
+) -> str:
+    """``build_query`` with the hour and the source as SQL (literals, or a macro's parameters)."""
     extra_keys = sorted(unknown)
     typed = ", ".join(f"{_typed(c, ident(c.key))} AS {ident('t.' + c.key)}" for c in COLUMNS)
     raws = ", ".join(ident(k) for k in keys)
@@ -159,11 +197,10 @@ def build_query(
         f"{ident('t.' + c.key) if c.kind != 'json' else ident(c.key)} AS {ident(c.name)}"
         for c in COLUMNS
     )
-    hour = export_hour.strftime("%Y-%m-%d %H:%M:%S")
     # every name and value below is quoted by sql_str or ident
     return (
         f"SELECT {outputs}, {extra} AS {ident(EXTRA.name)}, "  # noqa: S608
-        f"TIMESTAMPTZ {sql_str(hour + '+00')} AS _export_hour, {sql_str(source)} AS _source_file "
+        f"{hour_sql} AS _export_hour, {source_sql} AS _source_file "
         f"FROM (SELECT {raws}, {typed} FROM {read})"
     )
 

@@ -41,7 +41,15 @@ from .convert import (
     exact_batches,
     write_parquet,
 )
-from .query import HEADER_BYTES, KNOWN, blank_header, build_query, header_line, sampled_read
+from .query import (
+    HEADER_BYTES,
+    KNOWN,
+    blank_header,
+    build_query,
+    header_line,
+    macro_call,
+    sampled_read,
+)
 from .schema import COLUMNS
 
 __all__ = ["HEADER_BYTES", "BatchFilter", "convert_spool", "new_spool_header"]
@@ -99,8 +107,13 @@ def _same(batch: pa.RecordBatch) -> pa.RecordBatch:
 def _sampled_batches(
     path: Path, keys: list[str], unknown: list[str], *, export_hour: datetime, source_file: str
 ) -> Iterator[pa.RecordBatch]:
-    query = build_query(sampled_read(str(path)), keys, unknown, export_hour, source_file)
     with ENGINES.engine() as con:
+        name = ENGINES.macro(con, keys, unknown)
+        query = (
+            macro_call(name, str(path), export_hour, source_file)
+            if name
+            else build_query(sampled_read(str(path)), keys, unknown, export_hour, source_file)
+        )
         try:
             for batch in con.sql(query).to_arrow_reader(BATCH_ROWS):
                 yield conform(batch)
