@@ -29,6 +29,7 @@ from typing import Literal
 import anyio
 
 from .errors import AsyncAmpError, ConnectFailedError, StorageBlockedError, UserError
+from .retry import backoff_delay
 
 __all__ = ["Admission", "RunGuard", "Stop"]
 
@@ -98,9 +99,15 @@ class RunGuard:
                 return "go", epoch
             if not self._probe_out:
                 self._probe_out = True
-                delay = min(self._max, self._base * 2**self._probe_failures)
+                delay = backoff_delay(
+                    self._probe_failures + 1,
+                    base_s=self._base,
+                    max_s=self._max,
+                    rng=self._rng,
+                    jitter="equal",
+                )
                 try:
-                    going = await self.sleep(self._rng.uniform(delay / 2, delay))
+                    going = await self.sleep(delay)
                 except BaseException:
                     self._probe_out = False
                     release()

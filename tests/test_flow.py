@@ -10,10 +10,14 @@ import pytest
 
 from async_amp.archive import ProcessedMember
 from async_amp.commit import manifest_for
+from async_amp.errors import ConnectFailedError
+from async_amp.guard import RunGuard
 from async_amp.hours import MemberName
 from async_amp.judge import by_hour, judge_hour, missing_pages
+from async_amp.limiter import AdaptiveLimiter
 from async_amp.manifest import FileEntry
 from async_amp.retry import MAX_RETRY_AFTER_S, RetryPlan, backoff_delay, plan_retry
+from async_amp.sinks.azure import _BoundedRetry
 
 from .helpers import DAY1
 
@@ -89,6 +93,63 @@ def test_backoff_is_full_jitter_capped_and_never_undercuts_retry_after() -> None
     assert max(capped) <= 5.0
     assert backoff_delay(1, base_s=1.0, max_s=60.0, retry_after=30.0, rng=rng) >= 30.0
     assert backoff_delay(1, base_s=1.0, max_s=60.0, retry_after=1e9, rng=rng) == MAX_RETRY_AFTER_S
+
+
+def test_equal_jitter_waits_between_half_and_all_of_a_ceiling_that_doubles_to_the_cap() -> None:
+    def delays(attempt: int, seed: int = 3, n: int = 300, **kw: float) -> list[float]:
+        rng = random.Random(seed)
+        base_s, max_s = kw.get("base_s", 0.5), kw.get("max_s", 30.0)
+        return [
+            backoff_delay(attempt, base_s=base_s, max_s=max_s, rng=rng, jitter="equal")
+            for _ in range(n)
+        ]
+
+    for attempt, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (6, 16.0), (7, 30.0), (500, 30.0)]:
+        got = delays(attempt)
+        assert ceiling / 2 <= min(got) and max(got) <= ceiling, attempt
+        # the whole half-open band is used, not one end of it
+        assert min(got) < ceiling * 0.55 and max(got) > ceiling * 0.95, attempt
+    assert delays(4) == delays(4)  # a seeded rng gives the same waits
+    assert delays(4, seed=3) != delays(4, seed=4)
+    assert delays(3, base_s=0.0) == [0.0] * 300  # no backoff configured: no wait
+    assert delays(3, max_s=0.25) == delays(9, max_s=0.25)  # both at the cap: the same waits
+    assert delays(2**20) == delays(200)  # far past the cap: the cap, no overflow
+    full = [backoff_delay(3, base_s=0.5, max_s=30.0, rng=random.Random(3)) for _ in range(300)]
+    assert min(full) < 0.5  # the default stays full jitter (from 0)
+
+
+def test_the_azure_retry_policy_backs_off_by_equal_jitter() -> None:
+    policy = _BoundedRetry(retries=5, first_s=0.2, max_s=1.0)
+    for count, ceiling in [(1, 0.2), (2, 0.4), (3, 0.8), (4, 1.0), (9, 1.0)]:
+        waits = [policy.get_backoff_time({"count": count}) for _ in range(100)]
+        assert ceiling / 2 <= min(waits) and max(waits) <= ceiling, count
+
+
+@pytest.mark.anyio
+async def test_the_guards_probes_back_off_by_equal_jitter_doubling_per_failed_probe() -> None:
+    waits: list[float] = []
+
+    class Recorded(RunGuard):
+        async def sleep(self, seconds: float) -> bool:
+            waits.append(seconds)
+            return self.stop is None
+
+    guard = Recorded(max_probes=4, backoff_base_s=1.0, backoff_max_s=3.0, rng=random.Random(5))
+    slots = AdaptiveLimiter(1)
+    error = ConnectFailedError("connection refused (h:1)")
+    guard.connect_failed(error)  # the breaker opens
+    for _ in range(3):
+        admission, _ = await guard.admit(slots.acquire, slots.release)
+        assert admission == "probe"
+        slots.release()
+        guard.connect_failed(error, probe=True)
+    assert guard.stopped is False
+    assert [round(w, 6) for w in waits] == [
+        round(backoff_delay(n, base_s=1.0, max_s=3.0, rng=rng, jitter="equal"), 6)
+        for rng in [random.Random(5)]
+        for n in (1, 2, 3)
+    ]
+    assert 0.5 <= waits[0] <= 1.0 and 1.0 <= waits[1] <= 2.0 and 1.5 <= waits[2] <= 3.0
 
 
 def _plan(

@@ -58,6 +58,7 @@ from azure.storage.blob.aio import BlobServiceClient, ContainerClient, Exponenti
 from ..config import AzureConfig
 from ..errors import AsyncAmpError, ConfigError, StorageError
 from ..manifest import MANIFEST_NAME, Manifest, hour_folder
+from ..retry import backoff_delay
 from .azure_errors import (
     ENV_CONNECTION_STRING,
     ENV_SAS_TOKEN,
@@ -113,11 +114,13 @@ class _BoundedRetry(ExponentialRetry):
         )
         self._first_s = first_s
         self._max_s = max_s
+        self._rng = random.Random()
 
     def get_backoff_time(self, settings: dict[str, Any]) -> float:
         count = max(1, int(settings.get("count", 1)))
-        delay = min(self._max_s, self._first_s * 2 ** (count - 1))
-        return random.uniform(delay / 2, delay)
+        return backoff_delay(
+            count, base_s=self._first_s, max_s=self._max_s, rng=self._rng, jitter="equal"
+        )
 
 
 class AzureSink:
