@@ -14,8 +14,8 @@ fails the attempt like a corrupt archive. ``commit`` then, in this order:
 3. replaces the hour's rows in the table with one Delta commit (``table.replace_hour``: adds
    the files, removes the hour's old ones; conflicts with other writers retried);
 4. writes the hour's record through ``inner``: ``_delta_commit.json`` (the version committed,
-   rows, files, a digest of the uuids) and the manifest last, in
-   ``<table>/_async_amp/date=YYYY-MM-DD/hour=HH/`` beside the table's data.
+   rows, files, a digest of the uuids, from the hour's duplicate filter: ``digest.py``) and
+   the manifest last, in ``<table>/_async_amp/date=YYYY-MM-DD/hour=HH/`` beside the data.
 
 The invariant: **a manifest exists only for an hour whose rows a committed table version
 holds, whole.** Readers of the table never see part of an hour (one commit per hour);
@@ -50,10 +50,10 @@ import structlog
 
 from ..errors import StorageError
 from ..formats import iter_event_batches, write_parquet
-from ..formats.staging import DuplicateFilter
 from ..hours import MemberName
 from ..manifest import FileEntry, Manifest
 from ..sinks.base import HourStaging, MemberSink, Sink
+from .digest import DigestingFilter
 from .files import DATA_SCHEMA, DataFile, put_file, table_schema
 from .table import DELTA_ERRORS, TableLocation, delta_error_text, replace_hour, uuid_digest
 
@@ -143,7 +143,7 @@ class _DeltaStaging:
         self._lock = threading.Lock()
         self._done: dict[str, tuple[Path, dict[str, Any], int, int]] = {}
         # an hour's members are decoded one after the other, in one thread: one filter each
-        self.duplicates = DuplicateFilter(drop=sink.dedupe)
+        self.duplicates = DigestingFilter(drop=sink.dedupe)
 
     def open_member(self, member: MemberName, file_name: str) -> MemberSink:
         try:
@@ -175,9 +175,14 @@ class _DeltaStaging:
             await self._withdraw(meta)
         paths = [p for p, *_ in parts]
         hour = f"{self._hour:%Y-%m-%dT%H}"
+        # the filter saw exactly the rows of these files when every member staged is committed
+        filtered = len(done) == len(parts)
 
         def write() -> tuple[int, list[DataFile], str]:
-            digest = uuid_digest(pq.read_table(p, columns=["uuid"])["uuid"] for p in paths)
+            rows = sum(r for _, _, r, _ in parts)
+            digest = self.duplicates.uuid_sha256(rows) if filtered else None
+            if digest is None:
+                digest = uuid_digest(pq.read_table(p, columns=["uuid"])["uuid"] for p in paths)
             files = [put_file(location, path, self._hour) for path in paths]
             version = replace_hour(
                 location,
