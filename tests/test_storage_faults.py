@@ -71,7 +71,9 @@ def on_request(number: int, action: Callable[[], None]) -> Callable[[RequestInfo
 
 
 def manifests(root: Path) -> list[Path]:
-    return sorted(root.rglob("_manifest.json"))
+    """The committed hours' manifests. Not ``rglob``: a run renames staging folders away
+    while this walks (from the simulator's thread), and a vanished folder fails the walk."""
+    return sorted(root.glob("website/date=*/hour=*/_manifest.json"))
 
 
 def assert_visible_hours_whole(root: Path) -> None:
