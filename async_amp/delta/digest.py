@@ -42,9 +42,9 @@ class DigestingFilter(DuplicateFilter):
         self._exact = True
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        others = len(self._others)
+        odd = self.odd_batches
         kept = super().__call__(batch)
-        if len(self._others) != others and self._exact:  # non-canonical values were kept
+        if self.odd_batches != odd and self._exact:  # non-canonical values were kept
             ends = pc.ends_with(batch.column("uuid"), pattern="\x00")
             self._exact = not pc.any(ends).as_py()
         return kept
@@ -56,15 +56,12 @@ class DigestingFilter(DuplicateFilter):
             return None
         digest = hashlib.sha256()
         if self.drop:  # the set of the uuids kept: each once, as its UTF-8 bytes
-            values = sorted(self._seen)
+            values = self.kept()
             held = len(values)
             lines: Iterator[bytes] = iter(values)
             canonical: Iterator[bytes] = iter(())
         else:
-            packed = np.concatenate(self._parts) if self._parts else np.array([], "S16")
-            packed.sort()
-            other = np.concatenate(self._others) if self._others else np.array([], "S1")
-            other.sort()
+            packed, other = self.held()
             held = len(packed) + len(other)
             lines = _slices_as_lines(other)
             canonical = _canonical_text(packed)

@@ -78,6 +78,26 @@ class DuplicateFilter:
         """Count now (blocking, CPU bound: about 0.3 s for a 1 GB hour)."""
         _ = self.duplicates
 
+    @property
+    def odd_batches(self) -> int:
+        """How many batches so far held a ``uuid`` that is not a canonical UUID (counting)."""
+        return len(self._others)
+
+    def kept(self) -> list[bytes]:
+        """The distinct ``uuid`` values passed on, sorted (dropping)."""
+        assert self.drop
+        return sorted(self._seen)
+
+    def held(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the ``uuid`` values held, each kind sorted (counting): the canonical
+        UUIDs as 16 bytes, and the other values as bytes (numpy pads them with NULs)."""
+        assert not self.drop
+        packed = np.concatenate(self._parts) if self._parts else np.array([], "S16")
+        packed.sort()
+        other = np.concatenate(self._others) if self._others else np.array([], "S1")
+        other.sort()
+        return packed, other
+
     def absorb(self, other: DuplicateFilter) -> None:
         """Count ``other``'s rows too (a counting filter that saw one member's rows)."""
         assert not self.drop and not other.drop
