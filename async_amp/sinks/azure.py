@@ -8,7 +8,8 @@ How the ``Sink`` contract maps onto blobs:
 - Staging: the bytes of a member go into blocks (``stage_block``, ``block_size_mib`` each) as
   they are written: at most one block per member is buffered, nothing is kept whole, no
   temporary file. Each block carries its MD5 (computed in the worker thread, checked by Azure:
-  400 Md5Mismatch), and the commit records the MD5 of the whole blob. Staged blocks are
+  400 Md5Mismatch); with ``blob_content_md5`` the commit also records the MD5 of the whole
+  blob (a second pass over every byte, off by default). Staged blocks are
   *uncommitted*: readers never see them; ``get_blob_properties``/``list_blobs`` ignore them.
 - Block IDs are ``<attempt uuid>-<index>``, unique per attempt and of one length within a blob,
   so two attempts (a retry, or a second run) staging to the same blob name never mix blocks.
@@ -16,7 +17,7 @@ How the ``Sink`` contract maps onto blobs:
   race on the same hour the later commit fails with ``InvalidBlockList`` (a ``StorageError``)
   instead of producing a mixed blob.
 - ``commit(manifest)``: delete the old manifest (the hour stops looking done), commit each data
-  blob's block list (content settings, whole-blob MD5, metadata), delete stale data blobs of an
+  blob's block list (content settings, metadata), delete stale data blobs of an
   earlier extraction, upload the manifest **last**.
 - ``discard()``: drops the buffered bytes. Azure has no call that deletes uncommitted blocks
   without touching a committed blob of the same name; they expire by themselves after 7 days
@@ -139,6 +140,7 @@ class AzureSink:
         run_id: str,
         create_container: bool = True,
         block_size: int = 8 * MIB,
+        blob_content_md5: bool = False,
         auth: AuthKind = "key",
         auth_source: str = ENV_CONNECTION_STRING,
         credential: DefaultAzureCredential | None = None,
@@ -150,6 +152,7 @@ class AzureSink:
         self.prefix = prefix.strip("/")
         self.run_id = run_id
         self.block_size = block_size
+        self.blob_content_md5 = blob_content_md5
         self.parts = PartPool(block_size)
         self._create_container = create_container
         self._auth_source = auth_source
@@ -195,6 +198,7 @@ class AzureSink:
             "run_id": run_id,
             "create_container": azure.create_container,
             "block_size": azure.block_size_mib * MIB,
+            "blob_content_md5": azure.blob_content_md5,
         }
         account_url: str | None = azure.account_url
         if account_url and ("?" in account_url or "sig=" in account_url.lower()):
