@@ -44,10 +44,10 @@ class AzureConfig:
         "must exist.",
     )
     block_size_mib: int = key(
-        4,
+        8,
         integer(1, 256),
         "Size of the blocks a data file is uploaded in, as it is decoded (a file has one "
-        "block in flight while the next fills). Blocks come out of 16 MiB of buffers shared "
+        "block in flight while the next fills). Blocks come out of 24 MiB of buffers shared "
         "by the whole run (at least two blocks), whatever the concurrency; a blob holds at "
         "most 50,000 blocks, so the largest file is 50,000 x this.",
     )

@@ -69,7 +69,7 @@ from .azure_errors import (
     sas_signatures,
 )
 from .azure_staging import AzureStaging
-from .parts import PartPool
+from .parts import MIB, PartPool
 from .shared import check_file_name, common_prefix, join
 
 if TYPE_CHECKING:
@@ -79,7 +79,9 @@ if TYPE_CHECKING:
 
 __all__ = ["AzureSink", "connection_string_parts"]
 
-MIB = 1024 * 1024
+# Block buffers of one sink, filling and in flight together: three 8 MiB blocks (two leave four
+# hours at c=4 waiting for each other; four push the CLI past 150 MiB).
+BLOCK_BUDGET = 24 * MIB
 PROBE_PREFIX = ".async-amp-probe-"
 PROBE_STALE_AFTER = timedelta(hours=1)
 RETRY_BACKOFF_MAX_S = 30.0
@@ -153,7 +155,7 @@ class AzureSink:
         self.run_id = run_id
         self.block_size = block_size
         self.blob_content_md5 = blob_content_md5
-        self.parts = PartPool(block_size)
+        self.parts = PartPool(block_size, BLOCK_BUDGET)
         self._create_container = create_container
         self._auth_source = auth_source
         self._credential = credential

@@ -32,7 +32,9 @@ __all__ = ["PART_BUDGET", "PartBody", "PartPool", "PartedUpload"]
 
 MIB = 1024 * 1024
 PART_BUDGET = 16 * MIB  # part buffers of one sink, filling and in flight together
-WRITE_SLICE = 256 * 1024  # what aiohttp is handed at a time: it waits for the socket between
+# What aiohttp is handed at a time; it waits for the socket between. 1 MiB rather than 256 KiB:
+# the receiving end gets fuller reads (Azurite spent ~4% less CPU on the same blocks).
+WRITE_SLICE = 1024 * 1024
 
 
 class PartPool:
