@@ -115,7 +115,6 @@ class _Member:
                 with contextlib.closing(batches):  # hands its engine back even if writing fails
                     rows = (_plain(keep(b)) for b in batches)
                     facts = write_parquet(rows, _Writer(out), schema=DATA_SCHEMA)
-            keep.count()  # here, in the decoding thread, not in the async commit
         finally:
             self._ndjson.unlink(missing_ok=True)
         self._staging.done(
@@ -179,6 +178,7 @@ class _DeltaStaging:
         filtered = len(done) == len(parts)
 
         def write() -> tuple[int, list[DataFile], str]:
+            self.duplicates.count()  # once the members are converted: one sort an hour
             rows = sum(r for _, _, r, _ in parts)
             digest = self.duplicates.uuid_sha256(rows) if filtered else None
             if digest is None:

@@ -220,7 +220,6 @@ class _Spool:
                 name=name, bytes=facts.bytes, events=facts.rows, sha256=facts.sha256, source=source
             )
             self._out.finish(parquet)
-            staging.duplicates.count()  # here, in the decoding thread, not in the async commit
         finally:
             self._remove()
         staging.done(
@@ -288,6 +287,9 @@ class _ParquetStaging:
         )
 
     async def commit(self, manifest: Manifest) -> None:
+        # counted once the hour's members are converted (their engines' buffers handed
+        # back), in a worker thread: one sort an hour, not one a member
+        await anyio.to_thread.run_sync(self.duplicates.count)
         try:
             converted = self.converted_manifest(manifest)
         except KeyError as exc:
