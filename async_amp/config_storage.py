@@ -44,7 +44,7 @@ class AzureConfig:
         "must exist.",
     )
     block_size_mib: int = key(
-        8,
+        7,
         integer(1, 256),
         "Size of the blocks a data file is uploaded in, as it is decoded (a file has one "
         "block in flight while the next fills). Blocks come out of 24 MiB of buffers shared "

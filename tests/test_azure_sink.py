@@ -626,7 +626,7 @@ async def test_persistent_server_busy_gives_up_with_a_clean_error(
 async def test_staging_memory_is_bounded_by_the_block_size(
     azurite: Azurite, azure_container: str
 ) -> None:
-    block_mib = 8  # the default
+    block_mib = 7  # the default
     total = 200 * 1000 * 1000
     pattern = ndjson(2 * MIB, seed=5)
     sizes = (65_536, 1_000_003, 7, 262_144, 1_500_001)
