@@ -67,6 +67,14 @@ class DataSpec:
             cache_dir=CACHE_DIR,
         )
 
+    @classmethod
+    def one_hour(cls, hour: datetime, events: int) -> DataSpec:
+        """A project with ``events`` events in ``hour`` and none in any other (the cases'
+        big hours)."""
+        return cls(
+            events_per_hour=0, pages_per_hour=3, variation=0.3, hour_sizes={fmt_hour(hour): events}
+        )
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["hour_sizes"] = dict(self.hour_sizes)

@@ -275,12 +275,7 @@ def run(bench: Bench) -> CaseResult:
             f"end to end, {ratio:.2f}x the wall time of --format ndjson on the same day"
         )
     big_at = DAY + timedelta(hours=12)
-    big = DataSpec(
-        events_per_hour=0,
-        pages_per_hour=3,
-        variation=0.3,
-        hour_sizes={fmt_hour(big_at): p.big_hour_events},
-    )
+    big = DataSpec.one_hour(big_at, p.big_hour_events)
     big_expected = generate(big, [big_at])
     result.generation_s += big_expected.generation_s
     small = DataSpec(events_per_hour=p.compact_events, pages_per_hour=3, variation=0.3)

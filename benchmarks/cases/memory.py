@@ -57,9 +57,7 @@ def run(bench: Bench) -> CaseResult:
     )
     by_size: dict[int, tuple[Row, Row]] = {}
     for events in p.events:
-        spec = DataSpec(
-            events_per_hour=0, pages_per_hour=3, variation=0.3, hour_sizes={fmt_hour(hour): events}
-        )
+        spec = DataSpec.one_hour(hour, events)
         expected = generate(spec, [hour])
         result.generation_s += expected.generation_s
         size = f"{expected.ndjson_bytes / MB:,.0f} MB hour"

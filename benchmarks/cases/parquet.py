@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..common import WORK_DIR, DataSpec, fmt_hour, hours
+from ..common import WORK_DIR, DataSpec, hours
 from ..measure import DAY, Bench, Expected, Server, generate
 from ..results import MB, MIB, CaseResult, Row, join_notes, target
 
@@ -123,12 +123,7 @@ def run(bench: Bench) -> CaseResult:
     result.rows += [ref, fast]
 
     hour = DAY + timedelta(hours=12)
-    big = DataSpec(
-        events_per_hour=0,
-        pages_per_hour=3,
-        variation=0.3,
-        hour_sizes={fmt_hour(hour): p.big_hour_events},
-    )
+    big = DataSpec.one_hour(hour, p.big_hour_events)
     big_expected = generate(big, [hour])
     result.generation_s += big_expected.generation_s
     with Server({"data": big.to_json()}, WORK_DIR / NAME) as s:
