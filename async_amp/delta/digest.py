@@ -49,6 +49,11 @@ class DigestingFilter(DuplicateFilter):
             self._exact = not pc.any(ends).as_py()
         return kept
 
+    def absorb(self, other: DuplicateFilter) -> None:
+        super().absorb(other)
+        if isinstance(other, DigestingFilter):
+            self._exact = self._exact and other._exact
+
     def uuid_sha256(self, rows: int) -> str | None:
         """``table.uuid_digest`` of the ``rows`` rows this filter passed on (those it holds no
         uuid for were null); None when the values it holds cannot give it exactly."""

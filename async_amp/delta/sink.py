@@ -2,8 +2,8 @@
 
 ``DeltaSink(inner, locate)`` wraps the local, Azure (or S3) sink and keeps every promise of
 ``sinks.base``. While an archive streams in, each member's NDJSON is spooled to a local file
-and converted (``formats.iter_event_batches`` and ``write_parquet``, the Parquet format's own
-converter: row groups bounded, memory flat in the hour's size) into a local Parquet file in
+and converted (``formats.staging.convert_counted``, the Parquet format's own converter, one
+read per member: row groups bounded, memory flat in the hour's size) into a local Parquet file in
 the table's columns when the member ends, in the decoding thread: a line that is not JSON
 fails the attempt like a corrupt archive. ``commit`` then, in this order:
 
@@ -29,7 +29,6 @@ older than its retention.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -49,7 +48,8 @@ import pyarrow.parquet as pq
 import structlog
 
 from ..errors import StorageError
-from ..formats import iter_event_batches, write_parquet
+from ..formats.spool import new_spool_header
+from ..formats.staging import convert_counted
 from ..hours import MemberName
 from ..manifest import FileEntry, Manifest
 from ..sinks.base import HourStaging, MemberSink, Sink
@@ -96,6 +96,7 @@ class _Member:
         self._ndjson = staging.dir / f"{file_name}.ndjson"
         self.parquet = staging.dir / f"{file_name}.parquet"
         self._file: BinaryIO | None = self._ndjson.open("wb")
+        self._file.write(new_spool_header())  # converted by one read (formats.spool)
 
     def write(self, data: bytes) -> None:
         assert self._file is not None
@@ -108,13 +109,16 @@ class _Member:
         source = f"{self._member.project_id}/{self._member.base_name}"
         try:
             with _CONVERSIONS, self.parquet.open("wb") as out:
-                batches = iter_event_batches(
-                    self._ndjson, export_hour=self._member.hour, source_file=source
+                facts = convert_counted(
+                    self._ndjson,
+                    _Writer(out),
+                    self._staging.duplicates,
+                    export_hour=self._member.hour,
+                    source_file=source,
+                    lines=entry.events,
+                    schema=DATA_SCHEMA,
+                    shape=_plain,
                 )
-                keep = self._staging.duplicates
-                with contextlib.closing(batches):  # hands its engine back even if writing fails
-                    rows = (_plain(keep(b)) for b in batches)
-                    facts = write_parquet(rows, _Writer(out), schema=DATA_SCHEMA)
         finally:
             self._ndjson.unlink(missing_ok=True)
         self._staging.done(

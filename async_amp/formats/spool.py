@@ -50,7 +50,7 @@ from .query import (
     macro_call,
     sampled_read,
 )
-from .schema import COLUMNS
+from .schema import COLUMNS, EVENT_SCHEMA
 
 __all__ = ["HEADER_BYTES", "BatchFilter", "convert_spool", "new_spool_header"]
 
@@ -130,6 +130,7 @@ def _read_once(
     source_file: str,
     lines: int,
     row_group_rows: int,
+    schema: pa.Schema,
 ) -> ParquetFacts | None:
     """The member converted by one read into ``scratch``, or ``None`` when that read failed."""
     unknown = SEEN.sorted()
@@ -150,7 +151,7 @@ def _read_once(
             yield keep(batch)
 
     try:
-        facts = write_parquet(counted(), scratch, row_group_rows=row_group_rows)
+        facts = write_parquet(counted(), scratch, row_group_rows=row_group_rows, schema=schema)
     except _ReadFailed as failed:
         if key := _unknown_key(failed.__cause__):
             SEEN.add([key])  # the next attempt reads it: no explicit pass needed for it
@@ -179,6 +180,7 @@ def convert_spool(
     new_filter: Callable[[], BatchFilter] | None = None,
     retry: bool = True,
     row_group_rows: int = ROW_GROUP_ROWS,
+    schema: pa.Schema = EVENT_SCHEMA,
 ) -> ParquetFacts:
     """Convert the spool at ``path`` (``new_spool_header()`` then the member's NDJSON) into one
     Parquet file written to ``out``, with the rows ``iter_event_batches`` gives for the NDJSON.
@@ -187,7 +189,8 @@ def convert_spool(
     function every batch passes through before it is written (e.g. a duplicate counter); it is
     called again for each attempt, so only the last one's filter saw the rows written. With
     ``retry=False`` (a filter whose effects cannot be undone) the member is read the explicit
-    way only, straight into ``out``. ``ArchiveError`` when a line is not a JSON object.
+    way only, straight into ``out``. ``schema``: what the filtered batches are (``EVENT_SCHEMA``
+    unless the filter reshapes them). ``ArchiveError`` when a line is not a JSON object.
     """
     make = new_filter or (lambda: _same)
     want = count_lines(path, header=True) if lines is None else lines
@@ -203,7 +206,9 @@ def convert_spool(
             found=SEEN.add,
         )
         with contextlib.closing(batches):  # hands its engine back even if writing fails
-            return write_parquet((keep(b) for b in batches), into, row_group_rows=row_group_rows)
+            return write_parquet(
+                (keep(b) for b in batches), into, row_group_rows=row_group_rows, schema=schema
+            )
 
     if not retry:
         return explicit(out)
@@ -223,6 +228,7 @@ def convert_spool(
                     source_file=source_file,
                     lines=want,
                     row_group_rows=row_group_rows,
+                    schema=schema,
                 )
                 if facts is not None or len(SEEN.sorted()) == known:
                     break

@@ -30,9 +30,11 @@ from ..errors import StorageError
 from ..hours import MemberName
 from ..manifest import FileEntry, Manifest, SourceEntry, TableFacts
 from ..sinks.base import HourStaging, MemberSink, Sink
-from .spool import convert_spool, new_spool_header
+from .convert import ParquetFacts, Writable
+from .schema import EVENT_SCHEMA
+from .spool import BatchFilter, convert_spool, new_spool_header
 
-__all__ = ["DuplicateFilter", "ParquetSink", "parquet_name"]
+__all__ = ["DuplicateFilter", "ParquetSink", "convert_counted", "parquet_name"]
 
 
 def parquet_name(member: MemberName) -> str:
@@ -172,6 +174,56 @@ def _uuid_bytes(uuids: pa.Array) -> np.ndarray:
     return np.array([v.encode() for v in values.to_pylist()], dtype=bytes)
 
 
+def _unchanged(batch: pa.RecordBatch) -> pa.RecordBatch:
+    return batch
+
+
+def convert_counted(
+    path: Path,
+    out: Writable,
+    hour_filter: DuplicateFilter,
+    *,
+    export_hour: datetime,
+    source_file: str,
+    lines: int,
+    schema: pa.Schema = EVENT_SCHEMA,
+    shape: BatchFilter = _unchanged,
+) -> ParquetFacts:
+    """``convert_spool`` of one member of an hour whose duplicates ``hour_filter`` counts (or
+    drops), each batch then reshaped by ``shape`` into ``schema``. Counting, each read gets a
+    fresh filter of the same kind and the last one's count joins the hour's; dropping decides
+    against the whole hour, so the member is read once, the explicit way."""
+    if hour_filter.drop:
+        return convert_spool(
+            path,
+            out,
+            export_hour=export_hour,
+            source_file=source_file,
+            lines=lines,
+            new_filter=lambda: lambda batch: shape(hour_filter(batch)),
+            retry=False,
+            schema=schema,
+        )
+    tried: list[DuplicateFilter] = []
+
+    def new_filter() -> BatchFilter:
+        tried.append(type(hour_filter)(drop=False))
+        keep = tried[-1]
+        return lambda batch: shape(keep(batch))
+
+    facts = convert_spool(
+        path,
+        out,
+        export_hour=export_hour,
+        source_file=source_file,
+        lines=lines,
+        new_filter=new_filter,
+        schema=schema,
+    )
+    hour_filter.absorb(tried[-1])
+    return facts
+
+
 class _Spool:
     """One member's NDJSON: spooled, then converted into ``inner`` when the member ends."""
 
@@ -196,26 +248,16 @@ class _Spool:
         staging = self._staging
         name = parquet_name(self._member)
         source = f"{self._member.project_id}/{self._member.base_name}"
-        hour_filter = staging.duplicates
-        tried: list[DuplicateFilter] = []
-
-        def new_filter() -> DuplicateFilter:
-            tried.append(DuplicateFilter(drop=False))
-            return tried[-1]
-
         try:
             self._out = staging.inner.open_member(self._member, name)
-            facts = convert_spool(
+            facts = convert_counted(
                 self._path,
                 self._out,
+                staging.duplicates,
                 export_hour=self._member.hour,
                 source_file=source,
                 lines=entry.events,
-                new_filter=(lambda: hour_filter) if hour_filter.drop else new_filter,
-                retry=not hour_filter.drop,  # dropping decides against the whole hour: once
             )
-            if tried:
-                hour_filter.absorb(tried[-1])
             parquet = FileEntry(
                 name=name, bytes=facts.bytes, events=facts.rows, sha256=facts.sha256, source=source
             )
