@@ -45,8 +45,8 @@ test-examples: $(EXAMPLES_STAMP)
 	$(EXAMPLES_VENV)/bin/python -m pytest -p no:cacheprovider examples/tests $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff format --check async_amp tests benchmarks examples
-	$(BIN)/ruff check async_amp tests benchmarks examples
+	$(BIN)/ruff format --check async_amp tests tools benchmarks examples
+	$(BIN)/ruff check async_amp tests tools benchmarks examples
 
 typecheck: install
 	$(BIN)/mypy
@@ -57,14 +57,14 @@ demo: install
 	$(BIN)/async-amp demo
 
 demo-azure: install azurite
-	$(BIN)/python -m async_amp.cli.demo_azure
+	$(BIN)/python -m tools.demo_azure
 
 bench: install azurite
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 docs: install chromium
-	$(BIN)/python -m async_amp.cli.docgen
-	$(BIN)/python -m async_amp.cli.report_shot docs/report-demo.png
+	$(BIN)/python -m tools.docgen
+	$(BIN)/python -m tools.report_shot docs/report-demo.png
 
 clean:
 	rm -rf $(VENV) $(EXAMPLES_VENV) tools/node_modules data logs bench-data .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,6 @@
 """How a config key is declared: ``key(default, check, doc)`` on a section's field, and
 ``keys_of(section)`` to read the declarations back (``async_amp.config`` is the declaration,
-``async_amp.config_load`` reads and checks against it, ``cli/docgen.py`` renders its docs)."""
+``async_amp.config_load`` reads and checks against it, ``tools/docgen.py`` renders its docs)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Azurite's blob service for the Azure case: ``async_amp.testing.azurite.AzuriteProcess``, the
+"""Azurite's blob service for the Azure case: ``tools.azurite.AzuriteProcess``, the
 one launcher the demo and the tests use too, plus what the benchmark reports about it.
 
 ``tools/node_modules/.bin/azurite-blob`` comes from ``npm ci --prefix tools`` (``make bench``
@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from async_amp.testing.azurite import AzuriteProcess, dev_connection_string
+from tools.azurite import AzuriteProcess, dev_connection_string
 
 from .common import ROOT
 

@@ -2,7 +2,7 @@
 
 Nothing here is timed. ``DataSpec`` is the JSON-able description of a simulated project that
 the runner, the data generator and the simulator process (``benchmarks.server``) all turn into
-the same :class:`~async_amp.testing.dataset.Dataset`; ``measure`` runs one child process (through
+the same :class:`~async_amp.simulator.dataset.Dataset`; ``measure`` runs one child process (through
 ``launch.py``) and reads its wall time, CPU time and peak RSS from ``os.wait4``.
 """
 
@@ -20,7 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from async_amp.hours import hour_range, parse_bound
-from async_amp.testing.dataset import Dataset
+
+try:
+    from async_amp.simulator import Dataset
+except ModuleNotFoundError:  # a --rev/--reference from before async_amp/testing was renamed
+    from async_amp.testing import Dataset  # type: ignore[import-not-found,no-redef]
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "bench-data"  # git-ignored: generated data, work folders

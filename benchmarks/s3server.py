@@ -1,4 +1,4 @@
-"""moto's S3 server for the S3 case: ``async_amp.testing.s3server.S3ServerProcess``, the one
+"""moto's S3 server for the S3 case: ``tools.s3server.S3ServerProcess``, the one
 launcher the tests use too (IAM not enforced here: its policy checks would cost CPU on every
 request), plus what the benchmark needs around it.
 
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import botocore.session
 
-from async_amp.testing.s3server import S3ServerProcess
+from tools.s3server import S3ServerProcess
 
 S3_BUCKET = "bench"
 

@@ -34,8 +34,14 @@ from typing import Any
 
 from aiohttp import web
 
-from async_amp.testing.dataset import hours_between
-from async_amp.testing.server import ExportSimulator, Latency
+try:
+    from async_amp.simulator import ExportSimulator, Latency, hours_between
+except ModuleNotFoundError:  # a --rev/--reference from before async_amp/testing was renamed
+    from async_amp.testing import (  # type: ignore[import-not-found,no-redef]
+        ExportSimulator,
+        Latency,
+        hours_between,
+    )
 
 from .common import API_KEY, SECRET_KEY, DataSpec, parse_hour
 

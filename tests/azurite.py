@@ -32,7 +32,7 @@ from azure.storage.blob import (
 )
 from azure.storage.blob.aio import BlobServiceClient
 
-from async_amp.testing.azurite import (
+from tools.azurite import (
     ACCOUNT_KEY,
     ACCOUNT_NAME,
     START_TIMEOUT_S,

@@ -14,8 +14,8 @@ from deltalake import DeltaTable
 from async_amp.config import Config
 from async_amp.delta import DeltaSink, make_delta_sink
 from async_amp.hours import hour_range
+from async_amp.simulator.dataset import Dataset
 from async_amp.sinks.local import LocalSink
-from async_amp.testing.dataset import Dataset
 
 
 def local_delta_sink(config: Config, run_id: str = "test-run") -> DeltaSink:

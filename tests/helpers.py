@@ -18,9 +18,9 @@ from async_amp.config import AmplitudeConfig, Config, ExtractConfig, OutputConfi
 from async_amp.hours import hour_range
 from async_amp.manifest import hour_folder
 from async_amp.pipeline import RunSummary, extract
+from async_amp.simulator.dataset import Dataset
 from async_amp.sinks.base import Sink
 from async_amp.sinks.local import LocalSink
-from async_amp.testing.dataset import Dataset
 
 KEY, SECRET = "test-api-key-7f3a", "test-secret-9c1e"
 DAY1 = datetime(2026, 11, 1, tzinfo=UTC)

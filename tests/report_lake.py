@@ -23,9 +23,9 @@ from async_amp.config import ReportConfig
 from async_amp.manifest import hour_folder
 from async_amp.plan import available_until
 from async_amp.reports import Report, build_report
+from async_amp.simulator.server import run_simulator
+from async_amp.simulator.site_changes import ChangingDataset
 from async_amp.sinks.local import LocalSink
-from async_amp.testing.server import run_simulator
-from async_amp.testing.site_changes import ChangingDataset
 
 from .helpers import KEY, SECRET, make_config, run
 

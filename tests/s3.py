@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from aiobotocore.session import AioSession
 
-from async_amp.testing.s3server import REGION, S3Key, S3ServerError, S3ServerProcess
+from tools.s3server import REGION, S3Key, S3ServerError, S3ServerProcess
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client

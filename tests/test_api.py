@@ -13,8 +13,8 @@ import pytest
 import structlog
 
 import async_amp
-from async_amp.testing.background import BackgroundSimulator
-from async_amp.testing.server import Fault, FaultPlan
+from async_amp.simulator.background import BackgroundSimulator
+from async_amp.simulator.server import Fault, FaultPlan
 
 from .helpers import DAY1, KEY, SECRET, assert_output_matches, small_dataset
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from async_amp.cli import main
-from async_amp.testing.background import BackgroundSimulator
+from async_amp.simulator.background import BackgroundSimulator
 
 from .helpers import DAY1, KEY, SECRET, isolate_cli, small_dataset
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from async_amp.cli import build_parser, main
-from async_amp.testing.background import BackgroundSimulator
-from async_amp.testing.server import ExportSimulator, Fault, FaultPlan
+from async_amp.simulator.background import BackgroundSimulator
+from async_amp.simulator.server import ExportSimulator, Fault, FaultPlan
 
 from .helpers import DAY1, KEY, SECRET, isolate_cli, small_dataset
 
@@ -232,7 +232,7 @@ def test_every_command_and_option_has_help_with_an_example(
 # the table libraries (deltalake and pyarrow are ~70 MB of RSS), the simulator.
 HEAVY = ("aiohttp", "numpy", "stream_unzip", "structlog", "rich", "aiofiles")
 TABLES = ("deltalake", "pyarrow", "polars", "duckdb")
-RUN_MODULES = ("async_amp.run", "async_amp.client", "async_amp.archive", "async_amp.testing")
+RUN_MODULES = ("async_amp.run", "async_amp.client", "async_amp.archive", "async_amp.simulator")
 
 
 def _loaded_by(code: str, cwd: Path | None = None) -> set[str]:

@@ -20,9 +20,9 @@ from async_amp.delta.maintain import compact
 from async_amp.delta.table import TableLocation, compact_day
 from async_amp.delta.verify import verify_table
 from async_amp.errors import ConfigError
-from async_amp.testing.dataset import Dataset
-from async_amp.testing.server import run_simulator
-from async_amp.testing.site_changes import ChangingDataset
+from async_amp.simulator.dataset import Dataset
+from async_amp.simulator.server import run_simulator
+from async_amp.simulator.site_changes import ChangingDataset
 
 from .delta_helpers import (
     expected_rows_per_hour,

@@ -15,8 +15,8 @@ from async_amp.config import AzureConfig, Config
 from async_amp.delta import make_delta_sink
 from async_amp.delta.location import azure_options
 from async_amp.delta.verify import verify_table
+from async_amp.simulator.server import run_simulator
 from async_amp.sinks.azure import AzureSink
-from async_amp.testing.server import run_simulator
 
 from .azurite import Azurite
 from .delta_helpers import expected_rows_per_hour, expected_uuids, rows_per_hour

@@ -18,8 +18,8 @@ from async_amp.delta import sink as delta_sink
 from async_amp.delta.digest import DigestingFilter
 from async_amp.delta.table import uuid_digest
 from async_amp.delta.verify import verify_table
-from async_amp.testing.server import run_simulator
-from async_amp.testing.site_changes import ChangingDataset
+from async_amp.simulator.server import run_simulator
+from async_amp.simulator.site_changes import ChangingDataset
 
 from .delta_helpers import local_delta_sink
 from .helpers import DAY1, KEY, SECRET, make_config, run

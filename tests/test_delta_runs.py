@@ -25,9 +25,9 @@ from deltalake import DeltaTable
 
 from async_amp.config import AzureConfig
 from async_amp.delta.location import azure_options
-from async_amp.testing.background import BackgroundSimulator
-from async_amp.testing.dataset import Dataset
-from async_amp.testing.server import Latency
+from async_amp.simulator.background import BackgroundSimulator
+from async_amp.simulator.dataset import Dataset
+from async_amp.simulator.server import Latency
 
 from .azurite import Azurite
 from .delta_helpers import expected_rows_per_hour, expected_uuids, rows_per_hour

@@ -19,8 +19,8 @@ from async_amp.delta.files import DataFile, put_file
 from async_amp.delta.location import s3_locator
 from async_amp.delta.table import TableLocation, replace_hour
 from async_amp.delta.verify import verify_table
+from async_amp.simulator.server import run_simulator
 from async_amp.sinks.s3 import S3Sink
-from async_amp.testing.server import run_simulator
 
 from .delta_helpers import expected_rows_per_hour, expected_uuids, rows_per_hour
 from .helpers import DAY1, KEY, SECRET, make_config, run, small_dataset

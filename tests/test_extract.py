@@ -10,9 +10,9 @@ import pytest
 
 from async_amp.errors import CredentialsError, StorageError
 from async_amp.manifest import Manifest, hour_folder
+from async_amp.simulator.server import Fault, FaultPlan, run_simulator
 from async_amp.sinks.base import HourStaging
 from async_amp.sinks.local import LocalSink
-from async_amp.testing.server import Fault, FaultPlan, run_simulator
 
 from .helpers import (
     DAY1,

@@ -14,7 +14,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from async_amp.cli.docgen import render_schema
 from async_amp.errors import ArchiveError
 from async_amp.formats import (
     EVENT_SCHEMA,
@@ -24,7 +23,8 @@ from async_amp.formats import (
     write_parquet,
 )
 from async_amp.formats.staging import DuplicateFilter
-from async_amp.testing.dataset import Dataset
+from async_amp.simulator.dataset import Dataset
+from tools.docgen import render_schema
 
 from .parquet_oracle import actual_rows, assert_rows_match, expected_row
 

@@ -25,10 +25,10 @@ from async_amp.archive import process_archive
 from async_amp.errors import ArchiveError
 from async_amp.hours import MemberName
 from async_amp.manifest import FileEntry, hour_folder
+from async_amp.simulator.dataset import Dataset
+from async_amp.simulator.server import Fault, FaultPlan, run_simulator
+from async_amp.simulator.zipbuild import ZipMember, build_zip, iter_zip
 from async_amp.sinks.base import HourStaging, MemberSink, Sink
-from async_amp.testing.dataset import Dataset
-from async_amp.testing.server import Fault, FaultPlan, run_simulator
-from async_amp.testing.zipbuild import ZipMember, build_zip, iter_zip
 
 from .helpers import DAY1, KEY, SECRET, assert_output_matches, make_config, run, small_dataset
 from .test_reliability import LocalStore, Store, record

@@ -16,8 +16,8 @@ import pytest
 
 from async_amp.hours import hour_range
 from async_amp.manifest import hour_folder
-from async_amp.testing.background import BackgroundSimulator
-from async_amp.testing.server import Latency
+from async_amp.simulator.background import BackgroundSimulator
+from async_amp.simulator.server import Latency
 
 from .helpers import DAY1, KEY, SECRET, assert_output_matches, small_dataset
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from async_amp.testing.launcher import ServerProcess
+from tools.launcher import ServerProcess
 
 
 class _Child(ServerProcess[int]):

@@ -13,8 +13,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from async_amp.testing.background import BackgroundSimulator
-from async_amp.testing.dataset import Dataset
+from async_amp.simulator.background import BackgroundSimulator
+from async_amp.simulator.dataset import Dataset
 
 from .helpers import DAY1, KEY, SECRET
 

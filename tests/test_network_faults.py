@@ -29,10 +29,10 @@ from async_amp.guard import RunGuard
 from async_amp.hours import hour_range
 from async_amp.limiter import AdaptiveLimiter
 from async_amp.pipeline import Extractor, RunSummary
+from async_amp.simulator.background import BackgroundSimulator
+from async_amp.simulator.server import run_simulator
 from async_amp.sinks.local import LocalSink
-from async_amp.testing.background import BackgroundSimulator
-from async_amp.testing.proxy import Hitch, HitchFn, run_proxy
-from async_amp.testing.server import run_simulator
+from tests.proxy import Hitch, HitchFn, run_proxy
 
 from .helpers import (
     DAY1,

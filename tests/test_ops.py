@@ -26,10 +26,10 @@ from async_amp.cli import main
 from async_amp.config import AzureConfig
 from async_amp.manifest import MANIFEST_NAME, Manifest, hour_folder
 from async_amp.readback import FileCheck, StatusReport, VerifyReport, read_status, verify
+from async_amp.simulator.server import run_simulator
 from async_amp.sinks.azure import AzureSink
 from async_amp.sinks.base import Sink
 from async_amp.sinks.local import READ_CHUNK, LocalSink
-from async_amp.testing.server import run_simulator
 
 from .azurite import Azurite
 from .helpers import DAY1, KEY, SECRET, make_config, run, small_dataset

@@ -21,8 +21,8 @@ from async_amp.config import Config
 from async_amp.config_load import load_config
 from async_amp.errors import ConfigError
 from async_amp.manifest import MANIFEST_NAME, hour_folder
-from async_amp.testing.background import BackgroundSimulator
-from async_amp.testing.server import Latency
+from async_amp.simulator.background import BackgroundSimulator
+from async_amp.simulator.server import Latency
 
 from .helpers import DAY1, KEY, NOW, SECRET, isolate_cli, small_dataset
 

@@ -2,7 +2,7 @@
 
 Any member set, stored or deflated, with or without data descriptors, ZIP64 or not, fed in any
 chunking, comes out byte-identical; any truncation of the stream raises ``ArchiveError``.
-Archives are written by ``async_amp.testing.zipbuild`` (the simulator's own writer), so every
+Archives are written by ``async_amp.simulator.zipbuild`` (the simulator's own writer), so every
 variant the simulated Export API can send is covered. Runs are derandomized: the examples are
 the same on every run (no flaky failures), and the counts stay small enough for 2 cores.
 """
@@ -26,7 +26,7 @@ from async_amp.archive import iter_members, process_archive
 from async_amp.errors import ArchiveError
 from async_amp.hours import MemberName, parse_member_name
 from async_amp.manifest import FileEntry
-from async_amp.testing.zipbuild import Method, ZipMember, build_zip
+from async_amp.simulator.zipbuild import Method, ZipMember, build_zip
 
 FIRST = datetime(2026, 11, 1, 22, tzinfo=UTC)  # a window that crosses midnight
 LAST = FIRST + timedelta(hours=2)

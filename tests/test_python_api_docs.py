@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from async_amp.testing.background import BackgroundSimulator
+from async_amp.simulator.background import BackgroundSimulator
 
 from .helpers import (
     DAY1,

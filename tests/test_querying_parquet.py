@@ -21,9 +21,9 @@ import anyio
 import duckdb
 import pytest
 
+from async_amp.simulator.dataset import Dataset
+from async_amp.simulator.server import run_simulator
 from async_amp.sinks import make_sink
-from async_amp.testing.dataset import Dataset
-from async_amp.testing.server import run_simulator
 
 from .helpers import KEY, SECRET, make_config, run
 

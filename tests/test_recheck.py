@@ -24,10 +24,10 @@ from async_amp.errors import ConfigError
 from async_amp.hours import hour_range
 from async_amp.manifest import FileEntry, Manifest, hour_folder
 from async_amp.recheck import judge, recheck_since
+from async_amp.simulator.background import BackgroundSimulator
+from async_amp.simulator.server import run_simulator
 from async_amp.sinks import make_sink
 from async_amp.sinks.azure import AzureSink
-from async_amp.testing.background import BackgroundSimulator
-from async_amp.testing.server import run_simulator
 from async_amp.values import duration
 
 from .azurite import Azurite

@@ -19,9 +19,9 @@ from async_amp.formats import iter_event_batches, write_parquet
 from async_amp.manifest import MANIFEST_NAME, FileEntry, Manifest, hour_folder
 from async_amp.reports import Report, build_report
 from async_amp.reports.model import HourCell, suspicious_drops
+from async_amp.simulator.server import run_simulator
 from async_amp.sinks.azure import AzureSink
 from async_amp.sinks.local import LocalSink
-from async_amp.testing.server import run_simulator
 
 from .azurite import Azurite
 from .helpers import KEY, SECRET, make_config, run

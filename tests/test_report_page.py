@@ -2,7 +2,7 @@
 
 The lake (``report_lake``) is extracted from the simulator with every hour state in it; the
 page is rendered from it and opened from a file in the distribution's Chromium, driven over
-the DevTools protocol (``async_amp.testing.chromium``). Expected numbers come from DuckDB
+the DevTools protocol (``tools.chromium``). Expected numbers come from DuckDB
 queries over the same stored files, not from the report's own code.
 """
 
@@ -20,7 +20,7 @@ import pytest
 
 from async_amp.config import ReportConfig
 from async_amp.reports import render_html
-from async_amp.testing.chromium import Chromium
+from tools.chromium import Chromium
 
 from .report_lake import (
     DROP,

@@ -11,8 +11,8 @@ import pytest
 
 from async_amp.cli import main
 from async_amp.plan import shard_hours
-from async_amp.testing.background import BackgroundSimulator
-from async_amp.testing.server import ExportSimulator
+from async_amp.simulator.background import BackgroundSimulator
+from async_amp.simulator.server import ExportSimulator
 
 from .helpers import DAY1, KEY, SECRET, assert_output_matches, isolate_cli, small_dataset
 
@@ -150,7 +150,7 @@ def test_a_project_missing_its_keys_names_the_variables(
 def test_since_last_asks_again_for_hours_an_earlier_run_left_behind(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from async_amp.testing.server import Fault, FaultPlan
+    from async_amp.simulator.server import Fault, FaultPlan
 
     monkeypatch.setenv("ASYNC_AMP_EXTRACT_START", "2026-11-01")
     monkeypatch.setenv("ASYNC_AMP_EXTRACT_MAX_ATTEMPTS", "2")

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from async_amp.cli import main
-from async_amp.testing.background import BackgroundSimulator
-from async_amp.testing.server import ExportSimulator, Fault, FaultPlan
+from async_amp.simulator.background import BackgroundSimulator
+from async_amp.simulator.server import ExportSimulator, Fault, FaultPlan
 
 from .helpers import DAY1, isolate_cli, small_dataset
 from .test_reliability import record

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 import stream_unzip
 
-from async_amp.testing import (
+from async_amp.simulator import (
     Dataset,
     ExportSimulator,
     Fault,

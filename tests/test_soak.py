@@ -24,10 +24,10 @@ import pytest
 from async_amp.hours import hour_range
 from async_amp.manifest import hour_folder
 from async_amp.pipeline import RunSummary
+from async_amp.simulator.dataset import Dataset
+from async_amp.simulator.server import Fault, FaultPlan, RequestRecord, run_simulator
 from async_amp.sinks import make_sink
 from async_amp.sinks.base import Sink
-from async_amp.testing.dataset import Dataset
-from async_amp.testing.server import Fault, FaultPlan, RequestRecord, run_simulator
 
 from .delta_helpers import (
     expected_rows_per_hour,

@@ -20,8 +20,8 @@ from async_amp.formats import convert as convert_module
 from async_amp.formats import spool as spool_module
 from async_amp.formats.convert import BATCH_ROWS
 from async_amp.formats.spool import convert_spool, new_spool_header
-from async_amp.testing.dataset import Dataset
-from async_amp.testing.quirks import NEW_FIELD
+from async_amp.simulator.dataset import Dataset
+from async_amp.simulator.quirks import NEW_FIELD
 
 from .parquet_oracle import assert_rows_match
 

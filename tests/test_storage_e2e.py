@@ -24,11 +24,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 from async_amp.hours import hour_range
+from async_amp.simulator.dataset import Dataset
+from async_amp.simulator.server import Fault, FaultPlan, run_simulator
 from async_amp.sinks.azure import PROBE_PREFIX
 from async_amp.sinks.base import Sink
 from async_amp.sinks.leases import LEASE_FOLDER
-from async_amp.testing.dataset import Dataset
-from async_amp.testing.server import Fault, FaultPlan, run_simulator
 
 from .azurite import Azurite
 from .helpers import DAY1, KEY, SECRET, last_hour_of, make_config, run, small_dataset

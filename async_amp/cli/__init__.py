@@ -8,8 +8,6 @@ Nothing outside this package imports it; it imports the library. Its modules:
 - ``output.py``: log output for people and machines (JSON or console on stderr, a JSON file).
 - ``commands/``: one module per subcommand: ``extract.py`` (the extract presenter),
   ``simulate.py``, ``demo.py``, ``ops.py`` (``status`` and ``verify``).
-- ``demo_azure.py``: ``make demo-azure``; ``docgen.py``: renders ``docs/cli.md`` and the key
-  tables of ``docs/configuration.md``.
 
 Adding a subcommand is one new module in ``commands/``, which nothing else needs to name::
 

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from async_amp.testing.azurite import ACCOUNT_KEY
-from async_amp.testing.s3server import S3Key, S3ServerProcess
+from tools.azurite import ACCOUNT_KEY
+from tools.s3server import S3Key, S3ServerProcess
 
 from ..azurite import available as azurite_missing
 from ..azurite import run_azurite

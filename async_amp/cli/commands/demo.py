@@ -17,7 +17,7 @@ from ...hours import HOUR, hour_range
 from ..options import add_log_options, add_storage_options, environment, load, now, positive_int
 
 if TYPE_CHECKING:
-    from ...testing.site_changes import ChangingDataset
+    from ...simulator.site_changes import ChangingDataset
 
 __all__ = [
     "DEMO_DAYS",
@@ -46,7 +46,7 @@ REPORT_FILE = "report.html"
 def demo_dataset() -> ChangingDataset:
     """The local demo's simulated project (the report's screenshot in the README is of it)."""
     # the simulator loads only when the demo runs, not for every command's parser
-    from ...testing.site_changes import ChangingDataset  # noqa: PLC0415
+    from ...simulator.site_changes import ChangingDataset  # noqa: PLC0415
 
     return ChangingDataset(
         events_per_hour=200,
@@ -85,7 +85,7 @@ def run_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Serve 15 simulated days on loopback, extract them with the real client (one hour left
     out), show them, and write their report."""
     from ...run import RunRequest  # noqa: PLC0415 - see demo_dataset
-    from ...testing.background import BackgroundSimulator  # noqa: PLC0415
+    from ...simulator.background import BackgroundSimulator  # noqa: PLC0415
     from .extract import run_and_present  # noqa: PLC0415
 
     config = load(args, {}, concurrency=args.concurrency or 8)

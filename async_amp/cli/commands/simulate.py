@@ -43,8 +43,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from ...testing.dataset import Dataset  # noqa: PLC0415
-    from ...testing.server import serve_forever  # noqa: PLC0415
+    from ...simulator.dataset import Dataset  # noqa: PLC0415
+    from ...simulator.server import serve_forever  # noqa: PLC0415
 
     environ = environment()
     dataset = Dataset(

@@ -19,12 +19,12 @@ from typing import Final, TypedDict
 
 from aiohttp import web
 
-from async_amp.testing.faults import (
+from async_amp.simulator.faults import (
     Fault,
     Injection,
     _hour_index,
 )
-from async_amp.testing.zipbuild import Method
+from async_amp.simulator.zipbuild import Method
 
 _PARAM_RE: Final = re.compile(r"^(\d{4})(\d{2})(\d{2})T(\d{2})$")
 _MAX_SPAN: Final = timedelta(days=365)

@@ -5,8 +5,8 @@
 declaration (``async_amp.config``), and the column table of ``docs/schema.md`` (after
 ``<!-- columns -->``) from the event schema (``async_amp.formats.schema``)::
 
-    python -m async_amp.cli.docgen           # rewrite them (make docs)
-    python -m async_amp.cli.docgen --check   # exit 1 when one is out of date
+    python -m tools.docgen           # rewrite them (make docs)
+    python -m tools.docgen --check   # exit 1 when one is out of date
 
 The help is rendered at a fixed width, whatever the terminal, so the output is the same on
 every machine running the same Python minor version.
@@ -24,9 +24,9 @@ from dataclasses import MISSING
 from pathlib import Path
 from typing import Any
 
-from ..config import ProjectConfig, keys_of, sections
-from ..config_load import ENV_PREFIX
-from .parser import build_parser
+from async_amp.cli.parser import build_parser
+from async_amp.config import ProjectConfig, keys_of, sections
+from async_amp.config_load import ENV_PREFIX
 
 __all__ = ["WIDTH", "commands", "main", "render_cli", "render_configuration", "render_schema"]
 
@@ -34,7 +34,7 @@ WIDTH = 100
 HEADER = """\
 # Command-line reference
 
-<!-- Generated from `--help` by `python -m async_amp.cli.docgen` (make docs).
+<!-- Generated from `--help` by `python -m tools.docgen` (make docs).
      Do not edit by hand: change the help text in the code and regenerate. -->
 
 Every command accepts `--help`. Options that are also config keys follow the precedence
@@ -122,7 +122,7 @@ def render_configuration(current: str) -> str:
 
 def render_schema(current: str) -> str:
     """``current`` (``docs/schema.md``) with its column table regenerated."""
-    from ..formats.schema import column_table  # noqa: PLC0415 - pyarrow only for this file
+    from async_amp.formats.schema import column_table  # noqa: PLC0415 - pyarrow only for this file
 
     return _splice(current, _COLUMNS_MARKER, lambda _: column_table())
 
@@ -161,10 +161,10 @@ def _targets(root: Path) -> dict[Path, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = argparse.ArgumentParser(
-        prog="python -m async_amp.cli.docgen",
+        prog="python -m tools.docgen",
         description="Render docs/cli.md from the --help of every async-amp command, and the "
         "key tables of docs/configuration.md from the config declaration.",
-        epilog="example: python -m async_amp.cli.docgen --check",
+        epilog="example: python -m tools.docgen --check",
     )
     args.add_argument(
         "--docs", type=Path, default=Path("docs"), help="the docs folder (e.g. --docs docs)"

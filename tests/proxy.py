@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .background import Background
+from async_amp.simulator.background import Background
 
 __all__ = ["BackgroundProxy", "FaultProxy", "Hitch", "HitchFn", "HitchKind", "run_proxy"]
 

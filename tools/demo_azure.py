@@ -7,7 +7,7 @@ The demo then shows where the blobs are, how to list them, what the manifests sa
 Azurite, whose storage lives in memory: the blobs go with it (``--keep-running`` keeps it up
 until Ctrl-C, to try the listing commands it prints)::
 
-    .venv/bin/python -m async_amp.cli.demo_azure [--keep-gzip] [--concurrency 8] [--keep-running]
+    .venv/bin/python -m tools.demo_azure [--keep-gzip] [--concurrency 8] [--keep-running]
 """
 
 from __future__ import annotations
@@ -26,27 +26,27 @@ from urllib.parse import quote
 
 import anyio
 
-from ..config import Config, Credentials
-from ..config_load import load_config
-from ..errors import UserError
-from ..hours import hour_range
-from ..manifest import MANIFEST_NAME, Manifest
-from ..run import RunRequest
-from ..sinks.azure import AzureSink
-from ..testing.azurite import AzuriteError, AzuriteProcess
-from ..testing.background import BackgroundSimulator
-from ..testing.dataset import Dataset
-from .commands.demo import DEMO_DAYS, DEMO_KEY, DEMO_SECRET, quiet_hours
-from .commands.extract import run_and_present
-from .options import EXIT_USAGE
-from .output import shutdown_logging
+from async_amp.cli.commands.demo import DEMO_DAYS, DEMO_KEY, DEMO_SECRET, quiet_hours
+from async_amp.cli.commands.extract import run_and_present
+from async_amp.cli.options import EXIT_USAGE
+from async_amp.cli.output import shutdown_logging
+from async_amp.config import Config, Credentials
+from async_amp.config_load import load_config
+from async_amp.errors import UserError
+from async_amp.hours import hour_range
+from async_amp.manifest import MANIFEST_NAME, Manifest
+from async_amp.run import RunRequest
+from async_amp.simulator.background import BackgroundSimulator
+from async_amp.simulator.dataset import Dataset
+from async_amp.sinks.azure import AzureSink
+from tools.azurite import AzuriteError, AzuriteProcess
 
 __all__ = ["main"]
 
 CONTAINER = "async-amp-demo"
 EXIT_INTERRUPTED = 130
 SHOWN_BLOBS = 4  # blob names listed for the sample hour
-_PROG = "python -m async_amp.cli.demo_azure"
+_PROG = "python -m tools.demo_azure"
 
 
 def _parser() -> argparse.ArgumentParser:

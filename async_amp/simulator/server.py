@@ -28,9 +28,9 @@ from typing import Final, Unpack
 
 from aiohttp import web
 
-from async_amp.testing.content import WindowContent
-from async_amp.testing.dataset import Dataset, hours_between, utc_hour
-from async_amp.testing.faults import (
+from async_amp.simulator.content import WindowContent
+from async_amp.simulator.dataset import Dataset, hours_between, utc_hour
+from async_amp.simulator.faults import (
     _CONTENT_FAULTS,
     _FAULT_BODY,
     _HTML_ERROR,
@@ -40,7 +40,7 @@ from async_amp.testing.faults import (
     Injection,
     RequestInfo,
 )
-from async_amp.testing.wire import (
+from async_amp.simulator.wire import (
     Latency,
     MemberStyle,
     RequestRecord,
@@ -54,7 +54,7 @@ from async_amp.testing.wire import (
     corrupt_gzip,
     echo_credentials,
 )
-from async_amp.testing.zipbuild import ZipMember
+from async_amp.simulator.zipbuild import ZipMember
 
 __all__ = [
     "EXPORT_PATH",

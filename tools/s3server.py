@@ -1,7 +1,7 @@
 """A real S3-compatible server on loopback for tests and benchmarks: moto's standalone server.
 
 The parent side (``S3ServerProcess``) needs nothing but the standard library; the child
-(``python -m async_amp.testing.s3server``) needs ``moto[s3]``, ``flask`` and ``flask-cors``
+(``python -m tools.s3server``) needs ``moto[s3]``, ``flask`` and ``flask-cors``
 (the ``dev`` extra; ``make test`` installs them)::
 
     with S3ServerProcess(enforce_iam=True) as s3:
@@ -25,6 +25,7 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final, Self
 
 from .launcher import STOP_TIMEOUT_S, ServerProcess
@@ -34,6 +35,7 @@ __all__ = ["S3Key", "S3ServerError", "S3ServerProcess"]
 START_TIMEOUT_S: Final = 60.0
 REGION: Final = "us-east-1"
 READ_ONLY_ACTIONS: Final = ("s3:Get*", "s3:List*")
+_ROOT: Final = Path(__file__).resolve().parents[1]  # the checkout (tools/ is in it)
 
 
 class S3ServerError(RuntimeError):
@@ -81,12 +83,15 @@ class S3ServerProcess(ServerProcess[dict[str, Any]]):
         self.read_only = S3Key("test", "test")
 
     def command(self) -> list[str]:
-        args = [sys.executable, "-m", "async_amp.testing.s3server", self.host, str(self.port)]
+        args = [sys.executable, "-m", "tools.s3server", self.host, str(self.port)]
         return [*args, "--enforce-iam"] if self.enforce_iam else args
 
     def environ(self) -> dict[str, str]:
-        # moto reads AWS_*/MOTO_* and TEST_SERVER_MODE variables; the child gets none of ours
-        return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}
+        # moto reads AWS_*/MOTO_* and TEST_SERVER_MODE variables; the child gets none of ours.
+        # It runs in a temporary folder: the checkout's root on its path finds ``tools``.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
+        return env
 
     def ready(self, out: str) -> dict[str, Any] | None:
         for line in out.splitlines():

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-from async_amp.testing.dataset import hours_between, utc_hour
-from async_amp.testing.site_model import _mix, _unit
+from async_amp.simulator.dataset import hours_between, utc_hour
+from async_amp.simulator.site_model import _mix, _unit
 
 __all__ = ["Fault", "FaultFn", "FaultPlan", "Injection", "RequestInfo"]
 

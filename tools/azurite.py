@@ -76,7 +76,7 @@ class AzuriteEndpoint:
 def find_azurite(start: Path | None = None) -> Path | None:
     """``tools/node_modules/.bin/azurite-blob`` of this checkout (or above ``start``), else the
     one on ``PATH``, else ``None``."""
-    roots = [start or Path.cwd(), Path(__file__).resolve().parents[2]]
+    roots = [start or Path.cwd(), Path(__file__).resolve().parents[1]]
     for root in roots:
         for folder in (root, *root.parents):
             candidate = folder / _BIN_RELATIVE

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from async_amp.testing.dataset import Dataset, hours_between, utc_hour
-from async_amp.testing.faults import _CONTENT_FAULTS, Fault, Injection
-from async_amp.testing.wire import (
+from async_amp.simulator.dataset import Dataset, hours_between, utc_hour
+from async_amp.simulator.faults import _CONTENT_FAULTS, Fault, Injection
+from async_amp.simulator.wire import (
     _GZIP_EMPTY,
     MemberStyle,
     _Body,
@@ -23,7 +23,7 @@ from async_amp.testing.wire import (
     _target_hour,
     corrupt_gzip,
 )
-from async_amp.testing.zipbuild import ZipMember, empty_zip, iter_zip
+from async_amp.simulator.zipbuild import ZipMember, empty_zip, iter_zip
 
 __all__ = ["WindowContent"]
 

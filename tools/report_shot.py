@@ -4,7 +4,7 @@ Runs ``async-amp demo`` into a temporary folder with the clock pinned (``ASYNC_A
 morning after the demo's last day, so its last hour is "not yet available"), opens the page in
 headless Chromium and saves the top of it as a PNG::
 
-    python -m async_amp.cli.report_shot docs/report-demo.png
+    python -m tools.report_shot docs/report-demo.png
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..testing.chromium import Chromium
+from tools.chromium import Chromium
 
 __all__ = ["DEMO_NOW", "main"]
 
