@@ -19,7 +19,7 @@ import anyio
 
 from .archive import ArchiveLimits, MemberSink, ProcessedMember, process_archive
 from .client import ExportSource
-from .errors import ArchiveError, AttemptError
+from .errors import ArchiveError, AttemptError, storage_failure
 from .hours import MemberName
 from .sinks.base import HourStaging, Sink
 
@@ -153,5 +153,8 @@ async def _decode(
     if seen.error is not None and (failure is None or isinstance(failure, ArchiveError)):
         raise seen.error  # the body broke off: that, not the truncation, is the cause
     if failure is not None:
+        stored = storage_failure(failure, stagings.sink.describe())
+        if stored is not None:  # a full disk under a spool or a Parquet writer
+            raise stored from failure
         raise failure
     return members

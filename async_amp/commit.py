@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import anyio
 
 from .archive import ProcessedMember
-from .errors import StorageError
+from .errors import StorageError, storage_failure
 from .hours import iso_hour
 from .logs import log
 from .manifest import Manifest
@@ -55,6 +55,8 @@ async def commit_hour(staging: HourStaging, manifest: Manifest) -> StorageError 
         error = StorageError(f"commit did not finish within {COMMIT_TIMEOUT_S:.0f} s")
     except StorageError as exc:
         error = exc
+    except OSError as exc:  # a Delta commit's data file or log entry, written in a thread
+        error = storage_failure(exc, iso_hour(manifest.hour)) or StorageError(str(exc))
     else:
         return None
     await staging.discard()

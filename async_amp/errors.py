@@ -37,6 +37,7 @@ __all__ = [
     "UserError",
     "first_user_error",
     "os_storage_error",
+    "storage_failure",
 ]
 
 
@@ -110,6 +111,20 @@ def os_storage_error(exc: OSError, doing: str, *, root_exists: bool = True) -> S
     if blocking is None:
         return StorageError(f"{doing}: {cause}")
     return StorageBlockedError(cause, doing, blocking)
+
+
+def storage_failure(exc: BaseException, where: str) -> StorageError | None:
+    """A file-system error raised deep in a writer (pyarrow, DuckDB, a spool) as the sink
+    error it means, or ``None`` when ``exc`` holds no ``OSError``. The chain (``__cause__``,
+    ``__context__``) is searched: pyarrow re-raises the ``OSError`` of the file it wrote to."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None or isinstance(seen, AsyncAmpError):
+            return None
+        if isinstance(seen, OSError) and seen.errno:
+            return os_storage_error(seen, f"writing {seen.filename or where}")
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 class AttemptError(AsyncAmpError):

@@ -47,7 +47,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import structlog
 
-from ..errors import StorageError
+from ..errors import StorageError, os_storage_error
 from ..formats.spool import new_spool_header
 from ..formats.staging import convert_counted
 from ..hours import MemberName
@@ -153,8 +153,7 @@ class _DeltaStaging:
             self.dir.mkdir(parents=True, exist_ok=True)
             return _Member(self, member, file_name)
         except OSError as exc:
-            msg = f"cannot spool {self.dir / file_name}: {exc.strerror or exc}"
-            raise StorageError(msg) from exc
+            raise os_storage_error(exc, f"spooling {self.dir / file_name}") from exc
 
     def done(self, name: str, path: Path, source: dict[str, Any], rows: int, extra: int) -> None:
         with self._lock:

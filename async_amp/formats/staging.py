@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import StorageError
+from ..errors import StorageError, os_storage_error
 from ..hours import MemberName
 from ..manifest import FileEntry, Manifest, SourceEntry, TableFacts
 from ..sinks.base import HourStaging, MemberSink, Sink
@@ -305,8 +305,8 @@ class _ParquetStaging:
         try:
             return _Spool(self, member, file_name)
         except OSError as exc:
-            msg = f"cannot spool {member.base_name} in {self.spool_dir or tempfile.gettempdir()}"
-            raise StorageError(f"{msg}: {exc.strerror or exc}") from exc
+            where = f"spooling {member.base_name} in {self.spool_dir or tempfile.gettempdir()}"
+            raise os_storage_error(exc, where) from exc
 
     def done(self, ndjson_name: str, parquet: FileEntry, source: SourceEntry, extra: int) -> None:
         with self._lock:
