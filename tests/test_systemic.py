@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from async_amp.testing.background import BackgroundSimulator
+from async_amp.simulator.background import BackgroundSimulator
 
 from .filesystems import mounted_tmpfs
 from .helpers import KEY, SECRET, cli_extract, small_dataset
