@@ -77,17 +77,19 @@ def load_config(
     secret_key: str | None = None,
     environ: dict[str, str] | None = None,
 ) -> Config:
-    """Read the config the CLI would read: ``path`` (default ``./config.toml`` when present),
-    with ``ASYNC_AMP_<SECTION>_<KEY>`` environment overrides applied.
+    """Read the config the CLI would read: ``path``, else the file the ``ASYNC_AMP_CONFIG``
+    variable names, else ``./config.toml`` when present; with ``ASYNC_AMP_<SECTION>_<KEY>``
+    environment overrides applied.
 
     The Amplitude keys come from ``AMP_API_KEY`` / ``AMP_SECRET_KEY`` (or the variables each
     ``[[projects]]`` table names), in the environment or ``./.env``, unless ``api_key`` and
     ``secret_key`` are given. ``environ`` replaces the process environment (and ``.env``).
     Raises ``ConfigError`` naming every problem at once.
     """
-    file = Path(path) if path is not None else Path("config.toml")
+    env = config_load.process_environment() if environ is None else environ
+    file, required = config_load.config_file(path, env)
     return config_load.load_config(
-        file, api_key=api_key, secret_key=secret_key, environ=environ, required=path is not None
+        file, api_key=api_key, secret_key=secret_key, environ=env, required=required
     )
 
 

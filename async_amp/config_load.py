@@ -17,12 +17,22 @@ from dotenv import dotenv_values
 from .config import Config, Credentials, ProjectConfig, keys_of, sections
 from .errors import ConfigError, CredentialsError
 
-__all__ = ["ENV_PREFIX", "PROCESS_KNOBS", "load_config", "load_credentials", "process_environment"]
+__all__ = [
+    "CONFIG_VARIABLE",
+    "ENV_PREFIX",
+    "PROCESS_KNOBS",
+    "config_file",
+    "load_config",
+    "load_credentials",
+    "process_environment",
+]
 
 ENV_PREFIX = "ASYNC_AMP_"
+# Names the config file when no path is given (the CLI's --config, the API's path argument).
+CONFIG_VARIABLE = ENV_PREFIX + "CONFIG"
 # Not configuration keys: ASYNC_AMP_NOW pins "now" (tests, replays), ASYNC_AMP_MALLOPT=0 keeps
-# glibc's default allocator thresholds.
-PROCESS_KNOBS = frozenset({ENV_PREFIX + "NOW", ENV_PREFIX + "MALLOPT"})
+# glibc's default allocator thresholds, ASYNC_AMP_CONFIG names the file.
+PROCESS_KNOBS = frozenset({ENV_PREFIX + "NOW", ENV_PREFIX + "MALLOPT", CONFIG_VARIABLE})
 
 
 def process_environment() -> dict[str, str]:
@@ -30,6 +40,22 @@ def process_environment() -> dict[str, str]:
     merged = {k: v for k, v in dotenv_values(".env").items() if v is not None}
     merged.update(os.environ)
     return merged
+
+
+def config_file(path: str | Path | None, environ: Mapping[str, str]) -> tuple[Path, bool]:
+    """Which config file to read, and whether it must exist: ``path`` when given (``--config``,
+    the API's argument), else the file ``ASYNC_AMP_CONFIG`` names, else ``./config.toml`` when
+    present. Every entry point (the CLI, the API, the examples) finds its file this way."""
+    if path is not None:
+        return Path(path), True
+    named = environ.get(CONFIG_VARIABLE, "").strip()
+    if not named:
+        return Path("config.toml"), False
+    file = Path(named).expanduser()
+    if not file.is_file():
+        msg = f"{CONFIG_VARIABLE}={named}: no such config file; point it at one or unset it"
+        raise ConfigError(msg)
+    return file, True
 
 
 def _suggest(word: str, options: Mapping[str, object]) -> str:

@@ -3,10 +3,13 @@
 Every module logs with ``from .logs import log`` and ``log.info("hour.done", hour=..., ...)``.
 Those events never depend on structlog's global configuration (an unconfigured structlog
 prints to stdout): ``log`` is bound once, here, to ``logging.getLogger("async_amp")``, and each
-event becomes one ``logging.LogRecord`` whose message is the event name and whose attributes
-are its fields (``record.hour``, ``record.run_id``, ...). Whoever embeds async-amp decides
-where records go with ordinary ``logging`` handlers, or lets them go nowhere (the package only
-adds a ``NullHandler``). The CLI renders them as JSON or console lines (``async_amp.cli.output``).
+event becomes one ``logging.LogRecord``. Its message is the event name followed by its fields
+(``hour.done hour=2026-11-01T05:00:00Z status=complete ...``), so a plain ``logging`` formatter
+(an Airflow or Dagster task log) shows them; ``record.event`` is the bare name and the other
+attributes are the fields (``record.hour``, ``record.run_id``, ...). Whoever embeds async-amp
+decides where records go with ordinary ``logging`` handlers, or lets them go nowhere (the
+package only adds a ``NullHandler``). The CLI renders them as JSON or console lines
+(``async_amp.cli.output``), with the bare name as the event.
 
 Fields bound with :func:`bound` (the run id, the project) are merged into every event logged
 inside that block, in the same task or in tasks it starts; known secrets are masked in every
@@ -62,6 +65,24 @@ def _caller(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
     return event
 
 
+_LOGGING_KWARGS = ("exc_info", "stack_info", "stacklevel")
+
+
+def _field(value: Any) -> str:
+    text = str(value)
+    return repr(text) if not text or any(c.isspace() or c in "='\"" for c in text) else text
+
+
+def _to_record(_: Any, __: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
+    """The ``logging`` call's arguments: the message is the event and its fields rendered as
+    ``key=value``; ``extra`` keeps each field (and the bare name as ``event``) as attributes."""
+    name = str(event.pop("event"))
+    kwargs = {k: event.pop(k) for k in _LOGGING_KWARGS if k in event}
+    fields = " ".join(f"{key}={_field(value)}" for key, value in event.items())
+    message = f"{name} {fields}" if fields else name
+    return {"msg": message, "extra": {**event, "event": name}, **kwargs}
+
+
 log: structlog.stdlib.BoundLogger = structlog.wrap_logger(
     logging.getLogger(LOGGER_NAME),
     processors=[
@@ -69,7 +90,7 @@ log: structlog.stdlib.BoundLogger = structlog.wrap_logger(
         structlog.contextvars.merge_contextvars,
         _redact,
         _caller,
-        structlog.stdlib.render_to_log_kwargs,
+        _to_record,
     ],
     wrapper_class=structlog.stdlib.BoundLogger,
     cache_logger_on_first_use=True,

@@ -122,6 +122,29 @@ def test_user_errors_raise_from_the_public_tree_never_system_exit(tmp_path: Path
     assert issubclass(async_amp.CredentialsError, async_amp.UserError)
 
 
+def test_the_config_variable_names_the_file_and_a_path_given_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ASYNC_AMP_CONFIG`` is how a scheduler's workers find the file: read, not rejected as
+    an unknown ``ASYNC_AMP_*`` variable; an explicit path still wins; a wrong one is named."""
+    monkeypatch.chdir(tmp_path)
+    named = tmp_path / "etc" / "prod.toml"
+    named.parent.mkdir()
+    named.write_text('[output]\ndir = "from-variable"\n', encoding="utf-8")
+    (tmp_path / "config.toml").write_text('[output]\ndir = "from-cwd"\n', encoding="utf-8")
+    monkeypatch.setenv("ASYNC_AMP_CONFIG", str(named))
+    config = async_amp.load_config(api_key=KEY, secret_key=SECRET)  # the process environment
+    assert config.source == named
+    assert config.output.dir.name == "from-variable"
+    given = async_amp.load_config("config.toml", api_key=KEY, secret_key=SECRET)
+    assert given.output.dir.name == "from-cwd"
+    missing = str(tmp_path / "nope.toml")
+    with pytest.raises(async_amp.ConfigError, match=r"^ASYNC_AMP_CONFIG=.*nope\.toml: no such"):
+        async_amp.load_config(environ={"ASYNC_AMP_CONFIG": missing})
+    unset = async_amp.load_config(environ={"ASYNC_AMP_CONFIG": " "})  # blank: not set
+    assert unset.output.dir.name == "from-cwd"
+
+
 def test_runs_in_worker_threads_at_once(tmp_path: Path) -> None:
     """Two extractions in two threads of one process, each into its own folder."""
     dataset = small_dataset()
@@ -159,10 +182,16 @@ def test_log_events_reach_the_callers_logging_and_carry_the_run(
         config = _config(tmp_path, sim.base_url)
         with caplog.at_level(logging.INFO, logger="async_amp"):
             result = async_amp.extract_sync(config, start="2026-11-01T00", end="2026-11-01T01")
-    done = [r for r in caplog.records if r.getMessage() == "hour.done"]
+    done = [r for r in caplog.records if r.__dict__["event"] == "hour.done"]
     assert len(done) == 2
     assert {r.__dict__["run_id"] for r in done} == {result.run_id}
     assert {r.__dict__["project"] for r in done} == {"website"}
+    # a plain formatter (an engine's task log) shows the fields, not only the event's name
+    lines = sorted(logging.Formatter("%(message)s").format(r) for r in done)
+    for line, hour in zip(lines, ("2026-11-01T00:00:00Z", "2026-11-01T01:00:00Z"), strict=True):
+        assert line.startswith("hour.done "), line
+        assert f"hour={hour}" in line and "status=complete" in line, line
+        assert f"run_id={result.run_id}" in line, line
     text = caplog.text + "".join(str(r.__dict__) for r in caplog.records)
     assert KEY not in text and SECRET not in text
     # each record names the line of async_amp that logged it, not structlog's

@@ -158,6 +158,30 @@ def test_bad_config_file_gets_one_line_and_exit_2(
     assert len(err.strip().splitlines()) == 1
 
 
+def test_the_config_variable_names_the_file_the_cli_reads(
+    sim: ExportSimulator,
+    workdir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    named = workdir / "etc" / "prod.toml"
+    named.parent.mkdir()
+    text = (workdir / "config.toml").read_text()
+    named.write_text(text + 'dir = "from-variable"\n')  # the last table is [output]
+    (workdir / "config.toml").unlink()
+    monkeypatch.setenv("ASYNC_AMP_CONFIG", str(named))
+    assert main(["extract", "--start", "2026-11-01T00", "--end", "2026-11-01T01", "--quiet"]) == 0
+    hours = (workdir / "from-variable" / "website").glob("date=*/hour=*")
+    assert sorted(p.name for p in hours) == ["hour=00", "hour=01"]
+    assert not (workdir / "data").exists()
+    monkeypatch.setenv("ASYNC_AMP_CONFIG", str(workdir / "nope.toml"))
+    capsys.readouterr()
+    assert main(["status", "--start", "2026-11-01", "--end", "2026-11-01"]) == 2
+    _, err = capsys.readouterr()
+    assert "ASYNC_AMP_CONFIG=" in err and "no such config file" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_missing_keys_get_one_line_and_exit_2(
     workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -133,7 +133,7 @@ async def test_each_proxy_fault_on_first_connections_is_recovered(
             summary = await run(config, DAY1, last)
     assert summary.exit_code == 0, summary.failed
     assert len(proxy.hitched) == 2
-    reasons = [r.reason for r in caplog.records if r.getMessage() == "hour.retry"]
+    reasons = [r.reason for r in caplog.records if r.__dict__["event"] == "hour.retry"]
     assert len(reasons) == 2 and all(why in r for r in reasons), reasons
     assert_output_matches(tmp_path, dataset, DAY1, last)
 

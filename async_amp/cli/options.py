@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import SINKS, Config
-from ..config_load import load_config, process_environment
+from ..config_load import config_file, load_config, process_environment
 from ..errors import ConfigError
 from ..hours import parse_bound
 
@@ -89,7 +89,8 @@ def add_config_option(cmd: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="PATH",
-        help="config file (default ./config.toml if present; e.g. --config prod.toml)",
+        help="config file (default: $ASYNC_AMP_CONFIG, else ./config.toml if present; "
+        "e.g. --config prod.toml)",
     )
 
 
@@ -155,14 +156,14 @@ def now(environ: Mapping[str, str]) -> datetime:
 
 
 def load(args: argparse.Namespace, environ: Mapping[str, str], **extract: Any) -> Config:
-    """The config that ``--config`` names (or ``./config.toml``), with the command's flags."""
-    explicit = args.config is not None
-    path = args.config if explicit else Path("config.toml")
+    """The config that ``--config`` names (else ``ASYNC_AMP_CONFIG``, else ``./config.toml``),
+    with the command's flags."""
+    path, required = config_file(args.config, environ)
     overrides = {
         "extract": extract,
         "output": {"dir": args.output, "sink": args.sink, "format": getattr(args, "format", None)},
     }
-    return load_config(path, overrides=overrides, environ=environ, required=explicit)
+    return load_config(path, overrides=overrides, environ=environ, required=required)
 
 
 def join_relative_bounds(argv: Sequence[str]) -> list[str]:
