@@ -3,6 +3,8 @@
 - no module imports a private name (``_x``, or anything from a ``_x`` module) of a module in
   another package: a private name is shared only among one folder's own files;
 - the CLI (``async_amp/cli/``) sits on top: no module outside it imports it;
+- logging goes through one door: only ``logs.py`` (and the CLI's output set-up) imports
+  structlog, whose unconfigured loggers print to stdout;
 - no file under ``async_amp/`` is longer than ~500 lines.
 
 Each failure names the file and line to fix.
@@ -100,6 +102,21 @@ def test_nothing_imports_the_cli() -> None:
         if _in_cli(target) or (target == "async_amp" and name == "cli")
     ]
     assert not found, "the CLI sits on top of the library:\n" + "\n".join(found)
+
+
+# the modules that may import structlog: the library's one logger, and the CLI's rendering
+STRUCTLOG_DOORS = {"async_amp.logs", "async_amp.cli.output"}
+
+
+def test_only_the_logging_module_imports_structlog() -> None:
+    found = [
+        f"{_where(path, line)} imports {target}: log with `from .logs import log`"
+        for path, module in _modules()
+        if module not in STRUCTLOG_DOORS
+        for line, target, _ in _imports(path, module)
+        if target == "structlog" or target.startswith("structlog.")
+    ]
+    assert not found, "\n".join(found)
 
 
 def test_no_file_in_the_package_is_over_500_lines() -> None:

@@ -45,12 +45,12 @@ from typing import Any, BinaryIO
 import anyio
 import pyarrow as pa
 import pyarrow.parquet as pq
-import structlog
 
 from ..errors import StorageError, os_storage_error
 from ..formats.spool import new_spool_header
 from ..formats.staging import convert_counted
 from ..hours import MemberName
+from ..logs import log
 from ..manifest import FileEntry, Manifest
 from ..sinks.base import HourStaging, MemberSink, Sink
 from .digest import DigestingFilter
@@ -59,7 +59,6 @@ from .table import DELTA_ERRORS, TableLocation, delta_error_text, replace_hour, 
 
 __all__ = ["COMMIT_RECORD", "META_FOLDER", "DeltaSink", "meta_project"]
 
-log = structlog.get_logger("async_amp")
 
 META_FOLDER = "_async_amp"
 COMMIT_RECORD = "_delta_commit.json"
