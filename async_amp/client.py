@@ -22,7 +22,13 @@ from typing import Protocol
 import aiohttp
 
 from . import __version__
-from .errors import ConnectFailedError, CredentialsError, ExportTooLargeError, RetryableHTTPError
+from .errors import (
+    ConnectFailedError,
+    CredentialsError,
+    ExportTooLargeError,
+    NoAnswerError,
+    RetryableHTTPError,
+)
 from .hours import amplitude_param
 from .scrub import scrub_params
 
@@ -193,12 +199,12 @@ class AiohttpExportSource:
         except aiohttp.ClientConnectorError as exc:  # refused, DNS, TLS, proxy
             raise ConnectFailedError(sanitize(connect_failure(exc), self._secrets)) from exc
         except TimeoutError as exc:
-            msg = "no answer from the Export API in time (connect or headers timeout)"
-            raise RetryableHTTPError(msg) from exc
+            msg = f"no answer within read_timeout_s ({self._read_timeout_s:g} s)"
+            raise NoAnswerError(msg, silent=True) from exc
         except aiohttp.ClientError as exc:
             detail = sanitize(str(exc) or type(exc).__name__, self._secrets)
             msg = f"request failed before a response: {detail}"
-            raise RetryableHTTPError(msg) from exc
+            raise NoAnswerError(msg, silent=False) from exc
         try:
             if response.status == 200:
                 yield self._body(response)
@@ -238,7 +244,7 @@ class AiohttpExportSource:
         except aiohttp.ClientError as exc:
             detail = sanitize(str(exc) or type(exc).__name__, self._secrets)
             msg = f"the response broke off after {floor.received} bytes: {detail}"
-            raise RetryableHTTPError(msg) from exc
+            raise NoAnswerError(msg, silent=False) from exc
 
     async def _raise_for(self, response: aiohttp.ClientResponse) -> None:
         status = response.status

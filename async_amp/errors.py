@@ -11,7 +11,8 @@
     │                             permission or container gone): the run stops starting hours
     └── AttemptError              one attempt at a window fell short; the hour is re-queued
         ├── RetryableHTTPError    429 / 5xx / connection errors / stalls (may carry Retry-After)
-        │   └── ConnectFailedError  no connection at all (refused, DNS, TLS, proxy, connect timeout)
+        │   ├── ConnectFailedError  no connection at all (refused, DNS, TLS, proxy, connect timeout)
+        │   └── NoAnswerError       connected, then silence before any answer, or a reset
         ├── ArchiveError          truncated ZIP, bad gzip, unsafe/foreign/duplicate members
         └── ExportTooLargeError   400: over 4 GB; not retried for a single hour
 
@@ -31,6 +32,7 @@ __all__ = [
     "ConnectFailedError",
     "CredentialsError",
     "ExportTooLargeError",
+    "NoAnswerError",
     "RetryableHTTPError",
     "StorageBlockedError",
     "StorageError",
@@ -151,6 +153,15 @@ class RetryableHTTPError(AttemptError):
 
 class ConnectFailedError(RetryableHTTPError):
     """No connection could be made at all: refused, DNS, TLS, proxy, connect timeout."""
+
+
+class NoAnswerError(RetryableHTTPError):
+    """The connection was made, then the server went silent before its first byte
+    (``silent``) or the connection was reset (before or during the response)."""
+
+    def __init__(self, message: str, *, silent: bool) -> None:
+        super().__init__(message)
+        self.silent = silent
 
 
 class ArchiveError(AttemptError):

@@ -118,7 +118,7 @@ class Flow:
                         self.states[hour].attempts += 1
                     self.summary.requests += 1
                     try:
-                        with self.guard.watch(admission):
+                        with self.guard.watch(admission, hours[0]):
                             fetched = await fetch_window(
                                 self.x.source,
                                 stagings,

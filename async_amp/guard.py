@@ -10,12 +10,15 @@ it sends a request; the guard answers False once the run is stopping, and then t
 leaves its hours unfinished (exit 1, nothing lost, a rerun picks them up).
 
 - ``storage_blocked(exc)``: the sink said storage refuses until someone acts: stop at once.
-- ``connect_failed(exc)`` / ``connected()``: a circuit breaker. The first connect failure
-  opens it; while open, one request at a time goes out (a probe), after a backoff; the first
-  answer of any kind closes it. After ``max_probes`` probes in a row fail, the endpoint is
-  declared unreachable and the run stops. So a blip costs a few retries and recovers
-  silently, and a dead host costs at most ``concurrency + max_probes`` requests, whatever
-  the range's length.
+- ``connect_failed(exc)`` / ``no_answer(exc, window)`` / ``connected()``: a circuit breaker.
+  The first request that cannot connect, or connects and then hears nothing (silence before
+  the first byte, a reset), opens it; while open, one request at a time goes out (a probe),
+  after a backoff; the first answer of any kind closes it. After ``max_probes`` probes in a
+  row fail (``silent_probes`` when they went silent: each costs a whole read timeout), the
+  endpoint is declared unreachable and the run stops. So a blip costs a few retries and
+  recovers silently, and a dead or silent host costs at most ``concurrency + max_probes``
+  requests, whatever the range's length. Silence must span ``silent_probes + 1`` different
+  windows: one big hour that is slow to start, asked again alone, never stops the run.
 """
 
 from __future__ import annotations
@@ -24,11 +27,18 @@ import contextlib
 import random
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 import anyio
 
-from .errors import AsyncAmpError, ConnectFailedError, StorageBlockedError, UserError
+from .errors import (
+    AsyncAmpError,
+    ConnectFailedError,
+    NoAnswerError,
+    StorageBlockedError,
+    UserError,
+)
 from .retry import backoff_delay
 
 __all__ = ["Admission", "RunGuard", "Stop"]
@@ -40,7 +50,7 @@ Admission = Literal["go", "probe", "stop"]
 class Stop:
     """Why a run stopped starting hours."""
 
-    kind: str  # "storage" | "unreachable" | "refused" (keys refused: the error ends the run)
+    kind: str  # "storage" | "unreachable" | "silent" | "reset" | "refused" (keys refused)
     storage: StorageBlockedError | None = None
     detail: str = ""
 
@@ -48,7 +58,15 @@ class Stop:
         """The one line the user sees."""
         if self.storage is not None:
             return self.storage.line(done, total)
-        detail = f"cannot reach the Export API at {url}: {self.detail}"
+        if self.kind == "silent":
+            detail = (
+                f"the Export API at {url} takes connections but sends no answer "
+                f"({self.detail}, on every hour asked)"
+            )
+        elif self.kind == "reset":
+            detail = f"the Export API at {url} resets every connection ({self.detail})"
+        else:
+            detail = f"cannot reach the Export API at {url}: {self.detail}"
         return f"{detail}; nothing was lost, run again later"
 
 
@@ -59,11 +77,14 @@ class RunGuard:
         self,
         *,
         max_probes: int,
+        silent_probes: int = 2,
         backoff_base_s: float,
         backoff_max_s: float,
         rng: random.Random | None = None,
     ) -> None:
         self.max_probes = max(1, max_probes)
+        self.silent_probes = max(1, min(silent_probes, self.max_probes))
+        self._windows: set[datetime] = set()  # windows that failed since the breaker opened
         self._base = backoff_base_s
         self._max = backoff_max_s
         self._rng = rng or random.Random()
@@ -131,6 +152,7 @@ class RunGuard:
             self._open = False
             self._probe_out = False
             self._probe_failures = 0
+            self._windows.clear()
             self._wake()
 
     def connect_failed(self, exc: ConnectFailedError, *, probe: bool = False) -> None:
@@ -149,14 +171,36 @@ class RunGuard:
         else:
             self._wake()
 
+    def no_answer(self, exc: NoAnswerError, window: datetime, *, probe: bool = False) -> None:
+        """A request connected, then heard nothing (or was reset). ``window``: its first hour."""
+        if probe:
+            self._probe_out = False
+        self._windows.add(window)
+        if not self._open:
+            self._open = True
+            self._wake()
+            return
+        if not probe:
+            return
+        self._probe_failures += 1
+        limit = self.silent_probes if exc.silent else self.max_probes
+        if self._probe_failures >= limit and len(self._windows) > limit:
+            self._halt(Stop("silent" if exc.silent else "reset", detail=str(exc)))
+        else:
+            self._wake()
+
     @contextlib.contextmanager
-    def watch(self, admission: Admission) -> Iterator[None]:
-        """Around one request: tell the breaker whether the endpoint took the connection."""
+    def watch(self, admission: Admission, window: datetime) -> Iterator[None]:
+        """Around one request: tell the breaker whether the endpoint took the connection and
+        answered. ``window``: the request's first hour."""
         probe = admission == "probe"
         try:
             yield
         except ConnectFailedError as exc:
             self.connect_failed(exc, probe=probe)
+            raise
+        except NoAnswerError as exc:
+            self.no_answer(exc, window, probe=probe)
             raise
         except UserError as exc:  # keys refused: not one more request (the error ends the run)
             self._halt(Stop("refused", detail=str(exc)))

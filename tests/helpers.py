@@ -150,6 +150,7 @@ def cli_extract(
     *args: str,
     logs: Path | None = None,
     wrapper: Sequence[str] = (),
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """``async-amp extract --output out ARGS`` as a subprocess, with the test keys, fast
     backoff, ``now`` pinned to NOW and nothing from the machine's environment. ``wrapper``
@@ -166,6 +167,7 @@ def cli_extract(
     }
     if logs is not None:
         env["ASYNC_AMP_OUTPUT_LOG_DIR"] = str(logs)
+    env.update(extra_env or {})
     command = [*wrapper, sys.executable, "-m", "async_amp", "extract", "--output", str(out), *args]
     return subprocess.run(
         command, env=env, cwd=out.parent, capture_output=True, text=True, timeout=120, check=False
