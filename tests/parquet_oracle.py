@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,16 +31,22 @@ def _fits(kind: str, value: Any) -> Any:
         return value if isinstance(value, int) and _INT64[0] <= value <= _INT64[1] else _MISFIT
     if kind == "float64":
         if isinstance(value, float):
-            return value
+            return value if math.isfinite(value) else _MISFIT
         return float(value) if isinstance(value, int) and abs(value) <= 2**53 else _MISFIT
     assert kind == "timestamp"
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not _MOMENT.fullmatch(value):
         return _MISFIT
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         return _MISFIT
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+# docs/schema.md: a date, a time to the second, at most six decimals, an optional zone
+_MOMENT = re.compile(
+    r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d(:?\d\d)?)?", re.ASCII
+)
 
 
 _MISFIT = object()

@@ -22,6 +22,7 @@ once it is older than the retention.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 import uuid
@@ -96,9 +97,16 @@ class DataFile:
 
 
 def _stat_value(value: Any) -> Any:
-    """A footer's min or max as the log's JSON spells it; ``None`` when it is left out."""
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """A footer's min or max as the log's JSON spells it; ``None`` when it is left out (a
+    NaN or infinite number has no JSON spelling)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, datetime):  # strftime writes year 1 as "1", not "0001"
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:
+            return None
+        return f"{value.year:04d}-{value:%m-%dT%H:%M:%S.%fZ}"
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, str) and len(value) > MAX_STAT_CHARS:
@@ -106,6 +114,15 @@ def _stat_value(value: Any) -> Any:
     if isinstance(value, bool | int | float | str):
         return value
     return None
+
+
+def _bounds(stats: pq.Statistics) -> tuple[Any, Any] | None:
+    """A row group's min and max as Python values; ``None`` when Python cannot hold them (a
+    timestamp outside years 1-9999 raises): statistics never fail a write because of data."""
+    try:
+        return stats.min, stats.max
+    except (OverflowError, ValueError, pa.ArrowException):
+        return None
 
 
 def file_stats(meta: pq.FileMetaData) -> str:
@@ -124,9 +141,9 @@ def file_stats(meta: pq.FileMetaData) -> str:
             continue
         lows, highs, known = [], [], True
         for group, s in zip(groups, stats, strict=True):
-            if s is not None and s.has_min_max:
-                lows.append(s.min)
-                highs.append(s.max)
+            if s is not None and s.has_min_max and (bounds := _bounds(s)) is not None:
+                lows.append(bounds[0])
+                highs.append(bounds[1])
             elif not (s is not None and s.has_null_count and s.null_count == group.num_rows):
                 known = False  # a row group with values but no bounds: no bounds for the file
         if known and lows:

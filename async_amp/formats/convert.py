@@ -39,6 +39,8 @@ import pyarrow.parquet as pq
 
 from ..errors import ArchiveError
 from .query import (
+    DUPLICATE_KEY,
+    MAX_EVENT_BYTES,
     NOT_AN_OBJECT,
     build_query,
     explicit_read,
@@ -170,23 +172,41 @@ def count_lines(path: Path, *, header: bool = False) -> int:
     return lines + (0 if last == b"\n" else 1) - (1 if header else 0)
 
 
-def _reject_constant(name: str) -> None:
-    msg = f"{name} is not JSON"
-    raise ValueError(msg)
-
-
-def _line_problem(line: bytes) -> str:
-    """Why one line is not a JSON object, or ``""`` when it is one."""
+def line_problem(line: bytes) -> str:
+    """Why one line cannot become a row, or ``""`` when it can: it must be one JSON object
+    in UTF-8 (no byte order mark), with no key twice at its top level, no longer than
+    ``MAX_EVENT_BYTES``. A blank line is no event at all (``"it is empty"``)."""
     if not line.strip():
         return "it is empty"
+    if len(line) > MAX_EVENT_BYTES:
+        return f"it is longer than {MAX_EVENT_BYTES} bytes"
+    if line.startswith(b"\xef\xbb\xbf"):
+        return "it starts with a byte order mark"
     try:
-        value = json.loads(line, parse_constant=_reject_constant)
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"it is not UTF-8 (byte {exc.start + 1})"
+    repeats: list[bool] = []  # for each object, innermost first: whether a key repeats
+
+    def pairs_hook(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        value = dict(pairs)
+        repeats.append(len(value) < len(pairs))
+        return value
+
+    try:
+        value = json.loads(text, object_pairs_hook=pairs_hook)
     except json.JSONDecodeError as exc:
         return f"it is not JSON ({exc.msg} at column {exc.colno})"
-    except ValueError as exc:
-        return f"it is not JSON ({exc})"
+    except RecursionError:
+        return "it is not JSON (nested too deeply)"
     if not isinstance(value, dict):
         return f"it is JSON but not an object (a {type(value).__name__})"
+    if repeats[-1]:
+        return "it has a key twice"
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return "it holds an unpaired surrogate (\\ud800-\\udfff)"
     return ""
 
 
@@ -199,7 +219,7 @@ def find_bad_line(
         if header:
             file.readline()
         for number, line in enumerate(file, start=1):
-            if why := _line_problem(line):
+            if why := line_problem(line):
                 msg = (
                     f"member {source!r} line {number}: {why}; Amplitude sends one JSON object "
                     "per line, so the archive is corrupt: re-extract the hour"
@@ -232,7 +252,7 @@ def scan_unknown(
     except duckdb.Error as exc:
         raise find_bad_line(path, source, exc, header=header) from None
     keys = {k for (k,) in found}
-    if NOT_AN_OBJECT in keys:
+    if NOT_AN_OBJECT in keys or DUPLICATE_KEY in keys:
         raise find_bad_line(path, source, header=header)
     return sorted(keys)
 

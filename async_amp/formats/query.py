@@ -32,6 +32,7 @@ __all__ = [
     "HEADER_BYTES",
     "KNOWN",
     "MAX_EVENT_BYTES",
+    "bindable",
     "blank_header",
     "build_query",
     "explicit_read",
@@ -50,7 +51,18 @@ HEADER_BYTES: Final = 64 * 1024
 """Room reserved at the start of a spool for ``header_line`` (newline included)."""
 KNOWN: Final = frozenset(c.key for c in COLUMNS)
 NOT_AN_OBJECT: Final = "\x00not an object"
+DUPLICATE_KEY: Final = "\x00duplicate key"
 _STRINGS: Final = frozenset(i for i, c in enumerate(COLUMNS) if c.kind == "string")
+
+
+_MOMENT: Final = (
+    r'"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[ T]([01]\d|2[0-3]):[0-5]\d:[0-5]\d'
+    r'(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3])(:?[0-5]\d)?)?"'
+)
+"""What a timestamp's JSON text must look like (quotes included): Amplitude's
+``2026-11-01 05:12:34.123456``, ISO 8601's ``T``, an optional ``Z`` or offset."""
+_FIRST: Final = "TIMESTAMPTZ '0001-01-01 00:00:00+00'"
+_LAST: Final = "TIMESTAMPTZ '9999-12-31 23:59:59.999999+00'"
 
 
 def sql_str(text: str) -> str:
@@ -80,29 +92,61 @@ def _typed(column: Column, raw: str) -> str:
             f"THEN TRY_CAST({text} AS BIGINT) END"
         )
     if column.kind == "float64":
-        # integers are accepted only where a double holds them exactly
+        # integers only where a double holds them exactly; no overflow to infinity, no NaN
+        number = f"TRY_CAST({text} AS DOUBLE)"
         return (
             f"CASE WHEN NOT {quoted} AND {text} NOT IN ('true', 'false') "
             f"AND (regexp_matches({text}, '[.eE]') "
             f"OR abs(TRY_CAST({text} AS HUGEINT)) <= 9007199254740992) "
-            f"THEN TRY_CAST({text} AS DOUBLE) END"
+            f"AND isfinite({number}) "
+            f"THEN {number} END"
         )
     if column.kind == "bool":
         return f"CASE {text} WHEN 'true' THEN true WHEN 'false' THEN false END"
     if column.kind == "timestamp":
+        # only a full date and time that a microsecond timestamp of years 1-9999 holds
+        # exactly: not `infinity`, `epoch`, a date alone, nanoseconds or year 10000
+        moment = f"TRY_CAST({raw} AS TIMESTAMPTZ)"
         return (
-            f"CASE WHEN {quoted} AND NOT contains({text}, '\\') "
-            f"THEN TRY_CAST({raw} AS TIMESTAMPTZ) END"
+            f"CASE WHEN regexp_full_match({text}, '{_MOMENT}') "
+            f"AND {moment} BETWEEN {_FIRST} AND {_LAST} THEN {moment} END"
         )
     return raw
 
 
-def explicit_read(path: str, keys: Iterable[str]) -> str:
-    """``read_json`` of ``path`` with exactly ``keys`` as JSON columns (other keys ignored)."""
+def bindable(keys: Iterable[str]) -> bool:
+    """Whether DuckDB can read ``keys`` as columns by name (``explicit_read``, a header line):
+    none empty, and no two differing only in case (DuckDB binds names case-insensitively)."""
+    folded = [k.casefold() for k in keys]
+    return all(folded) and len(set(folded)) == len(folded)
+
+
+def explicit_read(path: str, keys: Sequence[str]) -> str:
+    """``read_json`` of ``path`` with exactly ``keys`` as JSON columns (other keys ignored);
+    when DuckDB cannot bind them by name (``bindable``), each value is taken by its exact
+    key instead (a JSON pointer: slower, but any key is only data)."""
+    if not bindable(keys):
+        return _pointer_read(path, keys)
     columns = "{" + ", ".join(f"{sql_str(k)}: 'JSON'" for k in keys) + "}"
     return (
         f"read_json({sql_str(path)}, format = 'newline_delimited', records = true, "
         f"columns = {columns}, maximum_object_size = {MAX_EVENT_BYTES})"
+    )
+
+
+def _pointer(key: str) -> str:
+    return "/" + key.replace("~", "~0").replace("/", "~1")
+
+
+def _pointer_read(path: str, keys: Sequence[str]) -> str:
+    paths = "[" + ", ".join(sql_str(_pointer(k)) for k in keys) + "]"
+    values = ", ".join(
+        f"CASE WHEN _aa_v[{i}]::VARCHAR <> 'null' THEN _aa_v[{i}] END"
+        for i in range(1, len(keys) + 1)
+    )
+    return (
+        f"(SELECT {values} FROM (SELECT json_extract(json, {paths}) AS _aa_v "  # noqa: S608
+        f"FROM read_ndjson_objects({sql_str(path)}, maximum_object_size = {MAX_EVENT_BYTES})))"
     )
 
 
@@ -171,37 +215,41 @@ def _hour(export_hour: datetime) -> str:
 def _select(
     read: str, keys: Sequence[str], unknown: Iterable[str], hour_sql: str, source_sql: str
 ) -> str:
-    """``build_query`` with the hour and the source as SQL (literals, or a macro's parameters)."""
-    extra_keys = sorted(unknown)
-    typed = ", ".join(f"{_typed(c, ident(c.key))} AS {ident('t.' + c.key)}" for c in COLUMNS)
-    raws = ", ".join(ident(k) for k in keys)
+    """``build_query`` with the hour and the source as SQL (literals, or a macro's parameters).
+
+    The read's columns are renamed by position (``_aa_k0``...) and the typed values named
+    ``_aa_t0``...: a key's name is only ever data (a key spelled ``t.uuid``, ``_aa_k0`` or
+    like a column in another case reads nothing but its own value)."""
+    position = {k: i for i, k in enumerate(keys)}
+    raw = [f"_aa_k{i}" for i in range(len(keys))]
+    typed_name = {c.key: f"_aa_t{position[c.key]}" for c in COLUMNS}
+    typed = ", ".join(f"{_typed(c, raw[position[c.key]])} AS {typed_name[c.key]}" for c in COLUMNS)
     pieces: list[str] = []
     misfit: list[str] = []
     for c in COLUMNS:
         if c.kind == "json":
             continue
-        bad = f"({ident(c.key)} IS NOT NULL AND {ident('t.' + c.key)} IS NULL)"
+        value = raw[position[c.key]]
+        bad = f"({value} IS NOT NULL AND {typed_name[c.key]} IS NULL)"
         misfit.append(bad)
+        pieces.append(f"CASE WHEN {bad} THEN {sql_str(json.dumps(c.key) + ':')} || {value} END")
+    for key in sorted(unknown):
+        value = raw[position[key]]
+        misfit.append(f"{value} IS NOT NULL")
         pieces.append(
-            f"CASE WHEN {bad} THEN {sql_str(json.dumps(c.key) + ':')} || {ident(c.key)} END"
-        )
-    for key in extra_keys:
-        misfit.append(f"{ident(key)} IS NOT NULL")
-        pieces.append(
-            f"CASE WHEN {ident(key)} IS NOT NULL "
-            f"THEN {sql_str(json.dumps(key) + ':')} || {ident(key)} END"
+            f"CASE WHEN {value} IS NOT NULL THEN {sql_str(json.dumps(key) + ':')} || {value} END"
         )
     joined = ", ".join(pieces)
     extra = f"CASE WHEN {' OR '.join(misfit)} THEN '{{' || concat_ws(',', {joined}) || '}}' END"
     outputs = ", ".join(
-        f"{ident('t.' + c.key) if c.kind != 'json' else ident(c.key)} AS {ident(c.name)}"
+        f"{typed_name[c.key] if c.kind != 'json' else raw[position[c.key]]} AS {ident(c.name)}"
         for c in COLUMNS
     )
     # every name and value below is quoted by sql_str or ident
     return (
         f"SELECT {outputs}, {extra} AS {ident(EXTRA.name)}, "  # noqa: S608
         f"{hour_sql} AS _export_hour, {source_sql} AS _source_file "
-        f"FROM (SELECT {raws}, {typed} FROM {read})"
+        f"FROM (SELECT {', '.join(raw)}, {typed} FROM {read} AS _aa_read({', '.join(raw)}))"
     )
 
 
@@ -214,10 +262,12 @@ def scan_query(path: str, *, skip_header: bool) -> str:
         rel = f"(SELECT json FROM {rel} OFFSET 1)"  # noqa: S608
     known = "[" + ", ".join(sql_str(k) for k in sorted(KNOWN)) + "]"
     return (
-        "SELECT DISTINCT unnest(CASE WHEN starts_with(ltrim(json), '{') "  # noqa: S608
-        f"THEN list_filter(json_keys(json), lambda k: NOT list_contains({known}, k)) "
-        f"ELSE [{sql_str(NOT_AN_OBJECT)}] END) FROM {rel} "
-        f"WHERE json_keys(json) IS DISTINCT FROM {known}"
+        "SELECT DISTINCT unnest(CASE WHEN NOT starts_with(ltrim(json), '{') "  # noqa: S608
+        f"THEN [{sql_str(NOT_AN_OBJECT)}] "
+        "WHEN len(list_distinct(json_keys(json))) < len(json_keys(json)) "
+        f"THEN [{sql_str(DUPLICATE_KEY)}] "
+        f"ELSE list_filter(json_keys(json), lambda k: NOT list_contains({known}, k)) END) "
+        f"FROM {rel} WHERE json_keys(json) IS DISTINCT FROM {known}"
     )
 
 

@@ -46,9 +46,10 @@ _ARROW: Final[dict[Kind, pa.DataType]] = {
 ACCEPTS: Final[dict[Kind, str]] = {
     "string": "a JSON string",
     "int64": "a JSON integer within int64",
-    "float64": "a JSON number",
+    "float64": "a finite JSON number (an integer up to 2^53; not NaN or Infinity)",
     "bool": "true or false",
-    "timestamp": "a string holding a date and time, UTC unless it names an offset",
+    "timestamp": "a string `YYYY-MM-DD HH:MM:SS[.ffffff]` (or `T`), UTC unless it ends in `Z` "
+    "or an offset, of years 1-9999 in UTC (not `infinity`, `epoch`, a date alone, nanoseconds)",
     "json": "any JSON value but null, kept as its JSON text",
 }
 

@@ -78,12 +78,12 @@ class _Seen:
     def add(self, keys: list[str]) -> None:
         """Remember ``keys``, but none that differs from another only in case: DuckDB binds
         column names case-insensitively, so such a pair in one header would read one key's
-        values as the other's. A member holding one is read the explicit way (which refuses
-        it, as before)."""
+        values as the other's; nor the empty key, which no header can name. A member holding
+        one is read the explicit way (which takes each value by its exact key)."""
         with self._lock:
             for key in keys:
                 folded = key.casefold()
-                if len(self._keys) < MAX_SEEN and folded not in self._folded:
+                if key and len(self._keys) < MAX_SEEN and folded not in self._folded:
                     self._keys.add(key)
                     self._folded.add(folded)
 

@@ -18,6 +18,7 @@ the hour of day and the weekday.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import random
 import zlib
@@ -85,6 +86,8 @@ class Dataset:
     One event in ``odd_every`` (0: none) takes an odd shape the real service sends now and
     then (``quirks``): an unknown top-level key, a string ``session_id``, a number
     ``user_id``, numbers inside strings, a very long unicode value, nested arrays.
+    ``crafted`` adds the given bytes (lines a test wrote, sent as they are) at the end of an
+    hour's first partition.
     """
 
     project_id: int = 187520
@@ -98,6 +101,7 @@ class Dataset:
     hour_sizes: Mapping[datetime, int] = field(default_factory=dict, hash=False)
     gzip_level: int = 1
     odd_every: int = 97
+    crafted: Mapping[datetime, bytes] = field(default_factory=dict, hash=False)
     cache_dir: Path | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -123,6 +127,8 @@ class Dataset:
             raise ValueError(msg)
         quiet = frozenset(utc_hour(h) for h in self.quiet_hours)
         sizes = MappingProxyType({utc_hour(h): n for h, n in self.hour_sizes.items()})
+        crafted = MappingProxyType({utc_hour(h): b for h, b in self.crafted.items()})
+        object.__setattr__(self, "crafted", crafted)
         object.__setattr__(self, "quiet_hours", quiet)
         object.__setattr__(self, "hour_sizes", sizes)
 
@@ -199,7 +205,9 @@ class Dataset:
         """The partition's NDJSON in chunks of about ``chunk_bytes`` ending at line ends."""
         hour = utc_hour(hour)
         n = self.event_count(hour, page)
-        return _generate(self, hour, page, n, max(1, chunk_bytes))
+        generated = _generate(self, hour, page, n, max(1, chunk_bytes))
+        crafted = self.crafted.get(hour, b"") if page == self.pages(hour)[0] else b""
+        return itertools.chain(generated, [crafted] if crafted else [])
 
     def ndjson(self, hour: datetime, page: int) -> bytes:
         """The whole partition as newline-delimited JSON (what the ``.json.gz`` holds)."""
@@ -246,6 +254,7 @@ class Dataset:
             sorted((h.isoformat(), n) for h, n in self.hour_sizes.items()),
             self.gzip_level,
             self.odd_every,
+            sorted((h.isoformat(), hashlib.sha256(b).hexdigest()) for h, b in self.crafted.items()),
         )
         return hashlib.sha256(repr(parts).encode()).hexdigest()[:20]
 
