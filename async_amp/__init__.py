@@ -13,8 +13,7 @@ The Python API (``docs/python-api.md``)::
 from typing import TYPE_CHECKING
 
 from .lazy import lazy_exports
-
-__version__ = "0.1.0"
+from .version import __version__
 
 if TYPE_CHECKING:
     from .api import (

@@ -21,7 +21,7 @@ from isal import isal_zlib
 from .errors import ArchiveError
 from .hours import MemberName, iso_hour, parse_member_name
 from .manifest import FileEntry
-from .sinks.base import MemberSink  # the protocol staging implements, for the decoder
+from .member import MemberSink  # the protocol staging implements, for the decoder
 
 __all__ = [
     "ArchiveLimits",

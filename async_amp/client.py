@@ -21,7 +21,6 @@ from typing import Protocol
 
 import aiohttp
 
-from . import __version__
 from .errors import (
     ConnectFailedError,
     CredentialsError,
@@ -31,6 +30,7 @@ from .errors import (
 )
 from .hours import amplitude_param
 from .scrub import scrub_params
+from .version import __version__
 
 __all__ = ["AiohttpExportSource", "ExportSource", "RateFloor", "parse_retry_after", "sanitize"]
 

@@ -281,6 +281,16 @@ class OutputConfig:
 
     def problems(self, config: Config, environ: Mapping[str, str]) -> list[str]:
         found = []
+        if (
+            self.sink == "azure"
+            and not config.azure.account_url
+            and not environ.get("AZURE_STORAGE_CONNECTION_STRING")
+        ):
+            found.append(
+                "sink 'azure' needs [azure] account_url (or AZURE_STORAGE_CONNECTION_STRING)"
+            )
+        if self.sink == "s3" and not config.s3.bucket:
+            found.append("sink 's3' needs [s3] bucket")
         if self.keep_gzip and self.format not in ("ndjson", "gzip"):
             found.append(
                 f'[output] keep_gzip = true contradicts format = "{self.format}": drop '

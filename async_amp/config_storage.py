@@ -1,17 +1,13 @@
 """The storage sections of the configuration: ``[azure]`` and ``[s3]`` (declared like every
-section, see ``async_amp.config``; the local sink needs only ``[output] dir``)."""
+section, see ``async_amp.config``; the local sink needs only ``[output] dir``). What the chosen
+sink needs of them is checked by ``[output]`` (``OutputConfig.problems``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from .config_keys import key
 from .values import boolean, bucket, choice, container, integer, number, prefix, text, url
-
-if TYPE_CHECKING:
-    from .config import Config
 
 __all__ = ["AzureConfig", "S3Config"]
 
@@ -86,15 +82,6 @@ class AzureConfig:
         "Longest wait for a storage response, in seconds.",
     )
 
-    def problems(self, config: Config, environ: Mapping[str, str]) -> list[str]:
-        if (
-            config.output.sink == "azure"
-            and not self.account_url
-            and not environ.get("AZURE_STORAGE_CONNECTION_STRING")
-        ):
-            return ["sink 'azure' needs [azure] account_url (or AZURE_STORAGE_CONNECTION_STRING)"]
-        return []
-
 
 @dataclass(frozen=True, slots=True)
 class S3Config:
@@ -153,8 +140,3 @@ class S3Config:
         number(0, strict=True),
         "Longest wait for a storage response, in seconds.",
     )
-
-    def problems(self, config: Config, environ: Mapping[str, str]) -> list[str]:
-        if config.output.sink == "s3" and not self.bucket:
-            return ["sink 's3' needs [s3] bucket"]
-        return []

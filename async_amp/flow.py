@@ -7,18 +7,22 @@ thread into staging) -> judge and commit (``settle``) -> retry (``retry``, ``fai
 
 from __future__ import annotations
 
+import random
 import time
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import anyio
 import anyio.abc
 
 from .archive import ArchiveLimits
 from .attempt import Fetched, Stagings, fetch_window
+from .client import ExportSource
 from .commit import commit_hour, manifest_for
+from .config import Config
 from .errors import (
     AttemptError,
     ExportTooLargeError,
@@ -32,15 +36,38 @@ from .judge import by_hour, judge_hour
 from .limiter import AdaptiveLimiter
 from .logs import log
 from .manifest import Manifest
+from .plan import Plan
 from .recheck import Verdict, judge, stored_digests
 from .results import HourResult
 from .retry import plan_retry
 from .schedule import Observed, Probes, schedule
+from .sinks.base import Sink
 
-if TYPE_CHECKING:
-    from .pipeline import Extractor, RunSummary
+__all__ = ["Flow", "FlowParent", "HourState", "Tally"]
 
-__all__ = ["Flow", "HourState"]
+
+class FlowParent(Protocol):
+    """What a flow reads of the run that made it (``pipeline.Extractor``)."""
+
+    config: Config
+    source: ExportSource
+    sink: Sink
+    project: str
+    run_id: str
+    rng: random.Random
+    on_hour: Callable[[HourResult], None] | None
+    overall: anyio.CapacityLimiter | None
+    concurrency: int
+
+
+class Tally(Protocol):
+    """What a flow counts into (``pipeline.RunSummary``)."""
+
+    plan: Plan
+    results: dict[datetime, HourResult]
+    requests: int
+    retries: int
+    bytes_in: int
 
 
 @dataclass(slots=True)
@@ -57,8 +84,8 @@ class Flow:
 
     def __init__(
         self,
-        extractor: Extractor,
-        summary: RunSummary,
+        extractor: FlowParent,
+        summary: Tally,
         limiter: AdaptiveLimiter,
         tg: anyio.abc.TaskGroup,
         guard: RunGuard,

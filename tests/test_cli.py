@@ -280,7 +280,11 @@ def _heavy(loaded: set[str], *names: str) -> list[str]:
 def test_import_async_amp_loads_nothing_until_a_name_is_used() -> None:
     """The API's names are imported on first use (PEP 562), and all of them are there."""
     loaded = _loaded_by("import async_amp")
-    assert {m for m in loaded if m.startswith("async_amp")} == {"async_amp", "async_amp.lazy"}
+    assert {m for m in loaded if m.startswith("async_amp")} == {
+        "async_amp",
+        "async_amp.lazy",
+        "async_amp.version",
+    }
     assert _heavy(loaded, *HEAVY, *TABLES, "anyio") == []
     code = (
         "import async_amp, async_amp.readback as rb\n"

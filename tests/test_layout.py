@@ -3,6 +3,11 @@
 - no module imports a private name (``_x``, or anything from a ``_x`` module) of a module in
   another package: a private name is shared only among one folder's own files;
 - the CLI (``async_amp/cli/``) sits on top: no module outside it imports it;
+- no import circle between the package's modules: every import counts, at the top of a file,
+  under ``TYPE_CHECKING`` or inside a function (a lazy import hides a circle, it does not
+  break it);
+- the streaming core (``archive.py``) reaches nothing of the output layer (``sinks/``,
+  ``formats/``, ``delta/``), directly or through other modules;
 - logging goes through one door: only ``logs.py`` (and the CLI's output set-up) imports
   structlog, whose unconfigured loggers print to stdout;
 - no file under ``async_amp/`` is longer than ~500 lines.
@@ -13,7 +18,8 @@ Each failure names the file and line to fix.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+import functools
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "async_amp"
@@ -37,10 +43,15 @@ def _package_of(path: Path, module: str) -> str:
     return module if path.name == "__init__.py" else module.rpartition(".")[0]
 
 
+@functools.cache
+def _tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"), str(path))
+
+
 def _imports(path: Path, module: str) -> Iterator[tuple[int, str, str | None]]:
     """``(line, absolute module, name or None)`` for every import in the file."""
     package = _package_of(path, module)
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    for node in ast.walk(_tree(path)):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 yield node.lineno, alias.name, None
@@ -119,6 +130,94 @@ def test_only_the_logging_module_imports_structlog() -> None:
     assert not found, "\n".join(found)
 
 
+def _graph() -> dict[str, dict[str, int]]:
+    """``module -> {module it imports: first line}`` between the package's modules. ``from x
+    import y`` imports the module ``x.y`` when there is one, else ``x``."""
+    modules = dict((module, path) for path, module in _modules())
+    graph: dict[str, dict[str, int]] = {}
+    for module, path in modules.items():
+        edges = graph.setdefault(module, {})
+        for line, target, name in _imports(path, module):
+            found = f"{target}.{name}" if f"{target}.{name}" in modules else target
+            if found in modules and found != module:
+                edges.setdefault(found, line)
+    return graph
+
+
+def _circles(graph: Mapping[str, Mapping[str, int]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for other in graph.get(module, {}):
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            group = []
+            while True:
+                other = stack.pop()
+                group.append(other)
+                if other == module:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for module in graph:
+        if module not in index:
+            visit(module)
+    return found
+
+
+def _file(module: str) -> Path:
+    base = ROOT.joinpath(*module.split("."))
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def test_no_import_circle_between_the_package_modules() -> None:
+    graph = _graph()
+    lines = [
+        f"{_where(_file(a), graph[a][b])} imports {b}"
+        for group in _circles(graph)
+        for a in group
+        for b in group
+        if b in graph[a]
+    ]
+    assert not lines, (
+        "import circles (move what both need into a module of its own, or have the lower one "
+        "declare a Protocol of what it needs):\n" + "\n".join(lines)
+    )
+
+
+CORE = "async_amp.archive"
+OUTPUT_LAYER = ("async_amp.sinks", "async_amp.formats", "async_amp.delta")
+
+
+def test_the_streaming_core_reaches_nothing_of_the_output_layer() -> None:
+    graph = _graph()
+    path = {CORE: [CORE]}  # how each module reached is reached from the core
+    todo = [CORE]
+    while todo:
+        module = todo.pop()
+        for other in graph[module]:
+            if other not in path:
+                path[other] = [*path[module], other]
+                todo.append(other)
+    found = [
+        " -> ".join(chain) + f" ({_where(_file(chain[-2]), graph[chain[-2]][chain[-1]])})"
+        for module, chain in sorted(path.items())
+        if module in OUTPUT_LAYER or module.startswith(tuple(f"{p}." for p in OUTPUT_LAYER))
+    ]
+    assert not found, "the core imports the output layer:\n" + "\n".join(found)
+
+
 def test_no_file_in_the_package_is_over_500_lines() -> None:
     sizes = {
         str(path.relative_to(PACKAGE)): len(path.read_text(encoding="utf-8").splitlines())
@@ -126,6 +225,12 @@ def test_no_file_in_the_package_is_over_500_lines() -> None:
     }
     over = {name: n for name, n in sizes.items() if n > MAX_LINES and name not in OVER_THE_LIMIT}
     assert not over, f"split these along a real seam (at most {MAX_LINES} lines each): {over}"
+
+
+def test_the_circle_finder_finds_circles() -> None:
+    graph = {"a": {"b": 1}, "b": {"c": 2}, "c": {"a": 3, "d": 4}, "d": {}, "e": {"e": 5}}
+    assert _circles(graph) == [["a", "b", "c"]]
+    assert _circles({"a": {"b": 1}, "b": {}}) == []
 
 
 def test_the_rules_catch_what_they_are_for(tmp_path: Path) -> None:

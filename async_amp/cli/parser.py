@@ -12,7 +12,7 @@ import pkgutil
 from types import ModuleType
 from typing import Any
 
-from .. import __version__
+from ..version import __version__
 from .options import EXIT_USAGE
 
 __all__ = ["Parser", "build_parser", "command_modules"]

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -50,15 +50,13 @@ from deltalake.transaction import AddAction, RemoveAction, Transaction
 
 from ..retry import backoff_delay
 
-if TYPE_CHECKING:
-    from .files import DataFile
-
 __all__ = [
     "COMMIT_ATTEMPTS",
     "PARTITION_BY",
     "CommitConflictError",
     "CompactResult",
     "HourFacts",
+    "TableFile",
     "TableLocation",
     "compact_day",
     "ensure_table",
@@ -107,6 +105,12 @@ class TableLocation:
             if secret:
                 text = text.replace(secret, "***")
         return text
+
+
+class TableFile(Protocol):
+    """A data file already in the table's folder, ready to be added (``files.DataFile``)."""
+
+    def add_action(self) -> AddAction: ...
 
 
 def hour_predicate(hour: datetime) -> str:
@@ -232,7 +236,7 @@ def ensure_table(location: TableLocation, schema: pa.Schema, name: str | None) -
 def replace_hour(
     location: TableLocation,
     hour: datetime,
-    files: Sequence[DataFile],
+    files: Sequence[TableFile],
     *,
     schema: pa.Schema,
     metadata: Mapping[str, Any],

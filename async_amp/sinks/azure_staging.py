@@ -12,24 +12,42 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobBlock, BlockState, ContentSettings
-from azure.storage.blob.aio import BlobClient
+from azure.storage.blob.aio import BlobClient, ContainerClient
 
-from ..errors import StorageError
+from ..errors import AsyncAmpError, StorageError
 from ..hours import MemberName, iso_hour
 from .object_hour import ObjectHourStaging
-from .parts import PartBody, PartedUpload
+from .parts import PartBody, PartedUpload, PartPool
 from .shared import MANIFEST_CONTENT_TYPE, content_type, header_safe
 
-if TYPE_CHECKING:
-    from .azure import AzureSink
-
-__all__ = ["AzureStaging", "BlobMember"]
+__all__ = ["AzureStaging", "BlobMember", "BlobStore"]
 
 MAX_BLOCKS = 50_000  # Azure's limit of committed blocks per blob
+
+
+class BlobStore(Protocol):
+    """What staging needs of its container (``azure.AzureSink``)."""
+
+    container: ContainerClient
+    run_id: str
+    blob_content_md5: bool
+    parts: PartPool
+
+    def hour_prefix(self, project: str, hour: datetime) -> str: ...
+
+    def where(self, blob: str | None) -> str: ...
+
+    def error(
+        self, exc: AzureError, action: str, blob: str | None, permission: str, *, run: bool = False
+    ) -> AsyncAmpError: ...
+
+    async def list_names(self, folder: str, *, run: bool = False) -> list[str]: ...
+
+    async def delete_blob(self, name: str, *, run: bool = False) -> None: ...
 
 
 class BlobMember(PartedUpload):
@@ -38,7 +56,7 @@ class BlobMember(PartedUpload):
 
     __slots__ = ("_attempt", "_md5", "_sink", "blob", "block_ids", "md5")
 
-    def __init__(self, sink: AzureSink, blob: BlobClient) -> None:
+    def __init__(self, sink: BlobStore, blob: BlobClient) -> None:
         super().__init__(sink.parts)
         self._sink = sink
         self._attempt = uuid.uuid4().hex
@@ -112,7 +130,7 @@ class AzureStaging(ObjectHourStaging[BlobMember]):
     Uncommitted blocks cannot be deleted on their own: a discarded attempt's stay invisible
     and expire after 7 days (or vanish at the next commit of the same blob name)."""
 
-    def __init__(self, sink: AzureSink, project: str, hour: datetime) -> None:
+    def __init__(self, sink: BlobStore, project: str, hour: datetime) -> None:
         super().__init__(sink.hour_prefix(project, hour), hour, sink.run_id)
         self._sink = sink
 

@@ -23,23 +23,14 @@ from datetime import datetime
 from typing import Protocol
 
 from ..hours import MemberName
-from ..manifest import FileEntry, Manifest
+from ..manifest import Manifest
+from ..member import MemberSink  # the core's protocol, which staging implements
 
 __all__ = ["DATA_SUFFIXES", "HourStaging", "MemberSink", "Sink"]
 
 DATA_SUFFIXES = (".json", ".json.gz", ".parquet")
 """Names of the data files a sink writes: a commit removes other extractions' files of these
 kinds from the hour's folder (so switching formats or re-extracting leaves no stale file)."""
-
-
-class MemberSink(Protocol):
-    """Where one member's output bytes go. Blocking; called from a worker thread."""
-
-    def write(self, data: bytes) -> None: ...
-
-    def finish(self, entry: FileEntry) -> None: ...
-
-    def discard(self) -> None: ...
 
 
 class HourStaging(Protocol):

@@ -26,7 +26,7 @@ import json
 import os
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -35,9 +35,7 @@ from .shared import pid_alive
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
-    from .s3 import S3Sink
-
-__all__ = ["LEASE_FOLDER", "LeaseBook"]
+__all__ = ["LEASE_FOLDER", "LeaseBook", "LeaseStore"]
 
 LEASE_FOLDER = ".async-amp-runs"
 REFRESH_S = 60.0
@@ -53,10 +51,33 @@ def _live(lease: dict[str, Any], host: str, now: float) -> bool:
         return False
 
 
+class LeaseStore(Protocol):
+    """What the leases need of their bucket (``s3.S3Sink``)."""
+
+    bucket: str
+    prefix: str
+
+    def name(self, path: str) -> str: ...
+
+    def error(
+        self, exc: Exception, action: str, key: str | None, permission: str, *, run: bool = False
+    ) -> Exception: ...
+
+    async def list_keys(
+        self, start: str, *, delimiter: str = "", run: bool = False
+    ) -> list[str]: ...
+
+    async def get_bytes(self, key: str) -> bytes | None: ...
+
+    async def delete_keys(self, keys: list[str], *, run: bool = False) -> None: ...
+
+    async def abort_upload(self, key: str, upload_id: str) -> None: ...
+
+
 class LeaseBook:
     """This run's lease, and the clean-up of the uploads of runs that are gone."""
 
-    def __init__(self, sink: S3Sink, *, run_id: str) -> None:
+    def __init__(self, sink: LeaseStore, *, run_id: str) -> None:
         self._sink = sink
         self._folder = sink.name(LEASE_FOLDER) + "/"
         self.key = f"{self._folder}{run_id}.json"
