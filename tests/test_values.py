@@ -25,9 +25,9 @@ from deltalake import DeltaTable
 
 from async_amp.config import Config
 from async_amp.manifest import MANIFEST_NAME, hour_folder
+from async_amp.simulator.dataset import Dataset
+from async_amp.simulator.server import run_simulator
 from async_amp.sinks import make_sink
-from async_amp.testing.dataset import Dataset
-from async_amp.testing.server import run_simulator
 
 from .delta_helpers import local_delta_sink
 from .helpers import DAY1, KEY, SECRET, make_config, run
