@@ -1,6 +1,7 @@
 """async-amp: fast, lossless, resumable Amplitude Export API extraction.
 
-Local NDJSON folders or Azure Blob Storage, hour by hour, each hour committed only when whole.
+Into a local folder, Azure Blob Storage or S3, as NDJSON, gzip, Parquet or Delta Lake, hour by
+hour, each hour committed only when whole.
 The Python API (``docs/python-api.md``)::
 
     import async_amp

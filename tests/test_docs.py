@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from async_amp.cli import build_parser
-from async_amp.config import ProjectConfig, keys_of, sections
+from async_amp.config import FORMATS, SINKS, ProjectConfig, keys_of, sections
+from async_amp.config_load import load_config
 from tools.docgen import commands, render_cli, render_configuration
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,6 +135,93 @@ def test_every_projects_key_is_documented() -> None:
     text = (DOCS / "configuration.md").read_text(encoding="utf-8")
     documented = {_code(row[0]) for row in _table(text, "## [[projects]]")}
     assert documented == set(schema)
+
+
+# --- config.toml: the example a newcomer copies ------------------------------------------
+
+
+_EXAMPLE_LINE = re.compile(r"^# (\w+) = (.*?)(?:\s+#.*)?$")
+
+
+def _example_keys() -> dict[str, dict[str, str]]:
+    """``section -> {key: the TOML text of its value}`` from config.toml's lines, commented
+    or not (``projects`` for the ``[[projects]]`` block)."""
+    found: dict[str, dict[str, str]] = {}
+    section = ""
+    for line in (ROOT / "config.toml").read_text(encoding="utf-8").splitlines():
+        header = re.fullmatch(r"(?:# )?\[\[?(\w+)\]\]?", line.strip())
+        if header:
+            section = header.group(1)
+            found.setdefault(section, {})
+            continue
+        match = _EXAMPLE_LINE.match(line) or re.match(r"^(\w+) = (.*?)(?:\s+#.*)?$", line)
+        if match and section:
+            found[section][match.group(1)] = match.group(2)
+    return found
+
+
+def test_config_toml_shows_every_section_and_key() -> None:
+    example = _example_keys()
+    declared = {name: list(keys_of(cls)) for name, cls in sections().items()}
+    declared["projects"] = list(keys_of(ProjectConfig))
+    assert {s: list(keys) for s, keys in example.items()} == declared
+
+
+def test_config_toml_loads_and_shows_each_default(tmp_path: Path) -> None:
+    """Every line uncommented at once is a valid config, and each key with a default shows it
+    (a key without one, like ``[azure] account_url``, shows an example value)."""
+    example = _example_keys()
+    path = tmp_path / "config.toml"
+    path.write_text(
+        "\n".join(
+            ("[[projects]]" if s == "projects" else f"[{s}]")
+            + "".join(f"\n{k} = {v}" for k, v in keys.items())
+            for s, keys in example.items()
+        ),
+        encoding="utf-8",
+    )
+    config = load_config(path, api_key="k", secret_key="s", environ={})
+    shown = {
+        (s, name): getattr(config.projects[0] if s == "projects" else getattr(config, s), name)
+        for s, keys in example.items()
+        for name in keys
+    }
+    declared = {name: keys_of(cls) for name, cls in sections().items()}
+    declared["projects"] = keys_of(ProjectConfig)
+    differ = {
+        (s, name): (value, declared[s][name].default)
+        for (s, name), value in shown.items()
+        if declared[s][name].default not in (None, MISSING) and value != declared[s][name].default
+    }
+    assert not differ, f"config.toml shows another value than the default: {differ}"
+
+
+# --- what the product says it does: every store and every format ----------------------------
+
+
+def _first_paragraph(text: str) -> str:
+    return text.split("\n\n")[1]
+
+
+@pytest.mark.parametrize(
+    ("where", "read"),
+    [
+        ("async-amp --help", lambda: build_parser().description or ""),
+        ("the Docker image's label", lambda: (ROOT / "Dockerfile").read_text(encoding="utf-8")),
+        ("pyproject.toml", lambda: (ROOT / "pyproject.toml").read_text(encoding="utf-8")),
+        ("README.md", lambda: _first_paragraph((ROOT / "README.md").read_text(encoding="utf-8"))),
+    ],
+)
+def test_the_description_names_every_store_and_format(where: str, read: Any) -> None:
+    text = read()
+    if where == "the Docker image's label":
+        text = re.search(r'image\.description="([^"]*)"', text).group(1)  # type: ignore[union-attr]
+    elif where == "pyproject.toml":
+        text = re.search(r'^description = "([^"]*)"', text, re.M).group(1)  # type: ignore[union-attr]
+    missing = [
+        name for name in (*SINKS, *FORMATS) if not re.search(rf"\b{name}\b", text, re.IGNORECASE)
+    ]
+    assert not missing, f"{where} does not name {missing}: {text!r}"
 
 
 # --- docs/operations.md: the log events ------------------------------------------------------

@@ -39,8 +39,8 @@ def command_modules() -> list[ModuleType]:
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="async-amp",
-        description="Fast, lossless, resumable Amplitude Export API extraction "
-        "to local NDJSON folders or Azure Blob Storage.",
+        description="Fast, lossless, resumable Amplitude Export API extraction into a local "
+        "folder, Azure Blob Storage or S3, as NDJSON, gzip, Parquet or Delta Lake.",
         epilog="example: async-amp extract --start 2026-11-01 --end 2026-11-02",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
