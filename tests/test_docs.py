@@ -57,7 +57,9 @@ def _options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
     return [
         a
         for a in parser._actions
-        if a.option_strings and not isinstance(a, argparse._HelpAction | argparse._VersionAction)
+        if a.option_strings
+        and not isinstance(a, argparse._HelpAction | argparse._VersionAction)
+        and a.help != argparse.SUPPRESS  # an older spelling, kept working but not shown
     ]
 
 

@@ -25,7 +25,7 @@ def test_cli_writes_the_page_and_prints_its_path(
     isolate_cli(tmp_path, monkeypatch, ASYNC_AMP_NOW=NOW.isoformat())
     lake = shared_lake()
     out = tmp_path / "site" / "amplitude.html"
-    code = main(["report", *RANGE, "--data", str(lake.root), "--output", str(out)])
+    code = main(["report", *RANGE, "--output", str(lake.root), "--html", str(out)])
     printed = capsys.readouterr()
     assert code == 0
     assert printed.out.startswith(f"report: {out.resolve()} (")
@@ -34,6 +34,26 @@ def test_cli_writes_the_page_and_prints_its_path(
     page = out.read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>") and 'id="calendar"' in page
     assert len(page.encode()) < 5_000_000
+
+
+def test_the_older_spellings_still_work_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``report --output`` named the page and ``--data`` the folder, where every other
+    command's ``--output`` is the data folder; both older spellings still work."""
+    isolate_cli(tmp_path, monkeypatch, ASYNC_AMP_NOW=NOW.isoformat())
+    lake = shared_lake()
+    out = tmp_path / "old.html"
+    code = main(["report", *RANGE, "--data", str(lake.root), "--output", str(out)])
+    printed = capsys.readouterr()
+    assert code == 0 and out.is_file()
+    assert printed.out.startswith(f"report: {out.resolve()} (")
+    assert printed.err.splitlines() == [
+        f"async-amp: warning: report --output {out} is now --html {out}: --output names the "
+        "data folder, as in every command",
+        f"async-amp: warning: report --data {lake.root} is now --output {lake.root}, as in "
+        "every command",
+    ]
 
 
 def test_cli_shows_progress_on_a_terminal(tmp_path: Path) -> None:
@@ -50,9 +70,9 @@ def test_cli_shows_progress_on_a_terminal(tmp_path: Path) -> None:
             "async_amp",
             "report",
             *RANGE,
-            "--data",
-            str(lake.root),
             "--output",
+            str(lake.root),
+            "--html",
             str(out),
         ],
         stdin=subprocess.DEVNULL,
@@ -103,15 +123,15 @@ def test_bad_output_and_missing_data_are_one_line_exit_2(
 ) -> None:
     isolate_cli(tmp_path, monkeypatch)
     lake = shared_lake()
-    assert main(["report", *RANGE, "--data", str(lake.root), "--output", str(tmp_path)]) == 2
+    assert main(["report", *RANGE, "--output", str(lake.root), "--html", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert (
         err
-        == f"async-amp: error: {tmp_path} is a folder: name the HTML file (e.g. --output {tmp_path / 'report.html'})"
+        == f"async-amp: error: {tmp_path} is a folder: name the HTML file (e.g. --html {tmp_path / 'report.html'})"
     )
-    assert main(["report", *RANGE, "--data", str(tmp_path / "nothing")]) == 2
+    assert main(["report", *RANGE, "--output", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "nothing was extracted there; pass --data DIR" in err and "\n" not in err
+    assert "nothing was extracted there; pass --output DIR" in err and "\n" not in err
 
 
 def test_several_projects_need_one_named(
@@ -123,7 +143,7 @@ def test_several_projects_need_one_named(
         '[[projects]]\nname = "app"\napi_key_env = "B_KEY"\nsecret_key_env = "B_SECRET"\n'
     )
     lake = shared_lake()
-    assert main(["report", *RANGE, "--data", str(lake.root)]) == 2
+    assert main(["report", *RANGE, "--output", str(lake.root)]) == 2
     assert "pick one with --project NAME" in capsys.readouterr().err
     out = tmp_path / "w.html"
     assert (
@@ -131,11 +151,11 @@ def test_several_projects_need_one_named(
             [
                 "report",
                 *RANGE,
-                "--data",
+                "--output",
                 str(lake.root),
                 "--project",
                 "website",
-                "--output",
+                "--html",
                 str(out),
             ]
         )
@@ -157,7 +177,7 @@ def test_an_unreadable_data_file_is_one_line_exit_1(
     entry = FileEntry("187520_2026-11-02_0#0.json", 33, 2, "0" * 64)
     manifest = Manifest(FIRST, "complete", (entry,), 1, NOW)
     (folder / "_manifest.json").write_bytes(manifest.dumps())
-    code = main(["report", *RANGE, "--data", str(tmp_path / "data")])
+    code = main(["report", *RANGE, "--output", str(tmp_path / "data")])
     err = capsys.readouterr().err.strip()
     assert code == 1
     assert err.startswith("async-amp: error: cannot read the data of 2026-11-02T00 to 00: ")

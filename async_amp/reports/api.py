@@ -60,13 +60,12 @@ async def report(
     name = projects[0].name
     target = Path(output)
     if await anyio.Path(target).is_dir():
-        msg = f"{target} is a folder: name the HTML file (e.g. --output {target / 'report.html'})"
+        msg = f"{target} is a folder: name the HTML file (e.g. --html {target / 'report.html'})"
         raise ConfigError(msg)
     folder = config.output.dir
     if config.output.sink == "local" and not await anyio.Path(folder).is_dir():
-        msg = (
-            f"no folder {folder}: nothing was extracted there; pass --data DIR or set [output] dir"
-        )
+        msg = f"no folder {folder}: nothing was extracted there; "
+        msg += "pass --output DIR or set [output] dir"
         raise ConfigError(msg)
     async with reading_sink(config) as sink:
         built = await build_report(

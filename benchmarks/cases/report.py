@@ -128,6 +128,8 @@ def run(bench: Bench) -> CaseResult:
         root, events, stored = lakes[days]
         last = FIRST + timedelta(days=days) - timedelta(hours=1)
         cmd = [PY, "-m", "async_amp", "report", "--start", fmt_hour(FIRST), "--end"]
+        # the older spellings (--data DIR --output FILE.html): every revision takes them, so a
+        # --reference from before --html runs the same command (newer ones warn on stderr)
         cmd += [fmt_hour(last), "--data", str(root), "--output", str(work / f"r{days}.html")]
         env = child_env(ASYNC_AMP_NOW=(last + timedelta(hours=4)).isoformat())
         m = measure(cmd, env=env, cwd=work, timeout_s=TIMEOUT_S)

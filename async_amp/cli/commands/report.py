@@ -35,9 +35,9 @@ ORDER = 50
 EPILOG = """\
 examples:
   async-amp report --start 2026-11-01 --end 2026-11-30
-  async-amp report --start -30d --end -0d --output site/amplitude.html
+  async-amp report --start -30d --end -0d --html site/amplitude.html
   async-amp report --start 2026-01-01 --end 2026-12-31 --sink azure --project website
-  async-amp report --start -7d --end -0d --data /mnt/lake --output /var/www/report.html
+  async-amp report --start -7d --end -0d --output /mnt/lake --html /var/www/report.html
 
 The page has no script and fetches nothing: open it from disk, mail it, or publish it. Event
 names and property keys of the audience and blog panels come from [report] in config.toml
@@ -64,20 +64,21 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     add_range_options(cmd)
     cmd.add_argument(
-        "--output",
+        "--html",
         dest="report_file",
         type=Path,
-        default=Path("report.html"),
         metavar="FILE",
-        help="the HTML file to write (default report.html; e.g. --output site/report.html)",
+        help="the HTML file to write (default report.html; e.g. --html site/report.html)",
     )
     add_config_option(cmd)
     cmd.add_argument(
-        "--data",
+        "--output",
         type=Path,
         metavar="DIR",
-        help="the local folder extractions wrote to (default [output] dir; e.g. --data data)",
+        help="the local folder extractions wrote to, as in every command (default [output] "
+        "dir; e.g. --output data)",
     )
+    cmd.add_argument("--data", type=Path, help=argparse.SUPPRESS)  # older --output: _folders
     cmd.add_argument("--sink", choices=SINKS, help="where to read from (e.g. --sink azure)")
     cmd.add_argument(
         "--project",
@@ -95,7 +96,8 @@ def _cmd_report(args: argparse.Namespace, out: TextIO | None = None) -> int:
     moment = now(environ)
     first, last = parse_range(args, moment)
     assert first is not None and last is not None  # both are required options here
-    config = load(argparse.Namespace(**{**vars(args), "output": args.data}), environ)
+    data, page = _folders(args)
+    config = load(argparse.Namespace(**{**vars(args), "output": data}), environ)
     bar = _Bar() if sys.stderr.isatty() else None
     try:
         result = report_sync(
@@ -103,7 +105,7 @@ def _cmd_report(args: argparse.Namespace, out: TextIO | None = None) -> int:
             start=first,
             end=last,
             project=args.project,
-            output=args.report_file,
+            output=page,
             now=moment,
             on_progress=bar.update if bar else None,
         )
@@ -120,6 +122,26 @@ def _cmd_report(args: argparse.Namespace, out: TextIO | None = None) -> int:
         file=out or sys.stdout,
     )
     return EXIT_OK
+
+
+def _folders(args: argparse.Namespace) -> tuple[Path | None, Path]:
+    """The data folder and the page. Older spellings work, with a warning: ``--output`` named
+    the page (taken as ``--html`` when it ends in .html) and ``--data`` the folder."""
+    data, page = args.output, args.report_file
+    if data is not None and data.suffix.lower() in (".html", ".htm") and page is None:
+        _deprecated(
+            f"report --output {data} is now --html {data}: --output names the data "
+            "folder, as in every command"
+        )
+        data, page = None, data
+    if args.data is not None:
+        _deprecated(f"report --data {args.data} is now --output {args.data}, as in every command")
+        data = data or args.data
+    return data, page or Path("report.html")
+
+
+def _deprecated(line: str) -> None:
+    print(f"async-amp: warning: {line}", file=sys.stderr)
 
 
 class _Bar:
