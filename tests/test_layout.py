@@ -3,6 +3,8 @@
 - no module imports a private name (``_x``, or anything from a ``_x`` module) of a module in
   another package: a private name is shared only among one folder's own files;
 - the CLI (``async_amp/cli/``) sits on top: no module outside it imports it;
+- the package ships the product: nothing in it imports the checkout's ``tests/``, ``tools/``
+  or ``benchmarks/``, or a library only the ``dev`` extra installs (test harnesses live there);
 - no import circle between the package's modules: every import counts, at the top of a file,
   under ``TYPE_CHECKING`` or inside a function (a lazy import hides a circle, it does not
   break it);
@@ -216,6 +218,21 @@ def test_the_streaming_core_reaches_nothing_of_the_output_layer() -> None:
         if module in OUTPUT_LAYER or module.startswith(tuple(f"{p}." for p in OUTPUT_LAYER))
     ]
     assert not found, "the core imports the output layer:\n" + "\n".join(found)
+
+
+# top-level imports the installed package must never need: the checkout's own folders and the
+# libraries of the ``dev`` extra (pyproject.toml)
+NOT_SHIPPED = {"tests", "tools", "benchmarks", "pytest", "hypothesis", "polars", "moto", "flask"}
+
+
+def test_the_package_imports_no_test_harness_or_dev_tool() -> None:
+    found = [
+        f"{_where(path, line)} imports {target}"
+        for path, module in _modules()
+        for line, target, _ in _imports(path, module)
+        if target.split(".")[0] in NOT_SHIPPED or target.split(".")[0].startswith("flask_")
+    ]
+    assert not found, "the installed package cannot import these:\n" + "\n".join(found)
 
 
 def test_no_file_in_the_package_is_over_500_lines() -> None:
