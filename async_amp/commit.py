@@ -2,7 +2,8 @@
 
 Once data starts moving into place the commit finishes even if the run is being cancelled (a
 half-committed hour would show data with no manifest), within ``COMMIT_TIMEOUT_S``. A commit
-that fails or times out discards the staging and says why: the hour is then asked again.
+that fails or times out says why and leaves the staging to the caller: to commit again (the
+store failed for a passing reason: the archive is not downloaded again) or to discard.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def manifest_for(
 
 async def commit_hour(staging: HourStaging, manifest: Manifest) -> StorageError | None:
     """Commit ``staging`` with ``manifest``; ``None`` when done, else why it failed (a
-    ``StorageBlockedError`` when the storage refuses until someone acts)."""
+    ``StorageBlockedError`` when the storage refuses until someone acts). The staging is
+    kept either way: on failure the caller commits it again or discards it."""
     try:
         with anyio.CancelScope(shield=True), anyio.fail_after(COMMIT_TIMEOUT_S):
             await staging.commit(manifest)
@@ -59,6 +61,5 @@ async def commit_hour(staging: HourStaging, manifest: Manifest) -> StorageError 
         error = storage_failure(exc, iso_hour(manifest.hour)) or StorageError(str(exc))
     else:
         return None
-    await staging.discard()
     log.warning("hour.commit_failed", hour=iso_hour(manifest.hour), error=str(error))
     return error

@@ -27,7 +27,6 @@ from .errors import (
     AttemptError,
     ExportTooLargeError,
     RetryableHTTPError,
-    StorageBlockedError,
     StorageError,
 )
 from .guard import RunGuard
@@ -39,9 +38,9 @@ from .manifest import Manifest
 from .plan import Plan
 from .recheck import Verdict, judge, stored_digests
 from .results import HourResult
-from .retry import plan_retry
+from .retry import backoff_delay, plan_retry
 from .schedule import Observed, Probes, schedule
-from .sinks.base import Sink
+from .sinks.base import HourStaging, Sink
 
 __all__ = ["Flow", "FlowParent", "HourState", "Tally"]
 
@@ -166,7 +165,9 @@ class Flow:
             return
         except (AttemptError, StorageError) as exc:
             await stagings.discard()
-            if isinstance(exc, StorageBlockedError):  # the run stops; the hours stay unfinished
+            if isinstance(exc, StorageError):
+                self.guard.store_failed(exc)  # blocked: the run stops, the hours stay unfinished
+            if self.guard.stopped:
                 return
             if isinstance(exc, RetryableHTTPError) and exc.throttled:
                 bound_now = self.limiter.throttled(epoch)
@@ -248,10 +249,10 @@ class Flow:
                 await staging.discard()  # the stored hour stays exactly as it was
                 self._kept(hour, recheck, manifest)
                 continue
-            error = await commit_hour(staging, manifest)
+            error = await self._commit(staging, manifest)
             if error is not None:
-                if isinstance(error, StorageBlockedError):
-                    self.guard.storage_blocked(error)
+                if self.guard.stopped:
+                    continue  # left unfinished, for the rerun
                 state.last_error = f"commit failed: {error}"
                 state.last_short_pages = None
                 retry.append(hour)
@@ -280,6 +281,30 @@ class Flow:
             )
         if retry:
             self.retry(retry, "short hour or failed commit", retry_after=None, alone=True)
+
+    async def _commit(self, staging: HourStaging, manifest: Manifest) -> StorageError | None:
+        """Commit; when the store fails for a passing reason the same staging is committed
+        again after a backoff (the archive is not downloaded again), until the store answers,
+        ``max_attempts`` commits failed (then the hour is asked again) or the guard stops the
+        run (a store that fails every call). The staging is discarded when it fails."""
+        tries = 0
+        while True:
+            error = await commit_hour(staging, manifest)
+            if error is None:
+                self.guard.store_ok()
+                return None
+            self.guard.store_failed(error)
+            tries += 1
+            if self.guard.stopped or tries >= self.ex.max_attempts:
+                break
+            delay = backoff_delay(
+                tries, base_s=self.ex.backoff_base_s, max_s=self.ex.backoff_max_s, rng=self.x.rng
+            )
+            if not await self.guard.sleep(delay):
+                break
+            log.info("hour.commit_again", hour=iso_hour(manifest.hour), attempt=tries + 1)
+        await staging.discard()
+        return error
 
     async def _recheck(self, hour: datetime, manifest: Manifest) -> Verdict:
         """``--recheck``: the stored hour against this answer; logs ``hour.changed``."""

@@ -10,6 +10,9 @@ it sends a request; the guard answers False once the run is stopping, and then t
 leaves its hours unfinished (exit 1, nothing lost, a rerun picks them up).
 
 - ``storage_blocked(exc)``: the sink said storage refuses until someone acts: stop at once.
+- ``store_failed(exc)`` / ``store_ok()``: the store failed a call (after its SDK's own
+  retries): unreachable, stalled, refusing. ``max_store_failures`` of them in a row, with no
+  hour committed in between, and the store is declared gone: the run stops.
 - ``connect_failed(exc)`` / ``no_answer(exc, window)`` / ``connected()``: a circuit breaker.
   The first request that cannot connect, or connects and then hears nothing (silence before
   the first byte, a reset), opens it; while open, one request at a time goes out (a probe),
@@ -37,6 +40,7 @@ from .errors import (
     ConnectFailedError,
     NoAnswerError,
     StorageBlockedError,
+    StorageError,
     UserError,
 )
 from .retry import backoff_delay
@@ -78,11 +82,14 @@ class RunGuard:
         *,
         max_probes: int,
         silent_probes: int = 2,
+        max_store_failures: int = 5,
         backoff_base_s: float,
         backoff_max_s: float,
         rng: random.Random | None = None,
     ) -> None:
         self.max_probes = max(1, max_probes)
+        self.max_store_failures = max(1, max_store_failures)
+        self._store_failures = 0
         self.silent_probes = max(1, min(silent_probes, self.max_probes))
         self._windows: set[datetime] = set()  # windows that failed since the breaker opened
         self._base = backoff_base_s
@@ -220,6 +227,21 @@ class RunGuard:
     def storage_blocked(self, exc: StorageBlockedError) -> None:
         if self.stop is None:
             self._halt(Stop("storage", storage=exc))
+
+    def store_failed(self, exc: StorageError) -> None:
+        """A store call failed for a passing reason (the sink's own retries spent)."""
+        if isinstance(exc, StorageBlockedError):
+            self.storage_blocked(exc)
+            return
+        self._store_failures += 1
+        if self._store_failures >= self.max_store_failures and self.stop is None:
+            place = f"{self._store_failures} times in a row (last: {exc})"
+            gone = StorageBlockedError("the store failed", place, "run again once it answers")
+            self._halt(Stop("storage", storage=gone))
+
+    def store_ok(self) -> None:
+        """An hour was committed: the store answers."""
+        self._store_failures = 0
 
     @property
     def is_open(self) -> bool:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,10 +21,19 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from async_amp.config import AzureConfig, S3Config
 from async_amp.hours import hour_range
+from async_amp.pipeline import RunSummary
 from async_amp.simulator.background import BackgroundSimulator
+from async_amp.simulator.faults import RequestInfo
 from async_amp.simulator.server import run_simulator
+from async_amp.sinks.azure import AzureSink
+from async_amp.sinks.base import Sink
+from async_amp.sinks.s3 import S3Sink
+from tools.azurite import START_TIMEOUT_S, AzuriteProcess, dev_connection_string
+from tools.s3server import S3ServerProcess
 
+from .azurite import AZURITE_BIN, Azurite, azurite_proxy
 from .filesystems import mounted_tmpfs
 from .helpers import (
     DAY1,
@@ -36,6 +47,7 @@ from .helpers import (
     small_dataset,
 )
 from .proxy import BackgroundProxy, Hitch, run_proxy
+from .s3 import admin_client
 
 pytestmark = pytest.mark.anyio
 
@@ -205,3 +217,118 @@ async def test_big_hours_slow_to_start_keep_working_while_others_answer(
     assert {hour: n for hour, n in asked.items() if n > 1} == {h: 3 for h in slow}
     assert summary.requests == 12 + 4
     assert_output_matches(tmp_path, dataset, DAY1, last)
+
+
+# --------------------------------------------------------------------------- the store goes away
+
+
+def stop_at(number: int, action: Callable[[], None]) -> Callable[[RequestInfo], None]:
+    """A simulator plan that injects no fault: ``action`` when request ``number`` arrives."""
+    seen = [0]
+
+    def plan(info: RequestInfo) -> None:
+        seen[0] += 1
+        if seen[0] == number:
+            action()
+
+    return plan
+
+
+async def extract_while_the_store_goes(
+    tmp_path: Path, sink: Sink, stop: Callable[[], None]
+) -> tuple[RunSummary, Counter[datetime]]:
+    """24 hours at concurrency 2 into ``sink``; ``stop()`` when the 6th request arrives.
+    Returns the summary and the requests per hour the simulator saw."""
+    async with run_simulator(
+        small_dataset(), api_key=KEY, secret_key=SECRET, faults=stop_at(6, stop)
+    ) as sim:
+        config = make_config(sim.base_url, tmp_path, concurrency=2)
+        summary = await run(config, DAY1, last_hour_of(DAY1), sink=sink)
+        asked = Counter(r.start for r in sim.requests if r.start is not None)
+    return summary, asked
+
+
+def assert_the_store_stop(summary: RunSummary, asked: Counter[datetime]) -> None:
+    assert summary.exit_code == 1 and not summary.failed, summary.failed
+    assert re.fullmatch(
+        r"the store failed 5 times in a row \(last: .+\): \d+ of 24 hours complete; run again "
+        r"once it answers, completed hours are kept",
+        summary.stopped,
+    ), summary.stopped
+    # max_attempts (5) store failures, and no more: the 5 requests before the store went, the
+    # one that stopped it, and at most one each for the hours whose staging broke mid-download
+    assert summary.requests == sum(asked.values()) <= 6 + 5, asked
+    assert max(asked.values()) <= 2, asked
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "stalled"])
+async def test_azurite_gone_mid_run_stops_within_a_bounded_number_of_attempts(
+    tmp_path: Path, how: signal.Signals
+) -> None:
+    """Azurite is killed (connections refused) or stopped (SIGSTOP: connections hang)."""
+    with AzuriteProcess(AZURITE_BIN, start_timeout_s=START_TIMEOUT_S) as process:
+        assert process.endpoint is not None and process.pid is not None
+        pid = process.pid
+        env = {"AZURE_STORAGE_CONNECTION_STRING": process.endpoint.connection_string}
+        azure = AzureConfig(container="gone", retries=1, retry_backoff_s=0.05, read_timeout_s=2)
+        sink = AzureSink.from_config(azure, run_id="gone", environ=env)
+        try:
+            summary, asked = await extract_while_the_store_goes(
+                tmp_path, sink, lambda: os.kill(pid, how)
+            )
+        finally:
+            os.kill(pid, signal.SIGCONT)
+    assert_the_store_stop(summary, asked)
+
+
+@pytest.mark.s3
+async def test_the_s3_server_killed_mid_run_stops_within_a_bounded_number_of_attempts(
+    tmp_path: Path,
+) -> None:
+    with S3ServerProcess() as server:
+        assert server.pid is not None
+        pid = server.pid
+        async with admin_client(server) as admin:
+            await admin.create_bucket(Bucket="gone")
+        config = S3Config(
+            bucket="gone", endpoint_url=server.endpoint_url, addressing_style="path", retries=1
+        )
+        sink = S3Sink.from_config(config, run_id="gone", environ=server.admin.environ())
+        summary, asked = await extract_while_the_store_goes(
+            tmp_path, sink, lambda: os.kill(pid, signal.SIGKILL)
+        )
+    assert_the_store_stop(summary, asked)
+
+
+async def test_a_commit_the_store_fails_is_tried_again_without_downloading_again(
+    azurite: Azurite, azure_container: str, tmp_path: Path
+) -> None:
+    """Azure answers 500 to the first three commits of a file (Put Block List): each hour is
+    committed from what it already staged, and no archive is asked for twice."""
+    dataset = small_dataset()
+    last = DAY1 + timedelta(hours=5)
+    refused = [0]
+
+    async def intercept(request: web.Request) -> web.StreamResponse | None:
+        if request.query.get("comp") == "blocklist" and refused[0] < 3:
+            refused[0] += 1
+            return web.Response(status=500, text="InternalError")
+        return None
+
+    async with (
+        azurite_proxy(azurite, intercept) as endpoint,
+        run_simulator(dataset, api_key=KEY, secret_key=SECRET) as sim,
+    ):
+        env = {"AZURE_STORAGE_CONNECTION_STRING": dev_connection_string(endpoint)}
+        azure = AzureConfig(container=azure_container, retries=0)
+        sink = AzureSink.from_config(azure, run_id="again", environ=env)
+        config = make_config(sim.base_url, tmp_path, concurrency=2)
+        summary = await run(config, DAY1, last, sink=sink)
+        asked = Counter(r.start for r in sim.requests if r.start is not None)
+    assert refused[0] == 3
+    assert summary.exit_code == 0 and not summary.stopped, summary.stopped
+    assert asked == dict.fromkeys(hour_range(DAY1, last), 1)
+    async with azurite.service_client() as service:
+        container = service.get_container_client(azure_container)
+        names = [b.name async for b in container.list_blobs()]
+    assert sum(name.endswith("/_manifest.json") for name in names) == 6
