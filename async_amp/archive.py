@@ -58,6 +58,30 @@ def count_lines(data: bytes) -> int:
     return int(np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == _NEWLINE))
 
 
+class LineCounter:
+    """Counts the lines of NDJSON given in pieces, empty lines left out: an empty line is no
+    event (DuckDB skips it too). A last line without a newline counts."""
+
+    def __init__(self) -> None:
+        self._newlines = 0
+        self._empty = 0
+        self._last = b"\n"  # a member that starts with a newline starts with an empty line
+
+    def add(self, data: bytes) -> None:
+        if not data:
+            return
+        self._newlines += count_lines(data)
+        if self._last == b"\n" and data[:1] == b"\n":
+            self._empty += 1
+        if b"\n\n" in data:  # rare: count exactly (bytes.count misses overlapping pairs)
+            view = np.frombuffer(data, dtype=np.uint8)
+            self._empty += int(np.count_nonzero((view[1:] == _NEWLINE) & (view[:-1] == _NEWLINE)))
+        self._last = data[-1:]
+
+    def lines(self) -> int:
+        return self._newlines - self._empty + (0 if self._last == b"\n" else 1)
+
+
 def _describe(head: bytes) -> str:
     """What a body that is not a ZIP looks like, without echoing it (it may echo the keys)."""
     text = head.lstrip().lower()
@@ -261,9 +285,9 @@ def process_archive(
     """Unzip, vet, gunzip and write every member of one export response.
 
     Each member is checked (a safe name, an hour inside ``[first_hour, last_hour]``, not seen
-    before), decoded strictly, counted (events = lines) and hashed (sha256 of the bytes written)
-    as it streams. On any error every member opened so far is discarded and ``ArchiveError``
-    propagates; nothing is kept from a bad archive.
+    before), decoded strictly, counted (events: lines, empty ones left out) and hashed (sha256
+    of the bytes written) as it streams. On any error every member opened so far is discarded
+    and ``ArchiveError`` propagates; nothing is kept from a bad archive.
     """
     done: list[ProcessedMember] = []
     seen: set[tuple[datetime, int]] = set()
@@ -320,8 +344,8 @@ def _copy_member(
     decoder = GzipDecoder()
     raw_start = watch.total  # network bytes before this member (read-ahead makes it generous)
     digest = hashlib.sha256()
-    compressed = decoded = lines = 0
-    last_byte = b"\n"
+    compressed = decoded = 0
+    lines = LineCounter()
     for chunk in member_chunks:
         compressed += len(chunk)
         if keep_gzip:
@@ -329,8 +353,7 @@ def _copy_member(
             sink.write(chunk)
         for text in decoder.pieces(chunk):
             decoded += len(text)
-            lines += count_lines(text)
-            last_byte = text[-1:]
+            lines.add(text)
             if decoded > limits.max_member_bytes:
                 msg = (
                     f"member {source!r} expands beyond max_member_bytes "
@@ -350,9 +373,11 @@ def _copy_member(
                 digest.update(text)
                 sink.write(text)
     decoder.flush()
-    if last_byte != b"\n":
-        lines += 1  # a last event without a trailing newline
     written = compressed if keep_gzip else decoded
     return FileEntry(
-        name=file_name, bytes=written, events=lines, sha256=digest.hexdigest(), source=source
+        name=file_name,
+        bytes=written,
+        events=lines.lines(),
+        sha256=digest.hexdigest(),
+        source=source,
     )

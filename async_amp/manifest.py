@@ -9,7 +9,15 @@ from typing import Any, Literal
 
 from .hours import iso_hour
 
-__all__ = ["MANIFEST_NAME", "FileEntry", "Manifest", "SourceEntry", "TableFacts", "hour_folder"]
+__all__ = [
+    "MANIFEST_NAME",
+    "DeadLetter",
+    "FileEntry",
+    "Manifest",
+    "SourceEntry",
+    "TableFacts",
+    "hour_folder",
+]
 
 MANIFEST_NAME = "_manifest.json"
 
@@ -51,6 +59,36 @@ class SourceEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One line kept in the hour's quarantine file instead of becoming a row."""
+
+    source: str  # the member, e.g. "187520/187520_2026-11-01_10#0.json.gz"
+    line: int  # its line number in the member, from 1
+    bytes: int  # without the newline
+    sha256: str  # of those bytes
+    why: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "line": self.line,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "why": self.why,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> DeadLetter:
+        return cls(
+            source=str(raw["source"]),
+            line=int(raw["line"]),
+            bytes=int(raw["bytes"]),
+            sha256=str(raw["sha256"]),
+            why=str(raw.get("why", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class TableFacts:
     """What a converted (Parquet) hour adds to its manifest."""
 
@@ -59,9 +97,10 @@ class TableFacts:
     duplicate_uuids: int = 0  # rows whose uuid an earlier row of the hour already had
     dropped_duplicates: int = 0  # of those, rows left out (``dedupe = true``)
     extra_rows: int = 0  # rows with a non-null ``_extra``
+    dead_letters: tuple[DeadLetter, ...] = ()  # lines kept in the quarantine file instead
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        facts: dict[str, Any] = {
             "format": self.format,
             "sources": [s.to_json() for s in self.sources],
             "source_lines": sum(s.lines for s in self.sources),
@@ -69,6 +108,10 @@ class TableFacts:
             "dropped_duplicates": self.dropped_duplicates,
             "extra_rows": self.extra_rows,
         }
+        if self.dead_letters:
+            facts["quarantined_lines"] = len(self.dead_letters)
+            facts["dead_letters"] = [d.to_json() for d in self.dead_letters]
+        return facts
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> TableFacts | None:
@@ -85,6 +128,7 @@ class TableFacts:
             duplicate_uuids=int(raw.get("duplicate_uuids", 0)),
             dropped_duplicates=int(raw.get("dropped_duplicates", 0)),
             extra_rows=int(raw.get("extra_rows", 0)),
+            dead_letters=tuple(DeadLetter.from_json(d) for d in raw.get("dead_letters", ())),
         )
 
 

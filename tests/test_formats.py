@@ -96,7 +96,7 @@ def test_compact_and_spaced_json_agree(tmp_path: Path) -> None:
     ("data", "line", "why"),
     [
         (b'{"uuid":"a"}\n{"uuid":"b",\n{"uuid":"c"}\n', 2, "not JSON"),
-        (b'{"uuid":"a"}\n\n{"uuid":"c"}\n', 2, "empty"),
+        (b'{"uuid":"a"}\n \r\n{"uuid":"c"}\n', 2, "empty"),
         (b'{"uuid":"a"}\n{"uuid":"b"}\n[1, 2]\n', 3, "not an object"),
         (b'{"uuid":"a"}\n"text"\n', 2, "not an object"),
         (b'{"uuid":"a"}\n{"uuid":"b"} trailing\n', 2, "not JSON"),
@@ -111,6 +111,11 @@ def test_a_line_that_is_not_a_json_object_names_member_and_line(
     assert SOURCE in message
     assert f"line {line}:" in message
     assert why in message
+
+
+def test_an_empty_line_is_no_event_and_no_row(tmp_path: Path) -> None:
+    table = convert(b'\n{"uuid":"a"}\n\n\n{"uuid":"b"}\n\n', tmp_path)
+    assert table.column("uuid").to_pylist() == ["a", "b"]
 
 
 def test_a_last_line_without_newline_is_a_row(tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import StorageError, os_storage_error
+from ..formats.deadletter import Quarantine, put_quarantine, warn_quarantined
 from ..formats.spool import new_spool_header
 from ..formats.staging import convert_counted
 from ..hours import MemberName
@@ -117,16 +118,19 @@ class _Member:
                     lines=entry.events,
                     schema=DATA_SCHEMA,
                     shape=_plain,
+                    quarantine=self._staging.quarantine,
                 )
         finally:
             self._ndjson.unlink(missing_ok=True)
-        self._staging.done(
-            self._file_name,
-            self.parquet,
-            {"name": source, "lines": entry.events, "bytes": entry.bytes, "sha256": entry.sha256},
-            facts.rows,
-            facts.extra_rows,
-        )
+        described = {
+            "name": source,
+            "lines": entry.events,
+            "bytes": entry.bytes,
+            "sha256": entry.sha256,
+        }
+        if facts.dead_letters:
+            described["quarantined"] = facts.dead_letters
+        self._staging.done(self._file_name, self.parquet, described, facts.rows, facts.extra_rows)
 
     def discard(self) -> None:
         if self._file is not None:
@@ -146,6 +150,7 @@ class _DeltaStaging:
         self._done: dict[str, tuple[Path, dict[str, Any], int, int]] = {}
         # an hour's members are decoded one after the other, in one thread: one filter each
         self.duplicates = DigestingFilter(drop=sink.dedupe)
+        self.quarantine = Quarantine(sink.spool)
 
     def open_member(self, member: MemberName, file_name: str) -> MemberSink:
         try:
@@ -220,8 +225,16 @@ class _DeltaStaging:
             "dropped_duplicates": self.duplicates.dropped,
             "sources": [source for _, source, _, _ in parts],
         }
+        if self.quarantine.letters:
+            record["quarantined_lines"] = len(self.quarantine.letters)
+            record["dead_letters"] = [d.to_json() for d in self.quarantine.letters]
         await self._record(meta, manifest, record)
-        await anyio.to_thread.run_sync(lambda: shutil.rmtree(self.dir, ignore_errors=True))
+        warn_quarantined(self._hour, self.quarantine.letters)
+        await anyio.to_thread.run_sync(self._clean)
+
+    def _clean(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.quarantine.remove()
 
     async def _withdraw(self, meta: str) -> None:
         """Remove the hour's manifest (and record) through ``inner``: an empty commit of an
@@ -254,7 +267,10 @@ class _DeltaStaging:
                     out.finish(stored)
 
                 await anyio.to_thread.run_sync(put)
-            files = (entry,) if manifest.files else ()
+            kept = await anyio.to_thread.run_sync(
+                put_quarantine, self.quarantine, staging, self._hour
+            )
+            files = ((entry,) if manifest.files else ()) + ((kept,) if kept else ())
             await staging.commit(replace(manifest, files=files))
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -262,7 +278,7 @@ class _DeltaStaging:
             raise
 
     async def discard(self) -> None:
-        await anyio.to_thread.run_sync(lambda: shutil.rmtree(self.dir, ignore_errors=True))
+        await anyio.to_thread.run_sync(self._clean)
 
 
 class DeltaSink:

@@ -146,7 +146,7 @@ def _compare_rows(
     dropped = int(record.get("dropped_duplicates", 0))
     for source in record.get("sources", ()):
         held = facts.by_source.get(source["name"], 0)
-        if not dropped and held != source["lines"]:
+        if not dropped and held + int(source.get("quarantined", 0)) != source["lines"]:
             problem(
                 "events",
                 source["name"],

@@ -37,6 +37,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..archive import LineCounter
 from ..errors import ArchiveError
 from .query import (
     DUPLICATE_KEY,
@@ -161,15 +162,19 @@ ENGINES: Final = _Engines(max(1, os.cpu_count() or 1))
 
 
 def count_lines(path: Path, *, header: bool = False) -> int:
-    """NDJSON lines (a last line without a newline counts), read in bounded pieces; a spool's
-    header line (``header``) is not one of them."""
-    lines = 0
-    last = b"\n"
+    """NDJSON lines but empty ones (a last line without a newline counts), read in bounded
+    pieces; a spool's header line (``header``) is not one of them."""
+    counter = LineCounter()
     with path.open("rb") as file:
+        if header:
+            file.readline()
         while piece := file.read(1 << 20):
-            lines += piece.count(b"\n")
-            last = piece[-1:]
-    return lines + (0 if last == b"\n" else 1) - (1 if header else 0)
+            counter.add(piece)
+    return counter.lines()
+
+
+class BadLineError(ArchiveError):
+    """A line of a member cannot become a row (the message names the member and the line)."""
 
 
 def line_problem(line: bytes) -> str:
@@ -211,7 +216,7 @@ def line_problem(line: bytes) -> str:
 
 
 def find_bad_line(
-    path: Path, source: str, error: duckdb.Error | None = None, *, header: bool = False
+    path: Path, source: str, error: BaseException | None = None, *, header: bool = False
 ) -> ArchiveError:
     """The first line of ``path`` that is not a JSON object, as a clear error (slow: only
     called once DuckDB has refused the file). A spool's header line is not counted."""
@@ -219,12 +224,12 @@ def find_bad_line(
         if header:
             file.readline()
         for number, line in enumerate(file, start=1):
-            if why := line_problem(line):
+            if line != b"\n" and (why := line_problem(line)):  # empty lines are no events
                 msg = (
                     f"member {source!r} line {number}: {why}; Amplitude sends one JSON object "
                     "per line, so the archive is corrupt: re-extract the hour"
                 )
-                return ArchiveError(msg)
+                return BadLineError(msg)
     msg = f"member {source!r} could not be converted: {_first_line(error, header=header)}"
     return ArchiveError(msg)
 
@@ -287,9 +292,7 @@ def exact_batches(
                 rows += batch.num_rows
                 yield conform(batch)
         except (duckdb.Error, OSError) as exc:  # Arrow's reader passes DuckDB's errors on
-            why = _first_line(exc, header=header)
-            msg = f"member {source_file!r} could not be converted: {why}"
-            raise ArchiveError(msg) from None
+            raise find_bad_line(path, source_file, exc, header=header) from None
         want = count_lines(path, header=header) if lines is None else lines
         if rows != want:  # DuckDB skips blank lines: find and name one
             raise find_bad_line(path, source_file, header=header)
@@ -355,6 +358,7 @@ class ParquetFacts:
     bytes: int
     sha256: str
     extra_rows: int
+    dead_letters: int = 0  # lines kept in the hour's quarantine instead
 
 
 class _HashingFile:

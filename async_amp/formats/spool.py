@@ -23,6 +23,7 @@ import contextlib
 import re
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -34,6 +35,7 @@ from .convert import (
     BATCH_ROWS,
     ENGINES,
     ROW_GROUP_ROWS,
+    BadLineError,
     ParquetFacts,
     Writable,
     conform,
@@ -41,6 +43,7 @@ from .convert import (
     exact_batches,
     write_parquet,
 )
+from .deadletter import Quarantine, sift
 from .query import (
     HEADER_BYTES,
     KNOWN,
@@ -181,6 +184,7 @@ def convert_spool(
     retry: bool = True,
     row_group_rows: int = ROW_GROUP_ROWS,
     schema: pa.Schema = EVENT_SCHEMA,
+    quarantine: Quarantine | None = None,
 ) -> ParquetFacts:
     """Convert the spool at ``path`` (``new_spool_header()`` then the member's NDJSON) into one
     Parquet file written to ``out``, with the rows ``iter_event_batches`` gives for the NDJSON.
@@ -189,10 +193,59 @@ def convert_spool(
     function every batch passes through before it is written (e.g. a duplicate counter); it is
     called again for each attempt, so only the last one's filter saw the rows written. With
     ``retry=False`` (a filter whose effects cannot be undone) the member is read the explicit
-    way only, straight into ``out``. ``schema``: what the filtered batches are (``EVENT_SCHEMA``
-    unless the filter reshapes them). ``ArchiveError`` when a line is not a JSON object.
+    way only. ``schema``: what the filtered batches are (``EVENT_SCHEMA`` unless the filter
+    reshapes them). A line that cannot become a row raises ``ArchiveError``, or, given a
+    ``quarantine``, is kept there (``deadletter.sift``) and the other lines are converted.
+    Nothing is written to ``out`` until the conversion succeeded.
     """
-    make = new_filter or (lambda: _same)
+    passed = 0
+
+    def counted() -> BatchFilter:
+        keep = (new_filter or (lambda: _same))()
+
+        def count(batch: pa.RecordBatch) -> pa.RecordBatch:
+            nonlocal passed
+            passed += batch.num_rows
+            return keep(batch)
+
+        return count
+
+    options = {
+        "export_hour": export_hour,
+        "source_file": source_file,
+        "retry": retry,
+        "row_group_rows": row_group_rows,
+        "schema": schema,
+    }
+    try:
+        return _convert(path, out, lines=lines, make=counted, **options)
+    except BadLineError:
+        # a filter that cannot be undone and saw rows: the hour cannot be saved here
+        if quarantine is None or (not retry and passed):
+            raise
+    clean = path.with_name(path.name + ".clean")
+    try:
+        with quarantine.open() as dead:
+            letters, kept = sift(path, clean, dead, source_file)
+        quarantine.letters.extend(letters)
+        facts = _convert(clean, out, lines=kept, make=counted, **options)
+    finally:
+        clean.unlink(missing_ok=True)
+    return replace(facts, dead_letters=len(letters))
+
+
+def _convert(
+    path: Path,
+    out: Writable,
+    *,
+    export_hour: datetime,
+    source_file: str,
+    lines: int | None,
+    make: Callable[[], BatchFilter],
+    retry: bool,
+    row_group_rows: int,
+    schema: pa.Schema,
+) -> ParquetFacts:
     want = count_lines(path, header=True) if lines is None else lines
 
     def explicit(into: Writable) -> ParquetFacts:
@@ -210,14 +263,12 @@ def convert_spool(
                 (keep(b) for b in batches), into, row_group_rows=row_group_rows, schema=schema
             )
 
-    if not retry:
-        return explicit(out)
     scratch_path = path.with_name(path.name + ".parquet")
     known = len(SEEN.sorted())
     try:
         with scratch_path.open("w+b") as scratch:
             facts = None
-            for _ in range(SINGLE_READS):
+            for _ in range(SINGLE_READS if retry else 0):
                 scratch.seek(0)
                 scratch.truncate()
                 facts = _read_once(

@@ -31,6 +31,7 @@ from ..hours import MemberName
 from ..manifest import FileEntry, Manifest, SourceEntry, TableFacts
 from ..sinks.base import HourStaging, MemberSink, Sink
 from .convert import ParquetFacts, Writable
+from .deadletter import Quarantine, put_quarantine, warn_quarantined
 from .schema import EVENT_SCHEMA
 from .spool import BatchFilter, convert_spool, new_spool_header
 
@@ -188,6 +189,7 @@ def convert_counted(
     lines: int,
     schema: pa.Schema = EVENT_SCHEMA,
     shape: BatchFilter = _unchanged,
+    quarantine: Quarantine | None = None,
 ) -> ParquetFacts:
     """``convert_spool`` of one member of an hour whose duplicates ``hour_filter`` counts (or
     drops), each batch then reshaped by ``shape`` into ``schema``. Counting, each read gets a
@@ -203,6 +205,7 @@ def convert_counted(
             new_filter=lambda: lambda batch: shape(hour_filter(batch)),
             retry=False,
             schema=schema,
+            quarantine=quarantine,
         )
     tried: list[DuplicateFilter] = []
 
@@ -219,6 +222,7 @@ def convert_counted(
         lines=lines,
         new_filter=new_filter,
         schema=schema,
+        quarantine=quarantine,
     )
     hour_filter.absorb(tried[-1])
     return facts
@@ -257,6 +261,7 @@ class _Spool:
                 export_hour=self._member.hour,
                 source_file=source,
                 lines=entry.events,
+                quarantine=staging.quarantine,
             )
             parquet = FileEntry(
                 name=name, bytes=facts.bytes, events=facts.rows, sha256=facts.sha256, source=source
@@ -298,6 +303,7 @@ class _ParquetStaging:
         self.hour = hour
         self.spool_dir = sink.spool_dir
         self.duplicates = DuplicateFilter(drop=sink.dedupe)
+        self.quarantine = Quarantine(self.spool_dir)
         self._converted: dict[str, _Converted] = {}
         self._lock = threading.Lock()
 
@@ -312,19 +318,21 @@ class _ParquetStaging:
         with self._lock:
             self._converted[ndjson_name] = _Converted(parquet, source, extra)
 
-    def converted_manifest(self, manifest: Manifest) -> Manifest:
-        """The pipeline's manifest (NDJSON entries) as the Parquet hour's manifest."""
+    def converted_manifest(self, manifest: Manifest, kept: FileEntry | None = None) -> Manifest:
+        """The pipeline's manifest (NDJSON entries) as the Parquet hour's manifest; ``kept``:
+        the hour's quarantine file, listed last (its events are the lines it holds)."""
         with self._lock:
             converted = [self._converted[entry.name] for entry in manifest.files]
         return replace(
             manifest,
-            files=tuple(c.parquet for c in converted),
+            files=tuple(c.parquet for c in converted) + ((kept,) if kept else ()),
             table=TableFacts(
                 format="parquet",
                 sources=tuple(c.source for c in converted),
                 duplicate_uuids=self.duplicates.duplicates,
                 dropped_duplicates=self.duplicates.dropped,
                 extra_rows=sum(c.extra_rows for c in converted),
+                dead_letters=tuple(self.quarantine.letters),
             ),
         )
 
@@ -333,13 +341,19 @@ class _ParquetStaging:
         # back), in a worker thread: one sort an hour, not one a member
         await anyio.to_thread.run_sync(self.duplicates.count)
         try:
-            converted = self.converted_manifest(manifest)
+            kept = await anyio.to_thread.run_sync(
+                put_quarantine, self.quarantine, self.inner, self.hour
+            )
+            converted = self.converted_manifest(manifest, kept)
         except KeyError as exc:
             msg = f"cannot commit {exc.args[0]}: it was never converted"
             raise StorageError(msg) from None
         await self.inner.commit(converted)
+        warn_quarantined(self.hour, self.quarantine.letters)
+        self.quarantine.remove()
 
     async def discard(self) -> None:
+        self.quarantine.remove()
         await self.inner.discard()
 
 

@@ -1,0 +1,194 @@
+"""Dead letters: a line that cannot become a row no longer blocks its hour.
+
+The real simulator serves an hour whose first member ends with crafted lines: some events,
+some lines no converter can turn into a row (not JSON, not an object, invalid UTF-8, a byte
+order mark, a raw NUL, a key twice, an unpaired surrogate, spaces alone), and empty lines.
+The hour commits; every good line is a row, every bad line is in the hour's quarantine file
+byte for byte, the manifest names each (member, line number, sha256), a warning names the
+hour, and the run exits 0. Expected answers come from the lines as served, split here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from deltalake import DeltaTable
+
+from async_amp.config import Config
+from async_amp.delta.verify import verify_table
+from async_amp.manifest import MANIFEST_NAME, hour_folder
+from async_amp.readback.checks import verify
+from async_amp.simulator.dataset import Dataset
+from async_amp.simulator.server import run_simulator
+from async_amp.sinks import make_sink
+
+from .delta_helpers import local_delta_sink
+from .helpers import DAY1, KEY, SECRET, make_config, run
+
+pytestmark = pytest.mark.anyio
+
+HOUR = DAY1.replace(hour=10)
+
+GOOD = [b'{"uuid":"good-1","event_type":"ok"}', b'{"uuid":"good-2","event_time":"epoch"}']
+BAD = [
+    b'{"uuid":"bad-json",',
+    b'["an","array"]',
+    b'"a string"',
+    b'{"uuid":"bad-utf8","city":"\xff\xfe"}',
+    b'\xef\xbb\xbf{"uuid":"bom"}',
+    b'{"uuid":"nul",\x00"city":"x"}',
+    b'{"uuid":"twice","uuid":"again"}',
+    b'{"uuid":"surrogate","city":"\\ud800"}',
+    b"   \r",
+]
+
+
+def crafted() -> bytes:
+    """Good and bad lines interleaved, with empty lines (no events) between some."""
+    lines: list[bytes] = []
+    for number, bad in enumerate(BAD):
+        lines.append(bad)
+        if number % 3 == 0:
+            lines.append(b"")
+        if number < len(GOOD):
+            lines.append(GOOD[number])
+    return b"\n".join(lines) + b"\n"
+
+
+def dataset() -> Dataset:
+    return Dataset(events_per_hour=40, pages_per_hour=2, crafted={HOUR: crafted()})
+
+
+def served(ds: Dataset) -> tuple[str, list[bytes], list[tuple[int, bytes]]]:
+    """The crafted member, its event lines (good ones), and its bad lines with their numbers."""
+    page = ds.pages(HOUR)[0]
+    data = ds.ndjson(HOUR, page)
+    good, bad = [], []
+    for number, line in enumerate(data.split(b"\n")[:-1], start=1):
+        if line in BAD:
+            bad.append((number, line))
+        elif line:
+            good.append(line)
+    return ds.member_name(HOUR, page), good, bad
+
+
+def sink_for(config: Config, fmt: str) -> Any:
+    if fmt == "delta":
+        return local_delta_sink(config)
+    return make_sink(config, run_id="test-run", environ={})
+
+
+async def extract(
+    fmt: str, ds: Dataset, out: Path, caplog: pytest.LogCaptureFixture
+) -> tuple[Any, Config]:
+    async with run_simulator(ds, api_key=KEY, secret_key=SECRET) as sim:
+        config = make_config(sim.base_url, out, max_attempts=2)
+        config = replace(config, output=replace(config.output, format=fmt))
+        with caplog.at_level(logging.INFO, logger="async_amp"):
+            summary = await run(config, HOUR, HOUR, sink=sink_for(config, fmt))
+        assert sim.request_count() == 1  # the hour was not retried
+    return summary, config
+
+
+def assert_quarantined(
+    folder: Path, letters: list[dict[str, Any]], member: str, bad: list[tuple[int, bytes]]
+) -> None:
+    assert (folder / "_quarantine.ndjson").read_bytes() == b"".join(b + b"\n" for _, b in bad)
+    assert [(d["source"], d["line"], d["sha256"], d["bytes"]) for d in letters] == [
+        (member, n, hashlib.sha256(b).hexdigest(), len(b)) for n, b in bad
+    ]
+    assert all(d["why"] for d in letters)
+
+
+def assert_warned(caplog: pytest.LogCaptureFixture, count: int) -> None:
+    warned = [r.__dict__ for r in caplog.records if r.__dict__.get("event") == "hour.quarantined"]
+    assert len(warned) == 1
+    assert warned[0]["lines"] == count
+    assert "2026-11-01T10" in warned[0]["detail"]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "delta"])
+async def test_bad_lines_are_quarantined_and_the_hour_commits(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, fmt: str
+) -> None:
+    ds = dataset()
+    member, good, bad = served(ds)
+    summary, config = await extract(fmt, ds, tmp_path, caplog)
+    assert summary.exit_code == 0, summary.to_json()
+    assert summary.count("complete") == 1
+    assert_warned(caplog, len(bad))
+    other = ds.pages(HOUR)[1]
+    other_lines = ds.event_count(HOUR, other)
+    if fmt == "parquet":
+        folder = tmp_path / hour_folder("website", HOUR)
+        manifest = json.loads((folder / MANIFEST_NAME).read_bytes())
+        entry = next(f for f in manifest["files"] if f.get("source") == member)
+        uuids = pq.read_table(folder / entry["name"])["uuid"].to_pylist()
+        assert manifest["quarantined_lines"] == len(bad)
+        letters = manifest["dead_letters"]
+        quarantine = next(f for f in manifest["files"] if f["name"] == "_quarantine.ndjson")
+        assert quarantine["events"] == len(bad)
+        assert manifest["events"] == len(good) + other_lines + len(bad)
+        source = next(s for s in manifest["sources"] if s["name"] == member)
+        assert source["lines"] == len(good) + len(bad)  # empty lines are no events
+        report = await verify(sink_for(config, fmt), "website", HOUR, HOUR)
+        assert report.ok, report.problems
+    else:
+        table = DeltaTable(str(tmp_path / "website")).to_pyarrow_table()
+        uuids = [
+            u
+            for u, s in zip(
+                table["uuid"].to_pylist(), table["_source_file"].to_pylist(), strict=True
+            )
+            if s == member
+        ]
+        assert table.num_rows == len(good) + other_lines
+        folder = tmp_path / "website" / "_async_amp" / hour_folder("", HOUR).lstrip("/")
+        record = json.loads((folder / "_delta_commit.json").read_bytes())
+        assert record["quarantined_lines"] == len(bad)
+        letters = record["dead_letters"]
+        source = next(s for s in record["sources"] if s["name"] == member)
+        assert source["quarantined"] == len(bad)
+        report = await verify_table(sink_for(config, fmt), "website", HOUR, HOUR)
+        assert report.ok, report.problems
+    assert uuids == [json.loads(line)["uuid"] for line in good]
+    assert_quarantined(folder, letters, member, bad)
+
+
+async def test_an_hour_without_bad_lines_has_no_quarantine(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ds = Dataset(events_per_hour=40, pages_per_hour=2, crafted={HOUR: b"\n".join(GOOD) + b"\n\n"})
+    summary, _ = await extract("parquet", ds, tmp_path, caplog)
+    assert summary.exit_code == 0
+    folder = tmp_path / hour_folder("website", HOUR)
+    assert not (folder / "_quarantine.ndjson").exists()
+    manifest = json.loads((folder / MANIFEST_NAME).read_bytes())
+    assert "dead_letters" not in manifest
+    assert manifest["events"] == ds.hour_event_count(HOUR) + len(GOOD)
+    assert not [r for r in caplog.records if r.__dict__.get("event") == "hour.quarantined"]
+
+
+@pytest.mark.parametrize("keep_gzip", [False, True])
+async def test_ndjson_counts_only_lines_that_are_events(tmp_path: Path, keep_gzip: bool) -> None:
+    ds = Dataset(events_per_hour=40, pages_per_hour=2, crafted={HOUR: b"\n\n" + crafted() + b"\n"})
+    page = ds.pages(HOUR)[0]
+    async with run_simulator(ds, api_key=KEY, secret_key=SECRET) as sim:
+        summary = await run(make_config(sim.base_url, tmp_path, keep_gzip=keep_gzip), HOUR, HOUR)
+    assert summary.exit_code == 0
+    folder = tmp_path / hour_folder("website", HOUR)
+    manifest = json.loads((folder / MANIFEST_NAME).read_bytes())
+    data = ds.ndjson(HOUR, page)
+    non_empty = sum(1 for line in data.split(b"\n") if line)
+    name = ds.member_name(HOUR, page).split("/", 1)[1]
+    entry = next(f for f in manifest["files"] if f["name"] == (name if keep_gzip else name[:-3]))
+    assert entry["events"] == non_empty
+    stored = (folder / entry["name"]).read_bytes()
+    assert stored == (ds.gz(HOUR, page) if keep_gzip else data)  # still byte for byte
