@@ -9,6 +9,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 EXAMPLES_VENV  := .venv-examples
 EXAMPLES_STAMP := $(EXAMPLES_VENV)/.installed
+AIRFLOW_VENV   := .venv-airflow
+AIRFLOW_STAMP  := $(AIRFLOW_VENV)/.installed
 
 .PHONY: install azurite chromium test test-examples lint typecheck check demo demo-azure bench docs clean
 
@@ -33,16 +35,24 @@ chromium:
 test: install azurite chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The examples run against real Dagster, in a venv of their own: ~35 more packages and ~80-120 s
-# of install (measured on this 2-core machine) that the package itself never needs.
+# The examples run against real Dagster and real Airflow, each in a venv of its own (Airflow
+# brings its own pins): ~35 and ~100 packages that the package itself never needs. Install and
+# run times measured on this 2-core machine: examples/README.md.
 $(EXAMPLES_STAMP): pyproject.toml constraints.txt examples/requirements.txt
 	$(PYTHON) -m venv $(EXAMPLES_VENV)
 	$(EXAMPLES_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
 		-c constraints.txt -r examples/requirements.txt -e . pytest
 	touch $(EXAMPLES_STAMP)
 
-test-examples: $(EXAMPLES_STAMP)
-	$(EXAMPLES_VENV)/bin/python -m pytest -p no:cacheprovider examples/tests $(PYTEST_ARGS)
+$(AIRFLOW_STAMP): pyproject.toml constraints.txt examples/requirements-airflow.txt
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-c constraints.txt -c examples/requirements-airflow.txt apache-airflow -e . pytest
+	touch $(AIRFLOW_STAMP)
+
+test-examples: $(EXAMPLES_STAMP) $(AIRFLOW_STAMP)
+	$(EXAMPLES_VENV)/bin/python -m pytest -p no:cacheprovider examples/tests/test_dagster_example.py $(PYTEST_ARGS)
+	$(AIRFLOW_VENV)/bin/python -m pytest -p no:cacheprovider examples/tests/test_airflow_example.py $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff format --check async_amp tests tools benchmarks examples
@@ -67,4 +77,4 @@ docs: install chromium
 	$(BIN)/python -m tools.report_shot docs/report-demo.png
 
 clean:
-	rm -rf $(VENV) $(EXAMPLES_VENV) tools/node_modules data logs bench-data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(EXAMPLES_VENV) $(AIRFLOW_VENV) tools/node_modules data logs bench-data .pytest_cache .mypy_cache .ruff_cache

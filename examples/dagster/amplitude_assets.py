@@ -2,19 +2,39 @@
 
 Each partition calls the async-amp Python API for its day and project; every hour of the day
 is committed on its own (files first, the manifest last), so partitions of different days or
-projects can run at the same time, in any number of processes, into one output root. A
-partition fails (and Dagster retries or alerts) when an hour is still incomplete.
+projects can run at the same time, in any number of processes, into one output root.
 
-    pip install async-amp dagster
-    export AMP_API_KEY=... AMP_SECRET_KEY=...     # or a .env file; see docs/configuration.md
+The schedule runs each day's partitions once the day's last hour is exportable: at
+``LAG_HOURS`` past midnight UTC (Amplitude exports an hour about two hours after it ends; keep
+``LAG_HOURS`` >= ``[extract] availability_lag_hours``), for the day that just ended, so each run
+takes the 24 hours that became available since the previous one. A partition fails while an
+hour is missing, or not yet exportable (retried by its ``RetryPolicy``); a bad config or
+rejected keys fail it at once (``dagster.Failure(allow_retries=False)``).
+
+Amplitude allows about 5 concurrent Export requests per project: each run keeps at most
+``AMPLITUDE_LIMIT // PARALLEL`` requests in flight, and the run queue starts at most
+``PARALLEL`` runs per project at once (``dagster.yaml`` below).
+
+Install from a clone (async-amp is not on an index)::
+
+    pip install dagster -c examples/requirements.txt
+    pip install -e /path/to/async-amp         # or a wheel: pip wheel --no-deps /path/to/async-amp
+    export ASYNC_AMP_CONFIG=/path/to/config.toml AMP_API_KEY=... AMP_SECRET_KEY=...
     dagster dev -f examples/dagster/amplitude_assets.py
 
-The config is the CLI's: ``ASYNC_AMP_CONFIG`` names the file (default ``./config.toml`` when
-present), ``ASYNC_AMP_<SECTION>_<KEY>`` variables override it. Add projects to ``PROJECTS``
-(they must be ``[[projects]]`` names, or the ``[amplitude] project``).
+``ASYNC_AMP_CONFIG`` names the config file (as the CLI's ``--config``; default
+``./config.toml`` when present), ``ASYNC_AMP_<SECTION>_<KEY>`` variables override it. Add
+projects to ``PROJECTS`` (``[[projects]]`` names, or the ``[amplitude] project``). In
+``$DAGSTER_HOME/dagster.yaml``, the per-project limit on runs::
+
+    run_queue:
+      tag_concurrency_limits:
+        - key: dagster/partition/project
+          value: {applyLimitPerUniqueValue: true}
+          limit: 2   # PARALLEL
 """
 
-import os
+import dataclasses
 
 import dagster as dg
 
@@ -22,6 +42,9 @@ import async_amp
 
 PROJECTS = ["website"]
 FIRST_DAY = "2026-11-01"
+LAG_HOURS = 2  # >= [extract] availability_lag_hours
+AMPLITUDE_LIMIT = 5  # concurrent Export API requests Amplitude allows per project
+PARALLEL = 2  # runs of one project at once (the run queue's limit in dagster.yaml)
 
 partitions = dg.MultiPartitionsDefinition(
     {
@@ -32,28 +55,42 @@ partitions = dg.MultiPartitionsDefinition(
 
 
 class AmplitudeExport(dg.ConfigurableResource):  # type: ignore[misc]
-    """Where async-amp reads its config (``None``: ``./config.toml`` when present)."""
-
-    config_path: str | None = None
+    """The config the CLI would read: ``ASYNC_AMP_CONFIG``, else ``./config.toml``."""
 
     def load(self) -> async_amp.Config:
-        return async_amp.load_config(self.config_path)
+        config = async_amp.load_config()
+        cap = AMPLITUDE_LIMIT // PARALLEL
+        if config.extract.concurrency <= cap:
+            return config
+        extract = dataclasses.replace(config.extract, concurrency=cap)
+        return dataclasses.replace(config, extract=extract)
 
 
-@dg.asset(partitions_def=partitions, kinds={"python"})
+@dg.asset(
+    partitions_def=partitions,
+    kinds={"python"},
+    retry_policy=dg.RetryPolicy(max_retries=3, delay=300, backoff=dg.Backoff.EXPONENTIAL),
+)
 def amplitude_events(
     context: dg.AssetExecutionContext, amplitude: AmplitudeExport
 ) -> dg.MaterializeResult:
     """Raw Amplitude events of one UTC day of one project, one folder per hour."""
     keys = partitions.get_partition_key_from_str(context.partition_key).keys_by_dimension
     day, project = keys["day"], keys["project"]
-    result = async_amp.extract_sync(amplitude.load(), start=day, end=day, project=project)
+    try:
+        result = async_amp.extract_sync(amplitude.load(), start=day, end=day, project=project)
+    except async_amp.UserError as exc:  # ConfigError, CredentialsError: retrying cannot help
+        raise dg.Failure(f"{type(exc).__name__}: {exc}", allow_retries=False) from None
     done = result.project(project)
     context.log.info(
         f"{day} {project}: {done.complete} complete, {done.empty} empty, "
-        f"{done.skipped} already done, {done.failed} failed hours"
+        f"{done.skipped} already done, {done.failed} failed, "
+        f"{done.not_available} not yet available hours"
     )
-    result.raise_for_failures()  # IncompleteExtraction names the hours: the run fails
+    result.raise_for_failures()  # IncompleteExtraction names the hours: retried, then fails
+    if done.not_available:  # ran before the day's last hour was exportable: retried later
+        msg = f"{day} {project}: {done.not_available} hours not yet available"
+        raise dg.Failure(msg)
     return dg.MaterializeResult(
         metadata={
             "run_id": result.run_id,
@@ -72,13 +109,20 @@ def amplitude_events(
 extract_job = dg.define_asset_job(
     "amplitude_daily",
     selection=[amplitude_events],
+    partitions_def=partitions,
     executor_def=dg.multiprocess_executor,
+)
+
+# each project's partition of the day that ended, at LAG_HOURS:15 UTC
+daily_schedule = dg.build_schedule_from_partitioned_job(
+    extract_job, hour_of_day=LAG_HOURS, minute_of_hour=15
 )
 
 defs = dg.Definitions(
     assets=[amplitude_events],
     jobs=[extract_job],
-    resources={"amplitude": AmplitudeExport(config_path=os.environ.get("ASYNC_AMP_CONFIG"))},
+    schedules=[daily_schedule],
+    resources={"amplitude": AmplitudeExport()},
 )
 
 

@@ -20,6 +20,7 @@ import pytest
 
 import async_amp
 from async_amp.simulator.background import BackgroundSimulator
+from async_amp.simulator.wire import Latency
 from async_amp.sinks.local import STAGING_DIR
 from tests.helpers import DAY1, KEY, SECRET, assert_output_matches, last_hour_of, small_dataset
 
@@ -49,26 +50,26 @@ def test_two_partitions_at_once_in_separate_processes_into_one_root(tmp_path: Pa
     with dg.DagsterInstance.from_config(str(home)):
         pass  # create its SQLite storage once, before two processes open it at once
     dataset = small_dataset(quiet_hours=frozenset({DAY1.replace(hour=7)}))
-    with BackgroundSimulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("ASYNC_AMP_", "AMP_", "AZURE_"))
-        }
+    latency = Latency(fixed_s=0.05)  # requests overlap, so the concurrency bound is exercised
+    with BackgroundSimulator(dataset, api_key=KEY, secret_key=SECRET, latency=latency) as sim:
+        config = tmp_path / "prod.toml"  # named by ASYNC_AMP_CONFIG, as the example's docs say
+        config.write_text(
+            f'[amplitude]\nbase_url = "{sim.base_url}"\n[extract]\nconcurrency = 8\n'
+            f'[output]\ndir = "{root}"\nfsync = false\n',
+            encoding="utf-8",
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AMP_", "AZURE_"))}
         env.update(
             DAGSTER_HOME=str(home),
             AMP_API_KEY=KEY,
             AMP_SECRET_KEY=SECRET,
-            ASYNC_AMP_AMPLITUDE_BASE_URL=sim.base_url,
-            ASYNC_AMP_OUTPUT_DIR=str(root),
-            ASYNC_AMP_OUTPUT_FSYNC="false",
-            ASYNC_AMP_EXTRACT_CONCURRENCY="4",
+            ASYNC_AMP_CONFIG=str(config),
             PYTHONPATH=os.pathsep.join([str(EXAMPLE), str(Path.cwd()), env.get("PYTHONPATH", "")]),
         )
         runs = [
             subprocess.Popen(  # both at once
                 [sys.executable, "-c", RUN_ONE, str(EXAMPLE), day],
-                cwd=tmp_path,  # no ./config.toml: the defaults and the variables above
+                cwd=tmp_path,  # no ./config.toml: only the file ASYNC_AMP_CONFIG names
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -77,7 +78,7 @@ def test_two_partitions_at_once_in_separate_processes_into_one_root(tmp_path: Pa
             for day in DAYS
         ]
         outputs = [run.communicate(timeout=600)[0] for run in runs]
-        requests = sim.request_count()
+        requests, most_at_once = sim.request_count(), sim.max_in_flight_seen
     for run, output in zip(runs, outputs, strict=True):
         assert run.returncode == 0, output[-3000:]
 
@@ -106,10 +107,51 @@ def test_two_partitions_at_once_in_separate_processes_into_one_root(tmp_path: Pa
     # every hour of both days: byte-identical files, one manifest each, no stray or torn file
     assert_output_matches(root, dataset, DAY1, last_hour_of(DAY1, days=2))
     assert requests == 48  # each hour asked once: neither partition did the other's work
+    assert most_at_once <= 4  # [extract] concurrency = 8, capped at 5 // 2 per run
     leftovers = [p for p in (root / STAGING_DIR).rglob("*") if p.is_file()]
     assert not leftovers, leftovers
-    config = async_amp.load_config(
-        None, api_key=KEY, secret_key=SECRET, environ={"ASYNC_AMP_OUTPUT_DIR": str(root)}
-    )
-    report = async_amp.verify_sync(config, start=DAYS[0], end=DAYS[1])
+    report = async_amp.verify_sync(async_amp.load_config(config), start=DAYS[0], end=DAYS[1])
     assert report.ok and report.projects[0].checked == 48
+
+
+def test_a_bad_config_fails_the_partition_at_once_without_retries(tmp_path: Path) -> None:
+    """A ConfigError is permanent: dagster.Failure(allow_retries=False), not the RetryPolicy's
+    retries (each would wait minutes)."""
+    home = tmp_path / "dagster"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    config = tmp_path / "broken.toml"
+    config.write_text("[extract]\nmax_attempts = 0\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMP_", "AZURE_"))}
+    env.update(
+        DAGSTER_HOME=str(home),
+        ASYNC_AMP_CONFIG=str(config),
+        PYTHONPATH=os.pathsep.join([str(EXAMPLE), str(Path.cwd()), env.get("PYTHONPATH", "")]),
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", RUN_ONE, str(EXAMPLE), DAYS[0]],
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        (record,) = instance.get_run_records()
+        assert record.dagster_run.status == dg.DagsterRunStatus.FAILURE
+        kinds = [
+            e.dagster_event.event_type
+            for e in instance.all_logs(record.dagster_run.run_id)
+            if e.dagster_event is not None
+        ]
+        failures = [
+            str(e.dagster_event.event_specific_data)
+            for e in instance.all_logs(record.dagster_run.run_id)
+            if e.dagster_event is not None
+            and e.dagster_event.event_type == dg.DagsterEventType.STEP_FAILURE
+        ]
+    assert dg.DagsterEventType.STEP_UP_FOR_RETRY not in kinds
+    assert kinds.count(dg.DagsterEventType.STEP_START) == 1
+    assert len(failures) == 1 and "ConfigError" in failures[0] and "max_attempts" in failures[0]
