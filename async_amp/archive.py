@@ -100,15 +100,17 @@ class GzipDecoder:
     """Incremental gunzip of one member, strict about corruption and truncation.
 
     ``decode()`` as bytes arrive, ``flush()`` at the end; concatenated gzip members (which
-    ``gzip`` itself accepts) are decoded one after the other. CRC32 and length trailers are
+    ``gzip`` itself accepts) are decoded one after the other, and NUL padding after the last
+    is skipped, as gzip tools do. CRC32 and length trailers are
     checked by the decompressor; a stream that stops before a trailer raises ``ArchiveError``.
     """
 
-    __slots__ = ("_d", "_started")
+    __slots__ = ("_d", "_padded", "_started")
 
     def __init__(self) -> None:
         self._d = isal_zlib.decompressobj(wbits=31)
         self._started = False
+        self._padded = False  # NUL bytes followed the last member (as gzip tools accept)
 
     def decode(self, data: bytes) -> bytes:
         """Everything ``data`` inflates to (see ``pieces`` to handle it in bounded pieces)."""
@@ -126,6 +128,9 @@ class GzipDecoder:
         for start in range(0, len(view), GZIP_INPUT_CHUNK):
             piece: bytes | memoryview = view[start : start + GZIP_INPUT_CHUNK]
             while piece:
+                if self._d.eof and (self._padded or not bytes(piece[:1]).strip(b"\x00")):
+                    piece = self._padding(piece)
+                    break
                 if self._d.eof:  # a further gzip member follows the previous one
                     self._d = isal_zlib.decompressobj(wbits=31)
                 self._started = True
@@ -137,6 +142,15 @@ class GzipDecoder:
                 if text:
                     yield text
                 piece = self._d.unused_data if self._d.eof else b""
+
+    def _padding(self, piece: bytes | memoryview) -> bytes:
+        """NUL bytes after the last member (tape-block padding, which gzip tools skip);
+        anything else after them is corrupt."""
+        if bytes(piece).strip(b"\x00"):
+            msg = "gzip data is corrupt (data after the NUL padding that ends it)"
+            raise ArchiveError(msg)
+        self._padded = True
+        return b""
 
     def flush(self) -> bytes:
         if not self._started:
@@ -223,6 +237,11 @@ def iter_members(
             except UnicodeDecodeError:
                 name = raw_name.decode("cp437")
             count += 1
+            if name.endswith("/"):  # a folder entry ("187520/"): no data of its own
+                if any(member_chunks):
+                    msg = f"ZIP folder entry {name!r} holds data"
+                    raise ArchiveError(msg)
+                continue
             yield name, _translate(member_chunks, name)
     except stream_unzip.UnexpectedSignatureError as exc:
         if not preview.head.startswith(b"PK"):

@@ -9,12 +9,13 @@ watched: what reaches storage, what the run reports, and how much was ever writt
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from async_amp.manifest import FileEntry, hour_folder
 from async_amp.simulator.dataset import Dataset
 from async_amp.simulator.server import Fault, FaultPlan, run_simulator
 from async_amp.simulator.zipbuild import ZipMember, build_zip, iter_zip
+from async_amp.sinks import make_sink
 from async_amp.sinks.base import HourStaging, MemberSink, Sink
 
 from .helpers import DAY1, KEY, SECRET, assert_output_matches, make_config, run, small_dataset
@@ -396,3 +398,53 @@ def test_truncated_zip64_end_records_are_detected() -> None:
 
 def store_root(store: Store) -> Path:
     return getattr(store, "root", Path("unused"))
+
+
+# --------------------------------------------------------------------------- odd but valid
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "parquet"])
+async def test_a_folder_entry_and_gzip_nul_padding_are_accepted(store: Store, fmt: str) -> None:
+    """A ZIP holding a folder entry ("187520/") and a member whose gzip stream is followed by
+    NUL padding (which gzip tools skip) are a whole hour, not a corrupt one."""
+    dataset = small_dataset()
+    pages = dataset.pages(HOUR)
+    padded = {pages[0]: b"\x00" * 1000}
+
+    def body(hour: datetime) -> bytes:
+        members: list[tuple[str, bytes]] = [("187520/", b"")]
+        for page in dataset.pages(hour):
+            members.append(
+                (dataset.member_name(hour, page), dataset.gz(hour, page) + padded.get(page, b""))
+            )
+        return build_zip(members)
+
+    out = store_root(store)
+    async with serve(body) as url:
+        config = make_config(url, out, max_attempts=1)
+        config = replace(config, output=replace(config.output, format=fmt))
+        summary = await run(
+            config, HOUR, HOUR, sink=make_sink(config, run_id="test-run", environ={})
+        )
+    assert summary.exit_code == 0, summary.to_json()
+    if fmt == "ndjson":
+        assert_output_matches(out, dataset, HOUR, HOUR)
+    else:
+        manifest = json.loads((out / hour_folder("website", HOUR) / "_manifest.json").read_bytes())
+        assert manifest["events"] == dataset.hour_event_count(HOUR)
+        assert [s["name"] for s in manifest["sources"]] == [
+            dataset.member_name(HOUR, p) for p in pages
+        ]
+
+
+async def test_data_after_the_nul_padding_is_still_corrupt(store: Store) -> None:
+    dataset = small_dataset()
+
+    def body(hour: datetime) -> bytes:
+        page = dataset.pages(hour)[0]
+        return build_zip([(dataset.member_name(hour, page), dataset.gz(hour, page) + b"\x00\x00x")])
+
+    async with serve(body) as url:
+        summary = await run(make_config(url, store_root(store), max_attempts=1), HOUR, HOUR)
+    assert summary.exit_code == 1
+    assert "after the NUL padding" in summary.failed[0].error
