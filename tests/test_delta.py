@@ -11,13 +11,16 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from async_amp import api
 from async_amp.config import Config
+from async_amp.delta.compact import compact_day
+from async_amp.delta.layout import TABLE_PROPERTIES
 from async_amp.delta.maintain import compact
-from async_amp.delta.table import TableLocation, compact_day
+from async_amp.delta.table import TableLocation
 from async_amp.delta.verify import verify_table
 from async_amp.errors import ConfigError
 from async_amp.simulator.dataset import Dataset
@@ -88,20 +91,22 @@ async def test_force_on_one_hour_replaces_it_in_one_commit_and_every_uuid_stays_
     uuids = Counter(table.to_pyarrow_table()["uuid"].to_pylist())
     assert uuids == expected_uuids(dataset, DAY1, last)
     history = table.history(1)[0]
-    assert history["operationParameters"]["mode"] == "Overwrite"
+    assert history["operationParameters"]["mode"] == "Append"
     assert history["async_amp.hour"] == "2026-11-01T02"
     # the commit removed exactly the hour's old files and added its new ones, under the
-    # hour's transaction id (what makes two commits of one hour conflict)
+    # hour's transaction id (what makes two commits of one hour conflict) and the day's
     commit = tmp_path / "website" / "_delta_log" / f"{table.version():020d}.json"
     actions = [json.loads(line) for line in commit.read_text().splitlines()]
-    hour_values = {"date": "2026-11-01", "hour": "2"}
     adds = [a["add"] for a in actions if "add" in a]
     removes = [a["remove"] for a in actions if "remove" in a]
     old = pa.table(DeltaTable(uri, version=before).get_add_actions(flatten=True)).to_pydict()
-    old_paths = {p for p, h in zip(old["path"], old["partition.hour"], strict=True) if h == 2}
-    assert adds and all(a["partitionValues"] == hour_values for a in adds)
+    old_paths = {p for p, h in zip(old["path"], old["min.hour"], strict=True) if h == 2}
+    assert adds and all(a["partitionValues"] == {"date": "2026-11-01"} for a in adds)
     assert {r["path"] for r in removes} == old_paths and old_paths
-    assert [a["txn"]["appId"] for a in actions if "txn" in a] == ["async-amp:2026-11-01T02"]
+    assert [a["txn"]["appId"] for a in actions if "txn" in a] == [
+        "async-amp:2026-11-01T02",
+        "async-amp:day:2026-11-01",
+    ]
     # every snapshot since the first holds each hour at most once
     for version in range(before + 2):
         snap = DeltaTable(uri, version=version).to_pyarrow_table()
@@ -120,7 +125,9 @@ async def test_table_protocol_is_reader_1_writer_2_with_utc_timestamps(tmp_path:
     assert not protocol.reader_features and not protocol.writer_features
     schema = pa.schema(table.schema().to_arrow())
     assert schema.field("event_time").type == pa.timestamp("us", tz="UTC")
-    assert table.metadata().partition_columns == ["date", "hour"]
+    assert table.metadata().partition_columns == ["date"]
+    assert schema.names[-2:] == ["date", "hour"]
+    assert table.metadata().configuration == TABLE_PROPERTIES
     log = sorted((tmp_path / "website" / "_delta_log").glob("*.json"))
     actions = [json.loads(line) for line in log[0].read_text().splitlines()]
     proto = next(a["protocol"] for a in actions if "protocol" in a)
@@ -148,8 +155,9 @@ async def test_verify_passes_then_names_an_unclaimed_hour_and_a_lost_data_file(
     (meta / "hour=00" / "_manifest.json").unlink()
     # a data file lost from under the table
     table = DeltaTable(str(tmp_path / "website"))
-    lost = next(u for u in table.file_uris() if "hour=1/" in u)
-    Path(lost).unlink()
+    files = pa.table(table.get_add_actions(flatten=True)).to_pydict()
+    lost = next(p for p, h in zip(files["path"], files["min.hour"], strict=True) if h == 1)
+    (tmp_path / "website" / lost).unlink()
     report = await verify_table(sink, "website", DAY1, last)
     kinds = {(p.hour.hour, p.kind) for p in report.problems}
     assert kinds == {(0, "extra"), (1, "unreadable")}, report.problems
@@ -165,37 +173,40 @@ async def test_verify_catches_rows_changed_behind_its_back(tmp_path: Path) -> No
     assert {(p.hour.hour, p.kind) for p in report.problems} >= {(2, "events"), (2, "corrupt")}
 
 
-async def test_compact_merges_each_hours_files_vacuums_and_changes_no_row(tmp_path: Path) -> None:
+async def test_compact_rewrites_the_day_into_one_sorted_file_vacuums_and_changes_no_row(
+    tmp_path: Path,
+) -> None:
     config = await _two_hours(tmp_path, small_dataset(events_per_hour=400))
     uri = str(tmp_path / "website")
     before = DeltaTable(uri).to_pyarrow_table().sort_by("uuid")
-    # a writer that left hour 1 in several small files (a large hour, another engine)
-    rows = before.filter(pa.compute.equal(before["hour"], 1))
-    third = rows.num_rows // 3
-    write_deltalake(
-        uri, rows.slice(0, third), mode="overwrite", predicate="date = '2026-11-01' AND hour = 1"
-    )
-    write_deltalake(uri, rows.slice(third, third), mode="append")
-    write_deltalake(uri, rows.slice(2 * third), mode="append")
+    # another engine appends a few rows, then deletes them: a file no snapshot uses now
+    extra = before.slice(0, 5).drop_columns(["_source_file"])
+    extra = extra.append_column("_source_file", pa.array(["other-engine"] * 5))
+    write_deltalake(uri, extra.select(before.column_names), mode="append")
+    DeltaTable(uri).delete("_source_file = 'other-engine'")
     live_before = DeltaTable(uri).file_uris()
-    per_hour = Counter(u.split("/hour=")[1].split("/")[0] for u in live_before)
-    # one file per archive member (hours 0 and 2), three from the other writer (hour 1)
-    assert per_hour["1"] == 3 and per_hour["0"] > 1 and per_hour["2"] > 1
+    assert len(live_before) > 3  # one file per archive member
     on_disk = sorted(str(p) for p in (tmp_path / "website").rglob("*.parquet"))
-    assert len(on_disk) > len(live_before)  # hour 1's replaced files stay for old snapshots
+    assert len(on_disk) > len(live_before)  # replaced files stay for old snapshots
     # retention 0 (no run in flight here): what vacuum keeps is exactly the latest snapshot
     result = compact_day(TableLocation(uri), DAY1.date(), retention_hours=0)
-    assert result.files_removed == len(live_before) and result.files_added == 3
+    assert result.files_removed == len(live_before) and result.files_added == 1
     # files removed in the very millisecond of the vacuum are kept until the next one
     again = compact_day(TableLocation(uri), DAY1.date(), retention_hours=0)
     assert again.files_removed == again.files_added == 0
     table = DeltaTable(uri)
-    assert table.to_pyarrow_table().sort_by("uuid").equals(before)
+    after = table.to_pyarrow_table()
+    assert after.sort_by("uuid").equals(before.select(after.column_names))
     live = sorted(table.file_uris())
-    assert (
-        len(live) == 3 and sorted(str(p) for p in (tmp_path / "website").rglob("*.parquet")) == live
-    )
+    assert len(live) == 1
+    assert sorted(str(p) for p in (tmp_path / "website").rglob("*.parquet")) == live
     assert result.vacuumed == len(on_disk)  # every file older than the compaction
+    # one row group, sorted by event type, then event time
+    file = pq.ParquetFile(live[0])
+    assert file.metadata.num_row_groups == 1 and file.metadata.num_rows == before.num_rows
+    read = file.read(columns=["event_type", "event_time"])
+    keys = list(zip(read["event_type"].to_pylist(), read["event_time"].to_pylist(), strict=True))
+    assert keys == sorted(keys, key=lambda k: (k[0] is None, k[0] or "", k[1]))
     delta = replace(config, output=replace(config.output, format="delta"))
     with pytest.raises(ConfigError, match="at least 1"):
         compact(delta, first=DAY1, last=DAY1, projects=["website"], environ={}, retention_hours=0)

@@ -21,13 +21,13 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import SchemaMismatchError
 
 from async_amp.config import AzureConfig
+from async_amp.delta.compact import compact_day
 from async_amp.delta.files import DataFile, put_file
 from async_amp.delta.location import azure_options
 from async_amp.delta.table import (
     COMMIT_ATTEMPTS,
     CommitConflictError,
     TableLocation,
-    compact_day,
     hour_predicate,
     replace_hour,
     uuid_digest,
@@ -36,8 +36,12 @@ from async_amp.errors import ConfigError
 
 HOUR = datetime(2026, 11, 1, 5, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")
-DATA = pa.schema([("uuid", pa.utf8()), ("event_time", TS), ("session_id", pa.int64())])
-SCHEMA = DATA.append(pa.field("date", pa.date32(), nullable=False)).append(
+EVENTS = pa.schema(
+    [("uuid", pa.utf8()), ("event_time", TS), ("session_id", pa.int64()), ("_export_hour", TS)]
+)
+DATA = EVENTS.append(pa.field("hour", pa.int32(), nullable=False))
+"""A data file of the day layout: the table's columns but ``date`` (its partition)."""
+SCHEMA = EVENTS.append(pa.field("date", pa.date32(), nullable=False)).append(
     pa.field("hour", pa.int32(), nullable=False)
 )
 _NAMES = count()
@@ -54,6 +58,8 @@ def data_file(
             "uuid": [f"{tag}-{i}" for i in range(n)],
             "event_time": pa.array([hour + timedelta(minutes=minute + i) for i in range(n)], TS),
             "session_id": [None, *range(1, n)],
+            "_export_hour": pa.array([hour] * n, TS),
+            "hour": pa.array([hour.hour] * n, pa.int32()),
         },
         schema=DATA,
     )
@@ -84,13 +90,26 @@ def test_hour_predicate_names_the_day_and_the_hour() -> None:
 def test_stats_from_the_footer_let_readers_skip_files(tmp_path: Path) -> None:
     location = TableLocation(str(tmp_path / "t"))
     early, late = data_file(location, "a", 10), data_file(location, "b", 10, minute=30)
-    assert early.path.startswith("date=2026-11-01/hour=5/part-") and early.rows == 10
-    assert early.partition == {"date": "2026-11-01", "hour": "5"}
+    assert early.path.startswith("date=2026-11-01/part-") and early.rows == 10
+    assert early.partition == {"date": "2026-11-01"}
+    hour = "2026-11-01T05:00:00.000000Z"
     assert json.loads(early.stats) == {
         "numRecords": 10,
-        "minValues": {"uuid": "a-0", "event_time": "2026-11-01T05:00:00.000000Z", "session_id": 1},
-        "maxValues": {"uuid": "a-9", "event_time": "2026-11-01T05:09:00.000000Z", "session_id": 9},
-        "nullCount": {"uuid": 0, "event_time": 0, "session_id": 1},
+        "minValues": {
+            "uuid": "a-0",
+            "event_time": hour,
+            "session_id": 1,
+            "_export_hour": hour,
+            "hour": 5,
+        },
+        "maxValues": {
+            "uuid": "a-9",
+            "event_time": "2026-11-01T05:09:00.000000Z",
+            "session_id": 9,
+            "_export_hour": hour,
+            "hour": 5,
+        },
+        "nullCount": {"uuid": 0, "event_time": 0, "session_id": 1, "_export_hour": 0, "hour": 0},
     }
     assert commit(location, early, late) == 1  # version 0 created the table
     table = DeltaTable(location.uri)
@@ -163,8 +182,10 @@ def test_two_writers_of_an_hour_the_table_never_had_cannot_both_add_it(tmp_path:
     assert tags(location.uri, 2) == {"other": 1, "b": 2}
     assert tags(location.uri) == {"other": 1, "a": 4}
     log = (tmp_path / "t" / "_delta_log" / f"{3:020d}.json").read_text().splitlines()
+    # the hour's id, and the day's: the commit that won the retry removed b's file
     assert [json.loads(a)["txn"]["appId"] for a in log if '"txn"' in a] == [
-        "async-amp:2026-11-01T05"
+        "async-amp:2026-11-01T05",
+        "async-amp:day:2026-11-01",
     ]
 
 

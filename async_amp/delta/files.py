@@ -3,16 +3,16 @@
 The Delta sink writes each member's rows as one Parquet file with the Parquet format's own
 writer (``formats.write_parquet``: zstd, row groups of ``ROW_GROUP_ROWS``, at most one row
 group in memory), into a local spool. ``put_file`` then moves it into the hour's partition
-folder of the table (``date=YYYY-MM-DD/hour=H/part-...parquet``, the folder layout delta-rs
-itself writes), streaming it through delta-rs' own object store for Azure and S3 (the same
-storage options the table is opened with), and returns what the ``add`` action needs: the
-path, the size, and statistics read from the file's footer.
+folder of the table (``date=YYYY-MM-DD/part-...parquet``; ``date=YYYY-MM-DD/hour=H/`` in
+a table of the hour layout, see ``layout.py``), streaming it through delta-rs' own object
+store for Azure and S3 (the same storage options the table is opened with), and returns what
+the ``add`` action needs: the path, the size, and statistics read from the file's footer.
 
 Statistics are what let readers skip files: ``numRecords``, ``nullCount`` of every column, and
 ``minValues``/``maxValues`` of every column but the JSON text ones (the same format as
 delta-rs' own writer: timestamps as ``2026-11-01T05:00:00.123456Z``, dates as
-``2026-11-01``). The partition columns ``date`` and ``hour`` are not in the files: they come
-from each file's partition values, as the protocol says.
+``2026-11-01``). Partition columns are not in the files (``date``; ``hour`` too in the hour
+layout): they come from each file's partition values, as the protocol says.
 
 A file put into the table is invisible until a commit names it. One a run never commits (it
 was killed, or every commit attempt conflicted) is an orphan that ``compact``'s vacuum deletes
@@ -35,11 +35,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake.transaction import AddAction
 
-from ..formats.schema import COLUMNS, EXTRA, LINEAGE, plain_schema
+from ..formats.schema import plain_schema
+from .layout import STATS_COLUMNS as _STATS_COLUMNS
 from .table import TableLocation, local_path
 
 __all__ = [
     "DATA_SCHEMA",
+    "FILE_SCHEMA",
     "DataFile",
     "file_stats",
     "partition_folder",
@@ -50,7 +52,9 @@ __all__ = [
 
 DATA_SCHEMA: Final = plain_schema()
 """The columns of every data file: the event schema with JSON as plain text, no partitions."""
-STATS_COLUMNS: Final = frozenset(c.name for c in (*COLUMNS, EXTRA, *LINEAGE) if c.kind != "json")
+FILE_SCHEMA: Final = DATA_SCHEMA.append(pa.field("hour", pa.int32(), nullable=False))
+"""The columns of the day layout's data files: ``hour`` is a column there, not a partition."""
+STATS_COLUMNS: Final = frozenset(_STATS_COLUMNS)
 """Columns whose min and max go into the log (JSON text gives no useful bounds)."""
 MAX_STAT_CHARS: Final = 256
 """Longer string bounds are left out (a reader then reads the file): the log stays small."""
@@ -64,13 +68,18 @@ def table_schema() -> pa.Schema:
     )
 
 
-def partition_values(hour: datetime) -> dict[str, str | None]:
-    """The ``date`` and ``hour`` partition values of ``hour``, as the log spells them."""
+def partition_values(hour: datetime, *, day_layout: bool = True) -> dict[str, str | None]:
+    """The partition values of ``hour``'s files, as the log spells them: ``date`` (and, in
+    the hour layout, ``hour``)."""
+    if day_layout:
+        return {"date": f"{hour:%Y-%m-%d}"}
     return {"date": f"{hour:%Y-%m-%d}", "hour": str(hour.hour)}
 
 
-def partition_folder(hour: datetime) -> str:
-    """``date=2026-11-01/hour=5``: the hour's folder in the table."""
+def partition_folder(hour: datetime, *, day_layout: bool = True) -> str:
+    """``date=2026-11-01`` (the hour layout: ``date=2026-11-01/hour=5``): the file's folder."""
+    if day_layout:
+        return f"date={hour:%Y-%m-%d}"
     return f"date={hour:%Y-%m-%d}/hour={hour.hour}"
 
 
@@ -85,13 +94,13 @@ class DataFile:
     stats: str
     partition: dict[str, str | None]
 
-    def add_action(self) -> AddAction:
+    def add_action(self, *, data_change: bool = True) -> AddAction:
         return AddAction(
             path=self.path,
             size=self.size,
             partition_values=self.partition,
             modification_time=int(time.time() * 1000),
-            data_change=True,
+            data_change=data_change,
             stats=self.stats,
         )
 
@@ -156,7 +165,9 @@ def file_stats(meta: pq.FileMetaData) -> str:
     )
 
 
-def put_file(location: TableLocation, local: Path, hour: datetime) -> DataFile:
+def put_file(
+    location: TableLocation, local: Path, hour: datetime, *, day_layout: bool = True
+) -> DataFile:
     """Move the Parquet file ``local`` into ``hour``'s folder of the table (blocking).
 
     Local tables: a rename when the spool is on the same file system, a copy otherwise.
@@ -166,7 +177,8 @@ def put_file(location: TableLocation, local: Path, hour: datetime) -> DataFile:
     meta = pq.read_metadata(local)
     size = local.stat().st_size
     stats = file_stats(meta)
-    path = f"{partition_folder(hour)}/part-00000-{uuid.uuid4()}-c000.zstd.parquet"
+    folder_name = partition_folder(hour, day_layout=day_layout)
+    path = f"{folder_name}/part-00000-{uuid.uuid4()}-c000.zstd.parquet"
     folder = local_path(location.uri)
     if folder is not None:
         target = folder / path
@@ -184,4 +196,4 @@ def put_file(location: TableLocation, local: Path, hour: datetime) -> DataFile:
                 out.write(chunk)
         # completes the upload: only now does the object exist (the stub omits close())
         out.close()  # type: ignore[attr-defined]
-    return DataFile(path, size, meta.num_rows, stats, partition_values(hour))
+    return DataFile(path, size, meta.num_rows, stats, partition_values(hour, day_layout=day_layout))

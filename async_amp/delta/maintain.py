@@ -1,13 +1,14 @@
-"""``async-amp compact``: rewrite each day's small hourly files into larger ones, then vacuum.
+"""``async-amp compact``: rewrite each day's small hourly files into few large ones, then vacuum.
 
 Every hourly commit adds at least one small Parquet file (a quiet project's hour may be a few
 kilobytes); a month is then hundreds of files, which every reader pays to open. ``compact``
-runs ``optimize.compact`` on each day of the range (one commit per day, ``dataChange =
-false``: no row changes, every snapshot reads the same rows) and then ``vacuum``, which
+rewrites each day of the range (``compact.compact_day``: one commit per day, ``dataChange =
+false``: no row changes, every snapshot reads the same rows) and then ``vacuum``s, which
 deletes data files older than ``retention_hours`` that the latest snapshot does not reference:
 replaced hours, files already compacted, files of writes that lost a commit conflict. Keep the
 retention above the longest query or copy that may still read an older snapshot, and above the
-longest write (default 168 hours, Delta's own default).
+longest write (default 168 hours, Delta's own default). ``relayout=True`` first converts a
+table of the hour layout to days (``compact.relayout``, one commit).
 
 Safe beside extractions: a compaction that meets a concurrent hourly commit of the same day
 conflicts, and is redone (bounded, with backoff) on the new snapshot.
@@ -20,7 +21,8 @@ from datetime import date, datetime, timedelta
 
 from ..config import Config
 from ..errors import ConfigError, StorageError
-from .table import DELTA_ERRORS, CompactResult, TableLocation, compact_day, delta_error_text
+from .compact import CompactResult, RelayoutResult, compact_day, relayout
+from .table import DELTA_ERRORS, TableLocation, delta_error_text
 
 __all__ = ["DEFAULT_RETENTION_HOURS", "compact", "days_of", "locator"]
 
@@ -55,8 +57,11 @@ def compact(
     environ: Mapping[str, str],
     retention_hours: int = DEFAULT_RETENTION_HOURS,
     on_day: Callable[[str, CompactResult], None] | None = None,
+    relayout_first: bool = False,
+    on_relayout: Callable[[str, RelayoutResult], None] | None = None,
 ) -> list[tuple[str, CompactResult]]:
-    """Compact every day from ``first`` to ``last`` of each project's table (blocking)."""
+    """Compact every day from ``first`` to ``last`` of each project's table (blocking);
+    with ``relayout_first``, convert each hour-layout table to days first."""
     if retention_hours < 1:
         msg = (
             f"--retention-hours {retention_hours}: at least 1 (a younger file may belong to a "
@@ -73,6 +78,14 @@ def compact(
     done: list[tuple[str, CompactResult]] = []
     for project in projects:
         location = locate(project)
+        if relayout_first:
+            try:
+                converted = relayout(location)
+            except DELTA_ERRORS as exc:
+                msg = f"cannot convert {location.uri} to day partitions: "
+                raise StorageError(msg + delta_error_text(exc, location)) from None
+            if on_relayout is not None:
+                on_relayout(project, converted)
         for day in days_of(first, last):
             try:
                 result = compact_day(location, day, retention_hours=retention_hours)

@@ -55,8 +55,17 @@ from ..logs import log
 from ..manifest import FileEntry, Manifest
 from ..sinks.base import HourStaging, MemberSink, Sink
 from .digest import DigestingFilter
-from .files import DATA_SCHEMA, DataFile, put_file, table_schema
-from .table import DELTA_ERRORS, TableLocation, delta_error_text, replace_hour, uuid_digest
+from .files import DATA_SCHEMA, FILE_SCHEMA, DataFile, put_file, table_schema
+from .layout import is_day_layout
+from .table import (
+    DELTA_ERRORS,
+    LayoutChangedError,
+    TableLocation,
+    delta_error_text,
+    open_table,
+    replace_hour,
+    uuid_digest,
+)
 
 __all__ = ["COMMIT_RECORD", "META_FOLDER", "DeltaSink", "meta_project"]
 
@@ -75,6 +84,17 @@ def _plain(batch: pa.RecordBatch) -> pa.RecordBatch:
     """A spooled batch in the table's event columns (JSON extension arrays as plain text)."""
     arrays = [col.storage if isinstance(col, pa.ExtensionArray) else col for col in batch.columns]
     return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names).cast(DATA_SCHEMA)
+
+
+def _with_hour(hour: int) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
+    """``_plain``, then the ``hour`` column: the day layout's data files hold it."""
+
+    def shape(batch: pa.RecordBatch) -> pa.RecordBatch:
+        plain = _plain(batch)
+        column = pa.array([hour] * plain.num_rows, pa.int32())
+        return pa.RecordBatch.from_arrays([*plain.columns, column], schema=FILE_SCHEMA)
+
+    return shape
 
 
 class _Writer:
@@ -107,6 +127,7 @@ class _Member:
         self._file.close()
         self._file = None
         source = f"{self._member.project_id}/{self._member.base_name}"
+        day_layout = self._staging.day_layout
         try:
             with _CONVERSIONS, self.parquet.open("wb") as out:
                 facts = convert_counted(
@@ -116,8 +137,8 @@ class _Member:
                     export_hour=self._member.hour,
                     source_file=source,
                     lines=entry.events,
-                    schema=DATA_SCHEMA,
-                    shape=_plain,
+                    schema=FILE_SCHEMA if day_layout else DATA_SCHEMA,
+                    shape=_with_hour(self._member.hour.hour) if day_layout else _plain,
                     quarantine=self._staging.quarantine,
                 )
         finally:
@@ -151,9 +172,12 @@ class _DeltaStaging:
         # an hour's members are decoded one after the other, in one thread: one filter each
         self.duplicates = DigestingFilter(drop=sink.dedupe)
         self.quarantine = Quarantine(sink.spool)
+        self.day_layout = True
 
     def open_member(self, member: MemberName, file_name: str) -> MemberSink:
         try:
+            if not self._done:  # the hour's first member: the files' columns follow the table
+                self.day_layout = self._sink.day_layout(self._project)
             self.dir.mkdir(parents=True, exist_ok=True)
             return _Member(self, member, file_name)
         except OSError as exc:
@@ -190,7 +214,9 @@ class _DeltaStaging:
             digest = self.duplicates.uuid_sha256(rows) if filtered else None
             if digest is None:
                 digest = uuid_digest(pq.read_table(p, columns=["uuid"])["uuid"] for p in paths)
-            files = [put_file(location, path, self._hour) for path in paths]
+            files = [
+                put_file(location, path, self._hour, day_layout=self.day_layout) for path in paths
+            ]
             version = replace_hour(
                 location,
                 self._hour,
@@ -210,6 +236,9 @@ class _DeltaStaging:
 
         try:
             version, files, digest = await anyio.to_thread.run_sync(write)
+        except LayoutChangedError as exc:
+            sink.forget_layout(self._project)  # the attempt again, in the table's layout
+            raise StorageError(delta_error_text(exc, location)) from None
         except DELTA_ERRORS as exc:
             msg = f"cannot commit hour {hour} to the Delta table: "
             raise StorageError(msg + delta_error_text(exc, location)) from None
@@ -301,6 +330,29 @@ class DeltaSink:
         self.spool = Path(tempfile.gettempdir())
         self._forget = forget
         self.dedupe = dedupe
+        self._layouts: dict[str, bool] = {}
+        self._layouts_lock = threading.Lock()
+
+    def day_layout(self, project: str) -> bool:
+        """Whether ``project``'s table is partitioned by day (a new table will be); blocking,
+        the table is opened once per project and run."""
+        with self._layouts_lock:
+            known = self._layouts.get(project)
+        if known is not None:
+            return known
+        try:
+            table = open_table(self.locate(project))
+        except DELTA_ERRORS as exc:
+            msg = f"cannot open the Delta table of {project}: "
+            raise StorageError(msg + delta_error_text(exc, self.locate(project))) from None
+        day = table is None or is_day_layout(table.metadata().partition_columns)
+        with self._layouts_lock:
+            self._layouts[project] = day
+        return day
+
+    def forget_layout(self, project: str) -> None:
+        with self._layouts_lock:
+            self._layouts.pop(project, None)
 
     def describe(self) -> str:
         return f"delta:{self.inner.describe()}"

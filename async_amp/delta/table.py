@@ -1,22 +1,19 @@
 """One Delta table per project, written with delta-rs (``deltalake``): an hour per transaction.
 
-The table is partitioned by ``date`` (the export hour's UTC day) and ``hour`` (0-23), so each
-hour is one partition. async-amp writes an hour's data files itself (``files.py``: streaming,
-bounded row groups; delta-rs' ``write_deltalake`` held about twice the hour in memory) and
-commits them with ``create_write_transaction``: one commit that adds the hour's files and
-removes every file the snapshot held for it. In every snapshot an hour is absent, or there
-whole, once.
-
-Hour partitions keep commits of different hours apart and let readers prune by ``date`` and
-``hour``; their price is that a file never spans two hours, so ``compact`` merges the files
-*within* each hour of a day (one per archive member, or rewritten hours) and vacuums, but
-cannot make one file of 24 hours.
+The table is partitioned by ``date`` (the export hour's UTC day; tables of the older hour
+layout by ``date`` and ``hour``: ``layout.py``). async-amp writes an hour's data files itself
+(``files.py``: streaming, bounded row groups; delta-rs' ``write_deltalake`` held about twice the
+hour in memory) and commits them with ``create_write_transaction``: one commit that adds the
+hour's files and removes (or rewrites without the hour, ``rewrite.py``) every file of the
+snapshot that held the hour's rows. In every snapshot an hour is absent, or there whole, once.
 
 Concurrent writers (threads of one run, ``--shard`` workers, overlapping runs): see
 ``replace_hour``. In one process commits to a table take turns (they take milliseconds);
 across processes a conflict redoes the commit (not the files) on the new snapshot, a
 bounded number of times with jittered exponential backoff, so the last writer wins and the
 hour is still there once.
+
+Checkpoints are written by ``checkpoint.py`` (plain-encoded), not by delta-rs' commit hook.
 
 Timestamps are ``timestamp[us, tz=UTC]``: with them the table stays at protocol reader 1 /
 writer 2, which Synapse serverless reads (tz-naive ones would need ``timestampNtz``, 3 / 7).
@@ -27,18 +24,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import random
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable
+from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties
 from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import (
     CommitFailedError,
@@ -49,27 +47,37 @@ from deltalake.exceptions import (
 from deltalake.transaction import AddAction, RemoveAction, Transaction
 
 from ..retry import backoff_delay
+from .layout import (
+    DAY_PARTITIONS,
+    HOUR_PARTITIONS,
+    TABLE_PROPERTIES,
+    day_app_id,
+    hour_app_id,
+    is_day_layout,
+)
 
 __all__ = [
     "COMMIT_ATTEMPTS",
+    "NO_HOOK",
     "PARTITION_BY",
     "CommitConflictError",
-    "CompactResult",
     "HourFacts",
+    "LayoutChangedError",
     "TableFile",
     "TableLocation",
-    "compact_day",
     "ensure_table",
-    "hour_app_id",
     "hour_facts",
     "hour_filters",
     "hour_predicate",
     "open_table",
     "replace_hour",
     "uuid_digest",
+    "with_conflict_retries",
 ]
 
-PARTITION_BY = ("date", "hour")
+PARTITION_BY = DAY_PARTITIONS
+NO_HOOK = PostCommitHookProperties(create_checkpoint=False)
+"""async-amp's commits write their checkpoints themselves (``checkpoint.py``)."""
 COMMIT_ATTEMPTS = 12
 BACKOFF_FIRST_S = 0.05
 BACKOFF_MAX_S = 2.0
@@ -81,6 +89,11 @@ COMMIT_LOOKBACK = 1000
 
 class CommitConflictError(RuntimeError):
     """Every attempt at a commit met a concurrent commit of the same hour (or day, compacting)."""
+
+
+class LayoutChangedError(RuntimeError):
+    """The table's partitioning changed (``compact --relayout``) after the hour's files were
+    written for the old one: the hour is written again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +123,14 @@ class TableLocation:
 class TableFile(Protocol):
     """A data file already in the table's folder, ready to be added (``files.DataFile``)."""
 
-    def add_action(self) -> AddAction: ...
+    @property
+    def partition(self) -> dict[str, str | None]: ...
+
+    def add_action(self, *, data_change: bool = True) -> AddAction: ...
 
 
 def hour_predicate(hour: datetime) -> str:
-    """The SQL predicate selecting exactly one export hour's rows."""
+    """The SQL predicate selecting exactly one export hour's rows (in either layout)."""
     return f"date = '{hour:%Y-%m-%d}' AND hour = {hour.hour}"
 
 
@@ -129,7 +145,7 @@ def open_table(location: TableLocation, version: int | None = None) -> DeltaTabl
     return table if table.version() >= 0 else None
 
 
-def _with_conflict_retries(
+def with_conflict_retries(
     what: str,
     action: Callable[[], Any],
     *,
@@ -160,11 +176,6 @@ def _with_conflict_retries(
 def hour_filters(hour: datetime) -> list[tuple[str, str, str]]:
     """The partition filters selecting exactly one export hour's files."""
     return [("date", "=", f"{hour:%Y-%m-%d}"), ("hour", "=", str(hour.hour))]
-
-
-def hour_app_id(hour: datetime) -> str:
-    """The application transaction id every commit of ``hour`` carries (see ``replace_hour``)."""
-    return f"async-amp:{hour:%Y-%m-%dT%H}"
 
 
 @dataclass(slots=True)
@@ -218,6 +229,7 @@ def ensure_table(location: TableLocation, schema: pa.Schema, name: str | None) -
                 mode="ignore",
                 partition_by=list(PARTITION_BY),
                 name=name,
+                configuration=dict(TABLE_PROPERTIES),
                 storage_options=location.options(),
             )
         table = open_table(location)
@@ -249,27 +261,32 @@ def replace_hour(
     """Replace ``hour``'s rows by those of ``files`` in one commit; return its version.
 
     ``files`` are already in the table's folder (``files.put_file``). The commit adds them
-    and removes every file the snapshot holds for the hour (``mode="overwrite"`` with the
-    hour's partition filters), so in every snapshot the hour is absent, or there once.
+    and removes every file of the snapshot that holds the hour's rows: in the day layout the
+    files of the hour alone, and files holding other hours too (a compacted day) replaced by
+    copies without the hour (``rewrite.hour_replacement``); in the hour layout the hour's
+    partition (``mode="overwrite"`` with its filters). In every snapshot the hour is absent,
+    or there once.
 
     Two commits of the same hour must not both succeed: delta-rs' conflict check of such a
     commit has no read predicate, so it would let two writers each add their copy of an
     hour that had no file yet. Every commit of an hour therefore carries an application
     transaction (``txn``) with the hour's id: two commits with the same id conflict. A
-    commit also conflicts with any concurrent one that removed files (rewrote an hour);
-    compaction's removals do not count (``dataChange = false``). A conflict redoes the
-    commit on the new snapshot (the files are not written again), a bounded number of
-    times with jittered exponential backoff: the last writer wins.
+    commit that removes files also carries the day's id (``layout.day_app_id``), as every
+    compaction of the day does: delta-rs lets a removal pass over a concurrent compaction
+    that removed the same file. A conflict redoes the commit on the new snapshot (the hour's
+    files are not written again; a compacted day's copy is), a bounded number of times with
+    jittered exponential backoff: the last writer wins.
 
     ``metadata`` goes into the commit's ``commitInfo`` under ``async_amp.*`` keys;
     ``on_snapshot`` is called with the snapshot each attempt commits on. Blocking:
     run it in a worker thread. Raises ``CommitConflictError`` when every attempt conflicted,
-    ``DeltaError``/``OSError`` from delta-rs for anything else.
+    ``LayoutChangedError`` when the files were written for another layout than the
+    table's, ``DeltaError``/``OSError`` from delta-rs for anything else.
     """
     commit_id = uuid.uuid4().hex
     custom = {f"{METADATA_PREFIX}{k}": v for k, v in metadata.items()}
     custom[f"{METADATA_PREFIX}commit_id"] = commit_id
-    actions: list[AddAction | RemoveAction] = [f.add_action() for f in files]
+    adds: list[AddAction | RemoveAction] = [f.add_action() for f in files]
 
     writer = _writer(location.uri)
 
@@ -277,16 +294,41 @@ def replace_hour(
         read = table.version()
         if on_snapshot is not None:
             on_snapshot(table)
+        columns = table.metadata().partition_columns
+        if any(sorted(f.partition) != sorted(columns) for f in files):
+            msg = (
+                f"the table at {location.uri} is now partitioned by {', '.join(columns)} "
+                f"(compact --relayout): hour {hour:%Y-%m-%dT%H} is written again"
+            )
+            raise LayoutChangedError(msg)
+        txns = [Transaction(hour_app_id(hour), time.time_ns() // 1000)]
+        if not is_day_layout(columns):
+            txns.append(Transaction(day_app_id(hour.date()), time.time_ns() // 1000))
+            table.create_write_transaction(
+                adds,
+                "overwrite",
+                table.schema(),
+                partition_by=list(HOUR_PARTITIONS),
+                partition_filters=hour_filters(hour),
+                commit_properties=CommitProperties(
+                    custom_metadata=dict(custom), app_transactions=txns
+                ),
+                post_commithook_properties=NO_HOOK,
+            )
+            return read
+        from .rewrite import hour_replacement  # noqa: PLC0415 - rewrite imports this module
+
+        with tempfile.TemporaryDirectory(prefix="async-amp-rewrite-") as work:
+            removes, rewritten = hour_replacement(location, table, hour, Path(work))
+        if removes:
+            txns.append(Transaction(day_app_id(hour.date()), time.time_ns() // 1000))
         table.create_write_transaction(
-            actions,
-            "overwrite",
+            [*removes, *adds, *(f.add_action() for f in rewritten)],
+            "append",
             table.schema(),
-            partition_by=list(PARTITION_BY),
-            partition_filters=hour_filters(hour),
-            commit_properties=CommitProperties(
-                custom_metadata=dict(custom),
-                app_transactions=[Transaction(hour_app_id(hour), time.time_ns() // 1000)],
-            ),
+            partition_by=list(DAY_PARTITIONS),
+            commit_properties=CommitProperties(custom_metadata=dict(custom), app_transactions=txns),
+            post_commithook_properties=NO_HOOK,
         )
         return read
 
@@ -305,10 +347,17 @@ def replace_hour(
                     # fails ("invalid table version"): once more on the table as it is now
                     if not (kept and isinstance(exc, DeltaError | OSError)):
                         raise
-        return _committed_version(location, read, commit_id)
+        version = _committed_version(location, read, commit_id)
+        from .checkpoint import after_commit  # noqa: PLC0415 - checkpoint imports this module
+
+        # the commit is made: a checkpoint that fails is only a shortcut not taken (the
+        # next interval's writes one)
+        with contextlib.suppress(DeltaError, OSError, pa.ArrowException):
+            after_commit(location, version)
+        return version
 
     return int(
-        _with_conflict_retries(
+        with_conflict_retries(
             f"committing hour {hour:%Y-%m-%dT%H}",
             attempt,
             rng=rng or random.Random(),
@@ -399,75 +448,15 @@ def hour_facts(table: DeltaTable, hour: datetime) -> HourFacts:
     return facts_of(dataset.to_table(columns=["uuid", "_source_file"], filter=expr))
 
 
-@dataclass(frozen=True, slots=True)
-class CompactResult:
-    day: date
-    files_removed: int
-    files_added: int
-    rows: int
-    vacuumed: int
-    version: int
-
-
-def compact_day(
-    location: TableLocation,
-    day: date,
-    *,
-    retention_hours: int,
-    rng: random.Random | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    on_conflict: Callable[[int, str], None] | None = None,
-) -> CompactResult:
-    """Rewrite each hour of ``day`` into as few files as the target size allows, then vacuum.
-
-    ``optimize.compact`` commits with ``dataChange = false``: readers of any snapshot see the
-    same rows. ``vacuum`` (full) then deletes data files older than ``retention_hours`` that
-    the latest snapshot does not reference: files of replaced hours, files just compacted,
-    and files of writes that lost a commit conflict. ``retention_hours`` must exceed the
-    longest write in flight (an uncommitted file is unreferenced too) and the longest read
-    of an older snapshot.
-    """
-    filters = [("date", "=", f"{day:%Y-%m-%d}")]
-
-    def optimize() -> dict[str, Any]:
-        table = open_table(location)
-        if table is None:
-            msg = f"no Delta table at {location.uri}"
-            raise TableNotFoundError(msg)
-        return dict(table.optimize.compact(partition_filters=filters))
-
-    stats = _with_conflict_retries(
-        f"compacting {day}",
-        optimize,
-        rng=rng or random.Random(),
-        sleep=sleep,
-        on_conflict=on_conflict,
-    )
-    table = open_table(location)
-    assert table is not None
-    vacuumed = table.vacuum(
-        retention_hours=retention_hours,
-        enforce_retention_duration=False,
-        dry_run=False,
-        full=True,  # also files no commit ever named: those of attempts that lost a conflict
-    )
-    table = open_table(location)
-    assert table is not None
-    rows = table.to_pyarrow_dataset().count_rows(filter=pc.field("date") == pa.scalar(day))
-    return CompactResult(
-        day=day,
-        files_removed=int(stats.get("numFilesRemoved", 0)),
-        files_added=int(stats.get("numFilesAdded", 0)),
-        rows=rows,
-        vacuumed=len(vacuumed),
-        version=table.version(),
-    )
-
-
 def delta_error_text(exc: BaseException, location: TableLocation) -> str:
     """One line for a delta-rs failure, credentials scrubbed."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return location.scrub(first)
 
 
-DELTA_ERRORS: tuple[type[BaseException], ...] = (DeltaError, OSError, CommitConflictError)
+DELTA_ERRORS: tuple[type[BaseException], ...] = (
+    DeltaError,
+    OSError,
+    CommitConflictError,
+    LayoutChangedError,
+)

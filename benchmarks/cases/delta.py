@@ -199,7 +199,8 @@ def _compacted(table_dir: Path) -> dict[str, Any]:
     retention, then none left), and whether every row stayed the same."""
     from deltalake import DeltaTable  # noqa: PLC0415
 
-    from async_amp.delta.table import TableLocation, compact_day  # noqa: PLC0415
+    from async_amp.delta.compact import compact_day  # noqa: PLC0415
+    from async_amp.delta.table import TableLocation  # noqa: PLC0415
 
     def counts() -> dict[str, int]:
         table = DeltaTable(str(table_dir))

@@ -21,7 +21,7 @@ from ..options import (
 )
 
 if TYPE_CHECKING:
-    from ...delta.table import CompactResult
+    from ...delta.compact import CompactResult, RelayoutResult
 
 __all__ = ["ORDER", "register"]
 
@@ -37,10 +37,12 @@ each of its hours into one (no row changes: readers of any snapshot see the same
 data files older than --retention-hours that the latest snapshot does not use are deleted.
 Safe while extractions run: a conflict with their commits is retried.
 
-The table is partitioned by date and hour (each hour is replaced atomically, and readers
-prune to it), and a file never spans two partitions: a day keeps one file per hour that has
-events. compact helps hours with several files: one per archive member (Amplitude splits
-busy hours), or hours written by other engines.
+A table is partitioned by date: compact rewrites each day into as few files as its size
+allows (one for most days), sorted by event_type then event_time, with large row groups.
+A table written by async-amp before it used day partitions (date and hour) is compacted
+hour by hour; --relayout converts it to day partitions first, in one commit:
+
+  async-amp compact --relayout --start 2026-01-01 --end 2026-11-30
 
 exit codes: 0 every day compacted; 1 the table could not be read or written; 2 usage or config
 error.
@@ -56,12 +58,12 @@ DEFAULT_RETENTION_HOURS = 168
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cmd = commands.add_parser(
         "compact",
-        help="merge each hour's files of a Delta table into one and vacuum "
+        help="rewrite each day of a Delta table into few sorted files and vacuum "
         "(e.g. async-amp compact --start -1d --end -1d)",
-        description="For each UTC day from --start to --end, rewrite the files of each hour "
-        "of each project's Delta table into as few as the target size allows (one, unless "
-        "the hour is larger; hours of one file are left alone), then delete data files that "
-        "no recent snapshot references. No row changes.",
+        description="For each UTC day from --start to --end, rewrite the files of each day "
+        "of each project's Delta table into as few as its size allows (days of one file are "
+        "left alone), then delete data files that no recent snapshot references. No row "
+        "changes.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -76,6 +78,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help=f"delete unused files only once older than N hours (default "
         f"{DEFAULT_RETENTION_HOURS}, at least 1: readers of older snapshots and writes in "
         "flight still need theirs; e.g. --retention-hours 24)",
+    )
+    cmd.add_argument(
+        "--relayout",
+        action="store_true",
+        help="first convert a table partitioned by date and hour to date partitions, in one "
+        "commit (readers see the old table or the new one); a no-op on day-partitioned tables",
     )
     cmd.add_argument(
         "--json", action="store_true", help="print one JSON document (e.g. --json | jq .days)"
@@ -112,6 +120,18 @@ def _cmd_compact(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 file=stdout,
             )
 
+    def converted(project: str, result: RelayoutResult) -> None:
+        relayouts.append({"project": project, "days": result.days, "version": result.version})
+        if not args.json:
+            what = (
+                f"{result.files_removed} files -> {result.files_added} in {result.days} day "
+                f"partitions, {result.rows:,} rows (table version {result.version})"
+                if result.days
+                else "already partitioned by date"
+            )
+            print(f"{project}: {what}", file=stdout)
+
+    relayouts: list[dict[str, Any]] = []
     from ...delta.maintain import compact  # noqa: PLC0415 - see DEFAULT_RETENTION_HOURS
 
     try:
@@ -123,10 +143,15 @@ def _cmd_compact(args: argparse.Namespace, out: TextIO | None = None) -> int:
             environ=environ,
             retention_hours=args.retention_hours,
             on_day=show,
+            relayout_first=args.relayout,
+            on_relayout=converted,
         )
     except StorageError as exc:
         print(f"async-amp: error: {exc}", file=sys.stderr)
         return EXIT_INCOMPLETE
     if args.json:
-        print(json.dumps({"days": [_row(p, r) for p, r in done]}, indent=2), file=stdout)
+        document: dict[str, Any] = {"days": [_row(p, r) for p, r in done]}
+        if args.relayout:
+            document["relayout"] = relayouts
+        print(json.dumps(document, indent=2), file=stdout)
     return EXIT_OK
