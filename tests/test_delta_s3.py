@@ -82,14 +82,17 @@ def _stale_writer(s3_server: S3ServerProcess, s3_bucket: str, spool: Path) -> No
     the hour once. The other writer spells the table's URI with a trailing slash: another
     commit lock, as another process has."""
     at = datetime(2026, 11, 1, 5, tzinfo=UTC)
-    data = pa.schema([("uuid", pa.utf8())])
-    schema = data.append(pa.field("date", pa.date32(), nullable=False)).append(
+    ts = pa.timestamp("us", tz="UTC")
+    events = pa.schema([("uuid", pa.utf8()), ("_export_hour", ts)])
+    data = events.append(pa.field("hour", pa.int32(), nullable=False))  # a day-layout file
+    schema = events.append(pa.field("date", pa.date32(), nullable=False)).append(
         pa.field("hour", pa.int32(), nullable=False)
     )
 
     def upload(where: TableLocation, tag: str, n: int) -> DataFile:
         local = spool / f"{tag}.parquet"
-        pq.write_table(pa.table({"uuid": [f"{tag}-{i}" for i in range(n)]}, schema=data), local)
+        rows = {"uuid": [f"{tag}-{i}" for i in range(n)], "_export_hour": [at] * n, "hour": [5] * n}
+        pq.write_table(pa.table(rows, schema=data), local)
         return put_file(where, local, at)
 
     config = S3Config(

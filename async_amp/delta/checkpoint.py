@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake.exceptions import DeltaError
 
-from .table import TableLocation, local_path, open_table
+from .base import TableLocation, local_path, open_table
 
 __all__ = ["PLAIN_OPTIONS", "after_commit", "checkpoint_name", "rewrite_plain"]
 

@@ -36,8 +36,8 @@ import pyarrow.parquet as pq
 from deltalake.transaction import AddAction
 
 from ..formats.schema import plain_schema
+from .base import TableLocation, local_path
 from .layout import STATS_COLUMNS as _STATS_COLUMNS
-from .table import TableLocation, local_path
 
 __all__ = [
     "DATA_SCHEMA",

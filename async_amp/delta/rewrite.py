@@ -24,8 +24,8 @@ import pyarrow.fs as pafs
 from deltalake import DeltaTable
 from deltalake.transaction import RemoveAction
 
+from .base import TableLocation, local_path
 from .files import FILE_SCHEMA, DataFile, put_file
-from .table import TableLocation, local_path
 
 __all__ = [
     "ROW_GROUP_BYTES",

@@ -36,17 +36,25 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties
+from deltalake import CommitProperties, DeltaTable
 from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import (
     CommitFailedError,
     DeltaError,
     SchemaMismatchError,
-    TableNotFoundError,
 )
 from deltalake.transaction import AddAction, RemoveAction, Transaction
 
-from ..retry import backoff_delay
+from .base import (
+    COMMIT_ATTEMPTS,
+    NO_HOOK,
+    CommitConflictError,
+    TableLocation,
+    local_path,
+    open_table,
+    with_conflict_retries,
+)
+from .checkpoint import after_commit
 from .layout import (
     DAY_PARTITIONS,
     HOUR_PARTITIONS,
@@ -55,6 +63,7 @@ from .layout import (
     hour_app_id,
     is_day_layout,
 )
+from .rewrite import hour_replacement
 
 __all__ = [
     "COMMIT_ATTEMPTS",
@@ -66,6 +75,7 @@ __all__ = [
     "TableFile",
     "TableLocation",
     "ensure_table",
+    "hour_app_id",
     "hour_facts",
     "hour_filters",
     "hour_predicate",
@@ -76,48 +86,15 @@ __all__ = [
 ]
 
 PARTITION_BY = DAY_PARTITIONS
-NO_HOOK = PostCommitHookProperties(create_checkpoint=False)
-"""async-amp's commits write their checkpoints themselves (``checkpoint.py``)."""
-COMMIT_ATTEMPTS = 12
-BACKOFF_FIRST_S = 0.05
-BACKOFF_MAX_S = 2.0
 METADATA_PREFIX = "async_amp."
 _DIGEST_SLICE = 65_536
 COMMIT_LOOKBACK = 1000
 """How many log entries after its snapshot to search for the commit just made."""
 
 
-class CommitConflictError(RuntimeError):
-    """Every attempt at a commit met a concurrent commit of the same hour (or day, compacting)."""
-
-
 class LayoutChangedError(RuntimeError):
     """The table's partitioning changed (``compact --relayout``) after the hour's files were
     written for the old one: the hour is written again."""
-
-
-@dataclass(frozen=True, slots=True)
-class TableLocation:
-    """Where a table lives: a local path or an ``az://``/``abfss://``/``s3://`` URI."""
-
-    uri: str
-    storage_options: Mapping[str, str] = field(default_factory=dict, repr=False)
-    secrets: tuple[str, ...] = field(default=(), repr=False)
-    refresh: Callable[[], Mapping[str, str]] | None = field(default=None, repr=False, compare=False)
-
-    def options(self) -> dict[str, str] | None:
-        """The storage options for one call (a fresh bearer token when the location has one)."""
-        opts = dict(self.storage_options)
-        if self.refresh is not None:
-            opts.update(self.refresh())
-        return opts or None
-
-    def scrub(self, text: str) -> str:
-        """``text`` with every credential of this location replaced by ``***``."""
-        for secret in self.secrets:
-            if secret:
-                text = text.replace(secret, "***")
-        return text
 
 
 class TableFile(Protocol):
@@ -132,45 +109,6 @@ class TableFile(Protocol):
 def hour_predicate(hour: datetime) -> str:
     """The SQL predicate selecting exactly one export hour's rows (in either layout)."""
     return f"date = '{hour:%Y-%m-%d}' AND hour = {hour.hour}"
-
-
-def open_table(location: TableLocation, version: int | None = None) -> DeltaTable | None:
-    """The table's latest snapshot (or ``version``), ``None`` when there is no table yet."""
-    try:
-        table = DeltaTable(location.uri, version=version, storage_options=location.options())
-    except TableNotFoundError:
-        return None
-    # a log folder whose first commit is still being written (another writer creating the
-    # table right now) opens as version -1: no table yet either
-    return table if table.version() >= 0 else None
-
-
-def with_conflict_retries(
-    what: str,
-    action: Callable[[], Any],
-    *,
-    rng: random.Random,
-    sleep: Callable[[float], None],
-    on_conflict: Callable[[int, str], None] | None,
-) -> Any:
-    for attempt in range(COMMIT_ATTEMPTS):
-        try:
-            return action()
-        except CommitFailedError as exc:
-            if attempt == COMMIT_ATTEMPTS - 1:
-                msg = f"{what}: {COMMIT_ATTEMPTS} commits in a row met concurrent commits ({exc})"
-                raise CommitConflictError(msg) from exc
-            if on_conflict is not None:
-                on_conflict(attempt + 1, str(exc).splitlines()[0])
-            delay = backoff_delay(
-                attempt + 1,  # full jitter, as the hours' retries
-                base_s=BACKOFF_FIRST_S,
-                max_s=BACKOFF_MAX_S,
-                retry_after=None,
-                rng=rng,
-            )
-            sleep(delay)
-    raise AssertionError  # pragma: no cover - the loop returns or raises
 
 
 def hour_filters(hour: datetime) -> list[tuple[str, str, str]]:
@@ -316,8 +254,6 @@ def replace_hour(
                 post_commithook_properties=NO_HOOK,
             )
             return read
-        from .rewrite import hour_replacement  # noqa: PLC0415 - rewrite imports this module
-
         with tempfile.TemporaryDirectory(prefix="async-amp-rewrite-") as work:
             removes, rewritten = hour_replacement(location, table, hour, Path(work))
         if removes:
@@ -348,8 +284,6 @@ def replace_hour(
                     if not (kept and isinstance(exc, DeltaError | OSError)):
                         raise
         version = _committed_version(location, read, commit_id)
-        from .checkpoint import after_commit  # noqa: PLC0415 - checkpoint imports this module
-
         # the commit is made: a checkpoint that fails is only a shortcut not taken (the
         # next interval's writes one)
         with contextlib.suppress(DeltaError, OSError, pa.ArrowException):
@@ -394,13 +328,6 @@ def _committed_version(location: TableLocation, read: int, commit_id: str) -> in
             return version
     msg = f"cannot find the commit just made in {location.uri}"
     raise CommitConflictError(msg)
-
-
-def local_path(uri: str) -> Path | None:
-    """The folder of a table on a local file system (a path or a ``file://`` URI)."""
-    if uri.startswith("file://"):
-        return Path(uri.removeprefix("file://"))
-    return None if "://" in uri else Path(uri)
 
 
 @dataclass(frozen=True, slots=True)
