@@ -21,7 +21,7 @@ RUN /opt/async-amp/bin/pip install --constraint constraints.txt . \
 # --- runtime: the virtualenv and nothing else, run as an unprivileged user ---------------------
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="async-amp" \
-      org.opencontainers.image.description="Amplitude Export API to a local folder, Azure Blob Storage or S3, as NDJSON, gzip, Parquet or Delta Lake"
+      org.opencontainers.image.description="Amplitude Export API to a local folder, Azure Blob Storage, S3 or GCS, as NDJSON, gzip, Parquet or Delta Lake"
 ENV PATH=/opt/async-amp/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1

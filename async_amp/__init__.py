@@ -1,6 +1,6 @@
 """async-amp: fast, lossless, resumable Amplitude Export API extraction.
 
-Into a local folder, Azure Blob Storage or S3, as NDJSON, gzip, Parquet or Delta Lake, hour by
+Into a local folder, Azure Blob Storage, S3 or GCS, as NDJSON, gzip, Parquet or Delta Lake, hour by
 hour, each hour committed only when whole.
 The Python API (``docs/python-api.md``)::
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .config_keys import Key, key, keys_of
-from .config_storage import AzureConfig, S3Config
+from .config_storage import AzureConfig, GcsConfig, S3Config
 from .errors import ConfigError
 from .values import (
     api_url,
@@ -60,6 +60,7 @@ __all__ = [
     "Config",
     "Credentials",
     "ExtractConfig",
+    "GcsConfig",
     "Key",
     "OutputConfig",
     "ProjectConfig",
@@ -75,7 +76,7 @@ REGION_URLS = {
     "us": "https://amplitude.com",
     "eu": "https://analytics.eu.amplitude.com",
 }
-SINKS = ("local", "azure", "s3")
+SINKS = ("local", "azure", "s3", "gcs")
 FORMATS = ("ndjson", "gzip", "parquet", "delta")
 
 
@@ -228,8 +229,8 @@ class OutputConfig:
         "local",
         choice(*SINKS),
         "Write to a local folder, to Azure Blob Storage (`--sink`; then see "
-        "[`[azure]`](#azure)) or to Amazon S3 or an S3-compatible store (then see "
-        "[`[s3]`](#s3)).",
+        "[`[azure]`](#azure)), to Amazon S3 or an S3-compatible store (then see "
+        "[`[s3]`](#s3)) or to Google Cloud Storage (then see [`[gcs]`](#gcs)).",
     )
     dir: Path = key(
         Path("data"),
@@ -291,6 +292,13 @@ class OutputConfig:
             )
         if self.sink == "s3" and not config.s3.bucket:
             found.append("sink 's3' needs [s3] bucket")
+        if self.sink == "gcs" and not config.gcs.bucket:
+            found.append("sink 'gcs' needs [gcs] bucket")
+        if self.sink == "gcs" and self.data_format == "delta":
+            found.append(
+                "format 'delta' is not available with sink 'gcs' yet (docs/gcs.md says why): "
+                "use format 'parquet', or Delta through the S3-compatible endpoint"
+            )
         if self.keep_gzip and self.format not in ("ndjson", "gzip"):
             found.append(
                 f'[output] keep_gzip = true contradicts format = "{self.format}": drop '
@@ -444,6 +452,7 @@ class Config:
     azure: AzureConfig = field(default_factory=AzureConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     s3: S3Config = field(default_factory=S3Config)
+    gcs: GcsConfig = field(default_factory=GcsConfig)
     projects: tuple[ProjectConfig, ...] = ()
     source: Path | None = None
     credentials: Credentials | None = field(default=None, repr=False, compare=False)

@@ -1,15 +1,26 @@
-"""The storage sections of the configuration: ``[azure]`` and ``[s3]`` (declared like every
-section, see ``async_amp.config``; the local sink needs only ``[output] dir``). What the chosen
-sink needs of them is checked by ``[output]`` (``OutputConfig.problems``)."""
+"""The storage sections of the configuration: ``[azure]``, ``[s3]`` and ``[gcs]`` (declared like
+every section, see ``async_amp.config``; the local sink needs only ``[output] dir``). What the
+chosen sink needs of them is checked by ``[output]`` (``OutputConfig.problems``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .config_keys import key
-from .values import boolean, bucket, choice, container, integer, number, prefix, text, url
+from .values import (
+    Check,
+    boolean,
+    bucket,
+    choice,
+    container,
+    integer,
+    number,
+    prefix,
+    text,
+    url,
+)
 
-__all__ = ["AzureConfig", "S3Config"]
+__all__ = ["AzureConfig", "GcsConfig", "S3Config"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +140,74 @@ class S3Config:
         integer(0, 10),
         "Retries of a storage call that failed on the network, was throttled (503 SlowDown) "
         "or failed on the server (500), with botocore's standard backoff.",
+    )
+    connect_timeout_s: float = key(
+        5.0,
+        number(0, strict=True),
+        "Connect timeout of storage calls, in seconds: a wrong `endpoint_url` fails in seconds.",
+    )
+    read_timeout_s: float = key(
+        60.0,
+        number(0, strict=True),
+        "Longest wait for a storage response, in seconds.",
+    )
+
+
+def _gcs_bucket(value: object) -> str:
+    name = text(value)
+    allowed = all(c.islower() or c.isdigit() or c in "-_." for c in name)
+    if not (3 <= len(name) <= 222 and allowed and name[0].isalnum() and name[-1].isalnum()):
+        msg = (
+            "must be a GCS bucket name (3-222 lowercase letters, digits, dashes, underscores "
+            f"and dots), not {value!r}"
+        )
+        raise ValueError(msg)
+    return str(name)
+
+
+gcs_bucket = Check(_gcs_bucket, "string")
+
+
+@dataclass(frozen=True, slots=True)
+class GcsConfig:
+    """``[gcs]``: the bucket, when ``[output] sink = "gcs"`` (credentials: a service-account
+    key file or Application Default Credentials)."""
+
+    bucket: str | None = key(
+        None,
+        gcs_bucket,
+        'The bucket (required with `sink = "gcs"`); it must exist: async-amp never creates '
+        "buckets.",
+    )
+    prefix: str = key(
+        "amplitude",
+        prefix,
+        'Folder inside the bucket under which the projects go; `""` for the bucket\'s root.',
+    )
+    endpoint_url: str | None = key(
+        None,
+        url,
+        "Another JSON API endpoint than `https://storage.googleapis.com`: an emulator "
+        "(`http://127.0.0.1:4443`) or a private endpoint. See [gcs.md](gcs.md).",
+    )
+    anonymous: bool = key(
+        False,
+        boolean,
+        "Send no credentials at all: only for an emulator that takes none.",
+    )
+    chunk_size_mib: int = key(
+        8,
+        integer(1, 1024),
+        "Size of the resumable-upload chunks a data file is sent in, as it is decoded (a file "
+        "has one chunk in flight while the next fills). Chunks come out of 16 MiB of buffers "
+        "shared by the whole run (at least two), whatever the concurrency.",
+    )
+    retries: int = key(
+        3,
+        integer(0, 10),
+        "Retries of a storage call that failed on the network, was throttled (429) or failed "
+        "on the server (5xx), with exponential backoff; a chunk resumes where GCS says it "
+        "stopped.",
     )
     connect_timeout_s: float = key(
         5.0,

@@ -132,7 +132,7 @@ def test_rerun_makes_zero_requests(
             "--window-hours must be",
         ),
         (["--start", "2026-11-01", "--end", "2026-11-01", "--project", "nope"], "unknown project"),
-        (["--start", "2026-11-01", "--end", "2026-11-01", "--sink", "gcs"], "invalid choice"),
+        (["--start", "2026-11-01", "--end", "2026-11-01", "--sink", "ftp"], "invalid choice"),
     ],
 )
 def test_bad_arguments_get_one_line_and_exit_2(

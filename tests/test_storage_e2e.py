@@ -28,9 +28,11 @@ from async_amp.simulator.dataset import Dataset
 from async_amp.simulator.server import Fault, FaultPlan, run_simulator
 from async_amp.sinks.azure import PROBE_PREFIX
 from async_amp.sinks.base import Sink
+from async_amp.sinks.gcs import PROBE_FOLDER
 from async_amp.sinks.leases import LEASE_FOLDER
 
 from .azurite import Azurite
+from .gcs import GcsFront, assert_gcs_bucket_matches, gcs_sink
 from .helpers import DAY1, KEY, SECRET, last_hour_of, make_config, run, small_dataset
 from .s3 import S3ServerProcess
 from .test_azure_e2e import assert_container_matches, azure_sink
@@ -103,10 +105,39 @@ def _s3(server: S3ServerProcess, bucket: str) -> Storage:
     return Storage("moto S3", sink, matches, resumed)
 
 
+def _gcs(front: GcsFront, bucket: str) -> Storage:
+    async def sink(record: Sent | None) -> Sink:
+        if record is not None:  # the front records every call; a resume is judged from here on
+            front.calls.clear()
+        return gcs_sink(front, bucket)
+
+    async def matches(dataset: Dataset, hours: list[datetime], keep_gzip: bool) -> tuple[int, int]:
+        return await assert_gcs_bucket_matches(
+            front.emulator_url, bucket, dataset, hours, keep_gzip=keep_gzip
+        )
+
+    def resumed(sent: Sent) -> None:
+        calls = [(m, urlsplit(u).path, parse_qs(urlsplit(u).query)) for m, u in front.calls]
+        probe = f"{PREFIX}/{PROBE_FOLDER}"
+        listings = [q["prefix"][0] for m, p, q in calls if m == "GET" and p.endswith("/o")]
+        assert [p for p in listings if not p.startswith(probe)] == [
+            f"{PREFIX}/{PROJECT}/date=2026-11-0"
+        ]
+        touched = {
+            q["name"][0] if m == "POST" else unquote(p)
+            for m, p, q in calls
+            if not (m == "GET" and p.endswith("/o"))
+        }
+        assert all(PROBE_FOLDER in name for name in touched), touched
+
+    return Storage("fake-gcs-server", sink, matches, resumed)
+
+
 @pytest.fixture(
     params=[
         pytest.param("azure", marks=pytest.mark.azure),
         pytest.param("s3", marks=pytest.mark.s3),
+        pytest.param("gcs", marks=pytest.mark.gcs),
     ]
 )
 def storage(request: pytest.FixtureRequest) -> Storage:
@@ -114,6 +145,8 @@ def storage(request: pytest.FixtureRequest) -> Storage:
         return _azure(
             request.getfixturevalue("azurite"), request.getfixturevalue("azure_container")
         )
+    if request.param == "gcs":
+        return _gcs(request.getfixturevalue("gcs_front"), request.getfixturevalue("gcs_bucket"))
     return _s3(request.getfixturevalue("s3_server"), request.getfixturevalue("s3_bucket"))
 
 

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="async-amp",
         description="Fast, lossless, resumable Amplitude Export API extraction into a local "
-        "folder, Azure Blob Storage or S3, as NDJSON, gzip, Parquet or Delta Lake.",
+        "folder, Azure Blob Storage, S3 or GCS, as NDJSON, gzip, Parquet or Delta Lake.",
         epilog="example: async-amp extract --start 2026-11-01 --end 2026-11-02",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

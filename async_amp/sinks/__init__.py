@@ -1,5 +1,5 @@
-"""Output sinks: a local folder, an Azure Blob Storage container or an S3 bucket, behind one
-protocol."""
+"""Output sinks: a local folder, an Azure Blob Storage container, an S3 bucket or a GCS bucket,
+behind one protocol."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ def make_sink(config: Config, *, run_id: str, environ: Mapping[str, str]) -> Sin
         from .s3 import S3Sink  # noqa: PLC0415 - botocore loads only when used
 
         sink = S3Sink.from_config(config.s3, run_id=run_id, environ=environ)
+    elif config.output.sink == "gcs":
+        from .gcs import GcsSink  # noqa: PLC0415 - gcloud-aio-auth loads only when used
+
+        sink = GcsSink.from_config(config.gcs, run_id=run_id, environ=environ)
     else:
         local = LocalSink(config.output.dir, run_id=run_id, fsync=config.output.fsync)
         sink, spool = local, local.run_dir  # cleaned with the run's other leftovers

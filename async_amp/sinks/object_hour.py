@@ -15,16 +15,16 @@ hour that looks complete with data it does not hold:
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
 from ..hours import iso_hour
-from ..manifest import MANIFEST_NAME, Manifest
+from ..manifest import MANIFEST_NAME, Manifest, hour_folder
 from .base import DATA_SUFFIXES
-from .shared import header_safe, staged_for
+from .shared import common_prefix, header_safe, join, staged_for
 
-__all__ = ["ObjectHourStaging"]
+__all__ = ["ObjectHourStaging", "ObjectStoreReads"]
 
 
 class _Member(Protocol):
@@ -117,3 +117,36 @@ class ObjectHourStaging(Generic[_M]):
 
     async def _dropped(self, member: _M) -> None:
         """After a discarded member has settled (nothing by default)."""
+
+
+class ObjectStoreReads:
+    """What the S3 and GCS sinks read the same way, from ``prefix``, ``list_keys`` and
+    ``get_bytes``."""
+
+    prefix: str
+
+    def name(self, path: str) -> str:
+        return join(self.prefix, path)
+
+    def hour_prefix(self, project: str, hour: datetime) -> str:
+        return self.name(hour_folder(project, hour))
+
+    async def list_keys(self, start: str) -> list[str]:
+        """Every object name under ``start``."""
+        raise NotImplementedError
+
+    async def get_bytes(self, key: str) -> bytes | None:
+        """A small object's bytes, or ``None`` when there is none."""
+        raise NotImplementedError
+
+    async def completed_hours(self, project: str, hours: Iterable[datetime]) -> set[datetime]:
+        """One listing: the longest prefix shared by every wanted manifest name."""
+        wanted = {f"{self.hour_prefix(project, h)}/{MANIFEST_NAME}": h for h in hours}
+        if not wanted:
+            return set()
+        names = await self.list_keys(common_prefix(wanted))
+        return {wanted[n] for n in names if n in wanted}
+
+    async def read_manifest(self, project: str, hour: datetime) -> Manifest | None:
+        data = await self.get_bytes(f"{self.hour_prefix(project, hour)}/{MANIFEST_NAME}")
+        return None if data is None else Manifest.loads(data)

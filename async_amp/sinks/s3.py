@@ -30,7 +30,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Self
 
@@ -42,15 +42,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..config import S3Config
 from ..errors import AsyncAmpError, ConfigError, StorageError
 from ..hours import MemberName, iso_hour
-from ..manifest import MANIFEST_NAME, Manifest, hour_folder
+from ..manifest import MANIFEST_NAME
 from .leases import LeaseBook
-from .object_hour import ObjectHourStaging
+from .object_hour import ObjectHourStaging, ObjectStoreReads
 from .parts import PartBody, PartedUpload, PartPool
 from .s3_errors import UNREACHABLE, ErrorTranslator, credentials_from
 from .shared import (
     MANIFEST_CONTENT_TYPE,
     check_file_name,
-    common_prefix,
     content_type,
     each_at_once,
     header_safe,
@@ -204,7 +203,7 @@ class _S3Staging(ObjectHourStaging[_S3Member]):
             await member.abort()
 
 
-class S3Sink:
+class S3Sink(ObjectStoreReads):
     """Writes ``s3://<bucket>/<prefix>/<project>/date=YYYY-MM-DD/hour=HH/`` objects.
 
     Build it with ``from_config`` (no I/O); the client is created on first use. ``prepare()``
@@ -309,18 +308,6 @@ class S3Sink:
                 raise ConfigError(msg) from exc.__cause__
             raise
 
-    async def completed_hours(self, project: str, hours: Iterable[datetime]) -> set[datetime]:
-        """One listing: the longest prefix shared by every wanted manifest key."""
-        wanted = {f"{self.hour_prefix(project, h)}/{MANIFEST_NAME}": h for h in hours}
-        if not wanted:
-            return set()
-        keys = await self.list_keys(common_prefix(wanted))
-        return {wanted[k] for k in keys if k in wanted}
-
-    async def read_manifest(self, project: str, hour: datetime) -> Manifest | None:
-        data = await self.get_bytes(f"{self.hour_prefix(project, hour)}/{MANIFEST_NAME}")
-        return None if data is None else Manifest.loads(data)
-
     async def list_files(self, project: str, hour: datetime) -> list[str]:
         """The data files directly in the hour's folder (not the manifest), sorted."""
         names = await self.list_names(self.hour_prefix(project, hour))
@@ -357,12 +344,6 @@ class S3Sink:
         await self.aclose()
 
     # --- helpers shared with the staging classes, the leases and the formats -------------------
-
-    def name(self, path: str) -> str:
-        return join(self.prefix, path)
-
-    def hour_prefix(self, project: str, hour: datetime) -> str:
-        return self.name(hour_folder(project, hour))
 
     def where(self, key: str | None) -> str:
         """``s3://bucket/key``: for messages (no secret)."""

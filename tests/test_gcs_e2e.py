@@ -1,0 +1,196 @@
+"""GCS end to end: the real pipeline and CLI, the simulated Export API, fake-gcs-server behind
+the front of tests/gcs.py (service-account tokens, read-only role, generation preconditions,
+chunk failures).
+
+The scenarios every storage passes (two days byte-identical and resumed from one listing,
+``--force`` leaving no stale file, every fault class recovered) run in
+tests/test_storage_e2e.py; here is what only GCS has:
+
+- user errors with ``--sink gcs`` (a key the token endpoint refuses, a read-only account, a
+  missing bucket, an unreachable endpoint, a key file that is not one) are one line, exit 2,
+  secret-free, and write nothing;
+- a chunk that fails half-kept is resumed from what GCS says it kept, byte-identical;
+- the manifest is written only where none exists, and stale files are deleted only at the
+  generation listed;
+- ``status`` and ``verify`` read the bucket back.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from async_amp.errors import StorageError
+from async_amp.simulator.server import run_simulator
+
+from .azurite import free_port
+from .e2e import e2e_env, expect_user_error
+from .gcs import (
+    GcsFront,
+    assert_gcs_bucket_matches,
+    gcs_environ,
+    gcs_objects,
+    gcs_sink,
+)
+from .helpers import DAY1, KEY, SECRET, make_config, run, small_dataset
+
+pytestmark = [pytest.mark.anyio, pytest.mark.gcs]
+
+PROJECT = "website"
+
+
+def _env(front: GcsFront, bucket: str, account: str = "writer", **extra: str) -> dict[str, str]:
+    settings = {
+        "ASYNC_AMP_OUTPUT_SINK": "gcs",
+        "ASYNC_AMP_GCS_BUCKET": bucket,
+        "ASYNC_AMP_GCS_ENDPOINT_URL": front.url,
+        "ASYNC_AMP_GCS_RETRIES": "1",
+        **gcs_environ(front, account),
+    }
+    return e2e_env("http://127.0.0.1:9", **{**settings, **extra})
+
+
+def _private_key(front: GcsFront, account: str) -> str:
+    return str(json.loads(front.key_file(account).read_text())["private_key"])
+
+
+USER_ERRORS = {
+    "refused-key": ("stranger", {}, "were refused by the token endpoint (400"),
+    "read-only-account": ("reader", {}, "access denied for the credentials from"),
+    "missing-bucket": ("writer", {"bucket": "-missing"}, "does not exist"),
+    "unreachable-endpoint": ("writer", {"endpoint": ""}, "cannot reach http://127.0.0.1:"),
+    "not-a-key-file": ("writer", {"key_file": "{}"}, "is no Google credentials file"),
+}
+
+
+@pytest.mark.parametrize("case", list(USER_ERRORS))
+async def test_cli_user_error_is_one_line_exit_2_and_secret_free(
+    gcs_front: GcsFront, gcs_bucket: str, tmp_path: Path, case: str
+) -> None:
+    account, change, expected = USER_ERRORS[case]
+    env = _env(gcs_front, gcs_bucket + change.get("bucket", ""), account)
+    if "endpoint" in change:
+        env["ASYNC_AMP_GCS_ENDPOINT_URL"] = f"http://127.0.0.1:{free_port()}"
+    if "key_file" in change:
+        bad = tmp_path / "key.json"
+        bad.write_text(change["key_file"])
+        env["GOOGLE_APPLICATION_CREDENTIALS"] = str(bad)
+    secrets = [_private_key(gcs_front, a).splitlines()[1] for a in ("writer", "reader", "stranger")]
+    line, elapsed = await expect_user_error(tmp_path, env, expected, secrets)
+    assert gcs_bucket in line or case == "not-a-key-file", line
+    print(f"\n{case}: exit 2 after {elapsed:.1f} s: {line}")
+    assert await gcs_objects(gcs_front.emulator_url, gcs_bucket) == {}  # nothing written
+
+
+async def test_a_chunk_that_fails_half_kept_resumes_where_gcs_stopped(
+    gcs_front: GcsFront, gcs_bucket: str, tmp_path: Path
+) -> None:
+    """1 MiB chunks of 2-3 MiB files; the first three chunk uploads fail after the front kept
+    half of each: the sink asks the session what it holds and sends the rest, no hour is
+    re-asked of Amplitude, and every file is byte-identical."""
+    dataset = small_dataset(events_per_hour=6000, pages_per_hour=2)
+    hours = [DAY1, DAY1 + timedelta(hours=1)]
+    assert all(len(dataset.ndjson(h, p)) > 2 * 1024 * 1024 for h in hours for p in (0, 1))
+    gcs_front.fail_next_chunks(3)
+    async with run_simulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
+        config = make_config(sim.base_url, tmp_path)
+        sink = gcs_sink(gcs_front, gcs_bucket, chunk_size_mib=1)
+        summary = await run(config, hours[0], hours[-1], sink=sink)
+        assert sim.request_count() == 2  # resumed in the store, not re-asked
+    assert gcs_front.failures_left == 0  # all three failures happened
+    assert summary.exit_code == 0 and summary.retries == 0, summary.failed
+    await assert_gcs_bucket_matches(gcs_front.emulator_url, gcs_bucket, dataset, hours)
+
+
+async def test_the_manifest_is_written_only_where_none_exists(
+    gcs_front: GcsFront, gcs_bucket: str
+) -> None:
+    """Two commits of one hour racing: the second finds the first's manifest and fails
+    (412) instead of writing over it; a delete at a stale generation leaves the object."""
+    sink = gcs_sink(gcs_front, gcs_bucket)
+    name = sink.name("website/date=2026-11-01/hour=00/_manifest.json")
+    first = await sink.put_small(name, b"{}", "application/json", {}, if_absent=True)
+    with pytest.raises(StorageError, match="another run wrote it"):
+        await sink.put_small(name, b"[]", "application/json", {}, if_absent=True)
+    await sink.delete([(name, first + 1)])
+    assert await sink.get_bytes(name) == b"{}"
+    await sink.delete([(name, first)])
+    assert await sink.get_bytes(name) is None
+    await sink.aclose()
+
+
+async def test_status_and_verify_read_the_bucket_back(
+    gcs_front: GcsFront, gcs_bucket: str, tmp_path: Path
+) -> None:
+    first, last = DAY1, DAY1 + timedelta(hours=2)
+    dataset = small_dataset()
+    async with run_simulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
+        config = make_config(sim.base_url, tmp_path)
+        await run(config, first, last, sink=gcs_sink(gcs_front, gcs_bucket))
+    env = _env(gcs_front, gcs_bucket, "reader")  # the read-only account is enough
+    span = ["--start", "2026-11-01T00", "--end", "2026-11-01T03", "--json"]
+
+    def command(name: str) -> subprocess.CompletedProcess[str]:
+        args = [sys.executable, "-m", "async_amp", name, *span]
+        return subprocess.run(
+            args, check=False, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+
+    found = command("status")
+    assert found.returncode == 0, found.stderr
+    totals = json.loads(found.stdout)["totals"]
+    assert (totals["complete"], totals["missing"]) == (3, 1), totals  # hour 03 was never asked
+    verified = command("verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert json.loads(verified.stdout)["ok"] is True
+
+    base = dataset.member_name(DAY1 + timedelta(hours=1), 1).split("/", 1)[1].removesuffix(".gz")
+    name = f"amplitude/{PROJECT}/date=2026-11-01/hour=01/{base}"
+    writer = gcs_sink(gcs_front, gcs_bucket)  # one partition changes behind our back
+    await writer.put_small(
+        name, b'{"tampered": true}\n', "application/x-ndjson", {}, if_absent=False
+    )
+    await writer.aclose()
+    tampered = command("verify")
+    assert tampered.returncode == 1, tampered.stdout + tampered.stderr
+    assert base in tampered.stdout
+
+
+async def test_parquet_on_gcs_reads_back_like_the_local_output(
+    gcs_front: GcsFront, gcs_bucket: str, tmp_path: Path
+) -> None:
+    """``format = "parquet"`` wraps the GCS sink like any other: every hour's Parquet files,
+    downloaded as a reader sees them, match the simulator row for row."""
+    from dataclasses import replace
+
+    from async_amp.hours import hour_range
+    from async_amp.sinks import make_sink
+
+    from .gcs import gcs_config, gcs_read
+    from .test_parquet_e2e import assert_parquet_matches, parquet_config
+
+    dataset = small_dataset()
+    last = DAY1 + timedelta(hours=3)
+    async with run_simulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
+        base = parquet_config(sim.base_url, tmp_path / "unused")
+        config = replace(
+            base, output=replace(base.output, sink="gcs"), gcs=gcs_config(gcs_front, gcs_bucket)
+        )
+        sink = make_sink(config, run_id="test-run", environ=gcs_environ(gcs_front))
+        summary = await run(config, DAY1, last, sink=sink)
+    assert summary.exit_code == 0, summary.failed
+    root = tmp_path / "copy"
+    objects = await gcs_objects(gcs_front.emulator_url, gcs_bucket)
+    for name, item in objects.items():
+        target = root / name.removeprefix("amplitude/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(await gcs_read(gcs_front.emulator_url, gcs_bucket, name))
+        if name.endswith(".parquet"):
+            assert item["contentType"] == "application/vnd.apache.parquet"
+    events = sum(dataset.hour_event_count(h) for h in hour_range(DAY1, last))
+    assert assert_parquet_matches(root, dataset, DAY1, last) == events  # row for row
