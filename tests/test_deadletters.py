@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import random
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from deltalake import DeltaTable
 
 from async_amp.config import Config
 from async_amp.delta.verify import verify_table
+from async_amp.formats.query import MAX_EVENT_BYTES
 from async_amp.manifest import MANIFEST_NAME, hour_folder
 from async_amp.readback.checks import verify
 from async_amp.simulator.dataset import Dataset
@@ -192,3 +194,33 @@ async def test_ndjson_counts_only_lines_that_are_events(tmp_path: Path, keep_gzi
     assert entry["events"] == non_empty
     stored = (folder / entry["name"]).read_bytes()
     assert stored == (ds.gz(HOUR, page) if keep_gzip else data)  # still byte for byte
+
+
+async def test_a_long_line_is_converted_and_one_beyond_the_limit_quarantined(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A valid line of 12 MB needs more than an engine's usual memory: it is converted all
+    the same; one of twice MAX_EVENT_BYTES (DuckDB's line limit) is kept in the quarantine."""
+    noise = random.Random(0)  # text that does not compress like a bomb
+    long_value = noise.randbytes(6_000_000).hex()
+    long_line = json.dumps({"uuid": "long", "event_properties": {"text": long_value}}).encode()
+    too_long = b'{"uuid":"too-long","city":"' + noise.randbytes(MAX_EVENT_BYTES).hex().encode()
+    too_long += b'"}'
+    ds = Dataset(
+        events_per_hour=20,
+        pages_per_hour=1,
+        crafted={HOUR: long_line + b"\n" + too_long + b"\n" + GOOD[0] + b"\n"},
+    )
+    lines = ds.ndjson(HOUR, ds.pages(HOUR)[0]).split(b"\n")
+    summary, _ = await extract("parquet", ds, tmp_path, caplog)
+    assert summary.exit_code == 0, summary.to_json()
+    folder = tmp_path / hour_folder("website", HOUR)
+    manifest = json.loads((folder / MANIFEST_NAME).read_bytes())
+    table = pq.read_table(folder / manifest["files"][0]["name"])
+    uuids = table["uuid"].to_pylist()
+    assert uuids[-2:] == ["long", "good-1"] and "too-long" not in uuids
+    assert json.loads(table["event_properties"][len(uuids) - 2].as_py())["text"] == long_value
+    number = lines.index(too_long) + 1
+    assert [(d["line"], d["bytes"]) for d in manifest["dead_letters"]] == [(number, len(too_long))]
+    assert (folder / "_quarantine.ndjson").read_bytes() == too_long + b"\n"
+    assert_warned(caplog, 1)

@@ -69,6 +69,10 @@ default pool, keeps them: about 10 MiB more peak per conversion, same CPU)."""
 """Rows per Parquet row group (about 30 MB of NDJSON, 1 MB of Parquet)."""
 
 DUCKDB_MEMORY: Final = "128MB"
+LARGE_MEMORY: Final = "1GB"
+"""DuckDB's limit for a member it could not convert within ``DUCKDB_MEMORY`` (lines of a few
+MiB make its JSON reader reserve several times their size; measured: a 16 MiB line, the most
+``MAX_EVENT_BYTES`` lets through, converts within this limit at about 275 MiB peak)."""
 MACROS: Final = 4
 """Table macros kept per engine, one per set of header keys (see ``_Engines.macro``)."""
 _WRITE_OPTIONS: Final = {
@@ -83,11 +87,11 @@ class Writable(Protocol):
     def write(self, data: bytes, /) -> object: ...
 
 
-def _connect() -> duckdb.DuckDBPyConnection:
+def _connect(memory: str = DUCKDB_MEMORY) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(
         config={
             "threads": 1,
-            "memory_limit": DUCKDB_MEMORY,
+            "memory_limit": memory,
             "preserve_insertion_order": True,
             "enable_external_access": True,
             "autoinstall_known_extensions": False,
@@ -142,8 +146,19 @@ class _Engines:
         return name
 
     @contextlib.contextmanager
-    def engine(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = self._free.get() or _connect()
+    def engine(self, *, large: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A shared engine; ``large``: a fresh one allowed ``LARGE_MEMORY`` instead, for a
+        member whose long lines the shared one's memory cannot hold (closed after use, and
+        taking a shared engine's turn, so conversions at once stay one per core)."""
+        free = self._free.get()
+        if large:
+            try:
+                with contextlib.closing(_connect(LARGE_MEMORY)) as big:
+                    yield big
+            finally:
+                self._free.put(free)
+            return
+        con = free or _connect()
         keep: duckdb.DuckDBPyConnection | None = con
         try:
             yield con
@@ -175,6 +190,10 @@ def count_lines(path: Path, *, header: bool = False) -> int:
 
 class BadLineError(ArchiveError):
     """A line of a member cannot become a row (the message names the member and the line)."""
+
+
+class NeedsMemoryError(ArchiveError):
+    """DuckDB ran out of its memory converting a member (long lines): try a ``large`` engine."""
 
 
 def line_problem(line: bytes) -> str:
@@ -219,7 +238,11 @@ def find_bad_line(
     path: Path, source: str, error: BaseException | None = None, *, header: bool = False
 ) -> ArchiveError:
     """The first line of ``path`` that is not a JSON object, as a clear error (slow: only
-    called once DuckDB has refused the file). A spool's header line is not counted."""
+    called once DuckDB has refused the file). A spool's header line is not counted. When
+    DuckDB ran out of memory, ``NeedsMemoryError`` (no line is at fault)."""
+    if isinstance(error, duckdb.OutOfMemoryException) or "Out of Memory Error" in str(error):
+        msg = f"member {source!r} could not be converted: {_first_line(error, header=header)}"
+        return NeedsMemoryError(msg)
     with path.open("rb") as file:
         if header:
             file.readline()
@@ -271,12 +294,13 @@ def exact_batches(
     header: bool = False,
     lines: int | None = None,
     found: Callable[[list[str]], None] | None = None,
+    large: bool = False,
 ) -> Generator[pa.RecordBatch, None, None]:
     """The batches of one file read the explicit way: a first pass lists its unknown keys
     (handed to ``found``), then ``read_json`` reads them with the schema's. ``header``: the
     file is a spool whose first line is a header to skip; ``lines``: its line count, when
-    already known."""
-    with ENGINES.engine() as con:
+    already known; ``large``: on an engine with ``LARGE_MEMORY``."""
+    with ENGINES.engine(large=large) as con:
         unknown = scan_unknown(con, path, source_file, header=header)
         if found is not None:
             found(unknown)

@@ -36,6 +36,7 @@ from .convert import (
     ENGINES,
     ROW_GROUP_ROWS,
     BadLineError,
+    NeedsMemoryError,
     ParquetFacts,
     Writable,
     conform,
@@ -248,7 +249,7 @@ def _convert(
 ) -> ParquetFacts:
     want = count_lines(path, header=True) if lines is None else lines
 
-    def explicit(into: Writable) -> ParquetFacts:
+    def explicit(into: Writable, *, large: bool = False) -> ParquetFacts:
         keep = make()
         batches = exact_batches(
             path,
@@ -257,6 +258,7 @@ def _convert(
             header=True,
             lines=want,
             found=SEEN.add,
+            large=large,
         )
         with contextlib.closing(batches):  # hands its engine back even if writing fails
             return write_parquet(
@@ -287,7 +289,14 @@ def _convert(
             if facts is None:
                 scratch.seek(0)
                 scratch.truncate()
-                facts = explicit(scratch)
+                try:
+                    facts = explicit(scratch)
+                except NeedsMemoryError:
+                    if not retry:  # the filter saw rows it cannot unsee
+                        raise
+                    scratch.seek(0)
+                    scratch.truncate()
+                    facts = explicit(scratch, large=True)
             scratch.seek(0)
             while piece := scratch.read(_COPY_BYTES):
                 out.write(piece)
