@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     )
     from .config import Config, Credentials, ProjectConfig
     from .errors import AsyncAmpError, ConfigError, CredentialsError, StorageError, UserError
+    from .models.api import model, model_sync, reconcile, reconcile_sync
+    from .models.build import DayBuilt, ModelRun
+    from .models.reconcile import Reconciliation
     from .plan import Plan
     from .readback import StatusReport, VerifyReport
     from .reports.api import ReportResult, report, report_sync
@@ -55,6 +58,9 @@ _HOMES = {
     ),
     "config": ("Config", "Credentials", "ProjectConfig"),
     "errors": ("AsyncAmpError", "ConfigError", "CredentialsError", "StorageError", "UserError"),
+    "models.api": ("model", "model_sync", "reconcile", "reconcile_sync"),  # DuckDB: when used
+    "models.reconcile": ("Reconciliation",),
+    "models.build": ("DayBuilt", "ModelRun"),
     "plan": ("Plan",),
     "readback": ("StatusReport", "VerifyReport"),
     "reports.api": ("ReportResult", "report", "report_sync"),  # DuckDB: only when used
@@ -76,13 +82,16 @@ __all__ = [
     "ConfigError",
     "Credentials",
     "CredentialsError",
+    "DayBuilt",
     "ExtractResult",
     "FailedHour",
     "HourResult",
     "IncompleteExtraction",
+    "ModelRun",
     "Plan",
     "ProjectConfig",
     "ProjectResult",
+    "Reconciliation",
     "ReportResult",
     "StatusReport",
     "StatusResult",
@@ -94,6 +103,10 @@ __all__ = [
     "extract",
     "extract_sync",
     "load_config",
+    "model",
+    "model_sync",
+    "reconcile",
+    "reconcile_sync",
     "report",
     "report_sync",
     "status",

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .config_keys import Key, key, keys_of
+from .config_models import ModelsConfig
 from .config_storage import AzureConfig, GcsConfig, S3Config
 from .errors import ConfigError
 from .values import (
@@ -62,6 +63,7 @@ __all__ = [
     "ExtractConfig",
     "GcsConfig",
     "Key",
+    "ModelsConfig",
     "OutputConfig",
     "ProjectConfig",
     "ReportConfig",
@@ -451,6 +453,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     azure: AzureConfig = field(default_factory=AzureConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
     s3: S3Config = field(default_factory=S3Config)
     gcs: GcsConfig = field(default_factory=GcsConfig)
     projects: tuple[ProjectConfig, ...] = ()

@@ -28,7 +28,15 @@ from async_amp.cli.parser import build_parser
 from async_amp.config import ProjectConfig, keys_of, sections
 from async_amp.config_load import ENV_PREFIX
 
-__all__ = ["WIDTH", "commands", "main", "render_cli", "render_configuration", "render_schema"]
+__all__ = [
+    "WIDTH",
+    "commands",
+    "main",
+    "render_cli",
+    "render_configuration",
+    "render_models",
+    "render_schema",
+]
 
 WIDTH = 100
 HEADER = """\
@@ -127,6 +135,16 @@ def render_schema(current: str) -> str:
     return _splice(current, _COLUMNS_MARKER, lambda _: column_table())
 
 
+_MODEL_MARKER = re.compile(r"^<!-- model: (\w+) -->$", re.M)
+
+
+def render_models(current: str) -> str:
+    """``current`` (``docs/models.md``) with each model table's column table regenerated."""
+    from ..models.schema import column_table  # noqa: PLC0415 - pyarrow only for this file
+
+    return _splice(current, _MODEL_MARKER, lambda m: column_table(m.group(1)))
+
+
 def _splice(
     current: str, marker_re: re.Pattern[str], table_for: Callable[[re.Match[str]], str]
 ) -> str:
@@ -152,8 +170,11 @@ def _targets(root: Path) -> dict[Path, str]:
     current = config_md.read_text(encoding="utf-8") if config_md.is_file() else ""
     schema_md = root / "schema.md"
     schema = schema_md.read_text(encoding="utf-8") if schema_md.is_file() else "<!-- columns -->\n"
+    models_md = root / "models.md"
+    models = models_md.read_text(encoding="utf-8") if models_md.is_file() else ""
     return {
         root / "cli.md": render_cli(),
+        models_md: render_models(models),
         config_md: render_configuration(current),
         schema_md: render_schema(schema),
     }

@@ -105,6 +105,21 @@ def add_storage_options(
     cmd.add_argument("--sink", choices=SINKS, help=sink_help)
 
 
+def add_reading_options(cmd: argparse.ArgumentParser, project_help: str) -> None:
+    """``--config``, ``--output``, ``--sink`` and one ``--project``: what a command that
+    reads the stored events (model, reconcile) reads."""
+    add_config_option(cmd)
+    cmd.add_argument(
+        "--output",
+        type=Path,
+        metavar="DIR",
+        help="the local folder extractions wrote to, as in every command (default [output] "
+        "dir; e.g. --output data)",
+    )
+    cmd.add_argument("--sink", choices=SINKS, help="where to read from (e.g. --sink local)")
+    cmd.add_argument("--project", metavar="NAME", help=project_help)
+
+
 def add_log_options(cmd: argparse.ArgumentParser) -> None:
     """``--log-format``, ``--log-file`` and ``--quiet``."""
     cmd.add_argument(

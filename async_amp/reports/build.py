@@ -32,7 +32,7 @@ from .aggregate import SESSION_BUCKETS, Aggregator
 from .ingest import file_format
 from .model import BlogPost, HourCell, Lead, Report, new_keys, suspicious_drops
 
-__all__ = ["ScanProgress", "build_report"]
+__all__ = ["ScanProgress", "build_report", "delta_dataset", "read_errors", "read_hour"]
 
 
 @dataclass(slots=True)
@@ -75,7 +75,7 @@ def _cell(hour: datetime, manifest: Manifest | None, newest: datetime) -> HourCe
     return HourCell(hour, manifest.status, events=manifest.events, attempts=manifest.attempts)
 
 
-async def _read_hour(
+async def read_hour(
     sink: Sink,
     project: str,
     hour: datetime,
@@ -141,7 +141,7 @@ async def build_report(
     hours = list(hour_range(first, last))
     newest = available_until(now, lag_hours)
     done = await sink.completed_hours(project, hours)
-    table = await _delta_dataset(sink, project)
+    table = await delta_dataset(sink, project)
     cells: list[HourCell] = []
     with tempfile.TemporaryDirectory(prefix="async-amp-report-") as name:
         tmp = Path(name)
@@ -156,7 +156,7 @@ async def build_report(
             ) -> None:
                 async with out:
                     for hour in hours:
-                        item = await _read_hour(
+                        item = await read_hour(
                             sink, project, hour, hour in done, newest, tmp, in_table=bool(table)
                         )
                         try:
@@ -174,7 +174,7 @@ async def build_report(
                         batch.rows += await anyio.to_thread.run_sync(
                             _add, agg, day, batch.paths, table, read
                         )
-                    except _read_errors() as exc:
+                    except read_errors() as exc:
                         lo, hi = read[0], read[-1]
                         why = str(exc).splitlines()[0]
                         msg = f"cannot read the data of {lo:%Y-%m-%dT%H} to {hi:%H}: {why}"
@@ -212,7 +212,7 @@ async def build_report(
             agg.close()
 
 
-async def _delta_dataset(sink: Sink, project: str) -> Any:
+async def delta_dataset(sink: Sink, project: str) -> Any:
     """The project's Delta table as a pyarrow dataset when ``sink`` is a ``DeltaSink`` (its
     hours' rows live in the table, not in the hour folders), else ``None``."""
     module = sys.modules.get("async_amp.delta.sink")  # loaded by make_sink when format = delta
@@ -229,7 +229,7 @@ async def _delta_dataset(sink: Sink, project: str) -> Any:
     return None if table is None else table.to_pyarrow_dataset()
 
 
-def _read_errors() -> tuple[type[Exception], ...]:
+def read_errors() -> tuple[type[Exception], ...]:
     """What reading stored data raises: DuckDB's errors, and the Delta reader's when loaded."""
     module = sys.modules.get("async_amp.delta.table")
     found: tuple[type[Exception], ...] = (duckdb.Error,)

@@ -3,15 +3,18 @@
 Every format ends in the same columns, so the aggregation above it never asks what it read:
 
     uuid, event_type, device_id, user_id, session_id BIGINT, event_time TIMESTAMP (UTC),
-    country, city, os_name, device_family, device_type,
+    country, city, os_name, device_family, device_type, amplitude_id,
+    user_creation_time TIMESTAMP (UTC), platform,
     is_pv BOOLEAN, path, title, source, company, extra BOOLEAN,
     keys VARCHAR[] (top-level field names), pkeys VARCHAR[] (event_properties keys)
 
 NDJSON (``.json``) and gzip'd NDJSON (``.json.gz``) are read with ``read_ndjson_objects``;
 Parquet (``.parquet``, ``async_amp.formats.EVENT_SCHEMA``: typed columns, ``event_properties``
-as JSON, unknown fields and ill-typed values in ``_extra``) with ``read_parquet``. In NDJSON,
-rows with top-level fields outside that schema count as ``extra`` (Parquet keeps those in
-``_extra``; it also puts ill-typed values there, which NDJSON rows are not checked for).
+as JSON, unknown fields and ill-typed values in ``_extra``) with ``read_parquet``; an
+ill-typed value of a column read here (a string ``session_id``) is taken back from
+``_extra``. In NDJSON, rows with top-level fields outside that schema count as ``extra``
+(Parquet keeps those in ``_extra``; it also puts ill-typed values there, which NDJSON rows
+are not checked for).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ __all__ = [
     "hour_keys",
     "hour_source",
     "load_hour",
+    "source_sql",
     "sql_text",
 ]
 
@@ -42,7 +46,7 @@ Format = Literal["ndjson", "parquet"]
 KNOWN_FIELDS: tuple[str, ...] = tuple(c.key for c in COLUMNS)
 _COLUMNS = (
     "uuid", "event_type", "device_id", "user_id", "session_id", "event_time", "country", "city",
-    "os_name", "device_family", "device_type",
+    "os_name", "device_family", "device_type", "amplitude_id", "user_creation_time", "platform",
 )  # fmt: skip
 _PARQUET_META = (*(c.name for c in (EXTRA, *LINEAGE)), "date", "hour")  # Delta partitions
 
@@ -59,6 +63,18 @@ def file_format(name: str) -> Format | None:
 def sql_text(value: str) -> str:
     """A SQL string literal."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def source_sql(value: str) -> str:
+    """SQL normalising a source (UTM value, referring domain or referrer URL) to one name per
+    site: lower case, without scheme, ``www.``, path, port, and a ``.com``/``.co.<cc>``/
+    ``.com.<cc>`` ending, so ``https://www.google.com/``, ``www.google.com`` and ``google``
+    are all ``google``; ``NULL`` when nothing is left."""
+    host = (
+        f"regexp_extract(lower(trim({value})), "
+        "'^(?:[a-z][a-z0-9+.-]*://)?(?:www[.])?([^/?#:]*)', 1)"
+    )
+    return f"nullif(regexp_replace({host}, '[.](com|co[.][a-z][a-z]|com[.][a-z][a-z])$', ''), '')"
 
 
 def _derived(settings: ReportConfig) -> tuple[str, str]:
@@ -86,7 +102,7 @@ def _derived(settings: ReportConfig) -> tuple[str, str]:
         f"event_type IN ({events}) AS is_pv, "
         f"coalesce({pick('pv', wanted_p, settings.page_path_keys)}) AS path, "
         f"coalesce({pick('pv', wanted_p, settings.page_title_keys)}) AS title, "
-        f"lower(coalesce({sources}, 'direct')) AS source, "
+        f"coalesce({source_sql(f'coalesce({sources})')}, 'direct') AS source, "
         f"coalesce({pick('uv', wanted_u, settings.company_keys)}) AS company"
     ), (
         f"json_extract_string(props, [{', '.join(sql_text(k) for k in wanted_p)}]) AS pv, "
@@ -124,9 +140,15 @@ def _parquet_select(con: duckdb.DuckDBPyConnection, relation: str, settings: Rep
     present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
 
     def col(name: str, cast: str) -> str:
-        if name in present:
-            return f"TRY_CAST({name} AS {cast}) AS {name}"
-        return f"NULL::{cast} AS {name}"
+        # an ill-typed value (a string session_id, a number user_id) is kept in _extra
+        kept = (
+            f"TRY_CAST(json_extract_string(TRY_CAST(_extra AS JSON), {sql_text('$.' + name)}) "
+            f"AS {cast})"
+            if "_extra" in present
+            else "NULL"
+        )
+        typed = f"TRY_CAST({name} AS {cast})" if name in present else "NULL"
+        return f"coalesce({typed}, {kept})::{cast} AS {name}"
 
     def js(name: str) -> str:
         return f"TRY_CAST({name} AS JSON)" if name in present else "NULL::JSON"
@@ -204,7 +226,8 @@ def hour_keys(
 
 
 def _type(column: str) -> str:
-    return {"session_id": "BIGINT", "event_time": "TIMESTAMP"}.get(column, "VARCHAR")
+    times = {"event_time": "TIMESTAMP", "user_creation_time": "TIMESTAMP"}
+    return {"session_id": "BIGINT", **times}.get(column, "VARCHAR")
 
 
 _EMPTY = (

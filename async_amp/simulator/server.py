@@ -40,6 +40,7 @@ from async_amp.simulator.faults import (
     Injection,
     RequestInfo,
 )
+from async_amp.simulator.segmentation import SEGMENTATION_PATH, Segmentation, SegmentationEndpoint
 from async_amp.simulator.wire import (
     Latency,
     MemberStyle,
@@ -106,6 +107,7 @@ class ExportSimulator:
         zip_cache_bytes: int = 256 * 1024 * 1024,
         echo_credentials: str | None = None,
         revoke_keys_after: int | None = None,
+        segmentation: Segmentation | None = None,
     ) -> None:
         self.content = WindowContent(
             dataset,
@@ -135,6 +137,10 @@ class ExportSimulator:
         self.base_url = ""
         self.app = web.Application()
         self.app.router.add_get(EXPORT_PATH, self._handle)
+        self.segmentation = SegmentationEndpoint(
+            dataset, segmentation or Segmentation(), self._check_auth
+        )
+        self.app.router.add_get(SEGMENTATION_PATH, self.segmentation.handle)
 
     # ------------------------------------------------------------------ inspection
 

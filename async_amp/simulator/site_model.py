@@ -139,7 +139,7 @@ _LINE = (
     '"os_name":%(os_name)s,"os_version":%(os_version)s,"partner_id":null,"paying":null,'
     '"plan":{},"platform":"Web","processed_time":"%%s","region":%(region)s,"sample_rate":null,'
     '"server_received_time":"%%s","server_upload_time":"%%s","session_id":%(session_id)s,'
-    '"source_id":null,"start_version":null,"user_creation_time":null,"user_id":%(user_id)s,'
+    '"source_id":null,"start_version":null,"user_creation_time":%(user_creation_time)s,"user_id":%(user_id)s,'
     '"user_properties":{%(user_properties)s},"uuid":"%%s","version_name":null}\n'
 )
 
@@ -213,6 +213,7 @@ def _build_model(seed: int, project_id: int) -> _Model:
         escaped["device_id"] = "%(device_id)s"
         escaped["session_id"] = "%(session_id)s"
         escaped["user_id"] = "%(user_id)s"
+        escaped["user_creation_time"] = "%(user_creation_time)s"
         # Two rounds: this one bakes the visitor, the session round bakes ids, leaving %s.
         session_fmt = _LINE.replace("%%", "%%%%") % escaped
         visitors.append(_Visitor(session_fmt=session_fmt, no_session=no_session))

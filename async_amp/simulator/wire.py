@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Final, TypedDict
+from typing import TYPE_CHECKING, Final, TypedDict
 
 from aiohttp import web
 
@@ -25,6 +25,9 @@ from async_amp.simulator.faults import (
     _hour_index,
 )
 from async_amp.simulator.zipbuild import Method
+
+if TYPE_CHECKING:
+    from .segmentation import Segmentation
 
 _PARAM_RE: Final = re.compile(r"^(\d{4})(\d{2})(\d{2})T(\d{2})$")
 _MAX_SPAN: Final = timedelta(days=365)
@@ -109,6 +112,9 @@ class SimulatorOptions(TypedDict, total=False):
     # Keys revoked mid-run: after this many export requests with valid keys, every request is
     # refused with 401 (as when an admin rotates the keys). None (the default): never.
     revoke_keys_after: int | None
+    # The Dashboard REST API's event segmentation: the project's time zone, and how the
+    # simulator's figures should disagree with its own events (see simulator/segmentation.py).
+    segmentation: Segmentation
 
 
 # --------------------------------------------------------------------------- helpers

@@ -230,7 +230,27 @@ def run_and_present(
         report = result.to_json()
         report["exit_code"] = code
         _write_summary(summary_json, report)
+    if config.models.enabled and not caught:
+        code = max(code, _build_models(config, result, request.now, stdout))
     return code
+
+
+def _build_models(config: Config, result: ExtractResult, moment: Any, out: IO[str]) -> int:
+    """``[models] enabled = true``: build the models of the days the run's hours touched."""
+    from ...errors import StorageError  # noqa: PLC0415
+    from ...models.api import model_after_extract_sync  # noqa: PLC0415 - DuckDB: only then
+    from .model import print_runs  # noqa: PLC0415
+
+    hours = {
+        p.name: [r.hour for r in p.results if r.status in ("complete", "empty")]
+        for p in result.projects
+    }
+    try:
+        print_runs(model_after_extract_sync(config, hours, now=moment), out)
+    except StorageError as exc:
+        print(f"async-amp: error: models: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 async def _go(run: ExtractionRun, progress: _Progress | None, caught: list[int]) -> None:

@@ -1,0 +1,302 @@
+"""Build the model tables of a range of local days, rebuilding only what changed.
+
+1. Every upload hour that can hold an event of the range (from an hour before its first local
+   midnight to ``lateness_hours`` after its last, up to the newest available hour) is looked
+   up by its manifest. An hour whose manifest is new, changed or gone is read again into its
+   slim rows (``slim.py``), and the local days its rows touch (by ``event_time`` and by
+   session start) are recorded.
+2. Each day of the range gets a fingerprint: the settings, the signatures of the hours that
+   touch it, and its status (``final`` when every hour from its first to ``lateness_hours``
+   after its end is extracted, else ``provisional``). A day whose fingerprint is unchanged is
+   left as it is; any other is built from its hours' slim rows alone (about one day of events
+   in memory, DuckDB spilling to a temporary folder past ``memory_limit``) and each of its
+   tables' partitions replaced at once.
+3. When any day was built, ``users`` is folded again from ``users_daily``.
+
+The same stored events always give the same tables, row for row.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import anyio
+import duckdb
+
+from ..config import ModelsConfig, ReportConfig
+from ..errors import StorageError
+from ..hours import hour_range
+from ..plan import available_until
+from ..reports.build import delta_dataset, read_errors, read_hour
+from ..reports.ingest import sql_text
+from ..sinks.base import Sink
+from .schema import table
+from .slim import SLIM_COLUMNS, slim_hour
+from .store import ModelState, ModelStore, fingerprint
+from .tables import DAY_TABLES, build_day, fold_users
+
+__all__ = ["DayBuilt", "ModelRun", "build_models", "day_span"]
+
+HOUR = timedelta(hours=1)
+SLIM_VERSION = 1  # bump when the slim rows change shape: every hour is read again
+
+
+@dataclass(frozen=True, slots=True)
+class DayBuilt:
+    """One local day of the range: its status, and whether this run built it."""
+
+    day: date
+    status: str
+    built: bool
+    events: int | None = None  # ``daily.events`` when built
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRun:
+    """What a build did: hours read again, days built or left as they were."""
+
+    project: str
+    where: str
+    days: tuple[DayBuilt, ...]
+    hours_read: tuple[datetime, ...] = ()
+
+    @property
+    def built(self) -> tuple[date, ...]:
+        return tuple(d.day for d in self.days if d.built)
+
+
+def day_span(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """The UTC instants where local ``day`` starts and the next one starts (23 to 25 h)."""
+    start = datetime.combine(day, time(0), zone).astimezone(UTC)
+    end = datetime.combine(day + timedelta(days=1), time(0), zone).astimezone(UTC)
+    return start, end
+
+
+def _hour_key(hour: datetime) -> str:
+    return f"{hour:%Y-%m-%dT%H}"
+
+
+def _settings_print(report: ReportConfig, models: ModelsConfig) -> str:
+    return fingerprint(
+        SLIM_VERSION,
+        models.time_zone,
+        report.page_view_events,
+        report.page_path_keys,
+        report.source_keys,
+        report.company_keys,
+    )
+
+
+@dataclass(slots=True)
+class _Build:
+    sink: Sink
+    project: str
+    store: ModelStore
+    report: ReportConfig
+    models: ModelsConfig
+    newest: datetime
+    con: duckdb.DuckDBPyConnection
+    tmp: Path
+    state: ModelState = field(default_factory=ModelState)
+    done: set[datetime] = field(default_factory=set)
+
+    def run(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql, params).fetchall()
+
+    async def refresh_hours(self, hours: list[datetime]) -> list[datetime]:
+        """Read again every hour whose manifest changed; returns them."""
+        self.done = await self.sink.completed_hours(self.project, hours)
+        table = await delta_dataset(self.sink, self.project) if self.store.delta else None
+        changed: list[datetime] = []
+        for hour in hours:
+            key = _hour_key(hour)
+            manifest = (
+                await self.sink.read_manifest(self.project, hour) if hour in self.done else None
+            )
+            sig = (
+                None
+                if manifest is None
+                else fingerprint(
+                    manifest.status, manifest.extracted_at, manifest.events, manifest.run_id
+                )
+            )
+            old = self.state.hours.get(key)
+            if (old or {}).get("sig") == sig and (sig is None or old is not None):
+                continue
+            changed.append(hour)
+            if manifest is None or manifest.status != "complete":
+                self.store.slim_path(key).unlink(missing_ok=True)
+                if sig is None:
+                    self.state.hours.pop(key, None)
+                else:
+                    self.state.hours[key] = {"sig": sig, "days": []}
+                continue
+            _, paths, temporary, _ = await read_hour(
+                self.sink,
+                self.project,
+                hour,
+                True,
+                self.newest,
+                self.tmp,
+                in_table=table is not None,
+            )
+            try:
+                days = await anyio.to_thread.run_sync(self._slim, hour, key, paths, table)
+            except read_errors() as exc:
+                why = str(exc).splitlines()[0]
+                msg = f"cannot read the data of {hour:%Y-%m-%dT%H}: {why}"
+                raise StorageError(msg) from exc
+            finally:
+                if temporary and paths:
+                    shutil.rmtree(paths[0].parent, ignore_errors=True)
+            self.state.hours[key] = {"sig": sig, "days": [d.isoformat() for d in days]}
+        return changed
+
+    def _slim(self, hour: datetime, key: str, paths: list[Path], table: Any) -> list[date]:
+        rows = None
+        if table is not None:
+            import pyarrow as pa  # noqa: PLC0415
+            import pyarrow.compute as pc  # noqa: PLC0415
+
+            wanted = (pc.field("date") == pa.scalar(hour.date(), pa.date32())) & (
+                pc.field("hour") == pa.scalar(hour.hour, pa.int32())
+            )
+            rows = table.to_table(filter=wanted)
+        self.store.slim_dir.mkdir(parents=True, exist_ok=True)
+        _, days = slim_hour(
+            self.con, paths, rows, self.report, self.models.time_zone, self.store.slim_path(key)
+        )
+        return days
+
+    def status(self, day: date, zone: ZoneInfo) -> str:
+        start, end = day_span(day, zone)
+        last = end - HOUR + timedelta(hours=self.models.lateness_hours)
+        if last > self.newest:
+            return "provisional"
+        whole = all(h in self.done for h in hour_range(start, last))
+        return "final" if whole else "provisional"
+
+    def build_day(self, day: date, status: str, hours: list[str]) -> int:
+        files = [self.store.slim_path(k) for k in hours if self.store.slim_path(k).is_file()]
+        if files:
+            listed = "[" + ", ".join(sql_text(str(f)) for f in files) + "]"
+            self.run(
+                f"CREATE OR REPLACE TEMP TABLE ev AS SELECT * FROM read_parquet({listed}) "
+                "WHERE day = $day OR sday = $day",
+                {"day": day},
+            )
+        else:
+            self.run(f"CREATE OR REPLACE TEMP TABLE ev AS {_EMPTY_EV}")
+        try:
+            out = build_day(self.con, day, status)
+        finally:
+            self.run("DROP TABLE IF EXISTS ev")
+        for model in DAY_TABLES:
+            self.store.write_day(model, day, out[model.name])
+        return int(out["daily"].column("events")[0].as_py())
+
+    def fold_users(self) -> None:
+        self.con.register("users_daily", self.store.read_all(table("users_daily")))
+        try:
+            self.store.write_whole(table("users"), fold_users(self.con))
+        finally:
+            self.con.unregister("users_daily")
+
+
+def _slim_type(column: str) -> str:
+    if column.endswith("_time"):
+        return "TIMESTAMP"
+    return {"session_id": "BIGINT", "is_pv": "BOOLEAN"}.get(column, "VARCHAR")
+
+
+_EMPTY_EV = (
+    "SELECT "
+    + ", ".join(f"NULL::{_slim_type(c)} AS {c}" for c in SLIM_COLUMNS)
+    + ", NULL::DATE AS day, NULL::DATE AS sday, NULL::DATE AS cday LIMIT 0"
+)
+
+
+def _connect(folder: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(":memory:")
+    for setting in (
+        f"SET memory_limit = {sql_text(memory_limit)}",
+        f"SET temp_directory = {sql_text(str(folder / 'spill'))}",
+        "SET threads = 2",
+        "SET preserve_insertion_order = false",
+        "SET TimeZone = 'UTC'",
+        "SET enable_progress_bar = false",
+    ):
+        con.execute(setting)
+    return con
+
+
+async def build_models(
+    sink: Sink,
+    project: str,
+    first_day: date,
+    last_day: date,
+    *,
+    store: ModelStore,
+    report: ReportConfig,
+    models: ModelsConfig,
+    now: datetime,
+    lag_hours: int,
+    on_day: Callable[[DayBuilt], None] | None = None,
+) -> ModelRun:
+    """Bring the model tables of local days ``first_day`` to ``last_day`` up to date."""
+    zone = ZoneInfo(models.time_zone)
+    newest = available_until(now, lag_hours)
+    first_hour = day_span(first_day, zone)[0] - HOUR
+    last_hour = min(
+        day_span(last_day, zone)[1] - HOUR + timedelta(hours=models.lateness_hours), newest
+    )
+    hours = list(hour_range(first_hour, last_hour)) if last_hour >= first_hour else []
+    state = await anyio.to_thread.run_sync(store.load_state)
+    settings = _settings_print(report, models)
+    if state.settings != settings:
+        shutil.rmtree(store.slim_dir, ignore_errors=True)
+        state = ModelState(settings=settings)
+    days: list[DayBuilt] = []
+    with tempfile.TemporaryDirectory(prefix="async-amp-models-") as name:
+        tmp = Path(name)
+        con = _connect(tmp, models.memory_limit)
+        build = _Build(sink, project, store, report, models, newest, con, tmp, state)
+        try:
+            changed = await build.refresh_hours(hours)
+            by_day: dict[str, list[str]] = {}
+            for key, entry in state.hours.items():
+                for d in entry["days"]:
+                    by_day.setdefault(d, []).append(key)
+            day = first_day
+            while day <= last_day:
+                iso = day.isoformat()
+                status = build.status(day, zone)
+                keys = sorted(by_day.get(iso, []))
+                print_ = fingerprint(settings, status, [(k, state.hours[k]["sig"]) for k in keys])
+                fresh = state.days.get(iso, {}).get("fp") == print_ and all(
+                    store.has_day(m, day) for m in DAY_TABLES
+                )
+                if fresh:
+                    done = DayBuilt(day, status, built=False)
+                else:
+                    events = await anyio.to_thread.run_sync(build.build_day, day, status, keys)
+                    state.days[iso] = {"fp": print_, "status": status}
+                    await anyio.to_thread.run_sync(store.save_state, state)
+                    done = DayBuilt(day, status, built=True, events=events)
+                days.append(done)
+                if on_day is not None:
+                    on_day(done)
+                day += timedelta(days=1)
+            if any(d.built for d in days) or not store.has_day(table("users"), first_day):
+                await anyio.to_thread.run_sync(build.fold_users)
+            await anyio.to_thread.run_sync(store.save_state, state)
+        finally:
+            con.close()
+    return ModelRun(project, str(store.root), tuple(days), tuple(changed))

@@ -1,0 +1,254 @@
+"""The model tables against an independent reference (``tests/models_reference.py``: plain
+Python over the simulator's raw lines), in America/New_York over the end of daylight saving
+time (2026-11-01 has 25 hours), with late events, duplicated uuids, sessions over midnight
+and odd records; then one hour changed at the source and extracted again: only its days are
+built again, and they give the reference's new answer."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import anyio
+import pyarrow.parquet as pq
+import pytest
+
+from async_amp.config import Config, Credentials, ModelsConfig
+from async_amp.hours import hour_range
+from async_amp.models import TABLES, day_span
+from async_amp.models.api import model, reconcile
+from async_amp.models.build import ModelRun
+from async_amp.models.reconcile import Reconciliation
+from async_amp.simulator.dataset import Dataset
+from async_amp.simulator.segmentation import Segmentation
+from async_amp.simulator.server import run_simulator
+from async_amp.simulator.site_changes import ChangingDataset
+from async_amp.sinks import make_sink
+
+from .helpers import KEY, SECRET, make_config, run
+from .models_reference import Ev, read_events, reference
+
+ZONE = ZoneInfo("America/New_York")
+FIRST = datetime(2026, 10, 30, tzinfo=UTC)
+DAYS = [date(2026, 10, 31), date(2026, 11, 1), date(2026, 11, 2)]
+LATENESS = 72
+LAST = day_span(DAYS[-1], ZONE)[1] - timedelta(hours=1) + timedelta(hours=LATENESS)
+NOW = LAST + timedelta(hours=6)
+CHANGED = datetime(2026, 11, 2, 4, tzinfo=UTC)  # 23:00 EST on Nov 1
+DATASET = ChangingDataset(events_per_hour=30, pages_per_hour=2, duplicate_every=15, odd_every=29)
+
+
+def _config(base_url: str, out: Path) -> Config:
+    config = make_config(base_url, out, window_hours=24)
+    return replace(
+        config,
+        output=replace(config.output, format="parquet"),
+        models=ModelsConfig(time_zone=ZONE.key, lateness_hours=LATENESS),
+    )
+
+
+async def _extract(
+    dataset: Dataset, out: Path, first: datetime, last: datetime, *, force: bool = False
+) -> None:
+    async with run_simulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
+        config = _config(sim.base_url, out)
+        summary = await run(
+            config,
+            first,
+            last,
+            sink=make_sink(config, run_id="test-run", environ={}),
+            now=NOW,
+            force=force,
+        )
+    assert summary.exit_code == 0
+
+
+def _lines(datasets: dict[datetime, Dataset]) -> list[bytes]:
+    lines: list[bytes] = []
+    for hour in hour_range(FIRST, LAST):
+        ds = datasets.get(hour, DATASET)
+        for page in ds.pages(hour):
+            lines += ds.ndjson(hour, page).splitlines()
+    return lines
+
+
+def _build(out: Path) -> ModelRun:
+    config = _config("http://127.0.0.1:9", out)
+    (runs,) = anyio.run(lambda: model(config, start=DAYS[0], end=DAYS[-1], now=NOW))
+    return runs
+
+
+def _product(out: Path) -> dict[str, list[dict[str, Any]]]:
+    root = out / "_models" / "website"
+    found = {}
+    for model_table in TABLES:
+        if model_table.by_day:
+            files = sorted((root / model_table.name).glob("day=*/part-0.parquet"))
+        else:
+            files = [root / model_table.name / f"{model_table.name}.parquet"]
+        found[model_table.name] = [row for f in files for row in pq.read_table(f).to_pylist()]
+    return found
+
+
+def _rounded(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: round(v, 6) if isinstance(v, float) else v for k, v in r.items()} for r in rows]
+
+
+def _assert_same(
+    product: dict[str, list[dict[str, Any]]], expected: dict[str, list[dict[str, Any]]]
+) -> None:
+    for name, rows in expected.items():
+        got = _rounded(product[name])
+        want = _rounded(rows)
+        assert len(got) == len(want), f"{name}: {len(got)} rows, reference {len(want)}"
+        for g, w in zip(got, want, strict=True):
+            assert g == w, f"{name} differs:\n{g}\n{w}"
+
+
+def _touched(events: list[Ev]) -> set[date]:
+    return {e.day for e in events} | {e.sday for e in events if e.sday is not None}
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("models") / "data"
+    anyio.run(_extract, DATASET, out, FIRST, LAST)
+    return out
+
+
+def test_model_tables_match_the_reference_across_a_dst_change(lake: Path) -> None:
+    settings = _config("http://127.0.0.1:9", lake).report
+    events = read_events(_lines({}), settings, ZONE)
+    in_range = [e for e in events if e.day in DAYS]
+    # the data has what the test is about
+    assert day_span(DAYS[1], ZONE)[1] - day_span(DAYS[1], ZONE)[0] == timedelta(hours=25)
+    raw = _lines({})
+    assert len(raw) > len(events)  # duplicated uuids
+    by_session: dict[tuple[str | None, int | None], set[date]] = {}
+    for e in in_range:
+        if e.sday is not None:
+            by_session.setdefault((e.amp, e.session_id), set()).add(e.day)
+    assert any(len(days) > 1 for days in by_session.values()), "no session over midnight"
+
+    built = _build(lake)
+    assert built.built == tuple(DAYS)
+    assert {d.status for d in built.days} == {"final"}
+    expected = reference(events, DAYS, dict.fromkeys(DAYS, "final"))
+    assert sum(r["events"] for r in expected["daily"]) == len(in_range)
+    _assert_same(_product(lake), expected)
+
+    # nothing changed: nothing is built again
+    assert _build(lake).built == ()
+
+
+def test_a_rebuild_from_nothing_gives_identical_files(lake: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "data"
+    shutil.copytree(lake, copy)
+    _build(copy)
+    root = copy / "_models" / "website"
+    before = {
+        p.relative_to(root): p.read_bytes()
+        for p in root.rglob("*.parquet")
+        if "_build" not in p.parts
+    }
+    shutil.rmtree(root / "_build")
+    assert _build(copy).built == tuple(DAYS)
+    after = {
+        p.relative_to(root): p.read_bytes()
+        for p in root.rglob("*.parquet")
+        if "_build" not in p.parts
+    }
+    assert before == after
+
+
+def test_a_changed_hour_rebuilds_only_its_days(lake: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "data"
+    shutil.copytree(lake, copy)
+    _build(copy)
+    changed = replace(DATASET, hour_sizes={CHANGED: 7})
+    settings = _config("http://127.0.0.1:9", copy).report
+
+    def hour_events(ds: Dataset) -> list[Ev]:
+        lines = [
+            line for page in ds.pages(CHANGED) for line in ds.ndjson(CHANGED, page).splitlines()
+        ]
+        return read_events(lines, settings, ZONE)
+
+    anyio.run(lambda: _extract(changed, copy, CHANGED, CHANGED, force=True))
+    rebuilt = _build(copy)
+    touched = (_touched(hour_events(DATASET)) | _touched(hour_events(changed))) & set(DAYS)
+    assert set(rebuilt.built) == touched
+    assert touched != set(DAYS)  # the test shows something: some day is left alone
+    assert rebuilt.hours_read == (CHANGED,)
+    events = read_events(_lines({CHANGED: changed}), settings, ZONE)
+    _assert_same(_product(copy), reference(events, DAYS, dict.fromkeys(DAYS, "final")))
+
+
+def _reconcile(
+    out: Path, segmentation: Segmentation, days: tuple[date, date]
+) -> tuple[Reconciliation, int, int]:
+    async def go() -> tuple[Reconciliation, int, int]:
+        async with run_simulator(
+            DATASET, api_key=KEY, secret_key=SECRET, segmentation=segmentation
+        ) as sim:
+            config = replace(_config(sim.base_url, out), credentials=Credentials(KEY, SECRET))
+            result = await reconcile(
+                config, start=days[0], end=days[1], event_types=(TYPE,), now=NOW
+            )
+            return result, sim.segmentation.requests, sim.segmentation.max_in_flight_seen
+
+    return anyio.run(go)
+
+
+TYPE = "Page Viewed"
+
+
+def test_reconcile_agrees_on_final_days_and_says_why_others_differ(
+    lake: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "data"
+    shutil.copytree(lake, copy)
+    later = DAYS[-1] + timedelta(days=1)
+    config = _config("http://127.0.0.1:9", copy)
+    anyio.run(lambda: model(config, start=DAYS[0], end=later, now=NOW))
+    first = DAYS[0] - timedelta(days=1)
+    result, requests, in_flight = _reconcile(copy, Segmentation(time_zone=ZONE.key), (first, later))
+    assert result.exit_code == 0, result.failures
+    assert requests == 4 and 1 < in_flight <= 2
+    rows = {(r.day, r.event_type, r.metric): r for r in result.rows}
+    assert len(rows) == 5 * 2 * 2
+    for day in DAYS:
+        for key in (("_all", "events"), ("_all", "users"), (TYPE, "events"), (TYPE, "users")):
+            row = rows[(day, *key)]
+            assert row.status == "final" and row.difference == 0 and row.lake, row
+    assert rows[(first, "_all", "events")].status == "not built"
+    assert rows[(first, "_all", "events")].lake is None
+    provisional = rows[(later, "_all", "events")]
+    assert provisional.status == "provisional"
+    assert provisional.difference is not None and provisional.difference < 0  # late ones to come
+    assert "late" in provisional.reason
+    # the figures are the reference's
+    settings = config.report
+    events = [e for e in read_events(_lines({}), settings, ZONE) if e.day == DAYS[1]]
+    assert rows[(DAYS[1], "_all", "events")].amplitude == len(events)
+    assert rows[(DAYS[1], TYPE, "users")].lake == len(
+        {e.amp for e in events if e.event_type == TYPE}
+    )
+
+    told = Segmentation(
+        time_zone=ZONE.key, disagree=lambda d, m, e: 3 if d == DAYS[1] and m == "totals" else 0
+    )
+    result, _, _ = _reconcile(copy, told, (DAYS[0], DAYS[-1]))
+    assert result.exit_code == 1
+    assert {(r.day, r.event_type, r.metric) for r in result.failures} == {
+        (DAYS[1], "_all", "events"),
+        (DAYS[1], TYPE, "events"),
+    }
+    assert all(r.difference == -3 for r in result.failures)
+    # within the tolerance, the same difference passes
+    loose = replace(result, tolerance=0.5)
+    assert loose.exit_code == 0
