@@ -140,7 +140,7 @@ _MODEL_MARKER = re.compile(r"^<!-- model: (\w+) -->$", re.M)
 
 def render_models(current: str) -> str:
     """``current`` (``docs/models.md``) with each model table's column table regenerated."""
-    from ..models.schema import column_table  # noqa: PLC0415 - pyarrow only for this file
+    from async_amp.models.schema import column_table  # noqa: PLC0415 - pyarrow only here
 
     return _splice(current, _MODEL_MARKER, lambda m: column_table(m.group(1)))
 
