@@ -212,7 +212,7 @@ def test_reconcile_agrees_on_final_days_and_says_why_others_differ(
 ) -> None:
     copy = tmp_path / "data"
     shutil.copytree(lake, copy)
-    later = DAYS[-1] + timedelta(days=1)
+    later = date(2026, 11, 6)  # starts after the last extracted hour
     config = _config("http://127.0.0.1:9", copy)
     anyio.run(lambda: model(config, start=DAYS[0], end=later, now=NOW))
     first = DAYS[0] - timedelta(days=1)
@@ -220,17 +220,19 @@ def test_reconcile_agrees_on_final_days_and_says_why_others_differ(
     assert result.exit_code == 0, result.failures
     assert requests == 4 and 1 < in_flight <= 2
     rows = {(r.day, r.event_type, r.metric): r for r in result.rows}
-    assert len(rows) == 5 * 2 * 2
+    assert len(rows) == 8 * 2 * 2
     for day in DAYS:
         for key in (("_all", "events"), ("_all", "users"), (TYPE, "events"), (TYPE, "users")):
             row = rows[(day, *key)]
             assert row.status == "final" and row.difference == 0 and row.lake, row
     assert rows[(first, "_all", "events")].status == "not built"
     assert rows[(first, "_all", "events")].lake is None
-    provisional = rows[(later, "_all", "events")]
-    assert provisional.status == "provisional"
-    assert provisional.difference is not None and provisional.difference < 0  # late ones to come
-    assert "late" in provisional.reason
+    for day in (date(2026, 11, 3), date(2026, 11, 4), date(2026, 11, 5)):
+        row = rows[(day, "_all", "events")]
+        assert row.status == "provisional" and row.difference is not None and row.difference <= 0
+    outside = rows[(later, "_all", "events")]
+    assert outside.status == "provisional" and outside.lake == 0 and outside.amplitude > 0
+    assert outside.reason == "outside the extracted range"
     # the figures are the reference's
     settings = config.report
     events = [e for e in read_events(_lines({}), settings, ZONE) if e.day == DAYS[1]]

@@ -95,7 +95,7 @@ async def ask_amplitude(
     limit = anyio.Semaphore(IN_FLIGHT)
     answers: dict[tuple[str, Metric], list[int]] = {}
     timeout = aiohttp.ClientTimeout(connect=connect_timeout_s, sock_read=read_timeout_s)
-    auth = aiohttp.BasicAuth(credentials.api_key, credentials.secret_key)
+    headers = {"Authorization": f"Basic {credentials.basic_token}"}
     url = base_url.rstrip("/") + SEGMENTATION_PATH
     days = (last - first).days + 1
 
@@ -131,7 +131,7 @@ async def ask_amplitude(
 
     try:
         async with (
-            aiohttp.ClientSession(auth=auth, timeout=timeout) as session,
+            aiohttp.ClientSession(headers=headers, timeout=timeout) as session,
             anyio.create_task_group() as tg,
         ):
             for event in (ALL, *event_types):
