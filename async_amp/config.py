@@ -216,6 +216,16 @@ class ExtractConfig:
         "[Reliability](reliability.md#hours-that-change-after-the-fact). `0`: never.",
         shown="`0`",
     )
+    empty_recheck: timedelta = key(
+        timedelta(hours=72),
+        duration,
+        "An hour the Export API answered 404 (no data) is only tentatively empty while it is "
+        "younger than this: when Amplitude processes data late, an hour can answer 404 and "
+        "have data later. Such hours are asked again by every later run (a 404 carries no "
+        "body: cheap); one that now has data is committed and logged as `hour.late_data`. "
+        "`0`: an empty hour is final at once.",
+        shown='`"72h"`',
+    )
 
     def problems(self, config: Config, environ: Mapping[str, str]) -> list[str]:
         if self.backoff_max_s < self.backoff_base_s:

@@ -92,6 +92,7 @@ class Flow:
         ex = extractor.config.extract
         self.guard = guard
         self.rechecking = set(summary.plan.recheck)
+        self.tentative = set(summary.plan.tentative)
         self.x = extractor
         self.ex = ex
         self.summary = summary
@@ -244,6 +245,8 @@ class Flow:
                 warnings=verdict.warnings,
             )
             staging = stagings.take(hour) or self.x.sink.stage(self.x.project, hour)
+            if hour in self.tentative and not await self._late(hour, manifest, staging):
+                continue
             recheck = await self._recheck(hour, manifest) if hour in self.rechecking else None
             if recheck is not None and not recheck.replace:
                 await staging.discard()  # the stored hour stays exactly as it was
@@ -305,6 +308,19 @@ class Flow:
             log.info("hour.commit_again", hour=iso_hour(manifest.hour), attempt=tries + 1)
         await staging.discard()
         return error
+
+    async def _late(self, hour: datetime, manifest: Manifest, staging: HourStaging) -> bool:
+        """A young empty hour asked again: True when it now has data (late processing), to
+        be committed; else its stored empty manifest stays exactly as it was."""
+        if manifest.status == "complete":
+            log.info("hour.late_data", hour=iso_hour(hour), events=manifest.events)
+            return True
+        await staging.discard()
+        state = self.states[hour]
+        self.record(
+            HourResult(project=self.x.project, hour=hour, status="empty", attempts=state.attempts)
+        )
+        return False
 
     async def _recheck(self, hour: datetime, manifest: Manifest) -> Verdict:
         """``--recheck``: the stored hour against this answer; logs ``hour.changed``."""

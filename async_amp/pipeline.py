@@ -133,7 +133,24 @@ class Extractor:
             lag_hours=self.config.extract.availability_lag_hours,
             shard=shard,
             recheck_since=recheck_since(self.now, self.config.extract.recheck),
+            tentative=await self.tentative_empty(done),
         )
+
+    async def tentative_empty(self, done: set[datetime]) -> frozenset[datetime]:
+        """The hours of ``done`` stored as empty but younger than ``[extract] empty_recheck``:
+        a later answer may have data (Amplitude's late processing)."""
+        since = recheck_since(self.now, self.config.extract.empty_recheck)
+        if since is None:
+            return frozenset()
+        found = set()
+        for hour in sorted(h for h in done if h >= since):
+            try:
+                manifest = await self.sink.read_manifest(self.project, hour)
+            except ValueError:  # unreadable: the plan treats it as done, verify reports it
+                continue
+            if manifest is not None and manifest.status == "empty":
+                found.add(hour)
+        return frozenset(found)
 
     async def run(self, plan: Plan) -> RunSummary:
         summary = self.summary = RunSummary(run_id=self.run_id, plan=plan)

@@ -24,6 +24,7 @@ class Plan:
     not_available: tuple[datetime, ...]
     other_shards: tuple[datetime, ...] = ()
     recheck: tuple[datetime, ...] = ()  # complete hours asked again (also in ``to_fetch``)
+    tentative: tuple[datetime, ...] = ()  # young empty hours asked again (also in ``to_fetch``)
 
 
 def chop(hours: Sequence[datetime], width: int) -> list[list[datetime]]:
@@ -70,12 +71,15 @@ def make_plan(
     lag_hours: int,
     shard: tuple[int, int] | None = None,
     recheck_since: datetime | None = None,
+    tentative: frozenset[datetime] = frozenset(),
 ) -> Plan:
-    """``recheck_since``: complete hours from then on are fetched again (``--recheck``)."""
+    """``recheck_since``: complete hours from then on are fetched again (``--recheck``);
+    ``tentative``: done hours that are empty but young, fetched again too."""
     newest = available_until(now, lag_hours)
     hours = tuple(hour_range(first, last))
     mine = shard_hours(hours, shard) if shard else set(hours)
     again = {h for h in done if recheck_since is not None and h >= recheck_since}
+    again |= done & tentative
     kept = done - again
     return Plan(
         hours=hours,
@@ -83,5 +87,6 @@ def make_plan(
         done=tuple(h for h in hours if h <= newest and h in kept and h in mine),
         not_available=tuple(h for h in hours if h > newest and h in mine),
         other_shards=tuple(h for h in hours if h not in mine),
-        recheck=tuple(h for h in hours if h <= newest and h in again and h in mine),
+        recheck=tuple(h for h in hours if h <= newest and h in again - tentative and h in mine),
+        tentative=tuple(h for h in hours if h <= newest and h in tentative and h in mine),
     )

@@ -178,7 +178,7 @@ class ExtractionRun:
         """Decide, per project, which hours to fetch (reads what the sink already has)."""
         with bound(run_id=self.run_id, secrets=self.secrets):
             for job in self._jobs:
-                first, last = await self._range(job.project)
+                first, last = await self._range(job)
                 job.plan = await job.extractor.plan(
                     first, last, force=self.request.force, shard=self.request.shard
                 )
@@ -231,8 +231,8 @@ class ExtractionRun:
             dry_run=self.request.dry_run,
         )
 
-    async def _range(self, project: ProjectConfig) -> tuple[datetime, datetime]:
-        request = self.request
+    async def _range(self, job: _Job) -> tuple[datetime, datetime]:
+        project, request = job.project, self.request
         if not request.since_last:
             assert request.first is not None and request.last is not None
             return request.first, request.last
@@ -247,6 +247,7 @@ class ExtractionRun:
             # hours left behind by earlier runs (failed, interrupted) are asked again: start at
             # the oldest gap after the configured start, or within a week of the newest hour
             floor = configured if configured is not None else max(done) - SINCE_LAST_GAPS
+            floor = max(floor, min(done))  # never before the first hour the output held
             gaps = [h for h in hour_range(max(floor, scan_from), max(done)) if h not in done]
             if gaps:
                 log.warning(
@@ -264,6 +265,9 @@ class ExtractionRun:
                 'set [extract] start = "2026-01-01" or pass --start'
             )
             raise ConfigError(msg)
+        tentative = await job.extractor.tentative_empty(done)
+        if tentative:  # young empty hours are asked again: part of the range
+            first = min(first, *tentative)
         since = recheck_since(request.now, self.config.extract.recheck)
         if since is not None:  # the recheck window is part of the range
             first = min(first, max(since, configured or since))
