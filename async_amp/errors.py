@@ -95,6 +95,7 @@ _BLOCKING_ERRNOS = {
     errno.EROFS: "make the file system writable (or pick another --output) and run again",
     errno.EACCES: "restore write permission (or pick another --output) and run again",
     errno.EPERM: "restore write permission (or pick another --output) and run again",
+    errno.ENOTDIR: "a file stands where a folder must be: move it away and run again",
 }
 
 

@@ -25,6 +25,8 @@ class Plan:
     other_shards: tuple[datetime, ...] = ()
     recheck: tuple[datetime, ...] = ()  # complete hours asked again (also in ``to_fetch``)
     tentative: tuple[datetime, ...] = ()  # young empty hours asked again (also in ``to_fetch``)
+    newest: datetime | None = None  # the newest hour exportable when the plan was made
+    gaps: tuple[datetime, ...] = ()  # hours earlier runs left behind, filled by --since-last
 
 
 def chop(hours: Sequence[datetime], width: int) -> list[list[datetime]]:
@@ -89,4 +91,5 @@ def make_plan(
         other_shards=tuple(h for h in hours if h not in mine),
         recheck=tuple(h for h in hours if h <= newest and h in again - tentative and h in mine),
         tentative=tuple(h for h in hours if h <= newest and h in tentative and h in mine),
+        newest=newest,
     )

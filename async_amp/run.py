@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import TracebackType
 
@@ -39,6 +39,7 @@ __all__ = ["ExtractionRun", "RunRequest", "log_summary", "new_run_id", "select_p
 
 SINCE_LAST_LOOKBACK = timedelta(days=400)
 SINCE_LAST_GAPS = timedelta(days=7)
+AMPLITUDE_CONCURRENCY = 5  # export requests per project Amplitude takes at once (about)
 STORAGE_SECRETS = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_SAS_TOKEN")
 
 
@@ -62,6 +63,7 @@ class _Job:
     extractor: Extractor
     source: AiohttpExportSource | None
     plan: Plan | None = None
+    gaps: tuple[datetime, ...] = ()  # hours left behind by earlier runs (--since-last)
 
 
 def _credentials(
@@ -178,10 +180,21 @@ class ExtractionRun:
         """Decide, per project, which hours to fetch (reads what the sink already has)."""
         with bound(run_id=self.run_id, secrets=self.secrets):
             for job in self._jobs:
+                concurrency = job.extractor.concurrency
+                if concurrency > AMPLITUDE_CONCURRENCY:
+                    log.warning(
+                        "run.concurrency_high",
+                        project=job.project.name,
+                        concurrency=concurrency,
+                        detail=f"Amplitude allows about {AMPLITUDE_CONCURRENCY} export requests "
+                        f"at once per project; at {concurrency} expect 429s (the bound then "
+                        "halves itself)",
+                    )
                 first, last = await self._range(job)
-                job.plan = await job.extractor.plan(
+                plan = await job.extractor.plan(
                     first, last, force=self.request.force, shard=self.request.shard
                 )
+                job.plan = replace(plan, gaps=tuple(h for h in job.gaps if h in plan.to_fetch))
 
     async def execute(self) -> None:
         """Fetch every planned hour of every project under one shared bound."""
@@ -257,6 +270,7 @@ class ExtractionRun:
                     first=iso_hour(gaps[0]),
                 )
                 first = gaps[0]
+                job.gaps = tuple(gaps)
         elif configured is not None:
             first = configured
         else:

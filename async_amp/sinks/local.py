@@ -247,11 +247,27 @@ class LocalSink:
 
     async def completed_hours(self, project: str, hours: Iterable[datetime]) -> set[datetime]:
         def scan() -> set[datetime]:
+            self._no_file_in_the_way(self.root / project)
             return {
                 h for h in hours if (self.root / hour_folder(project, h) / MANIFEST_NAME).is_file()
             }
 
         return await anyio.to_thread.run_sync(scan)
+
+    def _no_file_in_the_way(self, folder: Path) -> None:
+        """A file where the project's folder (or one above it) must be stops the run before
+        its first request: every hour would fail to commit, after downloading."""
+        current = self.root
+        for part in folder.relative_to(self.root).parts:
+            current = current / part
+            if not current.exists():
+                return
+            if not current.is_dir():
+                msg = (
+                    f"{current.absolute()} is a file, where the project's folder must be: "
+                    "move it away (or pick another --output) and run again"
+                )
+                raise ConfigError(msg)
 
     async def read_manifest(self, project: str, hour: datetime) -> Manifest | None:
         path = self.root / hour_folder(project, hour) / MANIFEST_NAME

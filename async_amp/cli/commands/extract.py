@@ -22,7 +22,7 @@ from ...config import FORMATS, Config, Credentials
 from ...errors import ConfigError, first_user_error
 from ...hours import iso_hour
 from ...plan import Plan
-from ...results import ExtractResult, HourResult
+from ...results import ExtractResult, HourResult, ProjectResult
 from ...scrub import ScrubbedStream
 from ..options import (
     EXIT_OK,
@@ -361,6 +361,24 @@ def _print_plan(name: str, plan: Plan, out: IO[str], *, multi: bool) -> None:
         )
 
 
+def _print_notes(p: ProjectResult, out: Any) -> None:
+    """What the plain summary says of a plan beyond its counts: gaps filled, nothing yet."""
+    plan = p.plan
+    if plan.gaps:
+        print(
+            f"  {p.name}: --since-last filled {len(plan.gaps)} hours earlier runs left behind, "
+            f"from {iso_hour(plan.gaps[0])}",
+            file=out,
+        )
+    if plan.not_available and not plan.to_fetch and not plan.done and plan.newest is not None:
+        print(
+            f"  {p.name}: nothing to extract yet: the newest exportable hour is "
+            f"{iso_hour(plan.newest)} (an hour becomes exportable availability_lag_hours "
+            "after it ends)",
+            file=out,
+        )
+
+
 def _print_summary(result: ExtractResult, out: Any, signum: int | None) -> None:
     print(f"async-amp run {result.run_id} -> {result.sink}", file=out)
     header = (
@@ -391,6 +409,8 @@ def _print_summary(result: ExtractResult, out: Any, signum: int | None) -> None:
                 + (f": {shown}" if changed else ""),
                 file=out,
             )
+    for p in projects:
+        _print_notes(p, out)
     for failed in result.failed_hours:
         print(f"  FAILED {failed.project} {iso_hour(failed.hour)}: {failed.error}", file=out)
     for p in projects:
