@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import anyio
 
@@ -19,7 +20,7 @@ from ..api import Bound, hour_span, reading_sink, sync_twin
 from ..config import Config, select_projects
 from ..errors import ConfigError
 from .build import ScanProgress, build_report
-from .model import Report
+from .model import ModelDay, Report
 from .page import render_html
 
 __all__ = ["ReportResult", "report", "report_sync"]
@@ -78,9 +79,29 @@ async def report(
             settings=config.report,
             progress=on_progress,
         )
+    if config.output.sink == "local":
+        built = await anyio.to_thread.run_sync(_with_model_days, config, name, built)
     data = render_html(built).encode()
     await anyio.to_thread.run_sync(_write, target, data)
     return ReportResult(target, len(data), built)
+
+
+def _with_model_days(config: Config, project: str, built: Report) -> Report:
+    """``built`` with the model tables' days that overlap its range (none when not built)."""
+    from ..models.api import model_store  # noqa: PLC0415 - pyarrow: only with local output
+    from ..models.schema import table  # noqa: PLC0415
+
+    store = model_store(config, project)
+    if (
+        not store.has_day(table("daily"), built.first.date())
+        and not store.table_dir("daily").is_dir()
+    ):
+        return built
+    zone = ZoneInfo(config.models.time_zone)
+    first, last = built.first.astimezone(zone).date(), built.last.astimezone(zone).date()
+    rows = [r for r in store.read_all(table("daily")).to_pylist() if first <= r["day"] <= last]
+    days = tuple(ModelDay(**r) for r in sorted(rows, key=lambda r: r["day"]))
+    return replace(built, model_days=days, model_zone=config.models.time_zone)
 
 
 def _write(target: Path, data: bytes) -> None:

@@ -53,11 +53,18 @@ table.rank .name{width:45%}table.rank .barcell{width:30%}
 print-color-adjust:exact;-webkit-print-color-adjust:exact}
 svg{display:block;max-width:100%;height:auto}svg.chart{width:100%;height:160px}
 svg.chart polyline{fill:none;stroke:var(--line);stroke-width:1.5;vector-effect:non-scaling-stroke}
-svg .axis{stroke:#999;vector-effect:non-scaling-stroke}svg .tick{font-size:10px;fill:var(--mute)}
+svg .axis{stroke:#999;vector-effect:non-scaling-stroke}
+figure.plot{margin:0}.ymax{font-size:12px;color:var(--mute)}
+.xaxis{position:relative;height:1.4em;font-size:12px;color:var(--mute);margin-top:2px}
+.xaxis span{position:absolute;top:0;white-space:nowrap}
+.scale{display:flex;align-items:center;gap:6px;font-size:12px;color:var(--mute);margin:4px 0}
+.scale i{display:inline-block;width:140px;height:10px;border-radius:2px;
+background:linear-gradient(90deg,rgba(47,111,179,.06),rgba(47,111,179,1));
+print-color-adjust:exact;-webkit-print-color-adjust:exact}
 svg .gap{fill:var(--missing)}svg .drop{fill:none;stroke:var(--warn);stroke-width:2;
 vector-effect:non-scaling-stroke}svg .s0{fill:var(--s0)}svg .s1{fill:var(--s1)}
 svg.spark polyline{fill:none;stroke:var(--line);stroke-width:1.5}
-.cal text{font-size:10px;fill:var(--mute)}svg.wide{width:100%;max-width:720px}
+.cal text{font-size:11px;fill:var(--mute)}svg.wide{width:100%;max-width:720px}
 .cell{stroke:#fff;stroke-width:1}
 .s-complete{fill:var(--ok)}.s-empty{fill:var(--empty)}.s-missing{fill:var(--missing)}
 .s-failed{fill:var(--failed)}.s-not_available{fill:var(--later)}
@@ -115,6 +122,8 @@ def calendar(report: Report) -> str:
             f"<title>{escape(_cell_title(cell))}</title></rect>"
         )
     width, height = left + 24 * size + 2, top + len(days) * size + 2
+    # never drawn narrower than its own units: its 11px labels stay 11px on a phone (the
+    # panel scrolls sideways instead)
     legend = "".join(
         f'<span><i class="s-{s}" style="background:var(--{v})"></i>{escape(label)}: '
         f'<b data-count="{s}">{report.count(s):,}</b></span>'  # type: ignore[arg-type]
@@ -128,7 +137,7 @@ def calendar(report: Report) -> str:
     )
     return (
         f'<div class="legend">{legend}</div><svg class="cal wide" id="calendar" '
-        f'viewBox="0 0 {width} {height}" role="img" '
+        f'style="min-width:{width}px" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="extraction state per hour">{"".join(parts)}</svg>'
     )
 
@@ -143,7 +152,15 @@ def events_chart(report: Report) -> str:
         f"{d.events / d.baseline:.0%} of the usual {d.baseline:,.0f} (same hour, earlier weeks)"
         for d in report.drops
     }
-    chart = line(values, marks=marks, gaps=gaps, label="events per hour")
+    labels = [f"{c.hour:%b %d %H}:00" for c in cells]
+    chart = line(
+        values,
+        marks=marks,
+        gaps=gaps,
+        label="events per hour",
+        labels=labels,
+        unit="events in an hour (scale top)",
+    )
     if report.drops:
         rows = "".join(
             f"<tr><td>{d.hour:%Y-%m-%d %H}:00</td><td class='num'>{d.events:,}</td>"
@@ -216,6 +233,7 @@ def quality(report: Report) -> str:
         ],
         [f"{d.day:%Y-%m-%d}" for d in days],
         label="duplicates and _extra rows per day",
+        unit="rows in a day (scale top)",
         height=90,
     )
     rows = "".join(

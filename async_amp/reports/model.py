@@ -17,6 +17,7 @@ __all__ = [
     "HourCell",
     "HourState",
     "Lead",
+    "ModelDay",
     "NewKey",
     "Report",
     "suspicious_drops",
@@ -81,6 +82,20 @@ class Lead:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelDay:
+    """One row of the model table ``daily`` (a local day of ``[models] time_zone``)."""
+
+    day: date
+    events: int
+    active_users: int
+    new_users: int
+    sessions: int
+    page_views: int
+    avg_session_s: float | None
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     project: str
     where: str
@@ -108,6 +123,8 @@ class Report:
     weekday_hour: Mapping[tuple[int, int], int]
     session_lengths: Ranking
     rows_read: int
+    model_days: tuple[ModelDay, ...] = ()  # the model tables' days of the range, when built
+    model_zone: str = ""
 
     @property
     def page_views(self) -> int:

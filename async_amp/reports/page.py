@@ -6,7 +6,7 @@ from html import escape
 
 from .health import CSS, calendar, drift, events_chart, freshness, quality
 from .model import Report
-from .panels import audience, blog, when
+from .panels import audience, blog, model_days, when
 
 __all__ = ["render_html"]
 
@@ -46,6 +46,8 @@ def render_html(report: Report) -> str:
                 "Schema drift: fields and property keys seen for the first time",
                 drift(report),
             ),
+            "<h2>Day by day, in the project's time zone</h2>",
+            _panel("model-days-panel", "Days (model tables)", model_days(report)),
             "<h2>Who is viewing the website</h2>",
             _panel("audience", "Visitors", audience(report)),
             "<h2>Which blog posts deliver the most engagement</h2>",

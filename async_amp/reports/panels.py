@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from html import escape
+from zoneinfo import ZoneInfo
 
 from .health import WEEKDAYS, absent
 from .model import Report
 from .svg import bars, hbars, sparkline
 
-__all__ = ["audience", "blog", "when"]
+__all__ = ["audience", "blog", "model_days", "weekday_counts", "when"]
 
 
 def _no_page_views(report: Report) -> str:
@@ -25,9 +27,13 @@ def audience(report: Report) -> str:
         return absent("No events with a device_id in this range: no visitors to count.")
     returning = [d.visitors - d.new_visitors for d in days]
     chart = bars(
-        [("new", [d.new_visitors for d in days]), ("returning", returning)],
-        [f"{d.day:%Y-%m-%d}" for d in days],
+        [
+            ("new (first seen that day)", [d.new_visitors for d in days]),
+            ("returning (seen on an earlier day of the range)", returning),
+        ],
+        [f"{d.day:%b %d}" for d in days],
         label="visitors per day, new and returning",
+        unit="visitors in a day (scale top)",
     )
     visitors = sum(n for _, n in report.countries) if report.countries else 0
     total = sum(d.new_visitors for d in days)
@@ -46,11 +52,9 @@ def audience(report: Report) -> str:
     return (
         f"<div class='chips'><span class='chip'>distinct visitors (device_id) <b id='visitors'>"
         f"{total:,}</b></span><span class='chip'>identified users (user_id) <b>"
-        f"{report.identified_total:,}</b></span></div>{chart}<div class='legend'><span><i "
-        "style='background:var(--s0)'></i>new (first seen that day)</span><span><i "
-        "style='background:var(--s1)'></i>returning (seen on an earlier day of the range)"
-        f"</span></div><p class='note'>Breakdowns count each visitor once, by the first event "
-        f"they sent in the range.</p><div class='grid'>{grid}</div>{leads(report)}"
+        f"{report.identified_total:,}</b></span></div>{chart}<p class='note'>Breakdowns count "
+        "each visitor once, by the first event they sent in the range.</p>"
+        f"<div class='grid'>{grid}</div>{leads(report)}"
     )
 
 
@@ -102,25 +106,45 @@ def blog(report: Report) -> str:
     )
 
 
+def weekday_counts(report: Report) -> dict[int, int]:
+    """How many times each ISO weekday (1 = Monday) occurs among the local days the range
+    touches, in the heatmap's time zone."""
+    zone = ZoneInfo(report.settings.time_zone)
+    day, last = report.first.astimezone(zone).date(), report.last.astimezone(zone).date()
+    found: dict[int, int] = {}
+    while day <= last:
+        found[day.isoweekday()] = found.get(day.isoweekday(), 0) + 1
+        day += timedelta(days=1)
+    return found
+
+
 def _weekday_heatmap(report: Report) -> str:
-    counts = report.weekday_hour
-    top = max(counts.values(), default=0) or 1
+    """Page views per weekday and hour, as the average over the occurrences of that weekday
+    (three Sundays and two Mondays in a range are compared per day, not in total)."""
+    times = weekday_counts(report)
+    means = {k: n / times[k[0]] for k, n in report.weekday_hour.items() if times.get(k[0])}
+    top = max(means.values(), default=0.0) or 1.0
     size, left = 18, 34
     parts = [f'<text x="{left + h * size + 3}" y="10">{h:02d}</text>' for h in range(0, 24, 3)]
     for d, name in enumerate(WEEKDAYS, 1):
         parts.append(f'<text x="0" y="{14 + (d - 1) * size + 13}">{name}</text>')
         for h in range(24):
-            n = counts.get((d, h), 0)
-            alpha = 0.06 + 0.94 * n / top
+            mean = means.get((d, h), 0.0)
+            alpha = 0.06 + 0.94 * mean / top
             parts.append(
                 f'<rect x="{left + h * size}" y="{14 + (d - 1) * size}" width="{size}" '
-                f'height="{size}" fill="rgba(47,111,179,{alpha:.2f})"><title>{name} '
-                f"{h:02d}:00: {n:,} page views</title></rect>"
+                f'height="{size}" fill="rgba(47,111,179,{alpha:.2f})" data-mean="{mean:.3f}">'
+                f"<title>{name} {h:02d}:00: {mean:,.1f} page views on average "
+                f"({report.weekday_hour.get((d, h), 0):,} over {times.get(d, 0)} {name})"
+                "</title></rect>"
             )
     width, height = left + 24 * size, 14 + 7 * size
     return (
-        f'<svg class="cal wk wide" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="page views by weekday and hour">{"".join(parts)}</svg>'
+        f'<svg class="cal wk wide" id="weekday-hour" style="min-width:{width}px" '
+        f'viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="page views by weekday and hour, average per day">{"".join(parts)}</svg>'
+        f"<div class='scale' id='heat-scale'><span>0</span><i></i><span>{top:,.1f} page views "
+        "in an hour, on average per occurrence of the weekday</span></div>"
     )
 
 
@@ -140,3 +164,46 @@ def when(report: Report) -> str:
         f"</h3>{lengths}</section><section class='panel'><h3>Device mix (visitors)</h3>"
         f"{hbars(report.device_types)}</section></div>"
     )
+
+
+def model_days(report: Report) -> str:
+    """The model table ``daily``: events, users, sessions per local day, final or not."""
+    days = report.model_days
+    if not days:
+        return absent(
+            "No model tables for this range: run async-amp model --start DAY --end DAY (or "
+            "set [models] enabled = true) to see days in the project's time zone."
+        )
+    chart = bars(
+        [
+            ("new users", [d.new_users for d in days]),
+            ("returning users", [d.active_users - d.new_users for d in days]),
+        ],
+        [f"{d.day:%b %d}" for d in days],
+        label="active users per local day",
+        unit="active users in a day (scale top)",
+    )
+    rows = "".join(
+        f"<tr><td class='num'>{d.day:%a %m-%d}</td><td class='num'>{d.events:,}</td>"
+        f"<td class='num'>{d.active_users:,}</td><td class='num'>{d.new_users:,}</td>"
+        f"<td class='num'>{d.sessions:,}</td><td class='num'>{d.page_views:,}</td>"
+        f"<td class='num'>{_minutes(d.avg_session_s)}</td>"
+        f"<td class='{'' if d.status == 'final' else 'mute'}'>{escape(d.status)}</td></tr>"
+        for d in days
+    )
+    return (
+        f"{chart}<table id='model-days'><tr><th class='num'>day</th>"
+        "<th class='num'>events</th><th class='num'>users</th><th class='num'>new</th>"
+        "<th class='num'>sessions</th><th class='num'>views</th><th class='num'>"
+        f"avg session</th><th>status</th></tr>{rows}</table><p class='note'>Local days of "
+        f"{escape(report.model_zone)}, from the model "
+        "table <code>daily</code>: events by event_time in the project's time zone, once per "
+        "uuid, as Amplitude's charts count them; provisional days may still grow with late "
+        "events.</p>"
+    )
+
+
+def _minutes(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds / 60:,.1f} m"

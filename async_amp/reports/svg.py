@@ -5,11 +5,33 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-__all__ = ["bars", "hbars", "line", "sparkline"]
+__all__ = ["bars", "hbars", "line", "sparkline", "x_axis"]
 
 
 def _num(value: float) -> str:
     return f"{value:.1f}".rstrip("0").rstrip(".")
+
+
+def x_axis(labels: Sequence[str], *, ticks: int = 6) -> str:
+    """Date labels under a chart, in HTML (never stretched with the SVG): the first, the last
+    and evenly spaced ones between, each placed at its share of the width."""
+    n = len(labels)
+    if not n:
+        return ""
+    picks = sorted({round(k * (n - 1) / max(ticks - 1, 1)) for k in range(ticks)}) if n > 1 else [0]
+    spans = []
+    for i in picks:
+        left = 100 * i / max(n - 1, 1)
+        shift = "0" if i == 0 else "-100%" if i == n - 1 else "-50%"
+        spans.append(
+            f'<span style="left:{left:.2f}%;transform:translateX({shift})">'
+            f"{escape(labels[i])}</span>"
+        )
+    return f'<div class="xaxis">{"".join(spans)}</div>'
+
+
+def _y_top(top: int, unit: str) -> str:
+    return f'<div class="ymax">{top:,} {escape(unit)}</div>'
 
 
 def sparkline(values: Sequence[int], *, width: int = 120, height: int = 24) -> str:
@@ -34,10 +56,13 @@ def line(
     marks: dict[int, str],
     gaps: dict[int, str],
     label: str,
+    labels: Sequence[str] = (),
+    unit: str = "",
     height: int = 160,
 ) -> str:
     """``values`` left to right (``None``: nothing known); ``marks`` circle a point with a title,
-    ``gaps`` draw a red tick under the axis with a title. Width follows the container."""
+    ``gaps`` draw a red tick under the axis with a title. Width follows the container; the
+    scale's top and the ``labels`` (one per value) are HTML around it, never stretched."""
     n = max(len(values), 1)
     width = max(600, min(n * 2, 4000))
     known = [v for v in values if v is not None]
@@ -71,9 +96,9 @@ def line(
         )
     axis = f'<line class="axis" x1="0" x2="{width}" y1="{height - 14}" y2="{height - 14}"/>'
     return (
-        f'<svg class="chart" viewBox="0 0 {width} {height}" preserveAspectRatio="none" '
-        f'role="img" aria-label="{escape(label)}">{axis}{"".join(parts)}'
-        f'<text x="2" y="10" class="tick">{top:,}</text></svg>'
+        f'<figure class="plot">{_y_top(top, unit)}<svg class="chart" viewBox="0 0 {width} '
+        f'{height}" preserveAspectRatio="none" role="img" aria-label="{escape(label)}">'
+        f"{axis}{''.join(parts)}</svg>{x_axis(labels)}</figure>"
     )
 
 
@@ -82,9 +107,11 @@ def bars(
     labels: Sequence[str],
     *,
     label: str,
+    unit: str = "",
     height: int = 140,
 ) -> str:
-    """Stacked vertical bars: one bar per label, one colour class per series (``s0``, ``s1``)."""
+    """Stacked vertical bars: one bar per label, one colour class per series (``s0``, ``s1``),
+    with the dates under them and a legend naming the series."""
     n = max(len(labels), 1)
     width = max(300, min(n * 12, 4000))
     totals = [sum(s[1][i] for s in series) for i in range(len(labels))]
@@ -103,10 +130,14 @@ def bars(
                 f'width="{_num(w * 0.8)}" height="{_num(h)}"/>'
             )
         parts.append(f"<g><title>{escape(name)}: {escape(tip)}</title>{''.join(cells)}</g>")
+    legend = "".join(
+        f"<span><i style='background:var(--s{k})'></i>{escape(name)}</span>"
+        for k, (name, _) in enumerate(series)
+    )
     return (
-        f'<svg class="chart" viewBox="0 0 {width} {height}" preserveAspectRatio="none" '
-        f'role="img" aria-label="{escape(label)}">{"".join(parts)}'
-        f'<text x="2" y="10" class="tick">{top:,}</text></svg>'
+        f'<figure class="plot">{_y_top(top, unit)}<svg class="chart" viewBox="0 0 {width} '
+        f'{height}" preserveAspectRatio="none" role="img" aria-label="{escape(label)}">'
+        f'{"".join(parts)}</svg>{x_axis(labels)}<div class="legend">{legend}</div></figure>'
     )
 
 
