@@ -270,6 +270,8 @@ class Flow:
                     bytes=manifest.size,
                     files=len(manifest.files),
                     recheck="changed" if recheck is not None else "",
+                    # Parquet and Delta: lines kept in the hour's quarantine (formats.deadletter)
+                    quarantined=int(getattr(staging, "quarantined_lines", 0)),
                 )
             )
             log.info(

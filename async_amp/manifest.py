@@ -11,6 +11,7 @@ from .hours import iso_hour
 
 __all__ = [
     "MANIFEST_NAME",
+    "QUARANTINE_NAME",
     "DeadLetter",
     "FileEntry",
     "Manifest",
@@ -20,6 +21,8 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "_manifest.json"
+QUARANTINE_NAME = "_quarantine.ndjson"
+"""An hour's dead letters, beside its data (``_``: table readers and globs skip it)."""
 
 
 def hour_folder(project: str, hour: datetime) -> str:
@@ -146,6 +149,11 @@ class Manifest:
     @property
     def events(self) -> int:
         return sum(f.events for f in self.files)
+
+    @property
+    def quarantined(self) -> int:
+        """Lines of the hour kept in its quarantine file instead of becoming rows."""
+        return sum(f.events for f in self.files if f.name == QUARANTINE_NAME)
 
     @property
     def size(self) -> int:

@@ -42,6 +42,7 @@ class HourResult:
     error: str = ""
     project: str = ""
     recheck: Literal["", "unchanged", "changed", "kept"] = ""  # ``--recheck``: what it found
+    quarantined: int = 0  # lines kept in the hour's quarantine file instead of rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,11 @@ class ProjectResult:
         return tuple(sorted(r.hour for r in self.results if r.recheck == "changed"))
 
     @property
+    def quarantined_hours(self) -> tuple[HourResult, ...]:
+        """Hours committed with lines kept in their quarantine file."""
+        return tuple(sorted((r for r in self.results if r.quarantined), key=lambda r: r.hour))
+
+    @property
     def mb_per_s(self) -> float:
         return round(self.bytes_written / 1e6 / self.seconds, 1) if self.seconds else 0
 
@@ -156,6 +162,8 @@ class ProjectResult:
             "rechecked": self.rechecked,
             "changed": len(self.changed_hours),
             "changed_hours": [iso_hour(h) for h in self.changed_hours],
+            "quarantined_lines": sum(r.quarantined for r in self.quarantined_hours),
+            "quarantined_hours": [iso_hour(r.hour) for r in self.quarantined_hours],
         }
 
 

@@ -22,17 +22,20 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
+from async_amp.cli.commands.ops import render_status
 from async_amp.config import Config
 from async_amp.delta.verify import verify_table
 from async_amp.formats.query import MAX_EVENT_BYTES
 from async_amp.manifest import MANIFEST_NAME, hour_folder
 from async_amp.readback.checks import verify
+from async_amp.readback.status import read_status
+from async_amp.reports import build_report
 from async_amp.simulator.dataset import Dataset
 from async_amp.simulator.server import run_simulator
 from async_amp.sinks import make_sink
 
 from .delta_helpers import local_delta_sink
-from .helpers import DAY1, KEY, SECRET, make_config, run
+from .helpers import DAY1, KEY, NOW, SECRET, make_config, run
 
 pytestmark = pytest.mark.anyio
 
@@ -162,6 +165,13 @@ async def test_bad_lines_are_quarantined_and_the_hour_commits(
         assert report.ok, report.problems
     assert uuids == [json.loads(line)["uuid"] for line in good]
     assert_quarantined(folder, letters, member, bad)
+    assert summary.results[HOUR].quarantined == len(bad)  # the run's summary names the hour
+    status = await read_status(sink_for(config, fmt), "website", HOUR, HOUR, now=NOW, lag_hours=2)
+    assert [(h.state, h.quarantined) for h in status.hours] == [("complete", len(bad))]
+    shown = render_status(status)
+    assert f"2026-11-01T10:00:00Z: {len(bad)} lines" in shown
+    report = await build_report(sink_for(config, fmt), "website", HOUR, HOUR, now=NOW, lag_hours=2)
+    assert report.days[0].events == len(good) + other_lines  # the quarantine is no events
 
 
 async def test_an_hour_without_bad_lines_has_no_quarantine(

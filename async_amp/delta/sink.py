@@ -187,6 +187,10 @@ class _DeltaStaging:
         with self._lock:
             self._done[name] = (path, source, rows, extra)
 
+    @property
+    def quarantined_lines(self) -> int:
+        return len(self.quarantine.letters)
+
     async def commit(self, manifest: Manifest) -> None:
         with self._lock:
             done = dict(self._done)

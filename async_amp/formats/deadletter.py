@@ -21,15 +21,13 @@ from typing import Any, BinaryIO, Final, Protocol
 
 from ..hours import MemberName, iso_hour
 from ..logs import log
-from ..manifest import DeadLetter, FileEntry
+from ..manifest import QUARANTINE_NAME, DeadLetter, FileEntry
 from ..sinks.base import HourStaging
 from .convert import line_problem
 from .query import MAX_EVENT_BYTES, blank_header
 
 __all__ = ["QUARANTINE_NAME", "Quarantine", "put_quarantine", "sift", "warn_quarantined"]
 
-QUARANTINE_NAME: Final = "_quarantine.ndjson"
-"""The hour's dead letters, beside its data (``_``: table readers and globs skip it)."""
 _PIECE: Final = 1 << 20
 
 

@@ -336,6 +336,10 @@ class _ParquetStaging:
             ),
         )
 
+    @property
+    def quarantined_lines(self) -> int:
+        return len(self.quarantine.letters)
+
     async def commit(self, manifest: Manifest) -> None:
         # counted once the hour's members are converted (their engines' buffers handed
         # back), in a worker thread: one sort an hour, not one a member

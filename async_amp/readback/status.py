@@ -49,6 +49,7 @@ class HourStatus:
     bytes: int = 0
     files: int = 0
     detail: str = ""  # why a manifest is unreadable
+    quarantined: int = 0  # lines kept in the hour's quarantine file instead of rows
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -60,6 +61,8 @@ class HourStatus:
         }
         if self.detail:
             out["detail"] = self.detail
+        if self.quarantined:
+            out["quarantined"] = self.quarantined
         return out
 
 
@@ -182,6 +185,7 @@ async def read_status(
             events=manifest.events,
             bytes=manifest.size,
             files=len(manifest.files),
+            quarantined=manifest.quarantined,
         )
 
     found = await map_bounded(done, read, concurrency)

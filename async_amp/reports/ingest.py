@@ -52,7 +52,10 @@ _PARQUET_META = (*(c.name for c in (EXTRA, *LINEAGE)), "date", "hour")  # Delta 
 
 
 def file_format(name: str) -> Format | None:
-    """The format of a stored data file by its name; ``None`` for files the report skips."""
+    """The format of a stored data file by its name; ``None`` for files the report skips
+    (``_quarantine.ndjson``: lines that are no events)."""
+    if name.startswith("_"):
+        return None
     if name.endswith((".json", ".json.gz", ".ndjson", ".ndjson.gz")):
         return "ndjson"
     if name.endswith(".parquet"):

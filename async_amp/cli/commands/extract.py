@@ -411,6 +411,12 @@ def _print_summary(result: ExtractResult, out: Any, signum: int | None) -> None:
             )
     for p in projects:
         _print_notes(p, out)
+        for hour in p.quarantined_hours:
+            print(
+                f"  QUARANTINED {p.name} {iso_hour(hour.hour)}: {hour.quarantined} line(s) that "
+                "cannot become rows kept in the hour's _quarantine.ndjson",
+                file=out,
+            )
     for failed in result.failed_hours:
         print(f"  FAILED {failed.project} {iso_hour(failed.hour)}: {failed.error}", file=out)
     for p in projects:

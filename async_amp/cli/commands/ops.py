@@ -219,6 +219,14 @@ def render_status(report: StatusReport) -> str:
     if missing:
         lines += ["", f"  {_n(len(missing), 'hour')} missing; to extract them:"]
         lines += _extract_hint(missing, force=False)
+    kept = [h for h in report.hours if h.quarantined]
+    if kept:
+        lines += [
+            "",
+            f"  {_n(len(kept), 'hour')} with lines that could not become rows, "
+            "kept verbatim in the hour's _quarantine.ndjson:",
+        ]
+        lines += [f"    {iso_hour(h.hour)}: {_n(h.quarantined, 'line')}" for h in kept[:10]]
     invalid_hours = [h for h in report.hours if h.state == "invalid"]
     if invalid_hours:
         lines += ["", f"  {_n(len(invalid_hours), 'hour')} with an unreadable manifest:"]
