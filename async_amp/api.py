@@ -30,9 +30,10 @@ from . import config_load
 from .config import Config, select_projects
 from .errors import ConfigError
 from .hours import floor_hour, new_run_id, parse_bound
+from .output.open import Output, open_output
 from .readback.status import read_status
 from .results import ExtractResult, HourResult, StatusResult, VerifyResult
-from .sinks import Sink, make_sink
+from .sinks import Sink
 
 if TYPE_CHECKING:
     from .readback import StatusReport, VerifyReport
@@ -44,6 +45,7 @@ __all__ = [
     "hour_bound",
     "hour_span",
     "load_config",
+    "reading_output",
     "reading_sink",
     "status",
     "status_sync",
@@ -183,18 +185,13 @@ async def extract(
 
 
 @asynccontextmanager
-async def reading_sink(config: Config) -> AsyncIterator[Sink]:
-    """The configured sink, for reading only (no ``prepare()``: nothing is written); closed
-    on the way out, whatever happens. A local ``[output] dir`` must exist."""
-    sink = _reader(config)
-    try:
-        yield sink
-    finally:
-        with anyio.CancelScope(shield=True):
-            await sink.aclose()
-
-
-def _reader(config: Config) -> Sink:
+async def reading_output(
+    config: Config, projects: Sequence[str] | None = None
+) -> AsyncIterator[Output]:
+    """The configured output of ``projects`` (default: every project of the config), for
+    reading only (no ``prepare()``, no marker written): its format is the one its roots
+    record (a format given that differs is refused, ``ConfigError``); closed on the way out,
+    whatever happens. A local ``[output] dir`` must exist."""
     if config.output.sink == "local" and not config.output.dir.is_dir():
         msg = (
             f"no output folder {config.output.dir}: nothing was extracted there; "
@@ -202,7 +199,22 @@ def _reader(config: Config) -> Sink:
         )
         raise ConfigError(msg)
     environ = config.environ if config.environ is not None else config_load.process_environment()
-    return make_sink(config, run_id=new_run_id("read"), environ=environ)
+    names = projects if projects is not None else [p.name for p in config.project_list()]
+    output = await open_output(config, names, run_id=new_run_id("read"), environ=environ)
+    try:
+        yield output
+    finally:
+        with anyio.CancelScope(shield=True):
+            await output.aclose()
+
+
+@asynccontextmanager
+async def reading_sink(
+    config: Config, projects: Sequence[str] | None = None
+) -> AsyncIterator[Sink]:
+    """``reading_output``'s sink."""
+    async with reading_output(config, projects) as output:
+        yield output.sink
 
 
 async def _per_project(
@@ -211,14 +223,14 @@ async def _per_project(
     end: Bound,
     project: str | Sequence[str] | None,
     now: datetime | None,
-    read: Callable[[Sink, str, datetime, datetime, datetime], Awaitable[_T]],
+    read: Callable[[Output, str, datetime, datetime, datetime], Awaitable[_T]],
 ) -> tuple[_T, ...]:
-    """``read(sink, project, first, last, now)`` for each selected project, in order."""
+    """``read(output, project, first, last, now)`` for each selected project, in order."""
     moment = now or datetime.now(UTC)
     first, last = hour_span(start, end, moment)
     names = [p.name for p in select_projects(config, _names(project))]
-    async with reading_sink(config) as sink:
-        return tuple([await read(sink, name, first, last, moment) for name in names])
+    async with reading_output(config, names) as output:
+        return tuple([await read(output, name, first, last, moment) for name in names])
 
 
 async def status(
@@ -234,9 +246,9 @@ async def status(
     lag = config.extract.availability_lag_hours
 
     async def read(
-        sink: Sink, name: str, first: datetime, last: datetime, moment: datetime
+        output: Output, name: str, first: datetime, last: datetime, moment: datetime
     ) -> StatusReport:
-        return await read_status(sink, name, first, last, now=moment, lag_hours=lag)
+        return await read_status(output.sink, name, first, last, now=moment, lag_hours=lag)
 
     return StatusResult(await _per_project(config, start, end, project, now, read))
 
@@ -252,18 +264,11 @@ async def verify(
 ) -> VerifyResult:
     """Re-read every stored file from ``start`` to ``end`` and compare it with its manifest
     (as ``async-amp verify``); ``result.ok`` when everything matches. Only reads."""
-    from .readback.checks import verify as verify_project  # noqa: PLC0415 - see extract
 
     async def read(
-        sink: Sink, name: str, first: datetime, last: datetime, _: datetime
+        output: Output, name: str, first: datetime, last: datetime, _: datetime
     ) -> VerifyReport:
-        if config.output.data_format == "delta":
-            from .delta.sink import DeltaSink  # noqa: PLC0415 - deltalake loads only when used
-            from .delta.verify import verify_table  # noqa: PLC0415
-
-            assert isinstance(sink, DeltaSink)
-            return await verify_table(sink, name, first, last)
-        return await verify_project(sink, name, first, last, concurrency=concurrency)
+        return await output.format.verify(output.sink, name, first, last, concurrency=concurrency)
 
     return VerifyResult(await _per_project(config, start, end, project, now, read))
 

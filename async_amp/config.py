@@ -37,6 +37,7 @@ from .config_models import ModelsConfig
 from .config_storage import AzureConfig, GcsConfig, S3Config
 from .errors import ConfigError
 from .values import (
+    Check,
     api_url,
     boolean,
     choice,
@@ -80,6 +81,13 @@ REGION_URLS = {
 }
 SINKS = ("local", "azure", "s3", "gcs")
 FORMATS = ("ndjson", "gzip", "parquet", "delta")
+
+
+def _format_name(value: Any) -> str:
+    """A registered format's name (``output.registry``: the built-in ones and any added)."""
+    from .output.registry import format_names  # noqa: PLC0415 - the registry is a leaf
+
+    return choice(*format_names())(value)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,16 +258,20 @@ class OutputConfig:
         "Local output root (`--output`), relative to the working directory unless absolute; "
         "`~` is expanded.",
     )
-    format: str = key(
-        "ndjson",
-        choice(*FORMATS),
-        "What each hour's folder holds (`--format`). `ndjson`: the decompressed `.json` "
+    format: str | None = key(
+        None,
+        Check(_format_name, " or ".join(f'`"{f}"`' for f in FORMATS)),
+        "What each hour's folder holds (`--format`); left out, what the output already holds "
+        "(recorded in each project's `_async_amp.json`), else `ndjson`. Asking for another "
+        "format than the one an output holds is refused: write it elsewhere. "
+        "`ndjson`: the decompressed `.json` "
         "members. `gzip`: Amplitude's `.json.gz` members byte for byte (about 10x smaller; "
         "query engines read gzip). `parquet`: one typed Parquet file per member, schema in "
         "[schema.md](schema.md) (smaller still, and what Power BI, Synapse and DuckDB read "
         "best). `delta`: the same rows in one Delta Lake table per project, an hour per "
         "commit ([delta.md](delta.md)). The manifest's sizes and hashes are of the stored "
         "files either way.",
+        shown='the recorded one, else `"ndjson"`',
     )
     keep_gzip: bool = key(
         False,
@@ -289,8 +301,15 @@ class OutputConfig:
 
     @property
     def data_format(self) -> str:
-        """The format written: ``format``, or ``gzip`` when ``keep_gzip = true`` says so."""
-        return "gzip" if self.keep_gzip and self.format == "ndjson" else self.format
+        """The format written: ``format``, or ``gzip`` when ``keep_gzip = true`` says so, else
+        ``ndjson`` (the output's recorded format replaces it: ``output.open_output``)."""
+        chosen = self.format or "ndjson"
+        return "gzip" if self.keep_gzip and chosen == "ndjson" else chosen
+
+    @property
+    def format_given(self) -> bool:
+        """True when the config (a flag, the environment, the file) names a format."""
+        return self.format is not None or self.keep_gzip
 
     def problems(self, config: Config, environ: Mapping[str, str]) -> list[str]:
         found = []
@@ -311,7 +330,7 @@ class OutputConfig:
                 "format 'delta' is not available with sink 'gcs' yet (docs/gcs.md says why): "
                 "use format 'parquet', or Delta through the S3-compatible endpoint"
             )
-        if self.keep_gzip and self.format not in ("ndjson", "gzip"):
+        if self.keep_gzip and self.format not in (None, "ndjson", "gzip"):
             found.append(
                 f'[output] keep_gzip = true contradicts format = "{self.format}": drop '
                 'keep_gzip (it is the older spelling of format = "gzip")'

@@ -29,11 +29,12 @@ from .config_load import load_credentials, process_environment
 from .errors import ConfigError, CredentialsError, first_user_error
 from .hours import HOUR, hour_range, iso_hour, new_run_id, parse_bound
 from .logs import bound, log
+from .output.open import resolve_output
 from .pipeline import Extractor
 from .plan import Plan, available_until
 from .recheck import recheck_since
 from .results import ExtractResult, HourResult, ProjectResult
-from .sinks import Sink, make_sink
+from .sinks import Sink, Store, make_store
 
 __all__ = ["ExtractionRun", "RunRequest", "log_summary", "new_run_id", "select_projects"]
 
@@ -115,11 +116,13 @@ class ExtractionRun:
         self.secrets = tuple(s for c in creds.values() for s in c.secrets()) + tuple(
             environ[n] for n in STORAGE_SECRETS if environ.get(n)
         )
-        self.sink: Sink = make_sink(config, run_id=self.run_id, environ=environ)
-        self.where = self.sink.describe()
-        self._jobs = [
-            self._job(project, creds.get(project.name), on_hour) for project in self.projects
-        ]
+        self._environ = environ
+        self._creds = creds
+        self._on_hour = on_hour
+        self.store: Store = make_store(config, run_id=self.run_id, environ=environ)
+        self.sink: Sink = self.store  # the format's sink once the output is opened
+        self.where = self.store.describe()
+        self._jobs: list[_Job] = []  # made when the output is known (``async with``)
         self._started = time.monotonic()
         self._seconds = 0.0
 
@@ -153,13 +156,30 @@ class ExtractionRun:
         return _Job(project=project, extractor=extractor, source=source)
 
     async def __aenter__(self) -> ExtractionRun:
+        """Open the output (the format its roots record, or refuse a mix), prepare it, and
+        record a new output's format before any hour is committed."""
         try:
             with bound(run_id=self.run_id, secrets=self.secrets):
+                output = await resolve_output(
+                    self.config,
+                    self.store,
+                    [p.name for p in self.projects],
+                    run_id=self.run_id,
+                    environ=self._environ,
+                )
+                self.config, self.sink = output.config, output.sink
+                self.where = self.sink.describe()
                 await self.sink.prepare()
+                if not self.request.dry_run:
+                    await output.record()
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self.sink.aclose()
             raise
+        self._jobs = [
+            self._job(project, self._creds.get(project.name), self._on_hour)
+            for project in self.projects
+        ]
         return self
 
     async def __aexit__(

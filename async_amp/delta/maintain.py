@@ -70,8 +70,8 @@ def compact(
         raise ConfigError(msg)
     if config.output.data_format != "delta":
         msg = (
-            f'compact works on Delta tables, and [output] format is "{config.output.data_format}":'
-            ' set format = "delta" (or ASYNC_AMP_OUTPUT_FORMAT=delta) for the tables to compact'
+            f"compact works on Delta tables, and the output of {', '.join(projects)} holds "
+            f"{config.output.data_format}: there is no table to compact"
         )
         raise ConfigError(msg)
     locate = locator(config, environ)

@@ -68,7 +68,7 @@ async def report(
         msg = f"no folder {folder}: nothing was extracted there; "
         msg += "pass --output DIR or set [output] dir"
         raise ConfigError(msg)
-    async with reading_sink(config) as sink:
+    async with reading_sink(config, [name]) as sink:
         built = await build_report(
             sink,
             name,

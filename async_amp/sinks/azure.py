@@ -54,6 +54,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.storage.blob import ContentSettings
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient, ExponentialRetry
 
 from ..config import AzureConfig
@@ -70,12 +71,12 @@ from .azure_errors import (
 )
 from .azure_staging import AzureStaging
 from .parts import MIB, PartPool
-from .shared import check_file_name, common_prefix, join
+from .shared import check_file_name, common_prefix, content_type, join
 
 if TYPE_CHECKING:
     from azure.identity.aio import DefaultAzureCredential
 
-    from .base import Sink
+    from .base import Store
 
 __all__ = ["AzureSink", "connection_string_parts"]
 
@@ -432,6 +433,53 @@ class AzureSink:
         except AzureError as exc:
             raise self.error(exc, "delete", name, "delete", run=run) from exc
 
+    # --- single objects (the Store protocol) ---------------------------------------------------
+
+    spool_dir = None
+
+    @property
+    def elsewhere(self) -> str:
+        return "another [azure] prefix or container"
+
+    async def read_object(self, path: str) -> bytes | None:
+        name = self.name(path)
+        try:
+            downloader = await self.container.get_blob_client(name).download_blob(decompress=False)
+            return await downloader.readall()
+        except ResourceNotFoundError as exc:
+            if error_code(exc) in ("BlobNotFound", "ContainerNotFound"):  # before prepare()
+                return None
+            raise self.error(exc, "read", name, "read") from exc
+        except AzureError as exc:
+            raise self.error(exc, "read", name, "read") from exc
+
+    async def put_object(self, path: str, data: bytes) -> None:
+        name = self.name(path)
+        settings = ContentSettings(content_type=content_type(name))
+        try:  # one Put Blob: readers see the whole blob or none
+            await self.container.get_blob_client(name).upload_blob(
+                data, overwrite=True, content_settings=settings
+            )
+        except AzureError as exc:
+            raise self.error(exc, "write", name, "write") from exc
+
+    async def delete_object(self, path: str) -> None:
+        await self.delete_blob(self.name(path))
+
+    async def list_objects(self, prefix: str, *, limit: int) -> list[str]:
+        start = self.name(prefix) + "/"
+        found: list[str] = []
+        try:
+            async for blob in self.container.list_blobs(name_starts_with=start):
+                found.append(blob.name[len(start) :])
+                if len(found) >= limit:
+                    break
+        except ResourceNotFoundError:  # no container yet: nothing under any prefix
+            return []
+        except AzureError as exc:
+            raise self.error(exc, "list", start + "*", "list") from exc
+        return found
+
     def error(
         self, exc: AzureError, action: str, blob: str | None, permission: str, *, run: bool = False
     ) -> AsyncAmpError:
@@ -441,4 +489,4 @@ class AzureSink:
 
 
 if TYPE_CHECKING:
-    _conforms: type[Sink] = AzureSink  # mypy proves AzureSink implements the Sink protocol
+    _conforms: type[Store] = AzureSink  # mypy proves AzureSink implements the Store protocol

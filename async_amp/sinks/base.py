@@ -14,19 +14,25 @@ Contract every sink keeps:
   holds (never the manifest), ``iter_file`` streams one file's stored bytes as they are (a
   ``.json.gz`` is not decompressed). Both only read; a file that cannot be read raises
   ``StorageError`` (``CredentialsError`` when access is refused).
+
+A ``Store`` (the local folder, Azure, S3) is a ``Sink`` that also reads, puts and deletes
+single small objects and lists a prefix: what a format's sink and the output's marker
+(``output/marker.py``) need beyond hours. Paths are relative to the store's root
+(``[output] dir``, ``[azure] prefix``, ``[s3] prefix``), with ``/`` between parts.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 
 from ..hours import MemberName
 from ..manifest import Manifest
 from ..member import MemberSink  # the core's protocol, which staging implements
 
-__all__ = ["DATA_SUFFIXES", "HourStaging", "MemberSink", "Sink"]
+__all__ = ["DATA_SUFFIXES", "HourStaging", "MemberSink", "Sink", "Store"]
 
 DATA_SUFFIXES = (".json", ".json.gz", ".parquet")
 """Names of the data files a sink writes: a commit removes other extractions' files of these
@@ -82,4 +88,35 @@ class Sink(Protocol):
 
     async def aclose(self) -> None:
         """Release clients and connections."""
+        ...
+
+
+class Store(Sink, Protocol):
+    """A sink over real storage: a local folder, an Azure container, an S3 bucket."""
+
+    @property
+    def spool_dir(self) -> Path | None:
+        """A local folder for a format's temporary files, cleaned with the run's staging
+        (``None``: the system's temporary folder)."""
+        ...
+
+    @property
+    def elsewhere(self) -> str:
+        """How to point a run at another output root, for messages (``--output DIR``...)."""
+        ...
+
+    async def read_object(self, path: str) -> bytes | None:
+        """A small object's bytes, or ``None`` when there is none."""
+        ...
+
+    async def put_object(self, path: str, data: bytes) -> None:
+        """Store a small object whole and at once (readers see all of it or nothing)."""
+        ...
+
+    async def delete_object(self, path: str) -> None:
+        """Delete an object; one that is not there is fine."""
+        ...
+
+    async def list_objects(self, prefix: str, *, limit: int) -> list[str]:
+        """Up to ``limit`` paths under the folder ``prefix``, relative to it, in name order."""
         ...

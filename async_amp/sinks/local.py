@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import aiofiles
 import anyio
@@ -313,6 +313,84 @@ class LocalSink:
     def stage(self, project: str, hour: datetime) -> _LocalStaging:
         return _LocalStaging(self, project, hour)
 
+    # --- single objects (the Store protocol) ---------------------------------------------------
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.run_dir  # cleaned with the run's other leftovers
+
+    @property
+    def elsewhere(self) -> str:
+        return "--output DIR (or [output] dir)"
+
+    def _object(self, path: str) -> Path:
+        if not all(is_plain_name(part) for part in path.split("/")):
+            msg = f"refusing the path {path!r}: not plain names joined by /"
+            raise StorageError(msg)
+        return self.root / path
+
+    async def read_object(self, path: str) -> bytes | None:
+        file = self._object(path)
+        try:
+            return await anyio.Path(file).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            msg = f"cannot read {file}: {exc.strerror or exc}"
+            raise StorageError(msg) from exc
+
+    async def put_object(self, path: str, data: bytes) -> None:
+        file = self._object(path)
+
+        def put() -> None:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = file.with_name(f".{file.name}.{uuid.uuid4().hex[:8]}.tmp")
+            try:
+                with tmp.open("wb") as out:
+                    out.write(data)
+                    out.flush()
+                    if self.fsync:
+                        os.fsync(out.fileno())
+                tmp.replace(file)
+            finally:
+                tmp.unlink(missing_ok=True)
+            if self.fsync:
+                _fsync_dir(file.parent)
+
+        try:
+            await anyio.to_thread.run_sync(put)
+        except OSError as exc:
+            msg = f"cannot write {file}: {exc.strerror or exc}"
+            raise StorageError(msg) from exc
+
+    async def delete_object(self, path: str) -> None:
+        file = self._object(path)
+        try:
+            await anyio.to_thread.run_sync(lambda: file.unlink(missing_ok=True))
+        except OSError as exc:
+            msg = f"cannot delete {file}: {exc.strerror or exc}"
+            raise StorageError(msg) from exc
+
+    async def list_objects(self, prefix: str, *, limit: int) -> list[str]:
+        top = self._object(prefix)
+
+        def walk() -> list[str]:
+            found: list[str] = []
+            for folder, dirs, files in os.walk(top):
+                dirs.sort()
+                base = Path(folder).relative_to(top).as_posix()
+                for name in sorted(files):
+                    found.append(name if base == "." else f"{base}/{name}")
+                    if len(found) >= limit:
+                        return found
+            return found
+
+        try:
+            return await anyio.to_thread.run_sync(walk)
+        except OSError as exc:
+            msg = f"cannot list {top}: {exc.strerror or exc}"
+            raise StorageError(msg) from exc
+
     async def aclose(self) -> None:
         def remove() -> None:
             shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -320,3 +398,9 @@ class LocalSink:
                 (self.root / STAGING_DIR).rmdir()
 
         await anyio.to_thread.run_sync(remove)
+
+
+if TYPE_CHECKING:
+    from .base import Store
+
+    _conforms: type[Store] = LocalSink  # mypy proves LocalSink implements the Store protocol

@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
     from types_aiobotocore_s3.type_defs import CompletedPartTypeDef
 
-    from .base import Sink
+    from .base import Store
 
 __all__ = ["S3Sink"]
 
@@ -181,19 +181,7 @@ class _S3Staging(ObjectHourStaging[_S3Member]):
         await each_at_once(_S3Member.commit, staged)
 
     async def _put_manifest(self, name: str, data: bytes, metadata: dict[str, str]) -> None:
-        sink = self._sink
-        client = await sink.client()
-        try:
-            await client.put_object(
-                Bucket=sink.bucket,
-                Key=name,
-                Body=data,
-                ContentType=MANIFEST_CONTENT_TYPE,
-                ContentMD5=_md5_b64(data),
-                Metadata=metadata,
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise sink.error(exc, "write", name, "s3:PutObject", run=True) from exc
+        await self._sink.put_key(name, data, MANIFEST_CONTENT_TYPE, metadata=metadata, run=True)
 
     async def _committed(self) -> None:
         await self._sink.leases.keep(await self._sink.client())
@@ -400,6 +388,56 @@ class S3Sink(ObjectStoreReads):
 
         await each_at_once(delete, keys)
 
+    # --- single objects (the Store protocol) ---------------------------------------------------
+
+    spool_dir = None
+
+    @property
+    def elsewhere(self) -> str:
+        return "another [s3] prefix or bucket"
+
+    async def read_object(self, path: str) -> bytes | None:
+        return await self.get_bytes(self.name(path))
+
+    async def put_object(self, path: str, data: bytes) -> None:
+        key = self.name(path)
+        await self.put_key(key, data, content_type(key))
+
+    async def put_key(
+        self,
+        key: str,
+        data: bytes,
+        kind: str,
+        *,
+        metadata: dict[str, str] | None = None,
+        run: bool = False,
+    ) -> None:
+        """One small object, whole, in one ``PutObject`` checked by its Content-MD5."""
+        client = await self.client()
+        try:
+            await client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=data,
+                ContentType=kind,
+                ContentMD5=_md5_b64(data),
+                Metadata=metadata or {},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self.error(exc, "write", key, "s3:PutObject", run=run) from exc
+
+    async def delete_object(self, path: str) -> None:
+        await self.delete_keys([self.name(path)])
+
+    async def list_objects(self, prefix: str, *, limit: int) -> list[str]:
+        start = self.name(prefix) + "/"
+        client = await self.client()
+        try:
+            page = await client.list_objects_v2(Bucket=self.bucket, Prefix=start, MaxKeys=limit)
+        except (ClientError, BotoCoreError) as exc:
+            raise self.error(exc, "list", start + "*", "s3:ListBucket") from exc
+        return [obj["Key"][len(start) :] for obj in page.get("Contents", ())]
+
     async def abort_upload(self, key: str, upload_id: str) -> None:
         client = await self.client()
         try:
@@ -414,4 +452,4 @@ class S3Sink(ObjectStoreReads):
 
 
 if TYPE_CHECKING:
-    _conforms: type[Sink] = S3Sink  # mypy proves S3Sink implements the Sink protocol
+    _conforms: type[Store] = S3Sink  # mypy proves S3Sink implements the Store protocol

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 from typing import TYPE_CHECKING, Any, TextIO
+
+import anyio
 
 from ...errors import StorageError
 from ..options import (
@@ -133,6 +136,10 @@ def _cmd_compact(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
     relayouts: list[dict[str, Any]] = []
     from ...delta.maintain import compact  # noqa: PLC0415 - see DEFAULT_RETENTION_HOURS
+    from ...output.open import opened_config  # noqa: PLC0415
+
+    # the format the tables' roots hold, not the config's default (recorded if not yet)
+    config = anyio.run(partial(opened_config, config, projects, environ=environ, record=True))
 
     try:
         done = compact(

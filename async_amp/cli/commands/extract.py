@@ -18,9 +18,10 @@ from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 
-from ...config import FORMATS, Config, Credentials
+from ...config import Config, Credentials
 from ...errors import ConfigError, first_user_error
 from ...hours import iso_hour
+from ...output.registry import format_names
 from ...plan import Plan
 from ...results import ExtractResult, HourResult, ProjectResult
 from ...scrub import ScrubbedStream
@@ -140,7 +141,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     ext.add_argument(
         "--format",
-        choices=FORMATS,
+        choices=format_names(),
         help="what each hour's folder holds: ndjson, gzip (Amplitude's .json.gz), parquet "
         "(typed, see docs/schema.md), or delta: one Delta Lake table per project "
         "(docs/delta.md) (e.g. --format parquet)",
