@@ -37,12 +37,12 @@ from .config_models import ModelsConfig
 from .config_storage import AzureConfig, GcsConfig, S3Config
 from .errors import ConfigError
 from .values import (
-    Check,
     api_url,
     boolean,
     choice,
     duration,
     env_name,
+    format_name,
     integer,
     names,
     number,
@@ -81,13 +81,6 @@ REGION_URLS = {
 }
 SINKS = ("local", "azure", "s3", "gcs")
 FORMATS = ("ndjson", "gzip", "parquet", "delta")
-
-
-def _format_name(value: Any) -> str:
-    """A registered format's name (``output.registry``: the built-in ones and any added)."""
-    from .output.registry import format_names  # noqa: PLC0415 - the registry is a leaf
-
-    return choice(*format_names())(value)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +253,7 @@ class OutputConfig:
     )
     format: str | None = key(
         None,
-        Check(_format_name, " or ".join(f'`"{f}"`' for f in FORMATS)),
+        format_name(FORMATS),
         "What each hour's folder holds (`--format`); left out, what the output already holds "
         "(recorded in each project's `_async_amp.json`), else `ndjson`. Asking for another "
         "format than the one an output holds is refused: write it elsewhere. "
@@ -271,7 +264,7 @@ class OutputConfig:
         "best). `delta`: the same rows in one Delta Lake table per project, an hour per "
         "commit ([delta.md](delta.md)). The manifest's sizes and hashes are of the stored "
         "files either way.",
-        shown='the recorded one, else `"ndjson"`',
+        shown='(none): the recorded one, else `"ndjson"`',
     )
     keep_gzip: bool = key(
         False,

@@ -16,6 +16,7 @@ from dotenv import dotenv_values
 
 from .config import Config, Credentials, ProjectConfig, keys_of, sections
 from .errors import ConfigError, CredentialsError
+from .output.registry import format_names
 
 __all__ = [
     "CONFIG_VARIABLE",
@@ -160,6 +161,9 @@ def load_config(
         check = getattr(section, "problems", None)
         if check is not None:
             problems += check(config, env)
+    if config.output.format is not None and config.output.format not in format_names():
+        known = ", ".join(repr(name) for name in format_names())
+        problems.append(f"[output] format must be one of {known}, not {config.output.format!r}")
     if problems:
         count = f"{len(problems)} problems" if len(problems) > 1 else "1 problem"
         where = str(file) if file else "config"

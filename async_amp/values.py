@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +26,7 @@ __all__ = [
     "container",
     "duration",
     "env_name",
+    "format_name",
     "integer",
     "is_plain_name",
     "names",
@@ -300,3 +301,16 @@ def _prefix(value: Any) -> str:
 
 
 prefix = Check(_prefix, "string")
+
+
+def format_name(known: Sequence[str]) -> Check:
+    """An output format's name: ``known`` ones, or one a program registered (checked against
+    ``async_amp.output.registry`` when the output is opened, which knows them all)."""
+
+    def parse(value: Any) -> str:
+        if not isinstance(value, str) or not value.strip().replace("_", "").isalnum():
+            msg = f"must be a format's name such as {', '.join(map(repr, known))}, not {value!r}"
+            raise ValueError(msg)
+        return value.strip().lower()
+
+    return Check(parse, " or ".join(f'`"{name}"`' for name in known))

@@ -14,7 +14,7 @@ from ..manifest import MANIFEST_NAME
 if TYPE_CHECKING:
     from ..readback import VerifyReport
     from ..sinks.base import Sink, Store
-    from .registry import Format, FormatContext
+    from .format import Format, FormatContext
 
 __all__ = ["BUILTIN_FORMATS", "data_files_with_manifest"]
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ..version import __version__
+
 __all__ = ["LAYOUT_VERSION", "MARKER_NAME", "OutputMarker", "marker_path"]
 
 MARKER_NAME = "_async_amp.json"
@@ -31,8 +33,6 @@ def marker_path(project: str) -> str:
 
 
 def _tool() -> str:
-    from .. import __version__  # noqa: PLC0415 - the package's own version
-
     return f"async-amp {__version__}"
 
 

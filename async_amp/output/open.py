@@ -125,6 +125,8 @@ async def resolve_output(
     module docstring). The store is not closed when this raises: the caller owns it."""
     held = {project: await _held(store, project) for project in projects}
     given = config.output.data_format if config.output.format_given else None
+    if given is not None:
+        format_for(given)  # one line when no format has that name
     for project, found in held.items():
         _check(store, project, found, given or "", given=given is not None)
     kinds = sorted({h.format for h in held.values() if h.format is not None})

@@ -14,16 +14,11 @@ config among it), so a format built from another output can open that one throug
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Sequence
 
-if TYPE_CHECKING:
-    from ..config import Config
-    from ..readback import VerifyReport
-    from ..sinks.base import Sink, Store
+from ..errors import ConfigError
+from .builtin import BUILTIN_FORMATS
+from .format import Format, FormatContext
 
 __all__ = [
     "Format",
@@ -34,49 +29,6 @@ __all__ = [
     "register_format",
     "unregister_format",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class FormatContext:
-    """What a format may need to build its sink: the config (resolved: its ``[output] format``
-    is this format), the run's id, the environment (credentials of the store) and a local
-    folder for temporary files that the run cleans (``None``: the system's temporary folder)."""
-
-    config: Config
-    run_id: str
-    environ: Mapping[str, str]
-    spool_dir: Path | None = None
-
-
-class Format(Protocol):
-    """One way of storing an hour's events (see the module docstring)."""
-
-    @property
-    def name(self) -> str:
-        """The name ``[output] format`` uses, recorded in each project's marker."""
-        ...
-
-    @property
-    def keeps_gzip(self) -> bool:
-        """True when the archive should hand over each member's ``.json.gz`` bytes as they
-        are (else they are gunzipped first)."""
-        ...
-
-    def recognise(self, names: Sequence[str]) -> bool:
-        """True when ``names`` (paths under a project's root, a sample of them) look like an
-        output of this format written before outputs recorded their format."""
-        ...
-
-    def wrap(self, store: Store, context: FormatContext) -> Sink:
-        """The sink that stores hours in this format through ``store`` (no I/O)."""
-        ...
-
-    async def verify(
-        self, sink: Sink, project: str, first: datetime, last: datetime, *, concurrency: int
-    ) -> VerifyReport:
-        """Check every hour from ``first`` to ``last`` as a reader of this format sees it."""
-        ...
-
 
 _FORMATS: dict[str, Format] = {}
 
@@ -90,7 +42,7 @@ def register_format(fmt: Format, *, replace: bool = False) -> None:
 
 
 def unregister_format(name: str) -> None:
-    """Forget a registered format (tests; a built-in one comes back on the next import)."""
+    """Forget a registered format (a test's own, once it is done)."""
     _FORMATS.pop(name, None)
 
 
@@ -100,8 +52,12 @@ def format_names() -> tuple[str, ...]:
 
 
 def format_for(name: str) -> Format:
-    """The format called ``name`` (``KeyError`` when none is)."""
-    return _FORMATS[name]
+    """The format called ``name`` (``ConfigError`` when none is)."""
+    try:
+        return _FORMATS[name]
+    except KeyError:
+        msg = f"[output] format {name!r} is not one of {', '.join(_FORMATS)}"
+        raise ConfigError(msg) from None
 
 
 def recognise_format(names: Sequence[str]) -> str | None:
@@ -112,11 +68,5 @@ def recognise_format(names: Sequence[str]) -> str | None:
     return None
 
 
-def _register_builtins() -> None:
-    from .builtin import BUILTIN_FORMATS  # noqa: PLC0415 - builtin imports this module
-
-    for fmt in BUILTIN_FORMATS:
-        _FORMATS.setdefault(fmt.name, fmt)
-
-
-_register_builtins()
+for _builtin in BUILTIN_FORMATS:
+    register_format(_builtin)
