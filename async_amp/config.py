@@ -294,15 +294,9 @@ class OutputConfig:
 
     @property
     def data_format(self) -> str:
-        """The format written: ``format``, or ``gzip`` when ``keep_gzip = true`` says so, else
-        ``ndjson`` (the output's recorded format replaces it: ``output.open_output``)."""
+        """``format``, ``gzip`` for ``keep_gzip = true``, else ``ndjson`` (see output/open.py)."""
         chosen = self.format or "ndjson"
         return "gzip" if self.keep_gzip and chosen == "ndjson" else chosen
-
-    @property
-    def format_given(self) -> bool:
-        """True when the config (a flag, the environment, the file) names a format."""
-        return self.format is not None or self.keep_gzip
 
     def problems(self, config: Config, environ: Mapping[str, str]) -> list[str]:
         found = []

@@ -26,7 +26,7 @@ import anyio
 from .client import AiohttpExportSource
 from .config import Config, Credentials, ProjectConfig, select_projects
 from .config_load import load_credentials, process_environment
-from .errors import ConfigError, CredentialsError, first_user_error
+from .errors import ConfigError, CredentialsError, StorageError, first_user_error
 from .hours import HOUR, hour_range, iso_hour, new_run_id, parse_bound
 from .logs import bound, log
 from .output.open import resolve_output
@@ -160,13 +160,17 @@ class ExtractionRun:
         record a new output's format before any hour is committed."""
         try:
             with bound(run_id=self.run_id, secrets=self.secrets):
-                output = await resolve_output(
-                    self.config,
-                    self.store,
-                    [p.name for p in self.projects],
-                    run_id=self.run_id,
-                    environ=self._environ,
-                )
+                try:
+                    output = await resolve_output(
+                        self.config,
+                        self.store,
+                        [p.name for p in self.projects],
+                        run_id=self.run_id,
+                        environ=self._environ,
+                    )
+                except StorageError:
+                    await self.store.prepare()  # its one line for a wrong endpoint or bucket
+                    raise
                 self.config, self.sink = output.config, output.sink
                 self.where = self.sink.describe()
                 await self.sink.prepare()

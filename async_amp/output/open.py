@@ -84,7 +84,7 @@ async def _held(store: Store, project: str) -> Held:
             msg = f"{where} is unreadable ({exc}): delete it to have it recognised again"
             raise ConfigError(msg) from None
         return Held(marker.format, marker)
-    names = await store.list_objects(project, limit=RECOGNISE_SAMPLE)
+    names = await store.list_under(project, limit=RECOGNISE_SAMPLE)
     return Held(recognise_format(names))
 
 
@@ -124,7 +124,8 @@ async def resolve_output(
     """The output of ``projects`` in ``store`` (reads each root's marker or files; see the
     module docstring). The store is not closed when this raises: the caller owns it."""
     held = {project: await _held(store, project) for project in projects}
-    given = config.output.data_format if config.output.format_given else None
+    named = config.output.format is not None or config.output.keep_gzip  # by flag, env or file
+    given = config.output.data_format if named else None
     if given is not None:
         format_for(given)  # one line when no format has that name
     for project, found in held.items():

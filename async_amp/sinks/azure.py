@@ -466,7 +466,7 @@ class AzureSink:
     async def delete_object(self, path: str) -> None:
         await self.delete_blob(self.name(path))
 
-    async def list_objects(self, prefix: str, *, limit: int) -> list[str]:
+    async def list_under(self, prefix: str, *, limit: int) -> list[str]:
         start = self.name(prefix) + "/"
         found: list[str] = []
         try:

@@ -117,6 +117,6 @@ class Store(Sink, Protocol):
         """Delete an object; one that is not there is fine."""
         ...
 
-    async def list_objects(self, prefix: str, *, limit: int) -> list[str]:
+    async def list_under(self, prefix: str, *, limit: int) -> list[str]:
         """Up to ``limit`` paths under the folder ``prefix``, relative to it, in name order."""
         ...

@@ -51,7 +51,7 @@ from .shared import (
 )
 
 if TYPE_CHECKING:
-    from .base import Sink
+    from .base import Store
 
 __all__ = ["PROBE_FOLDER", "GcsSink"]
 
@@ -364,6 +364,31 @@ class GcsSink(ObjectStoreReads):
     async def list_keys(self, start: str) -> list[str]:
         return [item.name for item in await self.list_objects(start)]
 
+    # --- single objects (the Store protocol) ---------------------------------------------------
+
+    @property
+    def elsewhere(self) -> str:
+        return "another [gcs] prefix or bucket"
+
+    async def put_object(self, path: str, data: bytes) -> None:
+        name = self.name(path)
+        await self.put_small(name, data, content_type(name), {}, if_absent=False, run=False)
+
+    async def delete_object(self, path: str) -> None:
+        await self.delete([(self.name(path), None)])
+
+    async def list_under(self, prefix: str, *, limit: int) -> list[str]:
+        start = self.name(prefix) + "/"
+        client = self.client
+        url = f"{client.endpoint}/storage/v1/b/{self.bucket}/o"
+        params = {"prefix": start, "maxResults": str(limit), "fields": "items(name)"}
+        try:
+            _, _, content = await client.request("GET", url, params=params)
+            items = json.loads(content).get("items", ())
+        except (GcsError, CredentialsError, OSError, TimeoutError, ValueError) as exc:
+            raise client.error(exc, "list", start + "*", _LIST, run=False, listing=True) from exc
+        return [str(item["name"])[len(start) :] for item in items]
+
     async def list_folder(self, folder: str, *, run: bool = False) -> list[Listed]:
         """The objects directly in ``folder``, named relative to it."""
         start = folder + "/"
@@ -453,4 +478,4 @@ class GcsSink(ObjectStoreReads):
 
 
 if TYPE_CHECKING:
-    _conforms: type[Sink] = GcsSink  # mypy proves GcsSink implements the Sink protocol
+    _conforms: type[Store] = GcsSink  # mypy proves GcsSink implements the Store protocol

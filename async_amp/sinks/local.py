@@ -371,7 +371,7 @@ class LocalSink:
             msg = f"cannot delete {file}: {exc.strerror or exc}"
             raise StorageError(msg) from exc
 
-    async def list_objects(self, prefix: str, *, limit: int) -> list[str]:
+    async def list_under(self, prefix: str, *, limit: int) -> list[str]:
         top = self._object(prefix)
 
         def walk() -> list[str]:

@@ -139,6 +139,11 @@ class ObjectStoreReads:
         """A small object's bytes, or ``None`` when there is none."""
         raise NotImplementedError
 
+    spool_dir = None  # a format's temporary files go to the system's temporary folder
+
+    async def read_object(self, path: str) -> bytes | None:
+        return await self.get_bytes(self.name(path))
+
     async def completed_hours(self, project: str, hours: Iterable[datetime]) -> set[datetime]:
         """One listing: the longest prefix shared by every wanted manifest name."""
         wanted = {f"{self.hour_prefix(project, h)}/{MANIFEST_NAME}": h for h in hours}

@@ -390,14 +390,9 @@ class S3Sink(ObjectStoreReads):
 
     # --- single objects (the Store protocol) ---------------------------------------------------
 
-    spool_dir = None
-
     @property
     def elsewhere(self) -> str:
         return "another [s3] prefix or bucket"
-
-    async def read_object(self, path: str) -> bytes | None:
-        return await self.get_bytes(self.name(path))
 
     async def put_object(self, path: str, data: bytes) -> None:
         key = self.name(path)
@@ -429,7 +424,7 @@ class S3Sink(ObjectStoreReads):
     async def delete_object(self, path: str) -> None:
         await self.delete_keys([self.name(path)])
 
-    async def list_objects(self, prefix: str, *, limit: int) -> list[str]:
+    async def list_under(self, prefix: str, *, limit: int) -> list[str]:
         start = self.name(prefix) + "/"
         client = await self.client()
         try:
