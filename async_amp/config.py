@@ -254,16 +254,11 @@ class OutputConfig:
     format: str | None = key(
         None,
         format_name(FORMATS),
-        "What each hour's folder holds (`--format`); left out, what the output already holds "
-        "(recorded in each project's `_async_amp.json`), else `ndjson`. Asking for another "
-        "format than the one an output holds is refused: write it elsewhere. "
-        "`ndjson`: the decompressed `.json` "
-        "members. `gzip`: Amplitude's `.json.gz` members byte for byte (about 10x smaller; "
-        "query engines read gzip). `parquet`: one typed Parquet file per member, schema in "
-        "[schema.md](schema.md) (smaller still, and what Power BI, Synapse and DuckDB read "
-        "best). `delta`: the same rows in one Delta Lake table per project, an hour per "
-        "commit ([delta.md](delta.md)). The manifest's sizes and hashes are of the stored "
-        "files either way.",
+        "What each hour's folder holds (`--format`); left out: what the output holds "
+        "(its `_async_amp.json`), else `ndjson`; another one is refused. `ndjson`: the "
+        "`.json` members. `gzip`: Amplitude's `.json.gz` members as sent (10x smaller). "
+        "`parquet`: a typed Parquet file per member ([schema.md](schema.md)). `delta`: one "
+        "Delta Lake table per project, an hour per commit ([delta.md](delta.md)).",
         shown='(none): the recorded one, else `"ndjson"`',
     )
     keep_gzip: bool = key(
@@ -312,22 +307,7 @@ class OutputConfig:
             found.append("sink 's3' needs [s3] bucket")
         if self.sink == "gcs" and not config.gcs.bucket:
             found.append("sink 'gcs' needs [gcs] bucket")
-        if self.sink == "gcs" and self.data_format == "delta":
-            found.append(
-                "format 'delta' is not available with sink 'gcs' yet (docs/gcs.md says why): "
-                "use format 'parquet', or Delta through the S3-compatible endpoint"
-            )
-        if self.keep_gzip and self.format not in (None, "ndjson", "gzip"):
-            found.append(
-                f'[output] keep_gzip = true contradicts format = "{self.format}": drop '
-                'keep_gzip (it is the older spelling of format = "gzip")'
-            )
-        if self.dedupe and self.data_format not in ("parquet", "delta"):
-            found.append(
-                '[output] dedupe = true needs format = "parquet" or "delta" (NDJSON and gzip '
-                "output keep Amplitude's files byte for byte)"
-            )
-        return found
+        return found  # the format's own checks: config_load.format_problems
 
 
 _PAGE_VIEWS = ("[Amplitude] Page Viewed", "Page Viewed", "Blog Post Viewed", "page_view")

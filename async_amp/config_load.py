@@ -14,7 +14,7 @@ from typing import Any
 
 from dotenv import dotenv_values
 
-from .config import Config, Credentials, ProjectConfig, keys_of, sections
+from .config import Config, Credentials, OutputConfig, ProjectConfig, keys_of, sections
 from .errors import ConfigError, CredentialsError
 from .output.registry import format_names
 
@@ -23,6 +23,7 @@ __all__ = [
     "ENV_PREFIX",
     "PROCESS_KNOBS",
     "config_file",
+    "format_problems",
     "load_config",
     "load_credentials",
     "process_environment",
@@ -161,15 +162,37 @@ def load_config(
         check = getattr(section, "problems", None)
         if check is not None:
             problems += check(config, env)
-    if config.output.format is not None and config.output.format not in format_names():
-        known = ", ".join(repr(name) for name in format_names())
-        problems.append(f"[output] format must be one of {known}, not {config.output.format!r}")
+    problems += format_problems(config.output)
     if problems:
         count = f"{len(problems)} problems" if len(problems) > 1 else "1 problem"
         where = str(file) if file else "config"
         msg = f"{where}: {count}: " + "; ".join(problems)
         raise ConfigError(msg)
     return config
+
+
+def format_problems(output: OutputConfig) -> list[str]:
+    """What is wrong with ``[output] format`` and the keys that depend on it."""
+    found = []
+    if output.format is not None and output.format not in format_names():
+        known = ", ".join(repr(name) for name in format_names())
+        found.append(f"[output] format must be one of {known}, not {output.format!r}")
+    if output.sink == "gcs" and output.data_format == "delta":
+        found.append(
+            "format 'delta' is not available with sink 'gcs' yet (docs/gcs.md says why): "
+            "use format 'parquet', or Delta through the S3-compatible endpoint"
+        )
+    if output.keep_gzip and output.format not in (None, "ndjson", "gzip"):
+        found.append(
+            f'[output] keep_gzip = true contradicts format = "{output.format}": drop '
+            'keep_gzip (it is the older spelling of format = "gzip")'
+        )
+    if output.dedupe and output.data_format not in ("parquet", "delta"):
+        found.append(
+            '[output] dedupe = true needs format = "parquet" or "delta" (NDJSON and gzip '
+            "output keep Amplitude's files byte for byte)"
+        )
+    return found
 
 
 def _parse_projects(tables: Any, problems: list[str]) -> tuple[ProjectConfig, ...]:
