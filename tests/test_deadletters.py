@@ -23,7 +23,7 @@ import pytest
 from deltalake import DeltaTable
 
 from async_amp.cli.commands.ops import render_status
-from async_amp.config import Config
+from async_amp.config import AzureConfig, Config
 from async_amp.delta.verify import verify_table
 from async_amp.formats.query import MAX_EVENT_BYTES
 from async_amp.manifest import MANIFEST_NAME, hour_folder
@@ -34,8 +34,10 @@ from async_amp.simulator.dataset import Dataset
 from async_amp.simulator.server import run_simulator
 from async_amp.sinks import make_sink
 
+from .azurite import Azurite
 from .delta_helpers import local_delta_sink
 from .helpers import DAY1, KEY, NOW, SECRET, make_config, run
+from .test_parquet_e2e import download
 
 pytestmark = pytest.mark.anyio
 
@@ -234,3 +236,41 @@ async def test_a_long_line_is_converted_and_one_beyond_the_limit_quarantined(
     assert [(d["line"], d["bytes"]) for d in manifest["dead_letters"]] == [(number, len(too_long))]
     assert (folder / "_quarantine.ndjson").read_bytes() == too_long + b"\n"
     assert_warned(caplog, 1)
+
+
+@pytest.mark.azure
+async def test_bad_lines_are_quarantined_in_azure_blob_storage(
+    tmp_path: Path, azurite: Azurite, azure_container: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same hour into Parquet on Azurite: the quarantine blob is committed with the hour
+    (staged blocks, manifest last), and ``verify`` reads it back against the manifest."""
+    ds = dataset()
+    member, good, bad = served(ds)
+    async with run_simulator(ds, api_key=KEY, secret_key=SECRET) as sim:
+        base = make_config(sim.base_url, tmp_path / "unused", max_attempts=2)
+        config = replace(
+            base,
+            output=replace(base.output, sink="azure", format="parquet"),
+            azure=AzureConfig(container=azure_container, retries=2, retry_backoff_s=0.05),
+        )
+        environ = {"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string}
+        with caplog.at_level(logging.INFO, logger="async_amp"):
+            summary = await run(
+                config, HOUR, HOUR, sink=make_sink(config, run_id="test-run", environ=environ)
+            )
+    assert summary.exit_code == 0, summary.to_json()
+    assert summary.results[HOUR].quarantined == len(bad)
+    assert_warned(caplog, len(bad))
+    root = await download(azurite, azure_container, tmp_path / "copy")
+    folder = root / hour_folder("website", HOUR)
+    manifest = json.loads((folder / MANIFEST_NAME).read_bytes())
+    assert_quarantined(folder, manifest["dead_letters"], member, bad)
+    entry = next(f for f in manifest["files"] if f.get("source") == member)
+    uuids = pq.read_table(folder / entry["name"])["uuid"].to_pylist()
+    assert uuids == [json.loads(line)["uuid"] for line in good]
+    sink = make_sink(config, run_id="verify", environ=environ)
+    try:
+        report = await verify(sink, "website", HOUR, HOUR)
+    finally:
+        await sink.aclose()
+    assert report.ok, report.problems
