@@ -28,6 +28,7 @@ from async_amp.delta.table import (
     COMMIT_ATTEMPTS,
     CommitConflictError,
     TableLocation,
+    Writers,
     hour_predicate,
     replace_hour,
     uuid_digest,
@@ -311,11 +312,14 @@ def test_two_writers_creating_the_table_at_once_both_commit_and_know_their_versi
 def test_a_table_deleted_and_made_again_under_the_process_is_written_afresh(
     tmp_path: Path,
 ) -> None:
-    """The process keeps its snapshot between commits; when the table under it was deleted
-    (a Python API caller starting over), the commit is made on the table as it is now."""
+    """A run keeps its snapshot between commits (its ``Writers``); when the table under it
+    was deleted (a Python API caller starting over), the commit is made on the table as it
+    is now."""
     location = TableLocation(str(tmp_path / "t"))
+    writers = Writers()
     for tag in ("a", "b", "c"):
-        commit(location, data_file(location, tag, 2))
+        commit(location, data_file(location, tag, 2), writers=writers)
+    assert len(writers) == 1
     shutil.rmtree(tmp_path / "t")
-    assert commit(location, data_file(location, "new", 3)) == 1
+    assert commit(location, data_file(location, "new", 3), writers=writers) == 1
     assert tags(location.uri) == {"new": 3}

@@ -19,7 +19,7 @@ from async_amp.formats import EVENT_SCHEMA, iter_event_batches, write_parquet
 from async_amp.formats import convert as convert_module
 from async_amp.formats import spool as spool_module
 from async_amp.formats.convert import BATCH_ROWS
-from async_amp.formats.spool import convert_spool, new_spool_header
+from async_amp.formats.spool import Conversions, convert_spool, new_spool_header
 from async_amp.simulator.dataset import Dataset
 from async_amp.simulator.quirks import NEW_FIELD
 
@@ -30,9 +30,15 @@ SOURCE = "187520/187520_2026-11-02_14#0.json.gz"
 
 
 @pytest.fixture
+def run() -> Iterator[Conversions]:
+    """A run that has met no unknown key yet (its engines closed after the test)."""
+    with Conversions() as conversions:
+        yield conversions
+
+
+@pytest.fixture
 def explicit_reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """A process that has met no unknown key yet; the list grows by one per explicit read."""
-    monkeypatch.setattr(spool_module, "SEEN", spool_module._Seen())
+    """The list grows by one per explicit read."""
     calls: list[int] = []
     real = spool_module.exact_batches
 
@@ -50,15 +56,15 @@ def spool(tmp_path: Path, data: bytes) -> Path:
     return path
 
 
-def convert(path: Path, **kw: Any) -> bytes:
+def convert(run: Conversions, path: Path, **kw: Any) -> bytes:
     out = io.BytesIO()
-    facts = convert_spool(path, out, export_hour=HOUR, source_file=SOURCE, **kw)
+    facts = convert_spool(path, out, conversions=run, export_hour=HOUR, source_file=SOURCE, **kw)
     assert facts.bytes == len(out.getvalue())
     return out.getvalue()
 
 
 def test_one_read_gives_the_bytes_of_two_on_the_odd_records(
-    tmp_path: Path, explicit_reads: list[int]
+    tmp_path: Path, run: Conversions, explicit_reads: list[int]
 ) -> None:
     data = Dataset(events_per_hour=3000, pages_per_hour=1, odd_every=11).ndjson(HOUR, 0)
     plain = tmp_path / "plain.ndjson"
@@ -67,15 +73,15 @@ def test_one_read_gives_the_bytes_of_two_on_the_odd_records(
     write_parquet(iter_event_batches(plain, export_hour=HOUR, source_file=SOURCE), reference)
 
     path = spool(tmp_path, data)
-    first = convert(path)  # each failed single read names a key never met: the next reads it
+    first = convert(run, path)  # each failed single read names a key never met: the next reads it
     assert explicit_reads == []
-    assert spool_module.SEEN.sorted() == ["_city", NEW_FIELD]
-    again = convert(path)  # the keys are in the header now: one read
-    only_explicit = convert(path, retry=False)
+    assert run.seen.sorted() == ["_city", NEW_FIELD]
+    again = convert(run, path)  # the keys are in the header now: one read
+    only_explicit = convert(run, path, retry=False)
     assert explicit_reads == [1]
-    spool_module.SEEN = spool_module._Seen()
-    spool_module.SEEN.add(["a_key_this_member_lacks"])
-    with_a_lacking_key = convert(path)
+    run.seen = spool_module._Seen()
+    run.seen.add(["a_key_this_member_lacks"])
+    with_a_lacking_key = convert(run, path)
     assert first == again == only_explicit == with_a_lacking_key == reference.getvalue()
     table = pq.read_table(io.BytesIO(again))
     lines = [json.loads(line) for line in data.splitlines()]
@@ -85,16 +91,16 @@ def test_one_read_gives_the_bytes_of_two_on_the_odd_records(
 
 @pytest.mark.parametrize(("key", "explicit"), [("late_key", []), ('late "key"', [1])])
 def test_a_key_first_met_after_many_batches_is_kept(
-    tmp_path: Path, explicit_reads: list[int], key: str, explicit: list[int]
+    tmp_path: Path, run: Conversions, explicit_reads: list[int], key: str, explicit: list[int]
 ) -> None:
     rows: list[dict[str, Any]] = [{"uuid": f"u{i}", "session_id": i} for i in range(3 * BATCH_ROWS)]
     rows[-2][key] = {"a": [1]}
     rows[-1][key] = None
     path = spool(tmp_path, b"".join(json.dumps(r).encode() + b"\n" for r in rows))
     lines = len(rows)
-    first = convert(path, lines=lines)
+    first = convert(run, path, lines=lines)
     assert explicit_reads == explicit  # a key with a quote is not taken from DuckDB's error
-    assert convert(path, lines=lines) == first  # now in the header either way: one read
+    assert convert(run, path, lines=lines) == first  # now in the header either way: one read
     assert explicit_reads == explicit
     table = pq.read_table(io.BytesIO(first))
     assert table.num_rows == lines
@@ -116,12 +122,18 @@ def test_a_key_first_met_after_many_batches_is_kept(
     ],
 )
 def test_a_bad_line_is_named_without_counting_the_header(
-    tmp_path: Path, explicit_reads: list[int], data: bytes, line: int, why: str, seen: bool
+    tmp_path: Path,
+    run: Conversions,
+    explicit_reads: list[int],
+    data: bytes,
+    line: int,
+    why: str,
+    seen: bool,
 ) -> None:
     if seen:
-        spool_module.SEEN.add(["some_key"])
+        run.seen.add(["some_key"])
     with pytest.raises(ArchiveError) as info:
-        convert(spool(tmp_path, data))
+        convert(run, spool(tmp_path, data))
     assert f"{SOURCE!r} line {line}: it is {why}" in str(info.value).replace(
         "it is JSON but", "it is"
     )
@@ -129,24 +141,24 @@ def test_a_bad_line_is_named_without_counting_the_header(
 
 
 def test_a_repeated_key_is_named_at_its_line_not_counting_the_header(
-    tmp_path: Path, explicit_reads: list[int]
+    tmp_path: Path, run: Conversions, explicit_reads: list[int]
 ) -> None:
     with pytest.raises(ArchiveError) as info:
-        convert(spool(tmp_path, b'{"uuid":"a"}\n{"uuid":"b","uuid":"c"}\n'))  # a repeated key
+        convert(run, spool(tmp_path, b'{"uuid":"a"}\n{"uuid":"b","uuid":"c"}\n'))  # a repeated key
     assert "line 2: it has a key twice" in str(info.value)
 
 
 def test_an_empty_member_and_a_last_line_without_newline(
-    tmp_path: Path, explicit_reads: list[int]
+    tmp_path: Path, run: Conversions, explicit_reads: list[int]
 ) -> None:
-    assert pq.read_table(io.BytesIO(convert(spool(tmp_path, b"")))).num_rows == 0
-    table = pq.read_table(io.BytesIO(convert(spool(tmp_path, b'{"uuid":"a"}\n{"uuid":"b"}'))))
+    assert pq.read_table(io.BytesIO(convert(run, spool(tmp_path, b"")))).num_rows == 0
+    table = pq.read_table(io.BytesIO(convert(run, spool(tmp_path, b'{"uuid":"a"}\n{"uuid":"b"}'))))
     assert table.column("uuid").to_pylist() == ["a", "b"]
     assert explicit_reads == []
 
 
 def test_a_filter_sees_only_the_attempt_that_was_written(
-    tmp_path: Path, explicit_reads: list[int]
+    tmp_path: Path, run: Conversions, explicit_reads: list[int]
 ) -> None:
     data = b"".join(json.dumps({"uuid": f"u{i}", 'ne"w': i}).encode() + b"\n" for i in range(20))
     made: list[list[int]] = []
@@ -160,13 +172,13 @@ def test_a_filter_sees_only_the_attempt_that_was_written(
 
         return keep
 
-    convert(spool(tmp_path, data), new_filter=new_filter)
+    convert(run, spool(tmp_path, data), new_filter=new_filter)
     assert explicit_reads == [1]
     assert sum(made[-1]) == 20  # the explicit read's filter saw every row once
 
 
 def test_a_key_that_differs_from_another_only_in_case_is_data_and_never_read_once(
-    tmp_path: Path, explicit_reads: list[int]
+    tmp_path: Path, run: Conversions, explicit_reads: list[int]
 ) -> None:
     """DuckDB binds names case-insensitively: "City" beside "city" is read by its exact key
     instead, into ``_extra``, and is never put in a header."""
@@ -175,45 +187,45 @@ def test_a_key_that_differs_from_another_only_in_case_is_data_and_never_read_onc
     plain.write_bytes(data)
     reference = io.BytesIO()
     write_parquet(iter_event_batches(plain, export_hour=HOUR, source_file=SOURCE), reference)
-    converted = convert(spool(tmp_path, data))
+    converted = convert(run, spool(tmp_path, data))
     assert converted == reference.getvalue()
     table = pq.read_table(io.BytesIO(converted))
     assert table.column("city").to_pylist() == [None, "Y"]
     assert table.column("_extra").to_pylist() == ['{"City":"Z"}', '{"":1}']
     assert explicit_reads == [1]
-    assert spool_module.SEEN.sorted() == []
-    table = pq.read_table(io.BytesIO(convert(spool(tmp_path, b'{"uuid":"c","Town":"X"}\n'))))
+    assert run.seen.sorted() == []
+    table = pq.read_table(io.BytesIO(convert(run, spool(tmp_path, b'{"uuid":"c","Town":"X"}\n'))))
     assert table.column("_extra").to_pylist() == ['{"Town":"X"}']
     assert explicit_reads == [1]  # a later member without the pair is read once
 
 
 def test_a_key_named_like_a_macro_parameter_keeps_its_values(
-    tmp_path: Path, explicit_reads: list[int]
+    tmp_path: Path, run: Conversions, explicit_reads: list[int]
 ) -> None:
     """Each engine reads spools through a table macro whose parameters are columns' names
     too: a key of that name is read without the macro, its values kept, not the parameter's."""
     rows = [{"uuid": f"u{i}", "_AA_Source_File": f"v{i}"} for i in range(3)]
     path = spool(tmp_path, b"".join(json.dumps(r).encode() + b"\n" for r in rows))
-    convert(path)  # learns the key
-    table = pq.read_table(io.BytesIO(convert(path)))
+    convert(run, path)  # learns the key
+    table = pq.read_table(io.BytesIO(convert(run, path)))
     assert explicit_reads == []
     assert table.column("_extra").to_pylist() == [f'{{"_AA_Source_File":"v{i}"}}' for i in range(3)]
     assert set(table.column("_source_file").to_pylist()) == {SOURCE}
 
 
 def test_each_engine_keeps_a_bounded_number_of_macros(
-    tmp_path: Path, explicit_reads: list[int]
+    tmp_path: Path, run: Conversions, explicit_reads: list[int]
 ) -> None:
     """Each new set of header keys makes a macro; old ones are dropped, and members read
     with any of them give the bytes the explicit read gives."""
     path = spool(tmp_path, b'{"uuid": "u", "session_id": 1, "user_id": 7}\n')
     outputs = []
     for n in range(convert_module.MACROS + 3):
-        spool_module.SEEN.add([f"new_key_{n}"])  # met in another member: now in the header
-        outputs.append((convert(path), convert(path, retry=False)))
+        run.seen.add([f"new_key_{n}"])  # met in another member: now in the header
+        outputs.append((convert(run, path), convert(run, path, retry=False)))
     assert explicit_reads == [1] * len(outputs)  # only the retry=False reads
     assert all(once == explicit for once, explicit in outputs)
-    with convert_module.ENGINES.engine() as con:
+    with run.engines.engine() as con:
         ((macros,),) = con.execute(
             "SELECT count(*) FROM duckdb_functions() WHERE function_name LIKE 'aa_member_%'"
         ).fetchall()

@@ -48,7 +48,7 @@ import pyarrow.parquet as pq
 
 from ..errors import StorageError, os_storage_error
 from ..formats.deadletter import Quarantine, put_quarantine, warn_quarantined
-from ..formats.spool import new_spool_header
+from ..formats.spool import Conversions, new_spool_header
 from ..formats.staging import convert_counted
 from ..hours import MemberName
 from ..logs import log
@@ -61,6 +61,7 @@ from .table import (
     DELTA_ERRORS,
     LayoutChangedError,
     TableLocation,
+    Writers,
     delta_error_text,
     open_table,
     replace_hour,
@@ -72,7 +73,6 @@ __all__ = ["COMMIT_RECORD", "META_FOLDER", "DeltaSink", "meta_project"]
 
 META_FOLDER = "_async_amp"
 COMMIT_RECORD = "_delta_commit.json"
-_CONVERSIONS = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
 
 
 def meta_project(project: str) -> str:
@@ -129,11 +129,12 @@ class _Member:
         source = f"{self._member.project_id}/{self._member.base_name}"
         day_layout = self._staging.day_layout
         try:
-            with _CONVERSIONS, self.parquet.open("wb") as out:
+            with self._staging.slots, self.parquet.open("wb") as out:
                 facts = convert_counted(
                     self._ndjson,
                     _Writer(out),
                     self._staging.duplicates,
+                    conversions=self._staging.conversions,
                     export_hour=self._member.hour,
                     source_file=source,
                     lines=entry.events,
@@ -172,6 +173,8 @@ class _DeltaStaging:
         # an hour's members are decoded one after the other, in one thread: one filter each
         self.duplicates = DigestingFilter(drop=sink.dedupe)
         self.quarantine = Quarantine(sink.spool)
+        self.conversions = sink.conversions
+        self.slots = sink.slots
         self.day_layout = True
 
     def open_member(self, member: MemberName, file_name: str) -> MemberSink:
@@ -232,6 +235,7 @@ class _DeltaStaging:
                     "rows": sum(f.rows for f in files),
                 },
                 name=self._project,
+                writers=sink.writers,
                 on_conflict=lambda attempt, why: log.warning(
                     "delta.commit_conflict", hour=hour, attempt=attempt, detail=why
                 ),
@@ -336,6 +340,10 @@ class DeltaSink:
         self.dedupe = dedupe
         self._layouts: dict[str, bool] = {}
         self._layouts_lock = threading.Lock()
+        # the run's own, closed with the sink: no engine, key or snapshot outlives the run
+        self.conversions = Conversions()
+        self.slots = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
+        self.writers = Writers()
 
     def day_layout(self, project: str) -> bool:
         """Whether ``project``'s table is partitioned by day (a new table will be); blocking,
@@ -392,6 +400,10 @@ class DeltaSink:
 
     async def aclose(self) -> None:
         spool = self.spool
-        if spool.name.startswith("async-amp-delta-"):
-            await anyio.to_thread.run_sync(lambda: shutil.rmtree(spool, ignore_errors=True))
-        await self.inner.aclose()
+        try:
+            if spool.name.startswith("async-amp-delta-"):
+                await anyio.to_thread.run_sync(lambda: shutil.rmtree(spool, ignore_errors=True))
+            await self.inner.aclose()
+        finally:
+            self.conversions.close()
+            self.writers.close()

@@ -8,7 +8,7 @@ hour's files and removes (or rewrites without the hour, ``rewrite.py``) every fi
 snapshot that held the hour's rows. In every snapshot an hour is absent, or there whole, once.
 
 Concurrent writers (threads of one run, ``--shard`` workers, overlapping runs): see
-``replace_hour``. In one process commits to a table take turns (they take milliseconds);
+``replace_hour``. In one run commits to a table take turns (they take milliseconds);
 across processes a conflict redoes the commit (not the files) on the new snapshot, a
 bounded number of times with jittered exponential backoff, so the last writer wins and the
 hour is still there once.
@@ -74,6 +74,7 @@ __all__ = [
     "LayoutChangedError",
     "TableFile",
     "TableLocation",
+    "Writers",
     "ensure_table",
     "hour_app_id",
     "hour_facts",
@@ -118,7 +119,7 @@ def hour_filters(hour: datetime) -> list[tuple[str, str, str]]:
 
 @dataclass(slots=True)
 class _Writer:
-    """This process's writer of one table: one commit at a time, on a snapshot kept fresh.
+    """One run's writer of one table: one commit at a time, on a snapshot kept fresh.
 
     A commit that replaces an hour conflicts with every concurrent commit that removed files
     (see ``replace_hour``), and a commit takes milliseconds, so the threads of one run take
@@ -129,13 +130,28 @@ class _Writer:
     table: DeltaTable | None = None
 
 
-_WRITERS_GUARD = threading.Lock()
-_WRITERS: dict[str, _Writer] = {}
+class Writers:
+    """One run's writers, one per table it commits to (``replace_hour``); ``close`` lets go
+    of their snapshots when the run ends, so nothing of a run outlives it."""
 
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._writers: dict[str, _Writer] = {}
 
-def _writer(uri: str) -> _Writer:
-    with _WRITERS_GUARD:
-        return _WRITERS.setdefault(uri, _Writer())
+    def writer(self, uri: str) -> _Writer:
+        with self._lock:
+            return self._writers.setdefault(uri, _Writer())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._writers)
+
+    def close(self) -> None:
+        with self._lock:
+            writers, self._writers = self._writers, {}
+        for writer in writers.values():
+            with writer.lock:
+                writer.table = None
 
 
 def _fresh_snapshot(
@@ -191,6 +207,7 @@ def replace_hour(
     schema: pa.Schema,
     metadata: Mapping[str, Any],
     name: str | None = None,
+    writers: Writers | None = None,
     rng: random.Random | None = None,
     sleep: Callable[[float], None] = time.sleep,
     on_conflict: Callable[[int, str], None] | None = None,
@@ -215,6 +232,8 @@ def replace_hour(
     files are not written again; a compacted day's copy is), a bounded number of times with
     jittered exponential backoff: the last writer wins.
 
+    ``writers``: the run's (its commits to one table take turns on one kept snapshot);
+    without them the commit opens the table for itself.
     ``metadata`` goes into the commit's ``commitInfo`` under ``async_amp.*`` keys;
     ``on_snapshot`` is called with the snapshot each attempt commits on. Blocking:
     run it in a worker thread. Raises ``CommitConflictError`` when every attempt conflicted,
@@ -226,7 +245,7 @@ def replace_hour(
     custom[f"{METADATA_PREFIX}commit_id"] = commit_id
     adds: list[AddAction | RemoveAction] = [f.add_action() for f in files]
 
-    writer = _writer(location.uri)
+    writer = writers.writer(location.uri) if writers is not None else _Writer()
 
     def commit(table: DeltaTable) -> int:
         read = table.version()

@@ -27,6 +27,7 @@ import os
 import queue
 import re
 import tempfile
+import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,6 +55,7 @@ from .schema import COLUMNS, EVENT_SCHEMA, EXTRA
 __all__ = [
     "BATCH_ROWS",
     "ROW_GROUP_ROWS",
+    "Engines",
     "ParquetFacts",
     "iter_event_batches",
     "parquet_rows",
@@ -74,7 +76,7 @@ LARGE_MEMORY: Final = "1GB"
 MiB make its JSON reader reserve several times their size; measured: a 16 MiB line, the most
 ``MAX_EVENT_BYTES`` lets through, converts within this limit at about 275 MiB peak)."""
 MACROS: Final = 4
-"""Table macros kept per engine, one per set of header keys (see ``_Engines.macro``)."""
+"""Table macros kept per engine, one per set of header keys (see ``Engines.macro``)."""
 _WRITE_OPTIONS: Final = {
     "compression": "zstd",
     "compression_level": 1,
@@ -110,20 +112,48 @@ def _connect(memory: str = DUCKDB_MEMORY) -> duckdb.DuckDBPyConnection:
     return con
 
 
-class _Engines:
-    """DuckDB instances shared by the whole process, one per core, handed out one at a time.
+class Engines:
+    """DuckDB instances owned by one run (or one call), one per core, handed out one at a time.
 
     One thread each: a member's lines stay in order without DuckDB buffering results, and as
     many members convert at once as there are cores. Opening an instance costs ~20 ms, so
-    they are kept, and memory stays at ``DUCKDB_MEMORY`` per core however many hours run.
+    they are kept for the run, and memory stays at ``DUCKDB_MEMORY`` per core however many
+    hours run. ``close`` closes every instance: those in use when it is called are closed
+    when they are handed back.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int | None = None) -> None:
+        size = max(1, os.cpu_count() or 1) if size is None else size
         self._free: queue.LifoQueue[duckdb.DuckDBPyConnection | None] = queue.LifoQueue()
         for _ in range(size):
             self._free.put(None)  # opened on first use
         self._macros: dict[duckdb.DuckDBPyConnection, dict[tuple[str, ...], str]] = {}
         self._names = itertools.count()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def close(self) -> None:
+        """Close every idle instance now, and every busy one when it is handed back."""
+        with self._lock:
+            self._closed = True
+            idle = []
+            while True:
+                try:
+                    idle.append(self._free.get_nowait())
+                except queue.Empty:
+                    break
+            for _ in idle:
+                self._free.put(None)  # a late caller still gets one (closed after use)
+        for con in idle:
+            if con is not None:
+                self._macros.pop(con, None)
+                con.close()
+
+    def __enter__(self) -> Engines:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def macro(self, con: duckdb.DuckDBPyConnection, keys: list[str], unknown: list[str]) -> str:
         """The name of ``con``'s table macro reading a spool whose header names ``keys``
@@ -156,7 +186,7 @@ class _Engines:
                 with contextlib.closing(_connect(LARGE_MEMORY)) as big:
                     yield big
             finally:
-                self._free.put(free)
+                self._hand_back(free)
             return
         con = free or _connect()
         keep: duckdb.DuckDBPyConnection | None = con
@@ -170,10 +200,16 @@ class _Engines:
             keep = None
             raise
         finally:
-            self._free.put(keep)
+            self._hand_back(keep)
 
-
-ENGINES: Final = _Engines(max(1, os.cpu_count() or 1))
+    def _hand_back(self, con: duckdb.DuckDBPyConnection | None) -> None:
+        """``con`` back in the pool, or closed when the pool is."""
+        with self._lock:
+            if self._closed and con is not None:
+                self._macros.pop(con, None)
+                con.close()
+                con = None
+            self._free.put(con)
 
 
 def count_lines(path: Path, *, header: bool = False) -> int:
@@ -294,13 +330,15 @@ def exact_batches(
     header: bool = False,
     lines: int | None = None,
     found: Callable[[list[str]], None] | None = None,
+    engines: Engines,
     large: bool = False,
 ) -> Generator[pa.RecordBatch, None, None]:
-    """The batches of one file read the explicit way: a first pass lists its unknown keys
-    (handed to ``found``), then ``read_json`` reads them with the schema's. ``header``: the
-    file is a spool whose first line is a header to skip; ``lines``: its line count, when
-    already known; ``large``: on an engine with ``LARGE_MEMORY``."""
-    with ENGINES.engine(large=large) as con:
+    """The batches of one file read the explicit way, on one of ``engines``: a first pass
+    lists its unknown keys (handed to ``found``), then ``read_json`` reads them with the
+    schema's. ``header``: the file is a spool whose first line is a header to skip;
+    ``lines``: its line count, when already known; ``large``: on an engine with
+    ``LARGE_MEMORY``."""
+    with engines.engine(large=large) as con:
         unknown = scan_unknown(con, path, source_file, header=header)
         if found is not None:
             found(unknown)
@@ -343,6 +381,7 @@ def iter_event_batches(
     source_file: str,
     batch_rows: int = BATCH_ROWS,
     spool_dir: str | os.PathLike[str] | None = None,
+    engines: Engines | None = None,
 ) -> Generator[pa.RecordBatch, None, None]:
     """Record batches of ``EVENT_SCHEMA`` for one member's NDJSON, in line order.
 
@@ -350,27 +389,28 @@ def iter_event_batches(
     temporary file in ``spool_dir`` first: DuckDB reads files). One row per line, always;
     ``_export_hour`` and ``_source_file`` are set on every row. A line that is not a JSON
     object raises ``ArchiveError`` naming ``source_file`` and the line number. Memory stays
-    bounded by ``batch_rows`` whatever the member's size. At most one conversion per core
-    runs at a time in the process (``ENGINES``): a further call waits for a free engine.
+    bounded by ``batch_rows`` whatever the member's size. ``engines``: the caller's DuckDB
+    instances (at most one conversion per instance at a time); without them the call opens
+    one of its own and closes it when done.
     """
-    if isinstance(source, str | os.PathLike):
-        yield from exact_batches(
-            Path(source),
-            export_hour=export_hour,
-            source_file=source_file,
-            batch_rows=batch_rows,
-        )
-        return
-    with tempfile.TemporaryDirectory(prefix="async-amp-", dir=spool_dir) as folder:
-        path = Path(folder) / "member.ndjson"
-        with path.open("wb") as out:
-            for chunk in source:
-                out.write(chunk)
+    with contextlib.ExitStack() as stack:
+        own = engines or stack.enter_context(Engines(1))
+        if isinstance(source, str | os.PathLike):
+            path = Path(source)
+        else:
+            folder = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="async-amp-", dir=spool_dir)
+            )
+            path = Path(folder) / "member.ndjson"
+            with path.open("wb") as out:
+                for chunk in source:
+                    out.write(chunk)
         yield from exact_batches(
             path,
             export_hour=export_hour,
             source_file=source_file,
             batch_rows=batch_rows,
+            engines=own,
         )
 
 

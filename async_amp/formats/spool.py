@@ -3,7 +3,7 @@
 The explicit way (``convert.exact_batches``) reads a member twice: a pass that lists its
 top-level keys (so that an unknown key is read, and kept in ``_extra``), then the typed read.
 A spool made for this module starts with a header line (``new_spool_header``, rewritten in
-place here) naming the schema's keys and every unknown key seen so far in the process; DuckDB
+place here) naming the schema's keys and every unknown key seen so far in the run; DuckDB
 takes its columns from that line and fails on any other key (``query.sampled_read``), so one
 read does both. When it fails (a key never seen before, a line that is not JSON, a blank
 line), the member is converted again the explicit way, which names a bad line, and the keys
@@ -33,9 +33,9 @@ import pyarrow as pa
 
 from .convert import (
     BATCH_ROWS,
-    ENGINES,
     ROW_GROUP_ROWS,
     BadLineError,
+    Engines,
     NeedsMemoryError,
     ParquetFacts,
     Writable,
@@ -56,7 +56,7 @@ from .query import (
 )
 from .schema import COLUMNS, EVENT_SCHEMA
 
-__all__ = ["HEADER_BYTES", "BatchFilter", "convert_spool", "new_spool_header"]
+__all__ = ["HEADER_BYTES", "BatchFilter", "Conversions", "convert_spool", "new_spool_header"]
 
 BatchFilter = Callable[[pa.RecordBatch], pa.RecordBatch]
 MAX_SEEN: Final = 1_000
@@ -68,7 +68,7 @@ way: a member's first new keys usually show in its first lines, so a retry costs
 
 
 class _Seen:
-    """Unknown top-level keys met so far in this process, shared by every conversion."""
+    """Unknown top-level keys met so far in one run, shared by its conversions."""
 
     def __init__(self) -> None:
         self._keys: set[str] = set()
@@ -92,7 +92,23 @@ class _Seen:
                     self._folded.add(folded)
 
 
-SEEN: Final = _Seen()
+class Conversions:
+    """What the conversions of one run share, and nothing else does: its DuckDB instances
+    (``Engines``) and the unknown keys its members carried (named in later members' headers).
+    Made with the run's sink and closed with it (``close`` closes the instances)."""
+
+    def __init__(self, engines: int | None = None) -> None:
+        self.engines = Engines(engines)
+        self.seen = _Seen()
+
+    def close(self) -> None:
+        self.engines.close()
+
+    def __enter__(self) -> Conversions:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def new_spool_header() -> bytes:
@@ -109,10 +125,16 @@ def _same(batch: pa.RecordBatch) -> pa.RecordBatch:
 
 
 def _sampled_batches(
-    path: Path, keys: list[str], unknown: list[str], *, export_hour: datetime, source_file: str
+    path: Path,
+    keys: list[str],
+    unknown: list[str],
+    engines: Engines,
+    *,
+    export_hour: datetime,
+    source_file: str,
 ) -> Iterator[pa.RecordBatch]:
-    with ENGINES.engine() as con:
-        name = ENGINES.macro(con, keys, unknown)
+    with engines.engine() as con:
+        name = engines.macro(con, keys, unknown)
         query = (
             macro_call(name, str(path), export_hour, source_file)
             if name
@@ -129,6 +151,7 @@ def _read_once(
     path: Path,
     scratch: BinaryIO,
     keep: BatchFilter,
+    conversions: Conversions,
     *,
     export_hour: datetime,
     source_file: str,
@@ -137,7 +160,7 @@ def _read_once(
     schema: pa.Schema,
 ) -> ParquetFacts | None:
     """The member converted by one read into ``scratch``, or ``None`` when that read failed."""
-    unknown = SEEN.sorted()
+    unknown = conversions.seen.sorted()
     keys = [c.key for c in COLUMNS] + unknown
     header = header_line(keys)
     if not header:
@@ -149,7 +172,12 @@ def _read_once(
     def counted() -> Iterator[pa.RecordBatch]:
         nonlocal rows
         for batch in _sampled_batches(
-            path, keys, unknown, export_hour=export_hour, source_file=source_file
+            path,
+            keys,
+            unknown,
+            conversions.engines,
+            export_hour=export_hour,
+            source_file=source_file,
         ):
             rows += batch.num_rows
             yield keep(batch)
@@ -158,7 +186,7 @@ def _read_once(
         facts = write_parquet(counted(), scratch, row_group_rows=row_group_rows, schema=schema)
     except _ReadFailed as failed:
         if key := _unknown_key(failed.__cause__):
-            SEEN.add([key])  # the next attempt reads it: no explicit pass needed for it
+            conversions.seen.add([key])  # the next attempt reads it: no explicit pass needed for it
         return None
     return facts if rows == lines else None
 
@@ -178,6 +206,7 @@ def convert_spool(
     path: Path,
     out: Writable,
     *,
+    conversions: Conversions,
     export_hour: datetime,
     source_file: str,
     lines: int | None = None,
@@ -190,7 +219,8 @@ def convert_spool(
     """Convert the spool at ``path`` (``new_spool_header()`` then the member's NDJSON) into one
     Parquet file written to ``out``, with the rows ``iter_event_batches`` gives for the NDJSON.
 
-    ``lines``: the member's line count when known (else counted). ``new_filter()`` gives the
+    ``conversions``: the run's engines and the keys its members carried. ``lines``: the
+    member's line count when known (else counted). ``new_filter()`` gives the
     function every batch passes through before it is written (e.g. a duplicate counter); it is
     called again for each attempt, so only the last one's filter saw the rows written. With
     ``retry=False`` (a filter whose effects cannot be undone) the member is read the explicit
@@ -212,6 +242,7 @@ def convert_spool(
         return count
 
     options = {
+        "conversions": conversions,
         "export_hour": export_hour,
         "source_file": source_file,
         "retry": retry,
@@ -239,6 +270,7 @@ def _convert(
     path: Path,
     out: Writable,
     *,
+    conversions: Conversions,
     export_hour: datetime,
     source_file: str,
     lines: int | None,
@@ -257,7 +289,8 @@ def _convert(
             source_file=source_file,
             header=True,
             lines=want,
-            found=SEEN.add,
+            found=conversions.seen.add,
+            engines=conversions.engines,
             large=large,
         )
         with contextlib.closing(batches):  # hands its engine back even if writing fails
@@ -266,7 +299,7 @@ def _convert(
             )
 
     scratch_path = path.with_name(path.name + ".parquet")
-    known = len(SEEN.sorted())
+    known = len(conversions.seen.sorted())
     try:
         with scratch_path.open("w+b") as scratch:
             facts = None
@@ -277,15 +310,16 @@ def _convert(
                     path,
                     scratch,
                     make(),
+                    conversions,
                     export_hour=export_hour,
                     source_file=source_file,
                     lines=want,
                     row_group_rows=row_group_rows,
                     schema=schema,
                 )
-                if facts is not None or len(SEEN.sorted()) == known:
+                if facts is not None or len(conversions.seen.sorted()) == known:
                     break
-                known = len(SEEN.sorted())
+                known = len(conversions.seen.sorted())
             if facts is None:
                 scratch.seek(0)
                 scratch.truncate()

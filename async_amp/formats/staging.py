@@ -33,7 +33,7 @@ from ..sinks.base import HourStaging, MemberSink, Sink
 from .convert import ParquetFacts, Writable
 from .deadletter import Quarantine, put_quarantine, warn_quarantined
 from .schema import EVENT_SCHEMA
-from .spool import BatchFilter, convert_spool, new_spool_header
+from .spool import BatchFilter, Conversions, convert_spool, new_spool_header
 
 __all__ = ["DuplicateFilter", "ParquetSink", "convert_counted", "parquet_name"]
 
@@ -184,6 +184,7 @@ def convert_counted(
     out: Writable,
     hour_filter: DuplicateFilter,
     *,
+    conversions: Conversions,
     export_hour: datetime,
     source_file: str,
     lines: int,
@@ -199,6 +200,7 @@ def convert_counted(
         return convert_spool(
             path,
             out,
+            conversions=conversions,
             export_hour=export_hour,
             source_file=source_file,
             lines=lines,
@@ -217,6 +219,7 @@ def convert_counted(
     facts = convert_spool(
         path,
         out,
+        conversions=conversions,
         export_hour=export_hour,
         source_file=source_file,
         lines=lines,
@@ -258,6 +261,7 @@ class _Spool:
                 self._path,
                 self._out,
                 staging.duplicates,
+                conversions=staging.conversions,
                 export_hour=self._member.hour,
                 source_file=source,
                 lines=entry.events,
@@ -302,6 +306,7 @@ class _ParquetStaging:
         self.inner = inner
         self.hour = hour
         self.spool_dir = sink.spool_dir
+        self.conversions = sink.conversions
         self.duplicates = DuplicateFilter(drop=sink.dedupe)
         self.quarantine = Quarantine(self.spool_dir)
         self._converted: dict[str, _Converted] = {}
@@ -370,6 +375,7 @@ class ParquetSink:
         self.inner = inner
         self.dedupe = dedupe
         self.spool_dir = spool_dir
+        self.conversions = Conversions()  # the run's: closed with the sink
 
     def describe(self) -> str:
         return self.inner.describe()
@@ -395,4 +401,7 @@ class ParquetSink:
         return _ParquetStaging(self, self.inner.stage(project, hour), hour)
 
     async def aclose(self) -> None:
-        await self.inner.aclose()
+        try:
+            await self.inner.aclose()
+        finally:
+            self.conversions.close()
