@@ -31,6 +31,7 @@ __all__ = [
     "iter_members",
     "output_name",
     "process_archive",
+    "process_members",
 ]
 
 GZIP_INPUT_CHUNK = 64 * 1024  # isal is fastest when fed at most 64 KiB per call
@@ -301,7 +302,32 @@ def process_archive(
     keep_gzip: bool = False,
     limits: ArchiveLimits = ArchiveLimits(),
 ) -> list[ProcessedMember]:
-    """Unzip, vet, gunzip and write every member of one export response.
+    """Unzip, vet, gunzip and write every member of one export response (``process_members``
+    over the archive's members)."""
+    watch = _Watch()
+    return process_members(
+        iter_members(chunks, watch),
+        open_member,
+        first_hour=first_hour,
+        last_hour=last_hour,
+        keep_gzip=keep_gzip,
+        limits=limits,
+        watch=watch,
+    )
+
+
+def process_members(
+    members: Iterable[tuple[str, Iterator[bytes]]],
+    open_member: Callable[[MemberName, str], MemberSink],
+    *,
+    first_hour: datetime,
+    last_hour: datetime,
+    keep_gzip: bool = False,
+    limits: ArchiveLimits = ArchiveLimits(),
+    watch: _Watch | None = None,
+) -> list[ProcessedMember]:
+    """Vet, gunzip and write members (``(name, gzip chunks)``: an archive's, or the objects of
+    a cloud export, named ``<project_id>/<file>``).
 
     Each member is checked (a safe name, an hour inside ``[first_hour, last_hour]``, not seen
     before), decoded strictly, counted (events: lines, empty ones left out) and hashed (sha256
@@ -312,9 +338,11 @@ def process_archive(
     seen: set[tuple[datetime, int]] = set()
     project_id = ""
     current: MemberSink | None = None
-    watch = _Watch()
+    own_watch = watch is None  # members not read from a ZIP: their own bytes are the raw ones
+    watch = watch or _Watch()
     try:
-        for name, member_chunks in iter_members(chunks, watch):
+        for name, chunks in members:
+            member_chunks = watch.watch(chunks) if own_watch else chunks
             try:
                 member = parse_member_name(name)
             except ValueError as exc:

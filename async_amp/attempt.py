@@ -19,8 +19,10 @@ import anyio
 
 from .archive import ArchiveLimits, MemberSink, ProcessedMember, process_archive
 from .client import ExportSource
+from .cloud_export import CloudExportSource
 from .errors import ArchiveError, AttemptError, storage_failure
 from .hours import MemberName
+from .manifest import ExportedObject
 from .sinks.base import HourStaging, Sink
 
 __all__ = ["CHUNK_QUEUE", "Fetched", "Stagings", "fetch_window"]
@@ -63,6 +65,7 @@ class Fetched:
 
     members: tuple[ProcessedMember, ...] | None
     zip_bytes: int
+    exported: tuple[ExportedObject, ...] = ()  # the cloud-export files read (none: the API)
 
 
 @dataclass(slots=True)
@@ -85,6 +88,21 @@ async def fetch_window(
     on_bytes: Callable[[int], None] = lambda _: None,
 ) -> Fetched:
     """One request for ``first..last``, decoded into ``stagings``. Raises on a bad attempt."""
+    if isinstance(source, CloudExportSource):  # the export's files, read from the store
+        members, objects = await source.fetch(
+            stagings.open_member,
+            first,
+            last,
+            keep_gzip=keep_gzip,
+            limits=limits,
+            threads=threads,
+            on_bytes=on_bytes,
+        )
+        if not objects:
+            return Fetched(members=None, zip_bytes=0)
+        return Fetched(
+            members=tuple(members), zip_bytes=sum(o.size for o in objects), exported=tuple(objects)
+        )
     async with source.export(first, last) as body:
         if body is None:
             return Fetched(members=None, zip_bytes=0)

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from .config_keys import Key, key, keys_of
 from .config_models import ModelsConfig
-from .config_storage import AzureConfig, GcsConfig, S3Config
+from .config_storage import AzureConfig, GcsConfig, S3Config, SourceConfig, storage_problems
 from .errors import ConfigError
 from .values import (
     api_url,
@@ -69,6 +69,7 @@ __all__ = [
     "ProjectConfig",
     "ReportConfig",
     "S3Config",
+    "SourceConfig",
     "key",
     "keys_of",
     "sections",
@@ -294,19 +295,7 @@ class OutputConfig:
         return "gzip" if self.keep_gzip and chosen == "ndjson" else chosen
 
     def problems(self, config: Config, environ: Mapping[str, str]) -> list[str]:
-        found = []
-        if (
-            self.sink == "azure"
-            and not config.azure.account_url
-            and not environ.get("AZURE_STORAGE_CONNECTION_STRING")
-        ):
-            found.append(
-                "sink 'azure' needs [azure] account_url (or AZURE_STORAGE_CONNECTION_STRING)"
-            )
-        if self.sink == "s3" and not config.s3.bucket:
-            found.append("sink 's3' needs [s3] bucket")
-        if self.sink == "gcs" and not config.gcs.bucket:
-            found.append("sink 'gcs' needs [gcs] bucket")
+        found = storage_problems(self.sink, config.azure, config.s3, config.gcs, environ)
         return found  # the format's own checks: config_load.format_problems
 
 
@@ -452,8 +441,9 @@ class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     s3: S3Config = field(default_factory=S3Config)
     gcs: GcsConfig = field(default_factory=GcsConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
     projects: tuple[ProjectConfig, ...] = ()
-    source: Path | None = None
+    file: Path | None = None  # the config file read, if any
     credentials: Credentials | None = field(default=None, repr=False, compare=False)
     # the environment the config was read with: credentials and storage keys come from it
     # (None: the process environment and ./.env, read when a run starts)

@@ -152,7 +152,7 @@ def load_config(
         if not credentials.api_key or not credentials.secret_key:
             problems.append("api_key and secret_key must both be given, and not blank")
     config = Config(
-        source=file,
+        file=file,
         projects=projects,
         credentials=credentials,
         environ=dict(env),

@@ -4,7 +4,9 @@ chosen sink needs of them is checked by ``[output]`` (``OutputConfig.problems``)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from .config_keys import key
 from .values import (
@@ -15,12 +17,13 @@ from .values import (
     container,
     integer,
     number,
+    path,
     prefix,
     text,
     url,
 )
 
-__all__ = ["AzureConfig", "GcsConfig", "S3Config"]
+__all__ = ["AzureConfig", "GcsConfig", "S3Config", "SourceConfig", "storage_problems"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,3 +222,64 @@ class GcsConfig:
         number(0, strict=True),
         "Longest wait for a storage response, in seconds.",
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    """``[source]``: where the events come from: the Export API, or Amplitude's own recurring
+    export already in a store (docs/cloud-export.md)."""
+
+    kind: str = key(
+        "export_api",
+        choice("export_api", "cloud_export"),
+        "`export_api` asks Amplitude's Export API; `cloud_export` reads the hourly files "
+        "Amplitude's recurring export wrote to a folder or bucket (no 4 GB limit, no API keys).",
+    )
+    store: str = key(
+        "local",
+        choice("local", "s3", "gcs"),
+        "Where the cloud export lies: a local folder (`dir`), an S3 bucket (`bucket`, with "
+        "`[s3]`'s endpoint, region and credentials) or a GCS bucket (`bucket`, with `[gcs]`'s).",
+    )
+    dir: Path = key(
+        Path("export"),
+        path,
+        "The folder of a local cloud export.",
+    )
+    bucket: str | None = key(
+        None,
+        text,
+        'The bucket Amplitude exports to (`store = "s3"` or `"gcs"`).',
+    )
+    prefix: str = key(
+        "",
+        prefix,
+        "The folder inside the bucket (or `dir`) that holds the export's files.",
+    )
+    project_id: str | None = key(
+        None,
+        text,
+        "Amplitude's numeric project ID the files are named after; none: the one ID the export "
+        "holds. Files of other projects, and names that are not the export's, are reported and "
+        "left alone.",
+    )
+    settle_minutes: int = key(
+        60,
+        integer(0, 7 * 24 * 60),
+        "An hour is read once a later hour's files exist, or this long after the hour ended.",
+    )
+
+
+def storage_problems(
+    sink: str, azure: AzureConfig, s3: S3Config, gcs: GcsConfig, environ: Mapping[str, str]
+) -> list[str]:
+    """What the chosen sink needs of its section (``[output]``'s check across sections)."""
+    found = []
+    connection_string = environ.get("AZURE_STORAGE_CONNECTION_STRING")
+    if sink == "azure" and not azure.account_url and not connection_string:
+        found.append("sink 'azure' needs [azure] account_url (or AZURE_STORAGE_CONNECTION_STRING)")
+    if sink == "s3" and not s3.bucket:
+        found.append("sink 's3' needs [s3] bucket")
+    if sink == "gcs" and not gcs.bucket:
+        found.append("sink 'gcs' needs [gcs] bucket")
+    return found

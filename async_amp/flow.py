@@ -7,6 +7,7 @@ thread into staging) -> judge and commit (``settle``) -> retry (``retry``, ``fai
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Callable
@@ -244,6 +245,10 @@ class Flow:
                 run_id=self.x.run_id,
                 warnings=verdict.warnings,
             )
+            if fetched.exported:
+                base = f"{hour.year:04d}-{hour.month:02d}-{hour.day:02d}_{hour.hour}#"
+                mine = tuple(o for o in fetched.exported if f"_{base}" in o.name)
+                manifest = dataclasses.replace(manifest, exported=mine)
             staging = stagings.take(hour) or self.x.sink.stage(self.x.project, hour)
             if hour in self.tentative and not await self._late(hour, manifest, staging):
                 continue

@@ -13,6 +13,7 @@ __all__ = [
     "MANIFEST_NAME",
     "QUARANTINE_NAME",
     "DeadLetter",
+    "ExportedObject",
     "FileEntry",
     "Manifest",
     "SourceEntry",
@@ -46,6 +47,18 @@ class FileEntry:
             "sha256": self.sha256,
             "source": self.source,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedObject:
+    """One file of Amplitude's cloud export an hour was read from, as the store listed it."""
+
+    name: str
+    size: int
+    etag: str  # the ETag (S3), generation (GCS) or mtime-and-size (a local folder)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "size": self.size, "etag": self.etag}
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +158,7 @@ class Manifest:
     run_id: str = ""
     warnings: tuple[str, ...] = ()
     table: TableFacts | None = None  # set when the hour was converted (Parquet)
+    exported: tuple[ExportedObject, ...] = ()  # the cloud-export files it was read from
 
     @property
     def events(self) -> int:
@@ -171,6 +185,7 @@ class Manifest:
             "run_id": self.run_id,
             "warnings": list(self.warnings),
             **(self.table.to_json() if self.table is not None else {}),
+            **({"exported": [o.to_json() for o in self.exported]} if self.exported else {}),
         }
 
     def dumps(self) -> bytes:
@@ -199,6 +214,10 @@ class Manifest:
                 run_id=raw.get("run_id", ""),
                 warnings=tuple(raw.get("warnings", ())),
                 table=TableFacts.from_json(raw),
+                exported=tuple(
+                    ExportedObject(str(o["name"]), int(o["size"]), str(o["etag"]))
+                    for o in raw.get("exported", ())
+                ),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             msg = f"not a valid manifest: {exc}"

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 import anyio
 
 from .client import ExportSource
+from .cloud_export import CloudExportSource
 from .config import Config, ProjectConfig
 from .errors import first_user_error
 from .flow import Flow
@@ -125,12 +126,15 @@ class Extractor:
     ) -> Plan:
         hours = list(hour_range(first, last))
         done = set() if force else await self.sink.completed_hours(self.project, hours)
+        now, lag = self.now, self.config.extract.availability_lag_hours
+        if isinstance(self.source, CloudExportSource):  # done: what the export has moved past
+            now, lag = await self.source.frontier(self.now), 0
         return make_plan(
             first,
             last,
             done=done,
-            now=self.now,
-            lag_hours=self.config.extract.availability_lag_hours,
+            now=now,
+            lag_hours=lag,
             shard=shard,
             recheck_since=recheck_since(self.now, self.config.extract.recheck),
             tentative=await self.tentative_empty(done),

@@ -24,6 +24,8 @@ from types import TracebackType
 import anyio
 
 from .client import AiohttpExportSource
+from .cloud_export import CloudExportSource
+from .cloud_stores import make_cloud_source
 from .config import Config, Credentials, ProjectConfig, select_projects
 from .config_load import load_credentials, process_environment
 from .errors import ConfigError, CredentialsError, StorageError, first_user_error
@@ -62,7 +64,7 @@ class RunRequest:
 class _Job:
     project: ProjectConfig
     extractor: Extractor
-    source: AiohttpExportSource | None
+    source: AiohttpExportSource | CloudExportSource | None
     plan: Plan | None = None
     gaps: tuple[datetime, ...] = ()  # hours left behind by earlier runs (--since-last)
 
@@ -109,9 +111,10 @@ class ExtractionRun:
         self.projects = select_projects(config, request.projects)
         creds = (
             {}
-            if request.dry_run
+            if request.dry_run or config.source.kind == "cloud_export"  # no Amplitude keys
             else _credentials(config, self.projects, environ, credentials or {})
         )
+        self._environ = environ
         self.run_id = run_id or new_run_id()
         self.secrets = tuple(s for c in creds.values() for s in c.secrets()) + tuple(
             environ[n] for n in STORAGE_SECRETS if environ.get(n)
@@ -133,8 +136,12 @@ class ExtractionRun:
         on_hour: Callable[[HourResult], None] | None,
     ) -> _Job:
         ex = self.config.extract
-        source = None
-        if creds is not None:
+        source: AiohttpExportSource | CloudExportSource | None = None
+        if self.config.source.kind == "cloud_export":
+            source = make_cloud_source(
+                self.config, project, run_id=self.run_id, environ=self._environ
+            )
+        elif creds is not None:
             source = AiohttpExportSource(
                 project.url,
                 creds.api_key,

@@ -134,7 +134,7 @@ def test_the_config_variable_names_the_file_and_a_path_given_wins(
     (tmp_path / "config.toml").write_text('[output]\ndir = "from-cwd"\n', encoding="utf-8")
     monkeypatch.setenv("ASYNC_AMP_CONFIG", str(named))
     config = async_amp.load_config(api_key=KEY, secret_key=SECRET)  # the process environment
-    assert config.source == named
+    assert config.file == named
     assert config.output.dir.name == "from-variable"
     given = async_amp.load_config("config.toml", api_key=KEY, secret_key=SECRET)
     assert given.output.dir.name == "from-cwd"

@@ -304,7 +304,11 @@ class S3Sink(ObjectStoreReads):
     async def iter_file(self, project: str, hour: datetime, name: str) -> AsyncIterator[bytes]:
         """The stored bytes of one file of an hour, as they are (never decompressed)."""
         check_file_name(name)
-        key = f"{self.hour_prefix(project, hour)}/{name}"
+        async for chunk in self.stream_object(f"{self.hour_prefix(project, hour)}/{name}"):
+            yield chunk
+
+    async def stream_object(self, key: str) -> AsyncIterator[bytes]:
+        """Any object's stored bytes, in chunks."""
         client = await self.client()
         try:
             answer = await client.get_object(Bucket=self.bucket, Key=key)

@@ -1,0 +1,202 @@
+"""Amplitude's cloud export as a second source: the simulator lays an export out in a local
+folder, the S3 server or the GCS emulator; ``[source] kind = "cloud_export"`` reads it through
+the real run (``async_amp.api.extract``) into Parquet (and Delta).
+
+Expected answers come from the files laid out (gunzipped and counted here), never from the
+product: rows equal the source lines, uuid sets equal; a late hour is not read until the export
+moves past it; a rerun reads nothing; an hour Amplitude rewrote is replaced by ``--recheck``;
+files of another project are left alone.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pyarrow.dataset as pads
+import pytest
+
+from async_amp.api import extract
+from async_amp.config import Config, ExtractConfig, OutputConfig, SourceConfig
+from async_amp.manifest import MANIFEST_NAME, hour_folder
+from async_amp.simulator.cloud_export import export_files, lay_out_local
+
+from .gcs import GcsFront, gcs_config, gcs_environ, gcs_sink
+from .helpers import DAY1, small_dataset
+from .s3 import S3ServerProcess, admin_client
+
+pytestmark = pytest.mark.anyio
+
+PROJECT = "website"
+HOURS = [DAY1 + timedelta(hours=h) for h in range(5)]
+LATE = DAY1 + timedelta(hours=5)  # not exported yet when the first run looks
+NOW = DAY1 + timedelta(hours=7, minutes=10)  # hour 5 ended 70 min ago: settled by then
+PROJECT_ID = small_dataset().member_name(DAY1, 0).split("/", 1)[0]
+Files = list[tuple[str, bytes]]
+Put = Callable[[Files], Awaitable[None]]
+
+
+def _expected(files: Files) -> tuple[int, set[str]]:
+    """Rows and uuids of the export's files, read here independently."""
+    rows, uuids = 0, set()
+    for _, data in files:
+        for line in gzip.decompress(data).splitlines():
+            if line.strip():
+                rows += 1
+                uuids.add(json.loads(line)["uuid"])
+    return rows, uuids
+
+
+def _parquet(out: Path) -> tuple[int, set[str]]:
+    table = pads.dataset(str(out / PROJECT), format="parquet", partitioning="hive").to_table(
+        columns=["uuid"]
+    )
+    return table.num_rows, set(table.column("uuid").to_pylist())
+
+
+def _config(out: Path, source: SourceConfig, **output: object) -> Config:
+    return Config(
+        source=source,
+        extract=ExtractConfig(concurrency=4, backoff_base_s=0.01, backoff_max_s=0.05),
+        output=OutputConfig(dir=out, format="parquet", fsync=False, log_dir=out / "logs", **output),  # type: ignore[arg-type]
+        environ={},
+    )
+
+
+async def _scenario(config: Config, put: Put, tmp_path: Path) -> None:
+    dataset = small_dataset(events_per_hour=120)
+    files = export_files(dataset, [*HOURS, LATE], prefix="exports/amp", late=frozenset({LATE}))
+    await put(files)
+    await put(
+        [("exports/amp/999999_2026-11-01_1#0.json.gz", b"x"), ("exports/amp/notes.txt", b"hi")]
+    )
+
+    # the export holds hours 0-4: hour 4 is the newest, not yet settled at this "now"
+    first = await extract(config, start=DAY1, end=LATE, now=DAY1 + timedelta(hours=5, minutes=5))
+    project = first.project(PROJECT)
+    assert (project.complete, project.not_available) == (4, 2), project
+    rows, uuids = _expected([f for f in files if "_4#" not in f[0]])
+    assert _parquet(config.output.dir) == (rows, uuids)
+
+    # Amplitude delivers hour 5; a run later reads hours 4 and 5 and nothing else
+    late = export_files(dataset, [LATE], prefix="exports/amp")
+    await put(late)
+    second = await extract(config, start=DAY1, end=LATE, now=NOW)
+    project = second.project(PROJECT)
+    assert (project.complete, project.skipped) == (2, 4), project
+    everything = files + late
+    assert _parquet(config.output.dir) == _expected(everything)
+    manifest = json.loads(
+        (config.output.dir / hour_folder(PROJECT, LATE) / MANIFEST_NAME).read_bytes()
+    )
+    listed = {(f["name"], f["size"]) for f in manifest["exported"]}
+    assert listed == {(n, len(d)) for n, d in late}
+
+    # a rerun reads nothing
+    third = await extract(config, start=DAY1, end=LATE, now=NOW)
+    assert third.project(PROJECT).skipped == 6
+    assert third.project(PROJECT).bytes_downloaded == 0
+
+    # Amplitude rewrites hour 2 (a backfill); --recheck replaces it, and only it
+    other = small_dataset(events_per_hour=90, seed=9)
+    rewritten = export_files(other, [HOURS[2]], prefix="exports/amp")
+    stale = {n for n, _ in files if "_2#" in n}
+    await put(rewritten)
+    fresh = [f for f in everything if f[0] not in stale or f[0] in dict(rewritten)]
+    fresh = [f for f in fresh if "_2#" not in f[0]] + rewritten
+    rechecking = replace(config, extract=replace(config.extract, recheck=timedelta(days=30)))
+    fourth = await extract(rechecking, start=DAY1, end=LATE, now=NOW)
+    changed = [r.hour for r in fourth.project(PROJECT).results if r.recheck == "changed"]
+    assert changed == [HOURS[2]]
+    if len(rewritten) == len(stale):  # same partitions: the store now holds only the new files
+        assert _parquet(config.output.dir) == _expected(fresh)
+
+
+async def test_a_local_cloud_export_into_parquet(tmp_path: Path) -> None:
+    root = tmp_path / "export"
+
+    async def put(files: Files) -> None:
+        lay_out_local(root, files)
+
+    source = SourceConfig(
+        kind="cloud_export", store="local", dir=root, prefix="exports/amp", project_id=PROJECT_ID
+    )
+    await _scenario(_config(tmp_path / "out", source), put, tmp_path)
+
+
+@pytest.mark.s3
+async def test_a_cloud_export_in_s3_into_parquet(
+    s3_server: S3ServerProcess, s3_bucket: str, tmp_path: Path
+) -> None:
+    async def put(files: Files) -> None:
+        async with admin_client(s3_server) as client:
+            for name, data in files:
+                await client.put_object(Bucket=s3_bucket, Key=name, Body=data)
+
+    source = SourceConfig(
+        kind="cloud_export",
+        store="s3",
+        bucket=s3_bucket,
+        prefix="exports/amp",
+        project_id=PROJECT_ID,
+    )
+    from async_amp.config import S3Config
+
+    config = _config(tmp_path / "out", source)
+    config = replace(
+        config,
+        s3=S3Config(endpoint_url=s3_server.endpoint_url, addressing_style="path", retries=1),
+        environ=s3_server.admin.environ(),
+    )
+    await _scenario(config, put, tmp_path)
+
+
+@pytest.mark.gcs
+async def test_a_cloud_export_in_gcs_into_parquet(
+    gcs_front: GcsFront, gcs_bucket: str, tmp_path: Path
+) -> None:
+    writer = gcs_sink(gcs_front, gcs_bucket)
+
+    async def put(files: Files) -> None:
+        for name, data in files:
+            await writer.put_small(name, data, "application/gzip", {}, if_absent=False)
+
+    source = SourceConfig(
+        kind="cloud_export",
+        store="gcs",
+        bucket=gcs_bucket,
+        prefix="exports/amp",
+        project_id=PROJECT_ID,
+    )
+    config = replace(
+        _config(tmp_path / "out", source),
+        gcs=gcs_config(gcs_front, gcs_bucket),
+        environ=gcs_environ(gcs_front, "reader"),  # reading the export needs only the viewer role
+    )
+    await _scenario(config, put, tmp_path)
+    await writer.aclose()
+
+
+async def test_a_local_cloud_export_into_delta(tmp_path: Path) -> None:
+    """The same files into a Delta table: rows and uuids as in the source."""
+    from deltalake import DeltaTable
+
+    root = tmp_path / "export"
+    dataset = small_dataset(events_per_hour=80)
+    files = export_files(dataset, HOURS, prefix="")
+    lay_out_local(root, files)
+    source = SourceConfig(kind="cloud_export", store="local", dir=root)
+    config = replace(
+        _config(tmp_path / "out", source),
+        output=OutputConfig(
+            dir=tmp_path / "out", format="delta", fsync=False, log_dir=tmp_path / "logs"
+        ),
+    )
+    result = await extract(config, start=HOURS[0], end=HOURS[-1], now=NOW)
+    assert result.exit_code == 0, result.failed_hours
+    table = DeltaTable(str(tmp_path / "out" / PROJECT)).to_pyarrow_table(columns=["uuid"])
+    assert (table.num_rows, set(table.column("uuid").to_pylist())) == _expected(files)
