@@ -292,3 +292,30 @@ def test_delta_events_give_delta_model_tables_with_the_same_rows(
     versions = DeltaTable(str(root / "daily")).version()
     anyio.run(lambda: model(config, start=day, end=day, now=NOW))
     assert DeltaTable(str(root / "daily")).version() == versions  # nothing changed: no commit
+
+
+def test_extract_builds_the_days_it_touched_when_models_are_enabled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from async_amp.cli import main
+    from async_amp.simulator.background import BackgroundSimulator
+
+    from .helpers import isolate_cli
+
+    isolate_cli(tmp_path, monkeypatch, ASYNC_AMP_NOW="2026-11-26T12:00:00Z")
+    dataset = Dataset(events_per_hour=20, pages_per_hour=1)
+    with BackgroundSimulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
+        (tmp_path / "config.toml").write_text(
+            f'[amplitude]\nbase_url = "{sim.base_url}"\n\n[output]\ndir = "data"\n'
+            'fsync = false\nformat = "parquet"\n\n[models]\nenabled = true\n'
+            "lateness_hours = 0\n",
+            encoding="utf-8",
+        )
+        code = main(["extract", "--start", "2026-11-01", "--end", "2026-11-01", "--quiet"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    # the hours touch Oct 31 (late events) and Nov 1, and Nov 2 (sessions' ids): all built
+    assert "models website: " in out
+    daily = tmp_path / "data" / "_models" / "website" / "daily"
+    (row,) = pq.read_table(daily / "day=2026-11-01" / "part-0.parquet").to_pylist()
+    assert row["status"] == "final" and row["events"] > 0
