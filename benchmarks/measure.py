@@ -219,6 +219,7 @@ class Bench:
         azure: azurite_mod.Azurite | None = None,
         s3: S3ServerProcess | None = None,
         wrap: Sequence[str] = (),
+        env: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """One ``async-amp extract`` child, measured and checked (into ``azure`` or ``s3``'s
         ``bench`` bucket when given, else a local folder)."""
@@ -254,6 +255,7 @@ class Bench:
         if s3 is not None:
             cmd += ["--sink", "s3"]
             extra_env.update(s3_env(s3))
+        extra_env.update(env or {})
         env = self._extract_env(server, fsync=fsync, extra=extra_env)
         result = self._measured(cmd, env, work, server, azure or s3)
         summary = _run_summary(work / "run.jsonl")
