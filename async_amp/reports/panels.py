@@ -160,9 +160,8 @@ def when(report: Report) -> str:
     )
     return (
         f"<h3>Page views by weekday and hour ({tz})</h3>{_weekday_heatmap(report)}"
-        f"<div class='grid'><section class='panel'><h3>Session length ({sessions:,} sessions)"
-        f"</h3>{lengths}</section><section class='panel'><h3>Device mix (visitors)</h3>"
-        f"{hbars(report.device_types)}</section></div>"
+        f"<section class='panel'><h3>Session length ({sessions:,} sessions)</h3>{lengths}"
+        "</section>"
     )
 
 
