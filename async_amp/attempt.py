@@ -161,13 +161,16 @@ async def _decode(
 
     failure: Exception | None = None
     members: list[ProcessedMember] = []
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(pump)
-        try:
-            members = await anyio.to_thread.run_sync(decode, limiter=threads)
-        except Exception as exc:  # noqa: BLE001 - re-raised below, outside the task group
-            failure = exc
-            tg.cancel_scope.cancel()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pump)
+            try:
+                members = await anyio.to_thread.run_sync(decode, limiter=threads)
+            except Exception as exc:  # noqa: BLE001 - re-raised below, outside the task group
+                failure = exc
+                tg.cancel_scope.cancel()
+    finally:
+        receive.close()  # cancelled before the decoder thread started: it never closed it
     if seen.error is not None and (failure is None or isinstance(failure, ArchiveError)):
         raise seen.error  # the body broke off: that, not the truncation, is the cause
     if failure is not None:

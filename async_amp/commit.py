@@ -35,7 +35,9 @@ def manifest_for(
 ) -> Manifest:
     """The manifest of an hour whose attempt brought ``members`` (none: an empty hour)."""
     files = tuple(p.entry for p in members)
+    ids = {p.member.project_id for p in members}
     return Manifest(
+        project_id=ids.pop() if len(ids) == 1 else "",
         hour=hour,
         status="complete" if files else "empty",
         files=files,

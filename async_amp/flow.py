@@ -26,6 +26,7 @@ from .commit import commit_hour, manifest_for
 from .config import Config
 from .errors import (
     AttemptError,
+    ConfigError,
     ExportTooLargeError,
     RetryableHTTPError,
     StorageError,
@@ -94,6 +95,7 @@ class Flow:
         self.guard = guard
         self.rechecking = set(summary.plan.recheck)
         self.tentative = set(summary.plan.tentative)
+        self.project_id: str | None = None  # Amplitude's id of the project, once known
         self.x = extractor
         self.ex = ex
         self.summary = summary
@@ -186,7 +188,39 @@ class Flow:
             raise
         self.limiter.succeeded()
         self.observed.append(Observed(hours=len(hours), zip_bytes=fetched.zip_bytes))
+        foreign = await self._foreign(fetched)
+        if foreign:
+            await stagings.discard()
+            raise ConfigError(foreign)
         await self.settle(hours, fetched, stagings, time.monotonic() - started)
+
+    async def _foreign(self, fetched: Fetched) -> str:
+        """Why an archive whose every member is of another Amplitude project than the one
+        this output holds under the project's name is refused ("" when it is not)."""
+        ids = {p.member.project_id for p in fetched.members or ()}
+        if not ids:
+            return ""
+        if self.project_id is None:
+            self.project_id = await self._stored_project_id() or min(ids)
+        if self.project_id in ids:
+            return ""
+        return (
+            f"the Export API answered with data of Amplitude project {min(ids)}, but the output "
+            f"holds project {self.project_id} under {self.x.project!r}: these keys "
+            "(AMP_API_KEY, AMP_SECRET_KEY) are another project's; use this project's keys, or "
+            "another project name for that one"
+        )
+
+    async def _stored_project_id(self) -> str:
+        """The Amplitude project id the newest stored hours of the range record ("": none)."""
+        for hour in list(reversed(self.summary.plan.done))[:3]:
+            try:
+                manifest = await self.x.sink.read_manifest(self.x.project, hour)
+            except ValueError:
+                continue
+            if manifest is not None and manifest.project_id:
+                return manifest.project_id
+        return ""
 
     def _count_bytes(self, size: int) -> None:
         self.summary.bytes_in += size

@@ -159,6 +159,7 @@ class Manifest:
     warnings: tuple[str, ...] = ()
     table: TableFacts | None = None  # set when the hour was converted (Parquet)
     exported: tuple[ExportedObject, ...] = ()  # the cloud-export files it was read from
+    project_id: str = ""  # Amplitude's project id, from the members' names ("": not known)
 
     @property
     def events(self) -> int:
@@ -184,6 +185,7 @@ class Manifest:
             "extracted_at": self.extracted_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "run_id": self.run_id,
             "warnings": list(self.warnings),
+            **({"project_id": self.project_id} if self.project_id else {}),
             **(self.table.to_json() if self.table is not None else {}),
             **({"exported": [o.to_json() for o in self.exported]} if self.exported else {}),
         }
@@ -218,6 +220,7 @@ class Manifest:
                     ExportedObject(str(o["name"]), int(o["size"]), str(o["etag"]))
                     for o in raw.get("exported", ())
                 ),
+                project_id=str(raw.get("project_id", "")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             msg = f"not a valid manifest: {exc}"

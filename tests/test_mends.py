@@ -100,3 +100,34 @@ def test_a_concurrency_above_amplitudes_limit_warns_once(
         assert main([*args, "--concurrency", "8", "--force"]) == 0
     (warning,) = log_events(workdir, "run.concurrency_high")
     assert warning["concurrency"] == 8 and warning["level"] == "warning"
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "delta"])
+def test_an_archive_of_another_project_id_is_refused(
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    fmt: str,
+) -> None:
+    """The output records Amplitude's project id; keys of another project are refused."""
+    ours, theirs = small_dataset(), small_dataset(project_id=424242)
+    with BackgroundSimulator(ours, api_key=KEY, secret_key=SECRET) as sim:
+        monkeypatch.setenv("ASYNC_AMP_AMPLITUDE_BASE_URL", sim.base_url)
+        span = ["--start", "2026-11-01", "--end", "2026-11-01T02", "--format", fmt, "--quiet"]
+        assert main(["extract", *span]) == 0
+    stored = sorted((workdir / "data").rglob("_manifest.json"))
+    assert len(stored) >= 3
+    assert {json.loads(p.read_text()).get("project_id") for p in stored} == {"187520"}
+    capsys.readouterr()
+    with BackgroundSimulator(theirs, api_key=KEY, secret_key=SECRET) as sim:
+        monkeypatch.setenv("ASYNC_AMP_AMPLITUDE_BASE_URL", sim.base_url)
+        code = main(["extract", "--start", "2026-11-01", "--end", "2026-11-01T05", "--format", fmt])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        "async-amp: error: the Export API answered with data of Amplitude project 424242, but "
+        "the output holds project 187520 under 'website': these keys (AMP_API_KEY, "
+        "AMP_SECRET_KEY) are another project's; use this project's keys, or another project "
+        "name for that one"
+    )
+    assert sorted((workdir / "data").rglob("_manifest.json")) == stored  # nothing of theirs
