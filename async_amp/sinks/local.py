@@ -343,6 +343,7 @@ class LocalSink:
         file = self._object(path)
 
         def put() -> None:
+            self._no_file_in_the_way(file.parent)
             file.parent.mkdir(parents=True, exist_ok=True)
             tmp = file.with_name(f".{file.name}.{uuid.uuid4().hex[:8]}.tmp")
             try:
