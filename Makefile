@@ -12,7 +12,7 @@ EXAMPLES_STAMP := $(EXAMPLES_VENV)/.installed
 AIRFLOW_VENV   := .venv-airflow
 AIRFLOW_STAMP  := $(AIRFLOW_VENV)/.installed
 
-.PHONY: install azurite chromium test test-examples lint typecheck check demo demo-azure bench docs clean
+.PHONY: install azurite chromium test test-examples lint typecheck check demo demo-azure demo-cloud-export bench docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,9 @@ demo: install
 
 demo-azure: install azurite
 	$(BIN)/python -m tools.demo_azure
+
+demo-cloud-export: install
+	$(BIN)/python -m tools.demo_cloud_export
 
 bench: install azurite
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
