@@ -286,6 +286,8 @@ class ArchiveLimits:
 class ProcessedMember:
     member: MemberName
     entry: FileEntry
+    received: int = 0  # the member's bytes as Amplitude sent them (its .json.gz)
+    ndjson_bytes: int = 0  # decompressed
 
 
 def output_name(member: MemberName, *, keep_gzip: bool) -> str:
@@ -368,9 +370,11 @@ def process_members(
             seen.add(key)
             file_name = output_name(member, keep_gzip=keep_gzip)
             current = open_member(member, file_name)
-            entry = _copy_member(member_chunks, current, file_name, name, keep_gzip, limits, watch)
+            entry, received, decoded = _copy_member(
+                member_chunks, current, file_name, name, keep_gzip, limits, watch
+            )
             current.finish(entry)
-            done.append(ProcessedMember(member, entry))
+            done.append(ProcessedMember(member, entry, received, decoded))
             current = None
     except BaseException:
         if current is not None:
@@ -387,7 +391,8 @@ def _copy_member(
     keep_gzip: bool,
     limits: ArchiveLimits,
     watch: _Watch,
-) -> FileEntry:
+) -> tuple[FileEntry, int, int]:
+    """The member copied: its entry, its bytes as received and decompressed."""
     decoder = GzipDecoder()
     raw_start = watch.total  # network bytes before this member (read-ahead makes it generous)
     digest = hashlib.sha256()
@@ -421,10 +426,11 @@ def _copy_member(
                 sink.write(text)
     decoder.flush()
     written = compressed if keep_gzip else decoded
-    return FileEntry(
+    entry = FileEntry(
         name=file_name,
         bytes=written,
         events=lines.lines(),
         sha256=digest.hexdigest(),
         source=source,
     )
+    return entry, compressed, decoded

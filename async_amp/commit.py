@@ -45,16 +45,19 @@ def manifest_for(
         extracted_at=datetime.now(UTC),
         run_id=run_id,
         warnings=warnings,
+        received_bytes=sum(p.received for p in members),
+        ndjson_bytes=sum(p.ndjson_bytes for p in members),
     )
 
 
-async def commit_hour(staging: HourStaging, manifest: Manifest) -> StorageError | None:
-    """Commit ``staging`` with ``manifest``; ``None`` when done, else why it failed (a
+async def commit_hour(staging: HourStaging, manifest: Manifest) -> Manifest | StorageError:
+    """Commit ``staging`` with ``manifest``; the manifest stored (a format may have rewritten
+    its files: Parquet's, a Delta table's) when done, else why it failed (a
     ``StorageBlockedError`` when the storage refuses until someone acts). The staging is
     kept either way: on failure the caller commits it again or discards it."""
     try:
         with anyio.CancelScope(shield=True), anyio.fail_after(COMMIT_TIMEOUT_S):
-            await staging.commit(manifest)
+            stored = await staging.commit(manifest)
     except TimeoutError:
         error = StorageError(f"commit did not finish within {COMMIT_TIMEOUT_S:.0f} s")
     except StorageError as exc:
@@ -62,6 +65,6 @@ async def commit_hour(staging: HourStaging, manifest: Manifest) -> StorageError 
     except OSError as exc:  # a Delta commit's data file or log entry, written in a thread
         error = storage_failure(exc, iso_hour(manifest.hour)) or StorageError(str(exc))
     else:
-        return None
+        return stored or manifest
     log.warning("hour.commit_failed", hour=iso_hour(manifest.hour), error=str(error))
     return error

@@ -291,8 +291,9 @@ class Flow:
                 await staging.discard()  # the stored hour stays exactly as it was
                 self._kept(hour, recheck, manifest)
                 continue
-            error = await self._commit(staging, manifest)
-            if error is not None:
+            stored = await self._commit(staging, manifest)
+            if isinstance(stored, StorageError):
+                error = stored
                 if self.guard.stopped:
                     continue  # left unfinished, for the rerun
                 state.last_error = f"commit failed: {error}"
@@ -306,8 +307,10 @@ class Flow:
                     status=manifest.status,
                     attempts=state.attempts,
                     events=manifest.events,
-                    bytes=manifest.size,
-                    files=len(manifest.files),
+                    bytes=stored.size,
+                    files=len(stored.files),
+                    received_bytes=manifest.received_bytes,
+                    ndjson_bytes=manifest.ndjson_bytes,
                     recheck="changed" if recheck is not None else "",
                     # Parquet and Delta: lines kept in the hour's quarantine (formats.deadletter)
                     quarantined=int(getattr(staging, "quarantined_lines", 0)),
@@ -318,15 +321,16 @@ class Flow:
                 hour=iso_hour(hour),
                 status=manifest.status,
                 attempt=state.attempts,
-                files=len(manifest.files),
+                files=len(stored.files),
                 events=manifest.events,
-                bytes=manifest.size,
+                bytes=stored.size,
+                ndjson_bytes=manifest.ndjson_bytes,
                 seconds=round(seconds, 3),
             )
         if retry:
             self.retry(retry, "short hour or failed commit", retry_after=None, alone=True)
 
-    async def _commit(self, staging: HourStaging, manifest: Manifest) -> StorageError | None:
+    async def _commit(self, staging: HourStaging, manifest: Manifest) -> Manifest | StorageError:
         """Commit; when the store fails for a passing reason the same staging is committed
         again after a backoff (the archive is not downloaded again), until the store answers,
         ``max_attempts`` commits failed (then the hour is asked again) or the guard stops the
@@ -334,9 +338,9 @@ class Flow:
         tries = 0
         while True:
             error = await commit_hour(staging, manifest)
-            if error is None:
+            if not isinstance(error, StorageError):
                 self.guard.store_ok()
-                return None
+                return error  # the manifest stored
             self.guard.store_failed(error)
             tries += 1
             if self.guard.stopped or tries >= self.ex.max_attempts:

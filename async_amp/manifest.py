@@ -160,6 +160,8 @@ class Manifest:
     table: TableFacts | None = None  # set when the hour was converted (Parquet)
     exported: tuple[ExportedObject, ...] = ()  # the cloud-export files it was read from
     project_id: str = ""  # Amplitude's project id, from the members' names ("": not known)
+    received_bytes: int = 0  # the hour's members as Amplitude sent them (.json.gz bytes)
+    ndjson_bytes: int = 0  # the same, decompressed: the NDJSON the hour is made of
 
     @property
     def events(self) -> int:
@@ -172,6 +174,7 @@ class Manifest:
 
     @property
     def size(self) -> int:
+        """The bytes stored: what the hour's files hold (a Delta hour's: its table files)."""
         return sum(f.bytes for f in self.files)
 
     def to_json(self) -> dict[str, Any]:
@@ -181,6 +184,8 @@ class Manifest:
             "files": [f.to_json() for f in self.files],
             "events": self.events,
             "bytes": self.size,
+            "received_bytes": self.received_bytes,
+            "ndjson_bytes": self.ndjson_bytes,
             "attempts": self.attempts,
             "extracted_at": self.extracted_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "run_id": self.run_id,
@@ -221,6 +226,8 @@ class Manifest:
                     for o in raw.get("exported", ())
                 ),
                 project_id=str(raw.get("project_id", "")),
+                received_bytes=int(raw.get("received_bytes", 0)),
+                ndjson_bytes=int(raw.get("ndjson_bytes", 0)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             msg = f"not a valid manifest: {exc}"

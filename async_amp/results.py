@@ -37,10 +37,12 @@ class HourResult:
     status: Literal["complete", "empty", "failed"]
     attempts: int
     events: int = 0
-    bytes: int = 0
+    bytes: int = 0  # stored: what the hour's files hold, in its format
     files: int = 0
     error: str = ""
     project: str = ""
+    received_bytes: int = 0  # the hour's members as Amplitude sent them (.json.gz bytes)
+    ndjson_bytes: int = 0  # the same, decompressed
     recheck: Literal["", "unchanged", "changed", "kept"] = ""  # ``--recheck``: what it found
     quarantined: int = 0  # lines kept in the hour's quarantine file instead of rows
 
@@ -105,7 +107,19 @@ class ProjectResult:
 
     @property
     def bytes_written(self) -> int:
+        """Bytes stored: what the committed hours' files hold (Parquet: the Parquet files)."""
         return sum(r.bytes for r in self.results)
+
+    @property
+    def bytes_received(self) -> int:
+        """The committed hours' members as Amplitude sent them (``bytes_downloaded``: every
+        response, retries and ZIP framing included)."""
+        return sum(r.received_bytes for r in self.results)
+
+    @property
+    def bytes_ndjson(self) -> int:
+        """The committed hours' NDJSON: their members decompressed."""
+        return sum(r.ndjson_bytes for r in self.results)
 
     @property
     def failed_hours(self) -> tuple[FailedHour, ...]:
@@ -132,7 +146,8 @@ class ProjectResult:
 
     @property
     def mb_per_s(self) -> float:
-        return round(self.bytes_written / 1e6 / self.seconds, 1) if self.seconds else 0
+        """MB of NDJSON extracted a second, whatever the format stores."""
+        return round(self.bytes_ndjson / 1e6 / self.seconds, 1) if self.seconds else 0
 
     @property
     def exit_code(self) -> int:
@@ -151,6 +166,9 @@ class ProjectResult:
             "not_available_hours": [iso_hour(h) for h in self.plan.not_available],
             "events": self.events,
             "bytes_written": self.bytes_written,
+            "bytes_stored": self.bytes_written,
+            "bytes_ndjson": self.bytes_ndjson,
+            "bytes_received": self.bytes_received,
             "bytes_downloaded": self.bytes_downloaded,
             "requests": self.requests,
             "retries": self.retries,
@@ -208,7 +226,9 @@ class ExtractResult:
         projects = {p.name: p.to_json(self.run_id) for p in self.projects}
         keys = ("complete", "empty", "failed", "skipped", "not_available", "events", "changed")
         totals: dict[str, Any] = {k: sum(p[k] for p in projects.values()) for k in keys}
-        totals["bytes_written"] = sum(p["bytes_written"] for p in projects.values())
+        for key in ("bytes_written", "bytes_stored", "bytes_ndjson", "bytes_received"):
+            totals[key] = sum(p[key] for p in projects.values())
+        totals["bytes_downloaded"] = sum(p["bytes_downloaded"] for p in projects.values())
         totals["failed_hours"] = [
             f"{name}:{hour}" for name, p in projects.items() for hour in p["failed_hours"]
         ]

@@ -194,7 +194,7 @@ class _DeltaStaging:
     def quarantined_lines(self) -> int:
         return len(self.quarantine.letters)
 
-    async def commit(self, manifest: Manifest) -> None:
+    async def commit(self, manifest: Manifest) -> Manifest:
         with self._lock:
             done = dict(self._done)
         parts = []
@@ -265,9 +265,10 @@ class _DeltaStaging:
         if self.quarantine.letters:
             record["quarantined_lines"] = len(self.quarantine.letters)
             record["dead_letters"] = [d.to_json() for d in self.quarantine.letters]
-        await self._record(meta, manifest, record)
+        stored = await self._record(meta, manifest, record)
         warn_quarantined(self._hour, self.quarantine.letters)
         await anyio.to_thread.run_sync(self._clean)
+        return stored
 
     def _clean(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -283,7 +284,7 @@ class _DeltaStaging:
         meta: str,
         manifest: Manifest,
         record: dict[str, Any],
-    ) -> None:
+    ) -> Manifest:
         body = (json.dumps(record, indent=2) + "\n").encode()
         staging = self._sink.inner.stage(meta, self._hour)
         stored = FileEntry(
@@ -313,6 +314,7 @@ class _DeltaStaging:
             with anyio.CancelScope(shield=True):
                 await staging.discard()
             raise
+        return replace(manifest, files=files)
 
     async def discard(self) -> None:
         await anyio.to_thread.run_sync(self._clean)

@@ -345,7 +345,7 @@ class _ParquetStaging:
     def quarantined_lines(self) -> int:
         return len(self.quarantine.letters)
 
-    async def commit(self, manifest: Manifest) -> None:
+    async def commit(self, manifest: Manifest) -> Manifest:
         # counted once the hour's members are converted (their engines' buffers handed
         # back), in a worker thread: one sort an hour, not one a member
         await anyio.to_thread.run_sync(self.duplicates.count)
@@ -360,6 +360,7 @@ class _ParquetStaging:
         await self.inner.commit(converted)
         warn_quarantined(self.hour, self.quarantine.letters)
         self.quarantine.remove()
+        return converted
 
     async def discard(self) -> None:
         self.quarantine.remove()

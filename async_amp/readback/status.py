@@ -49,6 +49,8 @@ class HourStatus:
     bytes: int = 0
     files: int = 0
     detail: str = ""  # why a manifest is unreadable
+    received_bytes: int = 0  # as Amplitude sent the hour's members (.json.gz bytes)
+    ndjson_bytes: int = 0  # decompressed; ``bytes`` is what is stored
     quarantined: int = 0  # lines kept in the hour's quarantine file instead of rows
 
     def to_json(self) -> dict[str, Any]:
@@ -57,6 +59,8 @@ class HourStatus:
             "state": self.state,
             "events": self.events,
             "bytes": self.bytes,
+            "received_bytes": self.received_bytes,
+            "ndjson_bytes": self.ndjson_bytes,
             "files": self.files,
         }
         if self.detail:
@@ -142,6 +146,8 @@ class StatusReport(RangeReport):
                 **{state: self.count(state) for state in STATES},
                 "events": self.events,
                 "bytes": self.bytes,
+                "received_bytes": sum(h.received_bytes for h in self.hours),
+                "ndjson_bytes": sum(h.ndjson_bytes for h in self.hours),
                 "files": self.files,
             },
             "missing_hours": [iso_hour(h) for h in self.hours_in("missing")],
@@ -185,6 +191,8 @@ async def read_status(
             events=manifest.events,
             bytes=manifest.size,
             files=len(manifest.files),
+            received_bytes=manifest.received_bytes,
+            ndjson_bytes=manifest.ndjson_bytes,
             quarantined=manifest.quarantined,
         )
 

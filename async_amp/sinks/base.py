@@ -46,8 +46,9 @@ class HourStaging(Protocol):
         """Start a data file (blocking: called from the decoding worker thread)."""
         ...
 
-    async def commit(self, manifest: Manifest) -> None:
-        """Make the hour visible: data first, stale files removed, manifest last."""
+    async def commit(self, manifest: Manifest) -> Manifest | None:
+        """Make the hour visible: data first, stale files removed, manifest last. Returns the
+        manifest stored when the format rewrote it (its own files), else ``None``."""
         ...
 
     async def discard(self) -> None:

@@ -312,7 +312,7 @@ class _Progress:
             try:
                 while True:
                     projects = run.result().projects
-                    written = sum(p.bytes_written for p in projects)
+                    written = sum(p.bytes_ndjson for p in projects)
                     retries = sum(p.retries for p in projects)
                     rate = written / 1e6 / max(time.monotonic() - started, 1e-3)
                     detail = f"{self.events:,} events  {rate:,.0f} MB/s  {retries} retries" + (
@@ -384,14 +384,14 @@ def _print_summary(result: ExtractResult, out: Any, signum: int | None) -> None:
     print(f"async-amp run {result.run_id} -> {result.sink}", file=out)
     header = (
         f"  {'project':<14}{'hours':>6}{'complete':>9}{'empty':>6}{'failed':>7}{'skipped':>8}"
-        f"{'not yet':>8}{'events':>12}{'MB':>10}{'seconds':>9}{'MB/s':>8}"
+        f"{'not yet':>8}{'events':>12}{'NDJSON MB':>10}{'seconds':>9}{'MB/s':>8}"
     )
     print(header, file=out)
     for p in result.projects:
         print(
             f"  {p.name:<14}{len(p.plan.hours):>6}{p.complete:>9}{p.empty:>6}{p.failed:>7}"
             f"{p.skipped:>8}{p.not_available:>8}{p.events:>12,}"
-            f"{p.bytes_written / 1e6:>10,.1f}{p.seconds:>9.1f}{p.mb_per_s:>8}",
+            f"{p.bytes_ndjson / 1e6:>10,.1f}{p.seconds:>9.1f}{p.mb_per_s:>8}",
             file=out,
         )
     projects = result.projects
@@ -399,6 +399,12 @@ def _print_summary(result: ExtractResult, out: Any, signum: int | None) -> None:
         f"  requests {sum(p.requests for p in projects)}, retries "
         f"{sum(p.retries for p in projects)}, throttled {sum(p.throttled for p in projects)}, "
         f"downloaded {sum(p.bytes_downloaded for p in projects) / 1e6:,.1f} MB",
+        file=out,
+    )
+    print(
+        f"  received {sum(p.bytes_received for p in projects) / 1e6:,.1f} MB of archives from "
+        f"Amplitude, {sum(p.bytes_ndjson for p in projects) / 1e6:,.1f} MB of NDJSON, stored "
+        f"{sum(p.bytes_written for p in projects) / 1e6:,.1f} MB",
         file=out,
     )
     for p in projects:

@@ -197,7 +197,7 @@ def render_status(report: StatusReport) -> str:
         f"{report.available_until:%Y-%m-%dT%H} (availability_lag_hours = {report.lag_hours})",
         "",
         f"  {'day':<12}{'complete':>9}{'empty':>7}{'missing':>9}{'not yet':>9}"
-        f"{'events':>13}{'MB':>10}  hours (UTC)",
+        f"{'events':>13}{'stored MB':>10}  hours (UTC)",
         f"  {'':<12}{'':>9}{'':>7}{'':>9}{'':>9}{'':>13}{'':>10}  |00    06    12    18    |",
     ]
     for day in report.days:
@@ -213,6 +213,13 @@ def render_status(report: StatusReport) -> str:
         f"{report.count('missing'):>9}{report.count('not_available'):>9}{report.events:>13,}"
         f"{report.bytes / 1e6:>10,.1f}"
     )
+    received = sum(h.received_bytes for h in report.hours)
+    ndjson = sum(h.ndjson_bytes for h in report.hours)
+    if received or ndjson:  # hours committed before these were recorded have neither
+        lines.append(
+            f"  received {received / 1e6:,.1f} MB of archives from Amplitude, "
+            f"{ndjson / 1e6:,.1f} MB of NDJSON, stored {report.bytes / 1e6:,.1f} MB"
+        )
     keys = [f"{c!r} {text}" for c, text in LEGEND.items()]
     lines += ["", "  legend: " + "  ".join(keys[:3]), "          " + "  ".join(keys[3:])]
     missing = report.hours_in("missing")
