@@ -32,6 +32,9 @@ projects to ``PROJECTS`` (``[[projects]]`` names, or the ``[amplitude] project``
         - key: dagster/partition/project
           value: {applyLimitPerUniqueValue: true}
           limit: 2   # PARALLEL
+    python_logs:   # the library's events (hour.done hour=... status=...) in the runs' logs
+      python_log_level: INFO
+      managed_python_loggers: [async_amp]
 """
 
 import dataclasses

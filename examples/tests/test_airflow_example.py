@@ -21,6 +21,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -75,7 +76,7 @@ def _environ(home: Path, config: Path) -> dict[str, str]:
     return env
 
 
-def _dags_test(env: dict[str, str], runs: list[tuple[str, str | None]]) -> list[Run]:
+def _dags_test(runs: list[tuple[str, str | None, dict[str, str]]]) -> list[Run]:
     """``airflow dags test amplitude_daily DATE [-c CONF]`` for each run, all at once."""
     procs = [
         subprocess.Popen(
@@ -85,14 +86,16 @@ def _dags_test(env: dict[str, str], runs: list[tuple[str, str | None]]) -> list[
             stderr=subprocess.STDOUT,
             text=True,
         )
-        for when, conf in runs
+        for when, conf, env in runs
     ]
+    deadline = time.monotonic() + TIMEOUT_S
     finished = []
     for proc in procs:
         try:
-            output = proc.communicate(timeout=TIMEOUT_S)[0]
+            output = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))[0]
         except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGINT)  # dags test ignores SIGTERM while waiting to retry
+            for late in procs:  # dags test ignores SIGTERM while it waits to retry a task
+                late.send_signal(signal.SIGINT)
             output = proc.communicate(timeout=60)[0]
             pytest.fail(f"dags test still running after {TIMEOUT_S} s:\n{output[-4000:]}")
         finished.append(Run(proc.returncode, output))
@@ -142,7 +145,7 @@ def test_two_days_by_hand_at_once_into_one_root(home: Path, tmp_path: Path) -> N
         config = _config(tmp_path / "prod.toml", sim.base_url, root)
         env = _environ(home, config)
         days = [f'{{"start": "2026-11-0{d}", "end": "2026-11-0{d}"}}' for d in (1, 2)]
-        runs = _dags_test(env, [("2026-11-10", days[0]), ("2026-11-11", days[1])])
+        runs = _dags_test([("2026-11-10", days[0], env), ("2026-11-11", days[1], env)])
         asked, most_at_once = _asked(sim.requests), sim.max_in_flight_seen
         sim.reset_log()
         of_the_runs = async_amp.load_config(config)
@@ -183,13 +186,14 @@ def test_scheduled_runs_take_the_hours_that_became_available_and_a_bad_run_fails
     with BackgroundSimulator(dataset, api_key=KEY, secret_key=SECRET) as sim:
         config = _config(tmp_path / "prod.toml", sim.base_url, root)
         broken = _config(tmp_path / "broken.toml", sim.base_url, root, "max_attempts = 0\n")
-        env = _environ(home, config)
-        scheduled = _dags_test(
-            env, [("2026-11-05T00:00:00+00:00", None), ("2026-11-06T00:00:00+00:00", None)]
-        )
-        only_start = _dags_test(env, [("2026-11-20", '{"start": "2026-11-01"}')])
-        bad = _dags_test(
-            _environ(home, broken), [("2026-11-21", '{"start": "2026-11-01", "end": "2026-11-01"}')]
+        env, env_broken = _environ(home, config), _environ(home, broken)
+        *scheduled, failed, refused = _dags_test(  # all four at once
+            [
+                ("2026-11-05T00:00:00+00:00", None, env),
+                ("2026-11-06T00:00:00+00:00", None, env),
+                ("2026-11-20", '{"start": "2026-11-01"}', env),
+                ("2026-11-21", '{"start": "2026-11-01", "end": "2026-11-01"}', env_broken),
+            ]
         )
         asked = _asked(sim.requests)
     for run in scheduled:
@@ -203,11 +207,9 @@ def test_scheduled_runs_take_the_hours_that_became_available_and_a_bad_run_fails
     stored = {p.parent.parent.name + "/" + p.parent.name for p in root.rglob("_manifest.json")}
     assert len(stored) == 48 and "date=2026-11-05/hour=22" not in stored
     # a run by hand with only start: a message, no KeyError; a bad config: no retry
-    (failed,) = only_start
     assert failed.code != 0 and failed.state == "failed", failed.output[-4000:]
     assert '"start" and "end"' in failed.output and "got only start" in failed.output
     assert "KeyError" not in failed.output
-    (refused,) = bad
     assert refused.code != 0 and refused.state == "failed", refused.output[-4000:]
     assert "ConfigError" in refused.output and "max_attempts" in refused.output
     assert "up_for_retry" not in refused.output.lower(), refused.output[-4000:]

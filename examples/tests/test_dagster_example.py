@@ -11,6 +11,7 @@ of one process cannot do at once.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,7 +47,11 @@ def test_two_partitions_at_once_in_separate_processes_into_one_root(tmp_path: Pa
     root = tmp_path / "lake"
     home = tmp_path / "dagster"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    (home / "dagster.yaml").write_text(  # the library's log events in the runs' logs
+        "telemetry:\n  enabled: false\n"
+        "python_logs:\n  python_log_level: INFO\n  managed_python_loggers: [async_amp]\n",
+        encoding="utf-8",
+    )
     with dg.DagsterInstance.from_config(str(home)):
         pass  # create its SQLite storage once, before two processes open it at once
     dataset = small_dataset(quiet_hours=frozenset({DAY1.replace(hour=7)}))
@@ -96,6 +101,14 @@ def test_two_partitions_at_once_in_separate_processes_into_one_root(tmp_path: Pa
             and e.dagster_event.event_type == dg.DagsterEventType.STEP_START
         }
         assert len(step_pids) == 2  # each partition's step in a process of its own
+        done = [
+            e.user_message
+            for r in records
+            for e in instance.all_logs(r.dagster_run.run_id)
+            if e.user_message.startswith("hour.done ")
+        ]
+        assert len(done) == 48  # with their fields, not only the event's name
+        assert all(re.search(r"hour=2026-11-0[12]T\d\d:00:00Z status=\w+", m) for m in done)
         assert not step_pids & {run.pid for run in runs}  # not the launching processes
         events = instance.fetch_materializations(dg.AssetKey("amplitude_events"), limit=10)
         metadata = [e.asset_materialization.metadata for e in events.records]  # type: ignore[union-attr]
