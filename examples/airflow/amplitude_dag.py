@@ -26,8 +26,8 @@ those 5: give their tasks one Airflow pool, or lower ``PARALLEL``. See examples/
 Install from a clone (async-amp is not on an index; ``pip wheel --no-deps /path/to/async-amp``
 makes a wheel to install instead)::
 
-    pip install "apache-airflow==3.3.2" -c examples/requirements-airflow.txt
-    pip install -e /path/to/async-amp
+    cd /path/to/async-amp   # the clone
+    pip install "apache-airflow==3.3.2" -e . -c constraints.txt -c examples/requirements-airflow.txt
     cp examples/airflow/amplitude_dag.py $AIRFLOW_HOME/dags/
 
 On every worker: ``ASYNC_AMP_CONFIG=/path/to/config.toml`` (the file the CLI's ``--config``

@@ -17,8 +17,8 @@ Amplitude allows about 5 concurrent Export requests per project: each run keeps 
 
 Install from a clone (async-amp is not on an index)::
 
-    pip install dagster -c examples/requirements.txt
-    pip install -e /path/to/async-amp         # or a wheel: pip wheel --no-deps /path/to/async-amp
+    cd /path/to/async-amp   # the clone; or a wheel: pip wheel --no-deps -w dist .
+    pip install -e . -r examples/requirements.txt -c constraints.txt
     export ASYNC_AMP_CONFIG=/path/to/config.toml AMP_API_KEY=... AMP_SECRET_KEY=...
     dagster dev -f examples/dagster/amplitude_assets.py
 
