@@ -348,7 +348,11 @@ class ReportConfig:
         names,
         "`user_properties` keys naming an identified user's company (the leads table).",
     )
-    time_zone: str = key("UTC", time_zone, "Time zone of the hour-of-day x weekday heatmap.")
+    time_zone: str = key(
+        "UTC",
+        time_zone,
+        "Time zone of the hour-of-day x weekday heatmap (left at `UTC`: `[models] time_zone`).",
+    )
     drop_ratio: float = key(
         0.5,
         number(0.0, strict=True),

@@ -116,3 +116,16 @@ def test_charts_have_date_axes_and_legends(seen: dict[str, Any]) -> None:
     assert labels[0] == "Nov 02 00:00" and labels[-1].startswith("Nov 09")
     assert "duplicate uuids" in seen["wide"]["qualityLegend"]
     assert "rows with _extra" in seen["wide"]["qualityLegend"]
+
+
+def test_the_heatmap_follows_the_models_time_zone_unless_the_report_names_one() -> None:
+    from dataclasses import replace
+
+    from async_amp.config import Config, ModelsConfig, ReportConfig
+    from async_amp.reports.api import _settings
+
+    models = ModelsConfig(time_zone="America/New_York")
+    assert _settings(Config(models=models)).time_zone == "America/New_York"
+    own = Config(models=models, report=replace(ReportConfig(), time_zone="Europe/Berlin"))
+    assert _settings(own).time_zone == "Europe/Berlin"
+    assert _settings(Config()).time_zone == "UTC"

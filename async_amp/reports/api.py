@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import anyio
 
 from ..api import Bound, hour_span, reading_sink, sync_twin
-from ..config import Config, select_projects
+from ..config import Config, ReportConfig, select_projects
 from ..errors import ConfigError
 from .build import ScanProgress, build_report
 from .model import ModelDay, Report
@@ -76,7 +76,7 @@ async def report(
             last,
             now=moment,
             lag_hours=config.extract.availability_lag_hours,
-            settings=config.report,
+            settings=_settings(config),
             progress=on_progress,
         )
     if config.output.sink == "local":
@@ -84,6 +84,14 @@ async def report(
     data = render_html(built).encode()
     await anyio.to_thread.run_sync(_write, target, data)
     return ReportResult(target, len(data), built)
+
+
+def _settings(config: Config) -> ReportConfig:
+    """``[report]``, its heatmap in ``[models] time_zone`` when ``[report] time_zone`` is
+    left at UTC (one time zone for the models and the report's "when")."""
+    if config.report.time_zone == "UTC" and config.models.time_zone != "UTC":
+        return replace(config.report, time_zone=config.models.time_zone)
+    return config.report
 
 
 def _with_model_days(config: Config, project: str, built: Report) -> Report:
