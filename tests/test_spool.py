@@ -230,3 +230,16 @@ def test_each_engine_keeps_a_bounded_number_of_macros(
             "SELECT count(*) FROM duckdb_functions() WHERE function_name LIKE 'aa_member_%'"
         ).fetchall()
     assert macros == convert_module.MACROS
+
+
+@pytest.mark.parametrize("pad", [0, 21])
+def test_duckdb_quoting_a_line_cut_inside_a_character_is_a_failed_read_not_a_crash(
+    tmp_path: Path, run: Conversions, pad: int
+) -> None:
+    """DuckDB's "unknown key" error quotes the line, cut after a number of bytes: cut inside
+    a UTF-8 character, its Python binding raised UnicodeDecodeError, which no handler took."""
+    key = f"ünï😀{pad}"
+    row = {"uuid": "a", "pad": "x" * pad, key: "ü😀" * 40}
+    data = json.dumps(row).encode() + b"\n"
+    table = pq.read_table(io.BytesIO(convert(run, spool(tmp_path, data))))
+    assert json.loads(table.column("_extra")[0].as_py()) == {"pad": "x" * pad, key: "ü😀" * 40}

@@ -112,6 +112,11 @@ def _connect(memory: str = DUCKDB_MEMORY) -> duckdb.DuckDBPyConnection:
     return con
 
 
+DUCKDB_ERRORS: Final = (duckdb.Error, OSError, UnicodeDecodeError)
+"""What a failed read raises: DuckDB's errors, Arrow's reader passing them on, and a message
+quoting a line that DuckDB cut inside a UTF-8 character (the binding cannot decode it)."""
+
+
 class Engines:
     """DuckDB instances owned by one run (or one call), one per core, handed out one at a time.
 
@@ -237,7 +242,7 @@ def line_problem(line: bytes) -> str:
     in UTF-8 (no byte order mark), with no key twice at its top level, no longer than
     ``MAX_EVENT_BYTES``. A blank line is no event at all (``"it is empty"``)."""
     if not line.strip():
-        return "it is empty"
+        return "it is empty" if line in (b"", b"\n") else "it holds only white space"
     if len(line) > MAX_EVENT_BYTES:
         return f"it is longer than {MAX_EVENT_BYTES} bytes"
     if line.startswith(b"\xef\xbb\xbf"):
@@ -313,7 +318,7 @@ def scan_unknown(
     distinct keys); ``ArchiveError`` when a line is not a JSON object."""
     try:
         found = con.sql(scan_query(str(path), skip_header=header)).fetchall()
-    except duckdb.Error as exc:
+    except DUCKDB_ERRORS as exc:
         raise find_bad_line(path, source, exc, header=header) from None
     keys = {k for (k,) in found}
     if NOT_AN_OBJECT in keys or DUPLICATE_KEY in keys:
@@ -353,7 +358,7 @@ def exact_batches(
             for batch in reader:
                 rows += batch.num_rows
                 yield conform(batch)
-        except (duckdb.Error, OSError) as exc:  # Arrow's reader passes DuckDB's errors on
+        except DUCKDB_ERRORS as exc:  # Arrow's reader passes DuckDB's errors on
             raise find_bad_line(path, source_file, exc, header=header) from None
         want = count_lines(path, header=header) if lines is None else lines
         if rows != want:  # DuckDB skips blank lines: find and name one

@@ -28,11 +28,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Final
 
-import duckdb
 import pyarrow as pa
 
 from .convert import (
     BATCH_ROWS,
+    DUCKDB_ERRORS,
     ROW_GROUP_ROWS,
     BadLineError,
     Engines,
@@ -143,7 +143,7 @@ def _sampled_batches(
         try:
             for batch in con.sql(query).to_arrow_reader(BATCH_ROWS):
                 yield conform(batch)
-        except (duckdb.Error, OSError) as exc:  # after the first batch, Arrow's reader
+        except DUCKDB_ERRORS as exc:  # after the first batch, Arrow's reader
             raise _ReadFailed from exc  # passes DuckDB's error on as an OSError
 
 
