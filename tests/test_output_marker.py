@@ -127,6 +127,11 @@ def test_every_command_on_a_delta_folder_with_no_format_configured(
     report = json.loads(out)["projects"]["website"]
     assert report["ok"] and report["problem_count"] == 0
     assert report["events_counted"] == rows
+    live = deltalake.DeltaTable(str(table)).file_uris()  # the files a Delta reader opens
+    assert report["files_checked"] == len(live) > 0
+    assert report["bytes_read"] == sum(
+        Path(uri.removeprefix("file://")).stat().st_size for uri in live
+    )
 
     # report: every hour of the range complete on the page
     capsys.readouterr()
