@@ -7,12 +7,15 @@ AZURITE := tools/node_modules/.bin/azurite-blob
 PYTEST_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+KERNEL_VENV  := .venv-delta-kernel
+KERNEL_STAMP := $(KERNEL_VENV)/.installed
+
 EXAMPLES_VENV  := .venv-examples
 EXAMPLES_STAMP := $(EXAMPLES_VENV)/.installed
 AIRFLOW_VENV   := .venv-airflow
 AIRFLOW_STAMP  := $(AIRFLOW_VENV)/.installed
 
-.PHONY: install azurite chromium test test-examples lint typecheck check demo demo-azure demo-cloud-export bench docs clean
+.PHONY: install azurite chromium delta-kernel test test-examples lint typecheck check demo demo-azure demo-cloud-export bench docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +35,17 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
 
-test: install azurite chromium
+# DuckDB's delta extension (delta-kernel-rs), a Delta reader independent of delta-rs, comes from
+# PyPI built for DuckDB 1.4.4 only: tests/test_delta_kernel.py runs it in a venv of its own.
+$(KERNEL_STAMP): tests/delta_kernel/requirements.txt
+	$(PYTHON) -m venv $(KERNEL_VENV)
+	$(KERNEL_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-r tests/delta_kernel/requirements.txt
+	touch $(KERNEL_STAMP)
+
+delta-kernel: $(KERNEL_STAMP)
+
+test: install azurite chromium delta-kernel
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The examples run against real Dagster and real Airflow, each in a venv of its own (Airflow
@@ -82,4 +95,4 @@ docs: install chromium
 	$(BIN)/python -m tools.report_shot docs/report-demo.png
 
 clean:
-	rm -rf $(VENV) $(EXAMPLES_VENV) $(AIRFLOW_VENV) tools/node_modules data logs bench-data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(EXAMPLES_VENV) $(KERNEL_VENV) $(AIRFLOW_VENV) tools/node_modules data logs bench-data .pytest_cache .mypy_cache .ruff_cache

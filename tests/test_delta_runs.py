@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -283,3 +283,37 @@ def test_two_shard_workers_into_azurite_then_one_killed_run_and_its_rerun(
     rows = DeltaTable(uri, storage_options=options).to_pyarrow_table()
     assert rows_per_hour(rows) == whole
     assert Counter(rows["uuid"].to_pylist()) == expected_uuids(dataset, first, later_last)
+
+
+def test_two_shard_workers_and_a_recheck_on_a_compacted_day_at_once_stay_exact(
+    tmp_path: Path,
+) -> None:
+    """A compacted day; then at once: two shard workers add the day's next hours (commits that
+    only add), and ``--recheck`` finds an hour changed and replaces it (a commit that rewrites
+    the compacted file without it). The table is then exactly what the simulator serves."""
+    day = datetime(2026, 11, 26, tzinfo=UTC)  # env_for's ASYNC_AMP_NOW is 2026-11-26T12
+    done_by_then, newest = day + timedelta(hours=5), day + timedelta(hours=9)
+    changed = day + timedelta(hours=3)
+    with BackgroundSimulator(small_dataset(), api_key=KEY, secret_key=SECRET) as sim:
+        env = env_for(sim.base_url, tmp_path / "out")
+        first = spawn(env, tmp_path, day, done_by_then, "--concurrency", "3")
+        _, err = first.communicate(timeout=300)
+        assert first.returncode == 0, err[-2000:]
+        compacted = cli(env, tmp_path, "compact", "--start", "2026-11-26", "--end", "2026-11-26")
+        assert compacted.returncode == 0, compacted.stderr
+        uri = str(tmp_path / "out" / "website")
+        assert len(DeltaTable(uri).file_uris()) == 1
+        sim.change_hour(changed)
+        runs = [
+            *(spawn(env, tmp_path, day, newest, "--shard", f"{k}/2") for k in (1, 2)),
+            spawn(env, tmp_path, day, done_by_then, "--recheck", "48h"),
+        ]
+        outputs = [r.communicate(timeout=600) for r in runs]
+        assert [r.returncode for r in runs] == [0, 0, 0], [e[-2000:] for _, e in outputs]
+        assert '"hour.changed"' in outputs[2][1]
+        dataset = sim.dataset
+    assert_table_is(uri, dataset, day, newest)
+    verify = cli(
+        env, tmp_path, "verify", "--start", f"{day:%Y-%m-%dT%H}", "--end", f"{newest:%Y-%m-%dT%H}"
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr

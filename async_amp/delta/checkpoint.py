@@ -93,8 +93,24 @@ def rewrite_plain(location: TableLocation, version: int) -> int:
     return len(body)
 
 
+_PLAIN: set[tuple[str, int]] = set()
+"""Checkpoints (table, version) this process knows to be plain."""
+
+
+def _is_plain(location: TableLocation, version: int) -> bool:
+    meta = pq.ParquetFile(pa.BufferReader(_read(location, checkpoint_name(version)))).metadata
+    return all(
+        set(meta.row_group(g).column(c).encodings) <= {"PLAIN", "RLE"}
+        and not meta.row_group(g).column(c).has_column_index
+        for g in range(meta.num_row_groups)
+        for c in range(meta.num_columns)
+    )
+
+
 def after_commit(location: TableLocation, version: int) -> bool:
-    """Checkpoint ``version`` when the table's interval says so (blocking); True if written."""
+    """Checkpoint ``version`` when the table's interval says so (blocking); True if written.
+
+    A checkpoint another writer left (delta-rs' vacuum writes its own) is re-encoded too."""
     if version <= 0:
         return False
     table = open_table(location, version)
@@ -106,9 +122,15 @@ def after_commit(location: TableLocation, version: int) -> bool:
         last = int(json.loads(_read(location, "_delta_log/_last_checkpoint"))["version"])
     except (FileNotFoundError, DeltaError, ValueError, KeyError, TypeError):
         last = 0
+    if last and (location.uri, last) not in _PLAIN:
+        with contextlib.suppress(FileNotFoundError, DeltaError):
+            if not _is_plain(location, last):
+                rewrite_plain(location, last)
+            _PLAIN.add((location.uri, last))
     if version - last < max(1, interval):
         return False
     table.create_checkpoint()
     rewrite_plain(location, version)
+    _PLAIN.add((location.uri, version))
     table.cleanup_metadata()
     return True

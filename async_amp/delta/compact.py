@@ -41,7 +41,7 @@ from deltalake.transaction import (
 from .checkpoint import after_commit
 from .files import DataFile, put_file, table_schema
 from .layout import DAY_PARTITIONS, SORT_KEY, day_app_id, is_day_layout, missing_properties
-from .rewrite import day_files, remove_action, write_rows
+from .rewrite import day_files, file_dataset, remove_action, write_rows
 from .table import NO_HOOK, TableLocation, open_table, with_conflict_retries
 
 __all__ = ["CompactResult", "RelayoutResult", "compact_day", "relayout"]
@@ -98,10 +98,11 @@ def _compact_days_files(location: TableLocation, day: date) -> tuple[int, int]:
     files = day_files(table, day)
     if len(files) <= 1:
         return 0, 0
-    dataset = table.to_pyarrow_dataset()
-    rows_in = dataset.count_rows(filter=_day_rows(table, day))
+    # the day's files hold every column but date: read them alone, not the table's dataset
+    dataset = file_dataset(location, [f.path for f in files])
+    rows_in = dataset.count_rows()
     with tempfile.TemporaryDirectory(prefix="async-amp-compact-") as work:
-        outs = write_rows(dataset, Path(work), row_filter=_day_rows(table, day), order=SORT_KEY)
+        outs = write_rows(dataset, Path(work), order=SORT_KEY)
         at = datetime(day.year, day.month, day.day, tzinfo=UTC)
         added: list[DataFile] = [put_file(location, path, at) for path in outs]
     if sum(f.rows for f in added) != rows_in:  # never: DuckDB wrote what it read
@@ -177,7 +178,11 @@ def compact_day(
     )
     table = _table(location)
     after_commit(location, table.version())  # vacuum's own commits count too
-    rows = table.to_pyarrow_dataset().count_rows(filter=_day_rows(table, day))
+    if is_day_layout(table.metadata().partition_columns):
+        paths = [f.path for f in day_files(table, day)]
+        rows = file_dataset(location, paths).count_rows() if paths else 0
+    else:
+        rows = table.to_pyarrow_dataset().count_rows(filter=_day_rows(table, day))
     return CompactResult(
         day=day,
         files_removed=removed,

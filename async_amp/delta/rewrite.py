@@ -144,6 +144,7 @@ def _connect(work: Path) -> duckdb.DuckDBPyConnection:
         }
     )
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")  # the library prints nothing
     return con
 
 

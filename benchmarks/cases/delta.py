@@ -8,11 +8,11 @@ Rows:
 - big hour: one ~1 GB hour (560,000 events, 3 archive members) into ``--format delta``
   against ``--format ndjson``: peak RSS, which must not grow with the hour.
 - compact: a 2-day table (3 archive members an hour, so 3 data files an hour), then
-  ``async-amp compact`` over both days: live files and data files on storage before, after,
-  and after a vacuum with no retention left; every row must be unchanged.
+  ``async-amp compact`` over both days (one file a day after it): live files and data files
+  on storage before, after, and after a vacuum with no retention left; every row unchanged.
 - log growth: 2,000 hourly commits (each replacing one (date, hour) partition, 50 rows, with
   ``format = "delta"``'s own write path: a data file put into the table, one transaction)
-  into one table with delta-rs' default checkpoint every 100 commits; at 100, 500, 1,000 and
+  into one table with async-amp's checkpoint every 24 commits; at 100, 500, 1,000 and
   2,000 commits, the median of 5 of opening the table and listing its partitions, against
   the same log copied without its checkpoints (a reader that must replay every JSON commit).
 """
@@ -147,8 +147,10 @@ def log_growth(milestones: tuple[int, ...], work: Path) -> list[dict[str, Any]]:
     work.mkdir(parents=True)
     uri, plain = str(work / "table"), work / "no-checkpoints"
     location = TableLocation(uri)
-    data_schema = pa.schema([("uuid", pa.utf8()), ("event_time", pa.timestamp("us", tz="UTC"))])
-    schema = data_schema.append(pa.field("date", pa.date32(), nullable=False)).append(
+    ts = pa.timestamp("us", tz="UTC")
+    events = pa.schema([("uuid", pa.utf8()), ("event_time", ts), ("_export_hour", ts)])
+    data_schema = events.append(pa.field("hour", pa.int32(), nullable=False))  # day layout
+    schema = events.append(pa.field("date", pa.date32(), nullable=False)).append(
         pa.field("hour", pa.int32(), nullable=False)
     )
     first = datetime(2026, 1, 1, tzinfo=UTC)
@@ -163,7 +165,9 @@ def log_growth(milestones: tuple[int, ...], work: Path) -> list[dict[str, Any]]:
             data = pa.table(
                 {
                     "uuid": pa.array([f"{hour:%Y%m%d%H}-{i}" for i in range(50)]),
-                    "event_time": pa.array([hour] * 50, pa.timestamp("us", tz="UTC")),
+                    "event_time": pa.array([hour] * 50, ts),
+                    "_export_hour": pa.array([hour] * 50, ts),
+                    "hour": pa.array([hour.hour] * 50, pa.int32()),
                 },
                 schema=data_schema,
             )
@@ -206,7 +210,7 @@ def _compacted(table_dir: Path) -> dict[str, Any]:
         table = DeltaTable(str(table_dir))
         return {
             "live_files": len(table.file_uris()),
-            "files_on_storage": len(list(table_dir.glob("date=*/hour=*/*.parquet"))),
+            "files_on_storage": len(list(table_dir.glob("date=*/*.parquet"))),
             "rows": table.count(),
         }
 
@@ -316,7 +320,7 @@ def run(bench: Bench) -> CaseResult:
     if "before" in compacted:
         result.headline.append(
             f"compact on a 2-day table: {compacted['before']['live_files']} live files -> "
-            f"{compacted['after']['live_files']} (one per hour), "
+            f"{compacted['after']['live_files']} (one per day), "
             f"{compacted['after_retention']['files_on_storage']} on storage once the retention "
             f"has passed; rows unchanged: {two['valid']}"
         )
