@@ -86,7 +86,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--relayout",
         action="store_true",
         help="first convert a table partitioned by date and hour to date partitions, in one "
-        "commit (readers see the old table or the new one); a no-op on day-partitioned tables",
+        "commit (readers see the old table or the new one); a no-op on day-partitioned tables "
+        "(e.g. --relayout --start 2026-01-01 --end 2026-11-30)",
     )
     cmd.add_argument(
         "--json", action="store_true", help="print one JSON document (e.g. --json | jq .days)"
