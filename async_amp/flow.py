@@ -37,6 +37,7 @@ from .judge import by_hour, judge_hour
 from .limiter import AdaptiveLimiter
 from .logs import log
 from .manifest import Manifest
+from .output.registry import format_for
 from .plan import Plan
 from .recheck import Verdict, judge, stored_digests
 from .results import HourResult
@@ -105,6 +106,8 @@ class Flow:
         self.limits = ArchiveLimits(
             max_member_bytes=ex.max_member_bytes, max_expansion_ratio=ex.max_expansion_ratio
         )
+        # the format says whether it stores Amplitude's gzip bytes as they are
+        self.keep_gzip = format_for(extractor.config.output.data_format).keeps_gzip
         self.states = {hour: HourState() for hour in summary.plan.to_fetch}
         self.observed: list[Observed] = []
         self.probes = Probes()
@@ -154,7 +157,7 @@ class Flow:
                                 stagings,
                                 hours[0],
                                 hours[-1],
-                                keep_gzip=self.x.config.output.data_format == "gzip",
+                                keep_gzip=self.keep_gzip,
                                 limits=self.limits,
                                 threads=self.threads,
                                 on_bytes=self._count_bytes,
