@@ -96,7 +96,7 @@ def test_compact_and_spaced_json_agree(tmp_path: Path) -> None:
     ("data", "line", "why"),
     [
         (b'{"uuid":"a"}\n{"uuid":"b",\n{"uuid":"c"}\n', 2, "not JSON"),
-        (b'{"uuid":"a"}\n \r\n{"uuid":"c"}\n', 2, "empty"),
+        (b'{"uuid":"a"}\n \r\n{"uuid":"c"}\n', 2, "only white space"),
         (b'{"uuid":"a"}\n{"uuid":"b"}\n[1, 2]\n', 3, "not an object"),
         (b'{"uuid":"a"}\n"text"\n', 2, "not an object"),
         (b'{"uuid":"a"}\n{"uuid":"b"} trailing\n', 2, "not JSON"),

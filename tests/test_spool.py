@@ -117,7 +117,7 @@ def test_a_key_first_met_after_many_batches_is_kept(
     ("data", "line", "why"),
     [
         (b'{"uuid":"a"}\n{"uuid":"b",\n{"uuid":"c"}\n', 2, "not JSON"),
-        (b'{"uuid":"a"}\n \r\n{"uuid":"c"}\n', 2, "empty"),
+        (b'{"uuid":"a"}\n \r\n{"uuid":"c"}\n', 2, "only white space"),
         (b'{"uuid":"a"}\n{"uuid":"b"}\n[1, 2]\n', 3, "not an object"),
     ],
 )

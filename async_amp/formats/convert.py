@@ -242,7 +242,7 @@ def line_problem(line: bytes) -> str:
     in UTF-8 (no byte order mark), with no key twice at its top level, no longer than
     ``MAX_EVENT_BYTES``. A blank line is no event at all (``"it is empty"``)."""
     if not line.strip():
-        return "it is empty" if line in (b"", b"\n") else "it holds only white space"
+        return "it is empty" if line in (b"", b"\n") else "it is only white space"
     if len(line) > MAX_EVENT_BYTES:
         return f"it is longer than {MAX_EVENT_BYTES} bytes"
     if line.startswith(b"\xef\xbb\xbf"):
