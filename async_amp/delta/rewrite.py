@@ -24,6 +24,7 @@ import pyarrow.fs as pafs
 from deltalake import DeltaTable
 from deltalake.transaction import RemoveAction
 
+from ..formats.convert import write_parquet
 from .base import TableLocation, local_path
 from .files import FILE_SCHEMA, DataFile, put_file
 
@@ -156,14 +157,33 @@ def write_rows(
     order: Sequence[str] = (),
 ) -> list[Path]:
     """Write ``dataset``'s rows (those ``row_filter`` keeps) in the data files' columns into
-    local Parquet files under ``work`` (sorted by ``order`` when given); return them in order.
-    No file when no row is kept."""
+    local Parquet files under ``work`` (sorted by ``order`` when given, by DuckDB; otherwise
+    one file streamed by pyarrow); return them in order. No file when no row is kept."""
     group_rows = _group_rows(dataset)
-    reader = dataset.scanner(
-        columns=FILE_SCHEMA.names, filter=row_filter, batch_size=_BATCH_ROWS
-    ).to_reader()
+    scanner = dataset.scanner(
+        columns=FILE_SCHEMA.names,
+        filter=row_filter,
+        batch_size=_BATCH_ROWS,
+        batch_readahead=2,  # what bounds the scan's memory besides the row group written
+        fragment_readahead=1,
+    )
     out = work / "out"
     work.mkdir(parents=True, exist_ok=True)
+    if not order:  # a copy in the same order: streamed by pyarrow, one row group buffered
+        out.mkdir()
+        path = out / "data_0.parquet"
+        with path.open("wb") as file:
+            facts = write_parquet(
+                (b.cast(FILE_SCHEMA) for b in scanner.to_batches()),
+                file,
+                row_group_rows=group_rows,
+                schema=FILE_SCHEMA,
+            )
+        if facts.rows:
+            return [path]
+        path.unlink()
+        return []
+    reader = scanner.to_reader()
     con = _connect(work)
     try:
         con.register("src", reader)
