@@ -7,13 +7,23 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import anyio
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
+from deltalake.fs import DeltaStorageHandler
 
 from async_amp.config import AzureConfig, Config
 from async_amp.delta import make_delta_sink
+from async_amp.delta.base import TableLocation
+from async_amp.delta.compact import compact_day
+from async_amp.delta.files import table_schema
 from async_amp.delta.location import azure_options
+from async_amp.delta.table import replace_hour
 from async_amp.delta.verify import verify_table
 from async_amp.simulator.server import run_simulator
 from async_amp.sinks.azure import AzureSink
@@ -85,3 +95,38 @@ async def test_two_days_at_concurrency_8_into_azurite_read_back_and_force_one_ho
     finally:
         await reader.aclose()
     assert report.ok and report.checked == 48, report.problems
+    # the log's checkpoints (47 hourly commits: one) are plain there too
+    log = pafs.PyFileSystem(DeltaStorageHandler(uri, options))
+    names = [
+        i.path
+        for i in log.get_file_info(pafs.FileSelector("_delta_log"))
+        if i.path.endswith(".checkpoint.parquet")
+    ]
+    assert names
+    for name in names:
+        with log.open_input_file(name) as file:
+            meta = pq.ParquetFile(pa.BufferReader(file.read())).metadata
+        assert all(
+            set(meta.row_group(g).column(c).encodings) <= {"PLAIN", "RLE"}
+            for g in range(meta.num_row_groups)
+            for c in range(meta.num_columns)
+        ), name
+    # compact the first day in Azure: read and written through delta-rs' object store
+    location = TableLocation(uri, storage_options=options)
+    before = Counter(table.to_pyarrow_table()["uuid"].to_pylist())
+    result = await anyio.to_thread.run_sync(
+        lambda: compact_day(location, DAY1.date(), retention_hours=168)
+    )
+    assert result.files_added == 1 and result.files_removed > 1
+    table = DeltaTable(uri, storage_options=options)
+    assert Counter(table.to_pyarrow_table()["uuid"].to_pylist()) == before
+    hour = DAY1 + timedelta(hours=5)  # and an hour of it replaced: the day's file rewritten
+    changed = await anyio.to_thread.run_sync(
+        lambda: replace_hour(location, hour, [], schema=table_schema(), metadata={})
+    )
+    rows = DeltaTable(uri, storage_options=options, version=changed).to_pyarrow_table()
+    assert 5 not in set(rows.filter(pc.field("date") == DAY1.date())["hour"].to_pylist())
+    assert (
+        rows.num_rows
+        == sum(before.values()) - expected_rows_per_hour(dataset, hour, hour)[(hour.date(), 5)]
+    )
