@@ -23,7 +23,7 @@ from ..hours import MemberName, iso_hour
 from ..logs import log
 from ..manifest import QUARANTINE_NAME, DeadLetter, FileEntry
 from ..sinks.base import HourStaging
-from .convert import line_problem
+from .badlines import line_problem
 from .query import MAX_EVENT_BYTES, blank_header
 
 __all__ = ["QUARANTINE_NAME", "Quarantine", "put_quarantine", "sift", "warn_quarantined"]

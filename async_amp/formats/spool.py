@@ -30,17 +30,15 @@ from typing import BinaryIO, Final
 
 import pyarrow as pa
 
+from .badlines import BadLineError, NeedsMemoryError, count_lines
 from .convert import (
     BATCH_ROWS,
     DUCKDB_ERRORS,
     ROW_GROUP_ROWS,
-    BadLineError,
     Engines,
-    NeedsMemoryError,
     ParquetFacts,
     Writable,
     conform,
-    count_lines,
     exact_batches,
     write_parquet,
 )
