@@ -42,6 +42,7 @@ from azure.storage.blob.aio import BlobServiceClient
 from async_amp.config import AzureConfig
 from async_amp.hours import hour_range, iso_hour
 from async_amp.manifest import MANIFEST_NAME, hour_folder
+from async_amp.output.marker import MARKER_NAME
 from async_amp.simulator.background import BackgroundSimulator
 from async_amp.simulator.dataset import Dataset
 from async_amp.simulator.server import Fault, FaultPlan, Latency, run_simulator
@@ -92,10 +93,15 @@ def blob_name(dataset: Dataset, hour: datetime, page: int, *, keep_gzip: bool = 
 
 
 async def listing(service: BlobServiceClient, container: str) -> dict[str, BlobProperties]:
-    """Every committed blob, with content settings and metadata ({} before the container)."""
+    """Every committed blob, with content settings and metadata ({} before the container),
+    but the output's marker (the CLI records the format at the project's root)."""
     client = service.get_container_client(container)
     try:
-        return {b.name: b async for b in client.list_blobs(include=["metadata"])}
+        return {
+            b.name: b
+            async for b in client.list_blobs(include=["metadata"])
+            if not b.name.endswith(f"/{MARKER_NAME}")
+        }
     except ResourceNotFoundError:
         return {}
 
