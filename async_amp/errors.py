@@ -35,6 +35,7 @@ __all__ = [
     "NoAnswerError",
     "RetryableHTTPError",
     "StorageBlockedError",
+    "StorageConflictError",
     "StorageError",
     "UserError",
     "first_user_error",
@@ -63,6 +64,12 @@ class StorageError(AsyncAmpError):
     """The output sink could not store or commit data."""
 
     retry_after: float | None = None
+
+
+class StorageConflictError(StorageError):
+    """The store answered, and refused because another writer got there first (Azure's
+    ``InvalidBlockList`` when two runs commit the same blob): the hour is retried, but it says
+    nothing about the store being gone, so the run's guard does not count it."""
 
 
 class StorageBlockedError(StorageError):

@@ -40,6 +40,7 @@ from .errors import (
     ConnectFailedError,
     NoAnswerError,
     StorageBlockedError,
+    StorageConflictError,
     StorageError,
     UserError,
 )
@@ -232,6 +233,8 @@ class RunGuard:
         """A store call failed for a passing reason (the sink's own retries spent)."""
         if isinstance(exc, StorageBlockedError):
             self.storage_blocked(exc)
+            return
+        if isinstance(exc, StorageConflictError):  # the store answered: another writer won
             return
         self._store_failures += 1
         if self._store_failures >= self.max_store_failures and self.stop is None:

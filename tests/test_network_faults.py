@@ -24,7 +24,13 @@ import pytest
 
 from async_amp.client import AiohttpExportSource, RateFloor
 from async_amp.config import Config
-from async_amp.errors import ConnectFailedError, CredentialsError, RetryableHTTPError
+from async_amp.errors import (
+    ConnectFailedError,
+    CredentialsError,
+    RetryableHTTPError,
+    StorageConflictError,
+    StorageError,
+)
 from async_amp.guard import RunGuard
 from async_amp.hours import hour_range
 from async_amp.limiter import AdaptiveLimiter
@@ -346,3 +352,15 @@ def test_cli_dead_endpoint_exit_1_with_one_line(tmp_path: Path) -> None:
         f"  STOPPED website: cannot reach the Export API at {url}/api/2/export: connection "
         f"refused ({url.removeprefix('http://')}); nothing was lost, run again later"
     ]
+
+
+def test_a_store_that_refuses_a_raced_commit_is_not_a_store_gone() -> None:
+    """Two runs committing one Azure blob: the loser's InvalidBlockList is an answer, so any
+    number of them leave the guard running; plain store failures still stop it."""
+    guard = RunGuard(max_probes=2, backoff_base_s=0.0, backoff_max_s=0.0, max_store_failures=3)
+    for _ in range(10):
+        guard.store_failed(StorageConflictError("InvalidBlockList: another run committed it"))
+    assert not guard.stopped
+    for _ in range(3):
+        guard.store_failed(StorageError("cannot reach the store"))
+    assert guard.stopped

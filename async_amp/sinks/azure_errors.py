@@ -20,7 +20,13 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from ..errors import AsyncAmpError, CredentialsError, StorageBlockedError, StorageError
+from ..errors import (
+    AsyncAmpError,
+    CredentialsError,
+    StorageBlockedError,
+    StorageConflictError,
+    StorageError,
+)
 from ..scrub import scrub, scrub_params
 
 __all__ = [
@@ -123,7 +129,7 @@ class AzureErrors:
                     "or they expired)"
                 )
             msg = f"Azure Storage could not {action} {where}: {status} {code or detail}{hint}"
-            return StorageError(msg)
+            return StorageConflictError(msg) if hint else StorageError(msg)
         if isinstance(exc, ClientAuthenticationError):  # no response: no token could be had
             msg = (
                 f"no Azure credential for {where}: DefaultAzureCredential found none "
