@@ -244,7 +244,8 @@ class AiohttpExportSource:
         except aiohttp.ClientError as exc:
             detail = sanitize(str(exc) or type(exc).__name__, self._secrets)
             msg = f"the response broke off after {floor.received} bytes: {detail}"
-            raise NoAnswerError(msg, silent=False) from exc
+            # the endpoint answered (status and bytes): one hour's fault, not a dead endpoint
+            raise RetryableHTTPError(msg) from exc
 
     async def _raise_for(self, response: aiohttp.ClientResponse) -> None:
         status = response.status

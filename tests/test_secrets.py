@@ -90,7 +90,7 @@ def extract(workdir: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Runne
             (workdir / "config.toml").write_text(
                 f'[amplitude]\nbase_url = "{sim.base_url}"\n'
                 f"[extract]\nbackoff_base_s = 0.01\nbackoff_max_s = 0.02\n"
-                f"max_attempts = {max_attempts}\nread_timeout_s = 0.3\nexpected_pages_per_hour = 3\n"
+                f"max_attempts = {max_attempts}\nread_timeout_s = 1.0\nexpected_pages_per_hour = 3\n"
                 "[output]\nfsync = false\n"
             )
             args = ["extract", "--start", f"{first:%Y-%m-%dT%H}", "--end", f"{last:%Y-%m-%dT%H}"]
@@ -145,7 +145,7 @@ def test_every_fault_once_then_recovered_leaks_nothing(extract: Runner) -> None:
     outcome = extract(plan)
     assert outcome.code == 1, outcome.out  # the HTTP_400 hour
     assert failed_hours(outcome) == ["2026-11-01T05:00:00Z"]  # HTTP_400 is the 6th kind
-    assert {r.fault for r in outcome.sim.requests if r.fault} == set(Fault)
+    assert {r.fault for r in outcome.sim.requests if r.fault} == set(Fault), outcome.out
     _logged(outcome)
     assert outcome.leaks() == []
     _record("secrets_faults_once", outcome)

@@ -139,7 +139,7 @@ def test_disk_full_stops_with_one_line_and_the_rerun_is_identical(tmp_path: Path
         complete = len(manifests(out))
         assert 1 <= complete < 24
         pattern = (
-            rf"  STOPPED website: No space left on device writing {re.escape(str(out))}/website/"
+            rf"  STOPPED website: No space left on device (?:writing|committing) {re.escape(str(out))}/website/"
             rf"date=2026-11-01/hour=\d\d: {complete} of 24 hours complete; free space and run "
             r"again, completed hours are kept"
         )
