@@ -7,13 +7,14 @@ module that calls them.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from deltalake import DeltaTable, PostCommitHookProperties
-from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from ..retry import backoff_delay
 
@@ -62,12 +63,29 @@ class TableLocation:
         return text
 
 
+OPEN_ATTEMPTS: Final = 3
+
+
 def open_table(location: TableLocation, version: int | None = None) -> DeltaTable | None:
-    """The table's latest snapshot (or ``version``), ``None`` when there is no table yet."""
-    try:
-        table = DeltaTable(location.uri, version=version, storage_options=location.options())
-    except TableNotFoundError:
-        return None
+    """The table's latest snapshot (or ``version``), ``None`` when there is no table yet.
+
+    delta-rs can panic (``PanicException``, a ``BaseException``) when a log file changes size
+    while it reads it: another worker re-encoding a checkpoint (``checkpoint.py``) on an object
+    store. The read is tried again with the file as it now is; a panic that persists becomes a
+    ``DeltaError`` the hour's retries handle, never a crash of the run."""
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            table = DeltaTable(location.uri, version=version, storage_options=location.options())
+            break
+        except TableNotFoundError:
+            return None
+        except BaseException as exc:
+            if type(exc).__name__ != "PanicException":
+                raise
+            if attempt == OPEN_ATTEMPTS - 1:
+                msg = f"delta-rs failed reading {location.scrub(location.uri)}: {exc}"
+                raise DeltaError(msg) from None
+            time.sleep(0.05 * (attempt + 1))
     # a log folder whose first commit is still being written (another writer creating the
     # table right now) opens as version -1: no table yet either
     return table if table.version() >= 0 else None
