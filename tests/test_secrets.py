@@ -84,13 +84,13 @@ def extract(workdir: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Runne
             secret_key=server_keys[1],
             faults=faults,
             retry_after_s=0,
-            stall_s=2,
+            stall_s=5,  # longer than read_timeout_s: the stalled answer times out
             echo_credentials=echo,
         ) as sim:
             (workdir / "config.toml").write_text(
                 f'[amplitude]\nbase_url = "{sim.base_url}"\n'
                 f"[extract]\nbackoff_base_s = 0.01\nbackoff_max_s = 0.02\n"
-                f"max_attempts = {max_attempts}\nread_timeout_s = 1.0\nexpected_pages_per_hour = 3\n"
+                f"max_attempts = {max_attempts}\nread_timeout_s = 4.0\nexpected_pages_per_hour = 3\n"
                 "[output]\nfsync = false\n"
             )
             args = ["extract", "--start", f"{first:%Y-%m-%dT%H}", "--end", f"{last:%Y-%m-%dT%H}"]
