@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
@@ -28,8 +28,8 @@ import anyio
 
 from . import config_load
 from .config import Config, select_projects
-from .errors import ConfigError
-from .hours import floor_hour, new_run_id, parse_bound
+from .errors import ConfigError, first_user_error
+from .hours import Bound, hour_bound, hour_bounds, new_run_id
 from .output.open import Output, open_output
 from .readback.status import read_status
 from .results import ExtractResult, HourResult, StatusResult, VerifyResult
@@ -37,6 +37,7 @@ from .sinks import Sink
 
 if TYPE_CHECKING:
     from .readback import StatusReport, VerifyReport
+    from .run import ExtractionRun
 
 __all__ = [
     "Bound",
@@ -54,7 +55,6 @@ __all__ = [
     "verify_sync",
 ]
 
-Bound = str | date | datetime
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
 
@@ -95,40 +95,9 @@ def load_config(
     )
 
 
-def hour_bound(value: Bound, *, is_end: bool, now: datetime) -> datetime:
-    """A ``start``/``end`` argument as an hour: the CLI's strings, a ``date`` (the whole UTC
-    day) or a timezone-aware ``datetime`` (the hour it falls in)."""
-    if isinstance(value, str):
-        return parse_bound(value, is_end=is_end, now=now)
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            msg = f"{value!r} has no timezone: pass an aware datetime (e.g. tzinfo=UTC)"
-            raise ConfigError(msg)
-        return floor_hour(value)
-    if isinstance(value, date):
-        start = datetime(value.year, value.month, value.day, tzinfo=UTC)
-        return start + timedelta(hours=23) if is_end else start
-    msg = f"{value!r} is not a date, an aware datetime or a string such as '2026-11-01'"
-    raise ConfigError(msg)
-
-
-def _range(
-    start: Bound | None, end: Bound | None, now: datetime, *, optional: bool = False
-) -> tuple[datetime | None, datetime | None]:
-    first = hour_bound(start, is_end=False, now=now) if start is not None else None
-    last = hour_bound(end, is_end=True, now=now) if end is not None else None
-    if (first is None or last is None) and not optional:
-        msg = "start and end are both required"
-        raise ConfigError(msg)
-    if first is not None and last is not None and last < first:
-        msg = f"end {end} is before start {start}: swap them"
-        raise ConfigError(msg)
-    return first, last
-
-
 def hour_span(start: Bound, end: Bound, now: datetime) -> tuple[datetime, datetime]:
     """``start`` and ``end`` (both required) as the first and last hour, checked for order."""
-    first, last = _range(start, end, now)
+    first, last = hour_bounds(start, end, now)
     assert first is not None and last is not None
     return first, last
 
@@ -151,6 +120,9 @@ async def extract(
     on_hour: Callable[[HourResult], None] | None = None,
     dry_run: bool = False,
     now: datetime | None = None,
+    run_id: str | None = None,
+    stop: anyio.Event | None = None,
+    on_start: Callable[[ExtractionRun], None] | None = None,
 ) -> ExtractResult:
     """Extract every hour from ``start`` to ``end`` (both inclusive, UTC), as ``async-amp
     extract`` does; returns what happened, hour by hour (``result.exit_code`` is the CLI's).
@@ -160,12 +132,18 @@ async def extract(
     up to the newest available hour. ``shard``: ``(k, n)``, the k-th of n slices of the range.
     ``on_hour`` is called as each hour ends (committed or failed). ``dry_run``: plan only
     (``result.projects[i].plan``), no request. ``now``: the current time (tests, replays).
+    ``run_id``: the run's id (default: a new one). ``stop``: once set, hours in flight are
+    abandoned without a manifest and the result says ``interrupted``. ``on_start`` is called
+    with the run (its ``run_id``, ``secrets``, and, once planned, ``plans`` and ``result()``)
+    before it opens the output: the CLI sets up its log output and progress line there.
     """
     # the run's modules (aiohttp, numpy, structlog) load with the first extraction
     from .run import ExtractionRun, RunRequest  # noqa: PLC0415
 
     moment = now or datetime.now(UTC)
-    first, last = _range(start, end, moment, optional=since_last)
+    first, last = hour_bounds(
+        start, end, moment, optional=since_last, hint=" (or since_last for incremental runs)"
+    )
     request = RunRequest(
         first=first,
         last=last,
@@ -176,12 +154,40 @@ async def extract(
         projects=_names(project),
         dry_run=dry_run,
     )
-    run = ExtractionRun(config, request, on_hour=on_hour)
+    run = ExtractionRun(config, request, on_hour=on_hour, run_id=run_id)
+    if on_start is not None:
+        on_start(run)
+    interrupted = False
     async with run:
         await run.plan()
         if not dry_run:
+            interrupted = await _execute(run, stop)
+    return run.result(interrupted=interrupted)
+
+
+async def _execute(run: ExtractionRun, stop: anyio.Event | None) -> bool:
+    """Fetch every planned hour, or until ``stop`` is set; whether it was."""
+    if stop is None:
+        await run.execute()
+        return False
+    stopped = stop.is_set()
+    if stopped:
+        return True
+    try:
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                nonlocal stopped
+                await stop.wait()
+                stopped = True
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
             await run.execute()
-    return run.result()
+            tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise first_user_error(group) from None
+    return stopped
 
 
 @asynccontextmanager

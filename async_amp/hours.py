@@ -12,9 +12,12 @@ from .errors import ConfigError
 
 __all__ = [
     "HOUR",
+    "Bound",
     "MemberName",
     "amplitude_param",
     "floor_hour",
+    "hour_bound",
+    "hour_bounds",
     "hour_range",
     "iso_hour",
     "new_run_id",
@@ -24,6 +27,7 @@ __all__ = [
 ]
 
 HOUR = timedelta(hours=1)
+Bound = str | date | datetime  # a start or end: the CLI's strings, a date, an aware datetime
 
 _DAY_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$", re.ASCII)
 _ISO_HOUR_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{1,2})(?::00(?::00)?)?Z?$", re.ASCII)
@@ -100,6 +104,46 @@ def parse_bound(text: str, *, is_end: bool, now: datetime | None = None) -> date
         "YYYY-MM-DDTHH, YYYYMMDDTHH or a relative -7d / -12h"
     )
     raise ConfigError(msg)
+
+
+def hour_bound(value: Bound, *, is_end: bool, now: datetime) -> datetime:
+    """A ``start``/``end`` argument as an hour: the CLI's strings, a ``date`` (the whole UTC
+    day) or a timezone-aware ``datetime`` (the hour it falls in)."""
+    if isinstance(value, str):
+        return parse_bound(value, is_end=is_end, now=now)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            msg = f"{value!r} has no timezone: pass an aware datetime (e.g. tzinfo=UTC)"
+            raise ConfigError(msg)
+        return floor_hour(value)
+    if isinstance(value, date):
+        start = datetime(value.year, value.month, value.day, tzinfo=UTC)
+        return start + timedelta(hours=23) if is_end else start
+    msg = f"{value!r} is not a date, an aware datetime or a string such as '2026-11-01'"
+    raise ConfigError(msg)
+
+
+def hour_bounds(
+    start: Bound | None,
+    end: Bound | None,
+    now: datetime,
+    *,
+    optional: bool = False,
+    names: tuple[str, str] = ("start", "end"),
+    hint: str = "",
+) -> tuple[datetime | None, datetime | None]:
+    """``start`` and ``end`` as the first and last hour (``None`` for one not given, when
+    ``optional``), checked for order: the one parsing and check of a range, for the API and
+    the CLI. Errors call them ``names`` (the CLI: its flags); ``hint`` follows "required"."""
+    first = hour_bound(start, is_end=False, now=now) if start is not None else None
+    last = hour_bound(end, is_end=True, now=now) if end is not None else None
+    if (first is None or last is None) and not optional:
+        msg = f"{names[0]} and {names[1]} are both required{hint}"
+        raise ConfigError(msg)
+    if first is not None and last is not None and last < first:
+        msg = f"{names[1]} {end} is before {names[0]} {start}: swap them"
+        raise ConfigError(msg)
+    return first, last
 
 
 def hour_range(first: datetime, last: datetime) -> Iterator[datetime]:

@@ -35,7 +35,7 @@ from .recheck import recheck_since
 from .results import HourResult, ProjectResult
 from .sinks.base import Sink
 
-__all__ = ["Extractor", "RunSummary", "extract"]
+__all__ = ["Extractor", "RunSummary"]
 
 
 @dataclass(slots=True)
@@ -199,22 +199,3 @@ class Extractor:
         url = self.project_config.url + "/api/2/export"
         summary.stopped = stop.line(url=url, done=done, total=len(plan.done) + len(plan.to_fetch))
         log.error("run.stopped", reason=stop.kind, error=summary.stopped)
-
-
-async def extract(
-    config: Config,
-    source: ExportSource,
-    sink: Sink,
-    *,
-    first: datetime,
-    last: datetime,
-    run_id: str,
-    now: datetime | None = None,
-    force: bool = False,
-    rng: random.Random | None = None,
-) -> RunSummary:
-    """Plan and run one extraction of one project over ``source`` into ``sink`` (which the
-    caller prepares and closes); the API (``async_amp.extract``) does all that for you."""
-    extractor = Extractor(config, source, sink, run_id=run_id, now=now, rng=rng)
-    plan = await extractor.plan(first, last, force=force)
-    return await extractor.run(plan)

@@ -17,7 +17,7 @@ from async_amp.client import AiohttpExportSource
 from async_amp.config import AmplitudeConfig, Config, ExtractConfig, OutputConfig
 from async_amp.hours import hour_range
 from async_amp.manifest import hour_folder
-from async_amp.pipeline import RunSummary, extract
+from async_amp.pipeline import Extractor, RunSummary
 from async_amp.simulator.dataset import Dataset
 from async_amp.sinks.base import Sink
 from async_amp.sinks.local import LocalSink
@@ -80,6 +80,8 @@ async def run(
     key: str = KEY,
     secret: str = SECRET,
 ) -> RunSummary:
+    """One project's plan and run over ``sink`` (prepared and closed here), a seeded jitter and
+    the test's keys: the tally itself (``async_amp.extract`` returns its frozen copy)."""
     sink = sink or LocalSink(config.output.dir, run_id="test-run", fsync=False)
     source = AiohttpExportSource(
         config.amplitude.url,
@@ -92,17 +94,10 @@ async def run(
     try:
         await sink.prepare()
         async with source:
-            return await extract(
-                config,
-                source,
-                sink,
-                first=first,
-                last=last,
-                run_id="test-run",
-                now=now,
-                force=force,
-                rng=random.Random(1),
+            extractor = Extractor(
+                config, source, sink, run_id="test-run", now=now, rng=random.Random(1)
             )
+            return await extractor.run(await extractor.plan(first, last, force=force))
     finally:
         await sink.aclose()
 

@@ -9,6 +9,7 @@ import threading
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import anyio
 import pytest
 import structlog
 
@@ -94,6 +95,23 @@ def test_failed_hours_are_named_and_raise_incomplete_extraction(tmp_path: Path) 
     with BackgroundSimulator(small_dataset(), api_key=KEY, secret_key=SECRET, faults=faults) as sim:
         config = _config(tmp_path, sim.base_url, max_attempts="2")
         result = async_amp.extract_sync(config, start="2026-11-01T04", end="2026-11-01T06")
+        asked = sim.request_count()
+        # a stop already set: the run plans, fetches nothing and says it was interrupted
+        stop, started = anyio.Event(), []
+        stop.set()
+        stopped = async_amp.extract_sync(
+            config,
+            start="2026-11-01T07",
+            end="2026-11-01T09",
+            stop=stop,
+            run_id="r-stop",
+            on_start=started.append,
+        )
+        assert sim.request_count() == asked
+    assert [run.run_id for run in started] == ["r-stop"] and stopped.run_id == "r-stop"
+    assert stopped.interrupted and stopped.exit_code == 1
+    assert stopped.project("website").unfinished == 3
+    assert not list((tmp_path / "data").rglob("hour=07"))
     assert result.exit_code == 1
     assert [(f.project, f.hour, f.attempts) for f in result.failed_hours] == [
         ("website", broken, 2)

@@ -35,7 +35,6 @@ from async_amp.config_load import load_config
 from async_amp.errors import UserError
 from async_amp.hours import hour_range
 from async_amp.manifest import MANIFEST_NAME, Manifest
-from async_amp.run import RunRequest
 from async_amp.simulator.background import BackgroundSimulator
 from async_amp.simulator.dataset import Dataset
 from async_amp.sinks.azure import AzureSink
@@ -122,14 +121,20 @@ def _run(args: argparse.Namespace) -> int:
         print(f"Azurite (Azure Storage emulator) on {azurite.blob_endpoint}, in memory")
         with BackgroundSimulator(dataset, api_key=DEMO_KEY, secret_key=DEMO_SECRET) as sim:
             amplitude = replace(config.amplitude, base_url=sim.base_url)
-            config = replace(config, amplitude=amplitude, environ=environ)
+            config = replace(
+                config,
+                amplitude=amplitude,
+                environ=environ,
+                credentials=Credentials(DEMO_KEY, DEMO_SECRET),
+            )
             print(f"simulated Export API on {sim.base_url} (two days, 3 partitions per hour)")
             code = run_and_present(
                 config,
-                RunRequest(first=first, last=last, now=datetime.now(UTC)),
+                now=datetime.now(UTC),
+                start=first,
+                end=last,
                 # a progress line on a terminal, else warnings only; every line in logs/
                 quiet=not sys.stderr.isatty(),
-                credentials={config.amplitude.project: Credentials(DEMO_KEY, DEMO_SECRET)},
             )
             # asyncio resets SIGTERM to its default when the run's signal receiver closes
             signal.signal(signal.SIGTERM, _interrupt)

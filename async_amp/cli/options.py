@@ -17,7 +17,7 @@ from typing import Any
 from ..config import SINKS, Config
 from ..config_load import config_file, load_config, process_environment
 from ..errors import ConfigError
-from ..hours import parse_bound
+from ..hours import hour_bounds
 
 __all__ = [
     "EXIT_INCOMPLETE",
@@ -143,14 +143,19 @@ def add_project_option(cmd: argparse.ArgumentParser, help_text: str) -> None:
     cmd.add_argument("--project", action="append", metavar="NAME", help=help_text)
 
 
-def parse_range(args: argparse.Namespace, now: datetime) -> tuple[datetime | None, datetime | None]:
-    """``--start`` / ``--end`` as hours (``None`` when not given), checked for order."""
-    first = parse_bound(args.start, is_end=False, now=now) if args.start else None
-    last = parse_bound(args.end, is_end=True, now=now) if args.end else None
-    if first is not None and last is not None and last < first:
-        msg = f"--end {args.end} is before --start {args.start}: swap them"
-        raise ConfigError(msg)
-    return first, last
+def parse_range(
+    args: argparse.Namespace, now: datetime, *, optional: bool = True, hint: str = ""
+) -> tuple[datetime | None, datetime | None]:
+    """``--start`` / ``--end`` as hours (``None`` when not given), checked for order, as the
+    API checks its ``start`` and ``end`` (``hours.hour_bounds``)."""
+    return hour_bounds(
+        args.start or None,
+        args.end or None,
+        now,
+        optional=optional,
+        names=("--start", "--end"),
+        hint=hint,
+    )
 
 
 def environment() -> dict[str, str]:

@@ -84,7 +84,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def run_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Serve 15 simulated days on loopback, extract them with the real client (one hour left
     out), show them, and write their report."""
-    from ...run import RunRequest  # noqa: PLC0415 - see demo_dataset
     from ...simulator.background import BackgroundSimulator  # noqa: PLC0415
     from .extract import run_and_present  # noqa: PLC0415
 
@@ -101,6 +100,7 @@ def run_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             amplitude=AmplitudeConfig(project=config.amplitude.project, base_url=sim.base_url),
             projects=(),
             environ={k: v for k, v in environ.items() if not k.startswith("AZURE_")},
+            credentials=Credentials(DEMO_KEY, DEMO_SECRET),
         )
         print(
             f"simulated Export API on {sim.base_url} ({REPORT_DAYS} days, 3 partitions per "
@@ -109,11 +109,12 @@ def run_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         codes = [
             run_and_present(
                 config,
-                RunRequest(first=lo, last=hi, now=moment),
+                now=moment,
+                start=lo,
+                end=hi,
                 log_format=args.log_format,
                 log_file=args.log_file,
                 quiet=args.quiet or args.log_format is None,  # the log file has every line
-                credentials={config.amplitude.project: Credentials(DEMO_KEY, DEMO_SECRET)},
             )
             for lo, hi in ((first, GAP - HOUR), (GAP + HOUR, last))
         ]

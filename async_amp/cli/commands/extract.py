@@ -1,26 +1,30 @@
 """``async-amp extract``: parse the flags, run the extraction through the library, present it.
 
-The library (``async_amp.run.ExtractionRun``) plans and fetches; this module adds what only a
-command line wants: log output, a live progress line on a terminal, SIGINT/SIGTERM stopping
-the run cleanly (in-flight hours are abandoned without a manifest, the summary is still
-printed, the exit code says why), the dry-run plan table, the summary table, --summary-json.
+The library (``async_amp.extract``, the Python API's one door into a run) parses the range,
+plans and fetches; this module adds what only a command line wants: log output, a live
+progress line on a terminal, SIGINT/SIGTERM stopping the run cleanly (in-flight hours are
+abandoned without a manifest, the summary is still printed, the exit code says why), the
+dry-run plan table, the summary table, --summary-json.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import signal
 import sys
 import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 
-from ...config import Config, Credentials
+from ...config import Config
 from ...errors import ConfigError, first_user_error
-from ...hours import iso_hour
+from ...hours import iso_hour, new_run_id
 from ...output.registry import format_names
 from ...plan import Plan
 from ...results import ExtractResult, HourResult, ProjectResult
@@ -41,7 +45,7 @@ from ..options import (
 from ..output import EXIT_SIGNAL, configure_logging, progress_bar, reattach_stderr
 
 if TYPE_CHECKING:
-    from ...run import ExtractionRun, RunRequest
+    from ...run import ExtractionRun
 
 __all__ = ["ORDER", "register", "run_and_present"]
 
@@ -150,15 +154,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
-    # the run (aiohttp, numpy, structlog...) loads only when extract is the command
-    from ...run import RunRequest  # noqa: PLC0415
-
     environ = environment()
     moment = now(environ)
-    first, last = parse_range(args, moment)
-    if not args.since_last and (first is None or last is None):
-        msg = "--start and --end are required (or --since-last for incremental runs)"
-        raise ConfigError(msg)
+    hint = " (or --since-last for incremental runs)"
+    first, last = parse_range(args, moment, optional=args.since_last, hint=hint)
     config = load(
         args,
         environ,
@@ -168,19 +167,16 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         window_hours=args.window_hours,
         recheck=args.recheck,
     )
-    request = RunRequest(
-        first=first,
-        last=last,
+    return run_and_present(
+        config,
         now=moment,
+        start=first,
+        end=last,
         force=args.force,
         dry_run=args.dry_run,
         since_last=args.since_last,
         shard=args.shard,
-        projects=tuple(args.project or ()),
-    )
-    return run_and_present(
-        config,
-        request,
+        project=args.project,
         log_format=args.log_format,
         log_file=args.log_file,
         quiet=args.quiet,
@@ -190,49 +186,61 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 def run_and_present(
     config: Config,
-    request: RunRequest,
     *,
+    now: datetime,
+    dry_run: bool = False,
     log_format: str | None = None,
     log_file: Path | None = None,
     quiet: bool = False,
     summary_json: Path | None = None,
     progress: bool | None = None,
-    credentials: dict[str, Credentials] | None = None,
     out: IO[str] | None = None,
+    **selection: Any,
 ) -> int:
-    """Configure log output, run the extraction, print the plan or the summary; the exit code.
+    """Configure log output, run the extraction (``async_amp.extract``, with ``selection``:
+    its ``start``, ``end``, ``project``, ``force``, ``since_last``, ``shard``), print the plan
+    or the summary; the exit code.
 
     ``progress``: a live progress line (None: when stderr is a terminal and logs are for
     people)."""
-    from ...run import ExtractionRun, log_summary  # noqa: PLC0415 - see _cmd_extract
+    from ...run import log_summary  # noqa: PLC0415 - the run loads only when extract runs
 
     stdout = out or sys.stdout
-    live = _Progress()
-    run = ExtractionRun(config, request, credentials=credentials, on_hour=live.hour_done)
     if progress is None:
         progress = sys.stderr.isatty() and log_format != "json" and not quiet
-    configure_logging(
-        fmt=log_format,  # type: ignore[arg-type]
-        log_file=log_file or config.output.log_dir / f"{run.run_id}.jsonl",
-        secrets=run.secrets,
-        quiet=quiet or progress,
-    )
+    live = _Progress() if progress and not dry_run else None
+    secrets: list[str] = []
+
+    def started(run: ExtractionRun) -> None:
+        secrets.extend(run.secrets)
+        configure_logging(
+            fmt=log_format,  # type: ignore[arg-type]
+            log_file=log_file or config.output.log_dir / f"{run.run_id}.jsonl",
+            secrets=run.secrets,
+            quiet=quiet or progress,
+        )
+
     caught: list[int] = []
-    anyio.run(_go, run, live if progress and not request.dry_run else None, caught)
-    result = run.result(interrupted=bool(caught))
-    if request.dry_run:
-        for name, plan in run.plans.items():
-            _print_plan(name, plan, stdout, multi=len(run.plans) > 1)
+    result = anyio.run(
+        functools.partial(
+            _extract, config, selection, now=now, dry_run=dry_run, live=live, caught=caught
+        ),
+        started,
+    )
+    if dry_run:
+        for p in result.projects:
+            _print_plan(p.name, p.plan, stdout, multi=len(result.projects) > 1)
         return EXIT_OK
-    code = EXIT_SIGNAL.get(signal.Signals(caught[0]), 1) if caught else result.exit_code
-    _print_summary(result, ScrubbedStream(stdout, run.secrets), caught[0] if caught else None)
-    log_summary(result, secrets=run.secrets, exit_code=code)
+    signum = caught[0] if result.interrupted else None
+    code = result.exit_code if signum is None else EXIT_SIGNAL.get(signal.Signals(signum), 1)
+    _print_summary(result, ScrubbedStream(stdout, secrets), signum)
+    log_summary(result, secrets=secrets, exit_code=code)
     if summary_json is not None:
         report = result.to_json()
         report["exit_code"] = code
         _write_summary(summary_json, report)
-    if config.models.enabled and not caught:
-        code = max(code, _build_models(config, result, request.now, stdout))
+    if config.models.enabled and signum is None:
+        code = max(code, _build_models(config, result, now, stdout))
     return code
 
 
@@ -254,40 +262,56 @@ def _build_models(config: Config, result: ExtractResult, moment: Any, out: IO[st
     return 0
 
 
-async def _go(run: ExtractionRun, progress: _Progress | None, caught: list[int]) -> None:
-    from ...logs import bound  # noqa: PLC0415 - see _cmd_extract
+async def _extract(
+    config: Config,
+    selection: dict[str, Any],
+    started: Callable[[ExtractionRun], None],
+    *,
+    now: datetime,
+    dry_run: bool,
+    live: _Progress | None,
+    caught: list[int],
+) -> ExtractResult:
+    """``async_amp.extract``, stopped by SIGINT/SIGTERM, with the progress line beside it."""
+    from ... import api  # noqa: PLC0415 - see run_and_present
+    from ...logs import bound, log  # noqa: PLC0415
 
-    with bound(run_id=run.run_id, secrets=run.secrets):
-        await _plan_and_execute(run, progress, caught)
+    stop = anyio.Event()
+    run_id = new_run_id()
 
+    def on_start(run: ExtractionRun) -> None:
+        started(run)
+        if live is not None:
+            tg.start_soon(live.show, run)
 
-async def _plan_and_execute(
-    run: ExtractionRun, progress: _Progress | None, caught: list[int]
-) -> None:
-    from ...logs import log  # noqa: PLC0415 - see _cmd_extract
+    try:
+        async with anyio.create_task_group() as tg:
 
-    async with run:
-        await run.plan()
-        if run.request.dry_run:
-            return
-        try:
-            async with anyio.create_task_group() as tg:
-
-                async def watch_signals() -> None:
-                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                        async for signum in signals:
-                            caught.append(int(signum))
+            async def watch_signals() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for signum in signals:
+                        caught.append(int(signum))
+                        with bound(run_id=run_id):
                             log.warning("run.interrupted", signal=signal.Signals(signum).name)
-                            tg.cancel_scope.cancel()
-                            return
+                        stop.set()
+                        return
 
+            if not dry_run:
                 tg.start_soon(watch_signals)
-                if progress is not None:
-                    tg.start_soon(progress.show, run)
-                await run.execute()
-                tg.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
-            raise first_user_error(group) from None
+            result = await api.extract(
+                config,
+                **selection,
+                now=now,
+                dry_run=dry_run,
+                run_id=run_id,
+                stop=stop,
+                on_start=on_start,
+                on_hour=None if live is None else live.hour_done,
+            )
+            tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise first_user_error(group) from None
+    return result
 
 
 class _Progress:
@@ -304,13 +328,13 @@ class _Progress:
         self.failed += result.status == "failed"
 
     async def show(self, run: ExtractionRun) -> None:
-        total = sum(len(plan.to_fetch) for plan in run.plans.values())
         started = time.monotonic()
         with progress_bar("hours") as bar:
             reattach_stderr()
-            task = bar.add_task("extract", total=total, detail="")
+            task = bar.add_task("extract", total=None, detail="")
             try:
-                while True:
+                while True:  # the total grows as each project's plan is made
+                    total = sum(len(plan.to_fetch) for plan in run.plans.values())
                     projects = run.result().projects
                     written = sum(p.bytes_ndjson for p in projects)
                     retries = sum(p.retries for p in projects)
@@ -318,7 +342,7 @@ class _Progress:
                     detail = f"{self.events:,} events  {rate:,.0f} MB/s  {retries} retries" + (
                         f"  [red]{self.failed} failed" if self.failed else ""
                     )
-                    bar.update(task, completed=self.done, detail=detail)
+                    bar.update(task, total=total, completed=self.done, detail=detail)
                     await anyio.sleep(0.25)
             finally:
                 reattach_stderr()
