@@ -273,10 +273,15 @@ async def verify(
 
     async def read(
         output: Output, name: str, first: datetime, last: datetime, _: datetime
-    ) -> VerifyReport:
-        return await output.format.verify(output.sink, name, first, last, concurrency=concurrency)
+    ) -> tuple[VerifyReport, ...]:
+        from .merged.verify import verify_merged_ids  # noqa: PLC0415 - pyarrow only when used
 
-    return VerifyResult(await _per_project(config, start, end, project, now, read))
+        events = await output.format.verify(output.sink, name, first, last, concurrency=concurrency)
+        merged = await verify_merged_ids(output, name, first, last, concurrency=concurrency)
+        return (events,) if merged is None else (events, merged)
+
+    reports = await _per_project(config, start, end, project, now, read)
+    return VerifyResult(tuple(r for pair in reports for r in pair))
 
 
 extract_sync = sync_twin(extract)

@@ -32,6 +32,7 @@ from .errors import ConfigError, StorageError
 from .hours import MemberName, iso_hour
 from .logs import log
 from .manifest import ExportedObject
+from .merged.names import merged_hour_of
 
 __all__ = ["CloudExportSource", "ExportStore", "LocalExportStore", "export_name", "hour_of"]
 
@@ -137,6 +138,8 @@ class CloudExportSource:
         for obj in await self.store.list(start):
             base = obj.name[len(self._start()) :]
             parsed = hour_of(base) if "/" not in base else None
+            if parsed is None and merged_hour_of(base) is not None:
+                continue  # the merged-IDs feed: read into merged_ids (merged/feed.py)
             if parsed is None or (self.project_id and parsed[0] != self.project_id):
                 listing.foreign.append(obj.name)
                 continue

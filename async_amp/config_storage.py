@@ -22,6 +22,7 @@ from .values import (
     text,
     url,
 )
+from .values import prefix as folder_prefix  # ``prefix`` is also a field of SourceConfig
 
 __all__ = ["AzureConfig", "GcsConfig", "S3Config", "SourceConfig", "storage_problems"]
 
@@ -262,6 +263,13 @@ class SourceConfig:
         "Amplitude's numeric project ID the files are named after; none: the one ID the export "
         "holds. Files of other projects, and names that are not the export's, are reported and "
         "left alone.",
+    )
+    merged_ids_prefix: str | None = key(
+        None,
+        folder_prefix,
+        "The folder holding Amplitude's merged-IDs feed (`-<OrgID>_<date>_<H>.json.gz`), read "
+        "into the `merged_ids` table; none: the export's own `prefix` (where Amplitude puts "
+        "both when they share a destination).",
     )
     settle_minutes: int = key(
         60,

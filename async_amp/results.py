@@ -23,6 +23,7 @@ __all__ = [
     "FailedHour",
     "HourResult",
     "IncompleteExtraction",
+    "MergedIdsResult",
     "ProjectResult",
     "StatusResult",
     "VerifyResult",
@@ -58,6 +59,28 @@ class FailedHour:
 
 
 @dataclass(frozen=True, slots=True)
+class MergedIdsResult:
+    """What a run did with the export's merged-IDs feed (the ``merged_ids`` table)."""
+
+    hours: int = 0  # hours read and committed
+    rows: int = 0
+    bytes_read: int = 0
+    skipped: int = 0  # hours the table already had (unchanged)
+    changed: tuple[datetime, ...] = ()  # hours Amplitude rewrote, replaced
+    failed: tuple[tuple[datetime, str], ...] = ()  # hours still unread after every attempt
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "hours": self.hours,
+            "rows": self.rows,
+            "bytes_read": self.bytes_read,
+            "skipped": self.skipped,
+            "changed_hours": [iso_hour(h) for h in self.changed],
+            "failed_hours": [iso_hour(h) for h, _ in self.failed],
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class ProjectResult:
     """One project's run: how many hours ended in which state, and what it cost."""
 
@@ -70,6 +93,7 @@ class ProjectResult:
     bytes_downloaded: int = 0
     seconds: float = 0.0
     stopped: str = ""  # why the run stopped starting hours (one line), else ""
+    merged_ids: MergedIdsResult | None = None  # the merged-IDs feed, when the export has one
 
     def _count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
@@ -151,7 +175,8 @@ class ProjectResult:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed or self.unfinished or self.stopped else 0
+        merged_failed = self.merged_ids is not None and self.merged_ids.failed
+        return 1 if self.failed or self.unfinished or self.stopped or merged_failed else 0
 
     def to_json(self, run_id: str) -> dict[str, Any]:
         return {
@@ -182,6 +207,7 @@ class ProjectResult:
             "changed_hours": [iso_hour(h) for h in self.changed_hours],
             "quarantined_lines": sum(r.quarantined for r in self.quarantined_hours),
             "quarantined_hours": [iso_hour(r.hour) for r in self.quarantined_hours],
+            **({"merged_ids": self.merged_ids.to_json()} if self.merged_ids is not None else {}),
         }
 
 
@@ -261,6 +287,12 @@ class IncompleteExtraction(AsyncAmpError):
         if unfinished:
             parts.append(f"{unfinished} hours not finished (the run was stopped)")
         parts.extend(p.stopped for p in result.projects if p.stopped)
+        parts.extend(
+            f"{p.name}: merged ids of {iso_hour(h)} not read: {why}"
+            for p in result.projects
+            if p.merged_ids is not None
+            for h, why in p.merged_ids.failed[:5]
+        )
         super().__init__(f"run {result.run_id} incomplete: " + "; ".join(parts))
 
 

@@ -31,11 +31,13 @@ from .config_load import load_credentials, process_environment
 from .errors import ConfigError, CredentialsError, StorageError, first_user_error
 from .hours import HOUR, hour_range, iso_hour, new_run_id, parse_bound
 from .logs import bound, log
+from .merged import merged_table
+from .merged.feed import MergedIdsFeed
 from .output.open import resolve_output
 from .pipeline import Extractor
 from .plan import Plan, available_until
 from .recheck import recheck_since
-from .results import ExtractResult, HourResult, ProjectResult
+from .results import ExtractResult, HourResult, MergedIdsResult, ProjectResult
 from .sinks import Sink, Store, make_store
 
 __all__ = ["ExtractionRun", "RunRequest", "log_summary", "new_run_id", "select_projects"]
@@ -67,6 +69,8 @@ class _Job:
     source: AiohttpExportSource | CloudExportSource | None
     plan: Plan | None = None
     gaps: tuple[datetime, ...] = ()  # hours left behind by earlier runs (--since-last)
+    feed: MergedIdsFeed | None = None  # the cloud export's merged-IDs feed
+    merged: MergedIdsResult | None = None
 
 
 def _credentials(
@@ -137,9 +141,22 @@ class ExtractionRun:
     ) -> _Job:
         ex = self.config.extract
         source: AiohttpExportSource | CloudExportSource | None = None
+        feed: MergedIdsFeed | None = None
         if self.config.source.kind == "cloud_export":
             source = make_cloud_source(
                 self.config, project, run_id=self.run_id, environ=self._environ
+            )
+            src = self.config.source
+            table = merged_table(
+                self.config.output.data_format, self.store, self.sink, project.name
+            )
+            feed = MergedIdsFeed(
+                source,
+                table,
+                prefix=src.prefix if src.merged_ids_prefix is None else src.merged_ids_prefix,
+                run_id=self.run_id,
+                concurrency=project.concurrency or ex.concurrency,
+                retry=(ex.max_attempts, ex.backoff_base_s, ex.backoff_max_s),
             )
         elif creds is not None:
             source = AiohttpExportSource(
@@ -160,7 +177,7 @@ class ExtractionRun:
             project=project,
             on_hour=on_hour,
         )
-        return _Job(project=project, extractor=extractor, source=source)
+        return _Job(project=project, extractor=extractor, source=source, feed=feed)
 
     async def __aenter__(self) -> ExtractionRun:
         """Open the output (the format its roots record, or refuse a mix), prepare it, and
@@ -251,8 +268,21 @@ class ExtractionRun:
                     for job in jobs:
                         assert job.plan is not None
                         tg.start_soon(job.extractor.run, job.plan)
+                        if job.feed is not None:
+                            tg.start_soon(self._merged, job)
             except BaseExceptionGroup as group:
                 raise first_user_error(group) from None
+
+    async def _merged(self, job: _Job) -> None:
+        """The merged-IDs feed of the hours the plan found available (this shard's)."""
+        plan, feed = job.plan, job.feed
+        assert plan is not None and feed is not None
+        away = {*plan.not_available, *plan.other_shards}
+        hours = [h for h in plan.hours if h not in away]
+        since = recheck_since(self.request.now, self.config.extract.recheck)
+        recheck = frozenset(h for h in hours if since is not None and h >= since)
+        with bound(project=job.project.name):
+            job.merged = await feed.sync(hours, recheck=recheck, force=self.request.force)
 
     def result(self, *, interrupted: bool = False) -> ExtractResult:
         """What the run did so far (everything, once :meth:`execute` has returned)."""
@@ -264,7 +294,14 @@ class ExtractionRun:
             if summary is None:
                 projects.append(ProjectResult(name=job.project.name, plan=job.plan))
             else:
-                projects.append(summary.result(job.project.name))
+                done = summary.result(job.project.name)
+                if job.merged is not None:
+                    done = replace(
+                        done,
+                        merged_ids=job.merged,
+                        bytes_downloaded=done.bytes_downloaded + job.merged.bytes_read,
+                    )
+                projects.append(done)
         seconds = self._seconds or time.monotonic() - self._started
         return ExtractResult(
             run_id=self.run_id,

@@ -5,7 +5,8 @@ the real run (``async_amp.api.extract``) into Parquet (and Delta).
 Expected answers come from the files laid out (gunzipped and counted here), never from the
 product: rows equal the source lines, uuid sets equal; a late hour is not read until the export
 moves past it; a rerun reads nothing; an hour Amplitude rewrote is replaced by ``--recheck``;
-files of another project are left alone.
+files of another project are left alone. The merged-IDs feed laid out beside the events becomes
+the ``merged_ids`` table, row for row, with the same resume and recheck.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from pathlib import Path
 import pyarrow.dataset as pads
 import pytest
 
-from async_amp.api import extract
+from async_amp.api import extract, verify
 from async_amp.config import Config, ExtractConfig, OutputConfig, SourceConfig
 from async_amp.manifest import MANIFEST_NAME, hour_folder
-from async_amp.simulator.cloud_export import export_files, lay_out_local
+from async_amp.merged.read import read_merged_ids, resolve_ids
+from async_amp.simulator.cloud_export import export_files, lay_out_local, merged_id_files
 
 from .gcs import GcsFront, gcs_config, gcs_environ, gcs_sink
 from .helpers import DAY1, small_dataset
@@ -51,6 +53,30 @@ def _expected(files: Files) -> tuple[int, set[str]]:
     return rows, uuids
 
 
+Merge = tuple[int, int, int]
+
+
+def _merges(files: Files) -> set[Merge]:
+    """(amplitude_id, merged_amplitude_id, merge_time ms) of the feed's lines, read here."""
+    found = set()
+    for _, data in files:
+        for line in gzip.decompress(data).splitlines():
+            r = json.loads(line)
+            found.add((r["amplitude_id"], r["merged_amplitude_id"], r["merge_time"]))
+    return found
+
+
+def _merged_table(config: Config) -> set[Merge]:
+    table = read_merged_ids(config, PROJECT)
+    rows = table.select(["amplitude_id", "merged_amplitude_id", "merge_time"]).to_pylist()
+    found = {
+        (r["amplitude_id"], r["merged_amplitude_id"], int(r["merge_time"].timestamp() * 1000))
+        for r in rows
+    }
+    assert len(found) == table.num_rows  # no row twice
+    return found
+
+
 def _parquet(out: Path) -> tuple[int, set[str]]:
     table = pads.dataset(str(out / PROJECT), format="parquet", partitioning="hive").to_table(
         columns=["uuid"]
@@ -70,7 +96,9 @@ def _config(out: Path, source: SourceConfig, **output: object) -> Config:
 async def _scenario(config: Config, put: Put, tmp_path: Path) -> None:
     dataset = small_dataset(events_per_hour=120)
     files = export_files(dataset, [*HOURS, LATE], prefix="exports/amp", late=frozenset({LATE}))
-    await put(files)
+    merged = merged_id_files(dataset, [*HOURS, LATE], prefix="exports/amp")
+    assert len(merged) == 6
+    await put(files + merged)
     await put(
         [("exports/amp/999999_2026-11-01_1#0.json.gz", b"x"), ("exports/amp/notes.txt", b"hi")]
     )
@@ -81,6 +109,10 @@ async def _scenario(config: Config, put: Put, tmp_path: Path) -> None:
     assert (project.complete, project.not_available) == (4, 2), project
     rows, uuids = _expected([f for f in files if "_4#" not in f[0]])
     assert _parquet(config.output.dir) == (rows, uuids)
+    # the merged IDs of the same available hours, and no file of them taken for foreign
+    assert _merged_table(config) == _merges(merged[:4])
+    assert first.project(PROJECT).merged_ids is not None
+    assert first.project(PROJECT).merged_ids.hours == 4
 
     # Amplitude delivers hour 5; a run later reads hours 4 and 5 and nothing else
     late = export_files(dataset, [LATE], prefix="exports/amp")
@@ -95,6 +127,11 @@ async def _scenario(config: Config, put: Put, tmp_path: Path) -> None:
     )
     listed = {(f["name"], f["size"]) for f in manifest["exported"]}
     assert listed == {(n, len(d)) for n, d in late}
+    assert _merged_table(config) == _merges(merged)
+    checked = await verify(config, start=DAY1, end=LATE)
+    assert checked.ok, checked.to_json()
+    reports = {r.project: r for r in checked.projects}
+    assert reports[f"{PROJECT}/merged_ids"].checked == 6
 
     # a rerun reads nothing
     third = await extract(config, start=DAY1, end=LATE, now=NOW)
@@ -105,13 +142,21 @@ async def _scenario(config: Config, put: Put, tmp_path: Path) -> None:
     other = small_dataset(events_per_hour=90, seed=9)
     rewritten = export_files(other, [HOURS[2]], prefix="exports/amp")
     stale = {n for n, _ in files if "_2#" in n}
-    await put(rewritten)
+    remerged = merged_id_files(other, [HOURS[2]], prefix="exports/amp")
+    assert [n for n, _ in remerged] == [merged[2][0]]
+    await put(rewritten + remerged)
     fresh = [f for f in everything if f[0] not in stale or f[0] in dict(rewritten)]
     fresh = [f for f in fresh if "_2#" not in f[0]] + rewritten
     rechecking = replace(config, extract=replace(config.extract, recheck=timedelta(days=30)))
     fourth = await extract(rechecking, start=DAY1, end=LATE, now=NOW)
     changed = [r.hour for r in fourth.project(PROJECT).results if r.recheck == "changed"]
     assert changed == [HOURS[2]]
+    # the feed's listing shows hour 2's file alone changed: only it is read again
+    feed = fourth.project(PROJECT).merged_ids
+    assert feed is not None
+    assert (feed.changed, feed.hours, feed.skipped) == ((HOURS[2],), 1, 5)
+    assert feed.bytes_read == len(remerged[0][1])
+    assert _merged_table(config) == _merges([*merged[:2], *remerged, *merged[3:]])
     if len(rewritten) == len(stale):  # same partitions: the store now holds only the new files
         assert _parquet(config.output.dir) == _expected(fresh)
 
@@ -125,7 +170,26 @@ async def test_a_local_cloud_export_into_parquet(tmp_path: Path) -> None:
     source = SourceConfig(
         kind="cloud_export", store="local", dir=root, prefix="exports/amp", project_id=PROJECT_ID
     )
-    await _scenario(_config(tmp_path / "out", source), put, tmp_path)
+    config = _config(tmp_path / "out", source)
+    await _scenario(config, put, tmp_path)
+
+    # verify reads the merged_ids files back: one damaged is named, in its hour
+    damaged = sorted((tmp_path / "out" / "_merged_ids" / PROJECT).rglob("*.parquet"))[1]
+    damaged.write_bytes(damaged.read_bytes()[:-9])
+    checked = await verify(config, start=DAY1, end=LATE)
+    report = {r.project: r for r in checked.projects}[f"{PROJECT}/merged_ids"]
+    assert not checked.ok
+    assert report.bad_hours == [DAY1 + timedelta(hours=1)]
+    assert {p.file for p in report.problems} == {damaged.name}
+
+
+def test_the_merged_ids_doc_table_is_generated() -> None:
+    from tools.docgen import render_merged_ids
+
+    doc = Path(__file__).resolve().parent.parent / "docs" / "merged-ids.md"
+    current = doc.read_text(encoding="utf-8")
+    assert render_merged_ids(current) == current, "docs/merged-ids.md is stale: run 'make docs'"
+    assert "| `merged_amplitude_id` |" in current
 
 
 @pytest.mark.s3
@@ -188,7 +252,8 @@ async def test_a_local_cloud_export_into_delta(tmp_path: Path) -> None:
     root = tmp_path / "export"
     dataset = small_dataset(events_per_hour=80)
     files = export_files(dataset, HOURS, prefix="")
-    lay_out_local(root, files)
+    merged = merged_id_files(dataset, HOURS, every=1)  # each id into the one before: chains
+    lay_out_local(root, files + merged)
     source = SourceConfig(kind="cloud_export", store="local", dir=root)
     config = replace(
         _config(tmp_path / "out", source),
@@ -200,3 +265,18 @@ async def test_a_local_cloud_export_into_delta(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.failed_hours
     table = DeltaTable(str(tmp_path / "out" / PROJECT)).to_pyarrow_table(columns=["uuid"])
     assert (table.num_rows, set(table.column("uuid").to_pylist())) == _expected(files)
+    # the merged IDs in their own Delta table, which resolves chains of merges
+    assert _merged_table(config) == _merges(merged)
+    step = {a: b for a, b, _ in _merges(merged)}
+    expected = {}
+    for start, first in step.items():
+        end = first
+        while end in step:
+            end = step[end]
+        expected[start] = end
+    assert resolve_ids(read_merged_ids(config, PROJECT)) == expected
+    checked = await verify(config, start=HOURS[0], end=HOURS[-1])
+    merged_report = checked.projects[1]
+    assert (checked.ok, merged_report.checked) == (True, len(merged)), checked.to_json()
+    assert merged_report.events == sum(len(gzip.decompress(d).splitlines()) for _, d in merged)
+    assert len(set(expected.values())) < len(expected)  # some survivors took several ids

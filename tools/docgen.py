@@ -34,6 +34,7 @@ __all__ = [
     "main",
     "render_cli",
     "render_configuration",
+    "render_merged_ids",
     "render_models",
     "render_schema",
 ]
@@ -135,6 +136,16 @@ def render_schema(current: str) -> str:
     return _splice(current, _COLUMNS_MARKER, lambda _: column_table())
 
 
+_MERGED_MARKER = re.compile(r"^<!-- merged_ids columns -->$", re.M)
+
+
+def render_merged_ids(current: str) -> str:
+    """``current`` (``docs/merged-ids.md``) with its column table regenerated."""
+    from async_amp.merged.schema import merged_column_table  # noqa: PLC0415 - pyarrow only here
+
+    return _splice(current, _MERGED_MARKER, lambda _: merged_column_table())
+
+
 _MODEL_MARKER = re.compile(r"^<!-- model: (\w+) -->$", re.M)
 
 
@@ -172,7 +183,10 @@ def _targets(root: Path) -> dict[Path, str]:
     schema = schema_md.read_text(encoding="utf-8") if schema_md.is_file() else "<!-- columns -->\n"
     models_md = root / "models.md"
     models = models_md.read_text(encoding="utf-8") if models_md.is_file() else ""
+    merged_md = root / "merged-ids.md"
+    merged = merged_md.read_text(encoding="utf-8") if merged_md.is_file() else ""
     return {
+        merged_md: render_merged_ids(merged),
         root / "cli.md": render_cli(),
         models_md: render_models(models),
         config_md: render_configuration(current),

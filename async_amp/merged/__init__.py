@@ -1,0 +1,33 @@
+"""The ``merged_ids`` table: Amplitude's merged-IDs feed, read beside the cloud export's events
+(``feed.py``), stored per the output's format (``store.py``), read back for the models
+(``read.py``). Its columns: ``schema.py`` and docs/merged-ids.md."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .names import MERGED_ROOT, merged_hour_of, merged_name, merged_root
+from .store import DeltaMergedTable, FilesTable, MergedTable
+
+if TYPE_CHECKING:
+    from ..sinks.base import Sink, Store
+
+__all__ = [
+    "MERGED_ROOT",
+    "MergedTable",
+    "merged_hour_of",
+    "merged_name",
+    "merged_root",
+    "merged_table",
+]
+
+
+def merged_table(data_format: str, store: Store, sink: Sink, project: str) -> MergedTable:
+    """``project``'s ``merged_ids`` table in ``store``, in the output's format (``sink``: the
+    format's sink over ``store``, which knows where a Delta table lives)."""
+    if data_format == "delta":
+        from ..delta.sink import DeltaSink  # noqa: PLC0415 - deltalake only when used
+
+        assert isinstance(sink, DeltaSink)
+        return DeltaMergedTable(store, sink.locate(merged_root(project)), project)
+    return FilesTable(store, project, data_format)

@@ -1,0 +1,35 @@
+"""How Amplitude names the merged-IDs feed's files: ``-<OrgID>_<yyyy-MM-dd>_<H>.json.gz``, one
+per hour, and where the ``merged_ids`` table lives in the output: ``_merged_ids/<project>/``,
+beside ``_models/`` and outside the project's own folder (or Delta table), so no reader of
+the events ever sees a merged-IDs file."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+__all__ = ["MERGED_ROOT", "merged_hour_of", "merged_name", "merged_root"]
+
+MERGED_ROOT = "_merged_ids"
+_NAME = re.compile(r"^-(\d+)_(\d{4})-(\d{2})-(\d{2})_(\d{1,2})\.json\.gz$", re.ASCII)
+
+
+def merged_name(org_id: str | int, hour: datetime) -> str:
+    """``-36958_2026-11-01_5.json.gz``: the feed's file of ``hour``."""
+    return f"-{org_id}_{hour:%Y-%m-%d}_{hour.hour}.json.gz"
+
+
+def merged_hour_of(base: str) -> tuple[str, datetime] | None:
+    """(organization ID, hour) of a feed file's base name; ``None`` when it is not one."""
+    m = _NAME.match(base)
+    if m is None:
+        return None
+    try:
+        return m[1], datetime(int(m[2]), int(m[3]), int(m[4]), int(m[5]), tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def merged_root(project: str) -> str:
+    """The ``merged_ids`` table's root in the output, relative to the store's root."""
+    return f"{MERGED_ROOT}/{project}"

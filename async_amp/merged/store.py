@@ -1,0 +1,221 @@
+"""Where a ``merged_ids`` hour is committed, per the output's format, keeping the promises of
+``sinks.base``: data first, the manifest last, one hour at a time.
+
+- ndjson, gzip, parquet (``FilesTable``): the hour's files in ``_merged_ids/<project>/
+  date=YYYY-MM-DD/hour=HH/`` through the output's store (a local folder, Azure, S3, GCS),
+  staged and committed like an events hour: the feed's file decompressed (``.json``), as
+  Amplitude wrote it (``.json.gz``) or typed (``.parquet``), and ``_manifest.json`` last.
+- delta (``DeltaTable``): one Delta table at ``_merged_ids/<project>/``; an hour is one commit
+  that replaces its rows (``_export_hour``), then its record and manifest in the table's
+  ``_async_amp/`` folder, as for the events' table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+import anyio
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..hours import MemberName, iso_hour
+from ..logs import log
+from ..manifest import FileEntry, Manifest
+from ..readback.checks import FileCheck
+from .names import merged_root
+from .schema import MERGED_SCHEMA
+
+if TYPE_CHECKING:
+    from ..delta.table import TableLocation
+    from ..sinks.base import Sink, Store
+
+__all__ = ["DeltaMergedTable", "FeedFile", "FilesTable", "MergedTable"]
+
+RECORD = "_delta_commit.json"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedFile:
+    """One file of the feed as read: its base name, bytes as sent, decompressed, as rows."""
+
+    base: str
+    gz: bytes
+    text: bytes
+    table: pa.Table
+    extra_rows: int
+
+
+class MergedTable(Protocol):
+    """The ``merged_ids`` table of one project, whatever the format."""
+
+    def describe(self) -> str: ...
+
+    async def completed(self, hours: Iterable[datetime]) -> set[datetime]: ...
+
+    async def manifest(self, hour: datetime) -> Manifest | None: ...
+
+    async def commit(self, hour: datetime, files: Sequence[FeedFile], base: Manifest) -> Manifest:
+        """Store the hour's files (``base``: the manifest without its file entries)."""
+        ...
+
+
+def _parquet(table: pa.Table) -> bytes:
+    out = io.BytesIO()
+    pq.write_table(table, out, compression="zstd", write_statistics=True)
+    return out.getvalue()
+
+
+def _entry(name: str, data: bytes, source: str) -> FileEntry:
+    """The entry ``verify`` will find: counted by the same ``FileCheck``."""
+    check = FileCheck(gzip=name.endswith(".gz"), parquet=name.endswith(".parquet"))
+    check.update(data)
+    facts = check.finish()
+    return FileEntry(name, facts.bytes, facts.events, facts.sha256, source=source)
+
+
+async def _put(
+    store: Sink,
+    root: str,
+    hour: datetime,
+    files: dict[str, bytes],
+    base: Manifest,
+    sources: dict[str, str],
+    rows: int | None = None,
+) -> Manifest:
+    """Stage ``files`` (name -> bytes) under ``root``'s hour folder, commit with the manifest
+    (``rows``: what each entry counts, when not its lines or Parquet rows)."""
+    staging = store.stage(root, hour)
+
+    def put() -> tuple[FileEntry, ...]:
+        entries = []
+        for name, data in files.items():
+            entry = _entry(name, data, sources.get(name, ""))
+            if rows is not None:
+                entry = replace(entry, events=rows)
+            out = staging.open_member(MemberName("", hour, 0, name), name)
+            out.write(data)
+            out.finish(entry)
+            entries.append(entry)
+        return tuple(entries)
+
+    try:
+        manifest = replace(base, files=await anyio.to_thread.run_sync(put))
+        await staging.commit(manifest)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await staging.discard()
+        raise
+    return manifest
+
+
+class FilesTable:
+    """ndjson, gzip or parquet files in the hour folders of ``_merged_ids/<project>/``."""
+
+    def __init__(self, store: Store, project: str, data_format: str) -> None:
+        self.store = store
+        self.root = merged_root(project)
+        self.format = data_format
+
+    def describe(self) -> str:
+        return f"{self.store.describe()}/{self.root}"
+
+    async def completed(self, hours: Iterable[datetime]) -> set[datetime]:
+        return await self.store.completed_hours(self.root, hours)
+
+    async def manifest(self, hour: datetime) -> Manifest | None:
+        return await self.store.read_manifest(self.root, hour)
+
+    def _file(self, feed: FeedFile) -> tuple[str, bytes]:
+        stem = feed.base.removesuffix(".json.gz")
+        if self.format == "gzip":
+            return feed.base, feed.gz
+        if self.format == "parquet":
+            return f"{stem}.parquet", _parquet(feed.table)
+        return f"{stem}.json", feed.text
+
+    async def commit(self, hour: datetime, files: Sequence[FeedFile], base: Manifest) -> Manifest:
+        made = {feed.base: self._file(feed) for feed in files}
+        data = dict(made.values())
+        sources = {name: base_name for base_name, (name, _) in made.items()}
+        return await _put(self.store, self.root, hour, data, base, sources)
+
+
+class DeltaMergedTable:
+    """One Delta table at ``_merged_ids/<project>/``, an hour per commit."""
+
+    def __init__(self, store: Store, location: TableLocation, project: str) -> None:
+        from ..delta.sink import meta_project  # noqa: PLC0415 - deltalake only when used
+
+        self.store = store
+        self.location = location
+        self.meta = meta_project(merged_root(project))
+        self.lock = anyio.Lock()  # the run's commits take turns: one table, tiny commits
+
+    def describe(self) -> str:
+        return self.location.uri
+
+    async def completed(self, hours: Iterable[datetime]) -> set[datetime]:
+        return await self.store.completed_hours(self.meta, hours)
+
+    async def manifest(self, hour: datetime) -> Manifest | None:
+        return await self.store.read_manifest(self.meta, hour)
+
+    async def commit(self, hour: datetime, files: Sequence[FeedFile], base: Manifest) -> Manifest:
+        from deltalake import DeltaTable, write_deltalake  # noqa: PLC0415
+        from deltalake.exceptions import DeltaError  # noqa: PLC0415
+
+        from ..delta.base import with_conflict_retries  # noqa: PLC0415
+        from ..delta.table import delta_error_text  # noqa: PLC0415
+        from ..errors import StorageError  # noqa: PLC0415
+
+        table = pa.concat_tables([f.table for f in files]) if files else MERGED_SCHEMA.empty_table()
+        location = self.location
+        when = iso_hour(hour)
+
+        def write() -> int:
+            def attempt() -> int:
+                write_deltalake(
+                    location.uri,
+                    table,
+                    mode="overwrite",
+                    predicate=f"_export_hour = '{hour:%Y-%m-%dT%H}:00:00Z'",
+                    storage_options=location.options(),
+                )
+                return int(DeltaTable(location.uri, storage_options=location.options()).version())
+
+            return int(
+                with_conflict_retries(
+                    f"committing merged ids of hour {when}",
+                    attempt,
+                    rng=random.Random(),
+                    sleep=time.sleep,
+                    on_conflict=lambda n, why: log.warning(
+                        "merged_ids.commit_conflict", hour=when, attempt=n, detail=why
+                    ),
+                )
+            )
+
+        try:
+            async with self.lock:
+                version = await anyio.to_thread.run_sync(write)
+        except (DeltaError, OSError) as exc:
+            msg = f"cannot commit the merged ids of hour {when}: "
+            raise StorageError(msg + delta_error_text(exc, location)) from None
+        record = {
+            "hour": when,
+            "table_version": version,
+            "rows": table.num_rows,
+            "sources": [f.base for f in files],
+            "sha256": hashlib.sha256(b"".join(f.text for f in files)).hexdigest(),
+        }
+        body = (json.dumps(record, indent=2) + "\n").encode()
+        # the manifest counts the table's rows of the hour (the record is one JSON document)
+        return await _put(self.store, self.meta, hour, {RECORD: body}, base, {}, table.num_rows)
