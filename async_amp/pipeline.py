@@ -40,8 +40,13 @@ __all__ = ["Extractor", "RunSummary"]
 
 @dataclass(slots=True)
 class RunSummary:
+    """One project's tally while its run goes (the flow counts into it). Every figure read
+    from it, the exit code included, is its frozen copy's (:meth:`result`, the API's
+    ``ProjectResult``): computed in one place."""
+
     run_id: str
     plan: Plan
+    project: str = ""
     results: dict[datetime, HourResult] = field(default_factory=dict)
     requests: int = 0
     retries: int = 0
@@ -50,32 +55,10 @@ class RunSummary:
     seconds: float = 0.0
     stopped: str = ""  # why the run stopped starting hours (one line), else ""
 
-    def count(self, status: str) -> int:
-        return sum(1 for r in self.results.values() if r.status == status)
-
-    @property
-    def failed(self) -> list[HourResult]:
-        return sorted(
-            (r for r in self.results.values() if r.status == "failed"), key=lambda r: r.hour
-        )
-
-    @property
-    def events(self) -> int:
-        return sum(r.events for r in self.results.values())
-
-    @property
-    def bytes_written(self) -> int:
-        return sum(r.bytes for r in self.results.values())
-
-    @property
-    def exit_code(self) -> int:
-        unfinished = len(self.plan.to_fetch) - len(self.results)
-        return 1 if self.failed or unfinished or self.stopped else 0
-
-    def result(self, project: str) -> ProjectResult:
+    def result(self, project: str | None = None) -> ProjectResult:
         """A frozen copy of the tally, as the API returns it."""
         return ProjectResult(
-            name=project,
+            name=self.project if project is None else project,
             plan=self.plan,
             results=tuple(self.results.values()),
             requests=self.requests,
@@ -85,6 +68,26 @@ class RunSummary:
             seconds=self.seconds,
             stopped=self.stopped,
         )
+
+    def count(self, status: str) -> int:
+        return self.result().count(status)
+
+    @property
+    def failed(self) -> list[HourResult]:
+        """The failed hours, in order."""
+        return [r for r in self.result().in_order if r.status == "failed"]
+
+    @property
+    def events(self) -> int:
+        return self.result().events
+
+    @property
+    def bytes_written(self) -> int:
+        return self.result().bytes_written
+
+    @property
+    def exit_code(self) -> int:
+        return self.result().exit_code
 
 
 class Extractor:
@@ -157,7 +160,7 @@ class Extractor:
         return frozenset(found)
 
     async def run(self, plan: Plan) -> RunSummary:
-        summary = self.summary = RunSummary(run_id=self.run_id, plan=plan)
+        summary = self.summary = RunSummary(run_id=self.run_id, plan=plan, project=self.project)
         started = time.monotonic()
         limiter = AdaptiveLimiter(self.concurrency)
         # every line this run logs (its tasks inherit the context) names the project

@@ -95,20 +95,26 @@ class ProjectResult:
     stopped: str = ""  # why the run stopped starting hours (one line), else ""
     merged_ids: MergedIdsResult | None = None  # the merged-IDs feed, when the export has one
 
-    def _count(self, status: str) -> int:
+    def count(self, status: str) -> int:
+        """Hours that ended ``complete``, ``empty`` or ``failed``."""
         return sum(1 for r in self.results if r.status == status)
 
     @property
     def complete(self) -> int:
-        return self._count("complete")
+        return self.count("complete")
 
     @property
     def empty(self) -> int:
-        return self._count("empty")
+        return self.count("empty")
 
     @property
     def failed(self) -> int:
-        return self._count("failed")
+        return self.count("failed")
+
+    @property
+    def in_order(self) -> tuple[HourResult, ...]:
+        """The hours' results, oldest hour first."""
+        return tuple(sorted(self.results, key=lambda r: r.hour))
 
     @property
     def skipped(self) -> int:
@@ -149,7 +155,7 @@ class ProjectResult:
     def failed_hours(self) -> tuple[FailedHour, ...]:
         return tuple(
             FailedHour(self.name, r.hour, r.error, r.attempts)
-            for r in sorted(self.results, key=lambda r: r.hour)
+            for r in self.in_order
             if r.status == "failed"
         )
 
@@ -166,7 +172,7 @@ class ProjectResult:
     @property
     def quarantined_hours(self) -> tuple[HourResult, ...]:
         """Hours committed with lines kept in their quarantine file."""
-        return tuple(sorted((r for r in self.results if r.quarantined), key=lambda r: r.hour))
+        return tuple(r for r in self.in_order if r.quarantined)
 
     @property
     def mb_per_s(self) -> float:

@@ -294,7 +294,7 @@ class ExtractionRun:
             if summary is None:
                 projects.append(ProjectResult(name=job.project.name, plan=job.plan))
             else:
-                done = summary.result(job.project.name)
+                done = summary.result()
                 if job.merged is not None:
                     done = replace(
                         done,
