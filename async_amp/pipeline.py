@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import anyio
@@ -31,6 +31,7 @@ from .hours import hour_range
 from .limiter import AdaptiveLimiter
 from .logs import bound, log
 from .plan import Plan, make_plan
+from .readback.bounded import map_bounded
 from .recheck import recheck_since
 from .results import HourResult, ProjectResult
 from .sinks.base import Sink
@@ -132,7 +133,7 @@ class Extractor:
         now, lag = self.now, self.config.extract.availability_lag_hours
         if isinstance(self.source, CloudExportSource):  # done: what the export has moved past
             now, lag = await self.source.frontier(self.now), 0
-        return make_plan(
+        plan = make_plan(
             first,
             last,
             done=done,
@@ -141,6 +142,32 @@ class Extractor:
             shard=shard,
             recheck_since=recheck_since(self.now, self.config.extract.recheck),
             tentative=await self.tentative_empty(done),
+        )
+        if isinstance(self.source, CloudExportSource) and plan.recheck:
+            plan = await self._listed_alike(plan, self.source)
+        return plan
+
+    async def _listed_alike(self, plan: Plan, source: CloudExportSource) -> Plan:
+        """``plan`` without the rechecked hours whose export files are listed exactly as
+        their manifest records them (names, sizes, ETags or generations): Amplitude did not
+        rewrite them, so they are not read again."""
+
+        async def alike(hour: datetime) -> bool | None:
+            manifest = await self.sink.read_manifest(self.project, hour)
+            if manifest is None or manifest.status != "complete" or not manifest.exported:
+                return None  # not read from this export (the API's, or empty): read it
+            listed = {(o.name, o.size, o.etag) for o in await source.objects(hour, hour)}
+            return listed == {(o.name, o.size, o.etag) for o in manifest.exported} or None
+
+        same = set(await map_bounded(plan.recheck, alike, self.concurrency))
+        if not same:
+            return plan
+        log.info("export.unchanged", project=self.project, hours=len(same))
+        return replace(
+            plan,
+            to_fetch=tuple(h for h in plan.to_fetch if h not in same),
+            done=tuple(sorted({*plan.done, *same})),
+            recheck=tuple(h for h in plan.recheck if h not in same),
         )
 
     async def tentative_empty(self, done: set[datetime]) -> frozenset[datetime]:

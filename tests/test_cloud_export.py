@@ -149,8 +149,13 @@ async def _scenario(config: Config, put: Put, tmp_path: Path) -> None:
     fresh = [f for f in fresh if "_2#" not in f[0]] + rewritten
     rechecking = replace(config, extract=replace(config.extract, recheck=timedelta(days=30)))
     fourth = await extract(rechecking, start=DAY1, end=LATE, now=NOW)
-    changed = [r.hour for r in fourth.project(PROJECT).results if r.recheck == "changed"]
+    project = fourth.project(PROJECT)
+    changed = [r.hour for r in project.results if r.recheck == "changed"]
     assert changed == [HOURS[2]]
+    # the listing, compared with the manifests first, sends only hour 2 to be read again:
+    # its new files are all the run read from the store, events and merged IDs alike
+    assert (project.rechecked, project.skipped) == (1, 5)
+    assert project.bytes_downloaded == sum(len(d) for _, d in rewritten + remerged)
     # the feed's listing shows hour 2's file alone changed: only it is read again
     feed = fourth.project(PROJECT).merged_ids
     assert feed is not None
