@@ -3,7 +3,8 @@
 The simulator misbehaves at the HTTP level (statuses, broken archives); this proxy misbehaves at
 the TCP level, where the network does: a response that trickles, a connection reset in the
 middle of the body, a connection that is accepted but never answered (half-open), a latency
-spike before the answer, a connection closed as soon as it is accepted.
+spike before the answer, a connection closed as soon as it is accepted; and for uploads, a
+request body taken slowly, or no more of it taken at all (a store that stopped reading).
 
 Each accepted connection asks ``proxy.faults`` (a callable given the connection's number,
 counting from 1) for a :class:`Hitch`, or ``None`` to pass bytes through untouched. The
@@ -31,6 +32,7 @@ from async_amp.simulator.background import Background
 __all__ = ["BackgroundProxy", "FaultProxy", "Hitch", "HitchFn", "HitchKind", "run_proxy"]
 
 _PIECE = 16 * 1024
+_RCVBUF = 64 * 1024
 
 
 class HitchKind(enum.Enum):
@@ -39,6 +41,8 @@ class HitchKind(enum.Enum):
     HALF_OPEN = "half_open"  # the request is read, nothing is ever answered, nothing closed
     LATENCY = "latency"  # ``delay_s`` of silence before the response's first byte
     CLOSE = "close"  # the connection is closed as soon as it is accepted
+    SLOW_UPLOAD = "slow_upload"  # the request is taken at ``rate`` bytes/s (then answered)
+    DEAF = "deaf"  # ``after`` bytes of the request, then none: nothing is answered or closed
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,14 @@ class Hitch:
     def close(cls) -> Hitch:
         return cls(HitchKind.CLOSE)
 
+    @classmethod
+    def slow_upload(cls, bytes_per_s: int) -> Hitch:
+        return cls(HitchKind.SLOW_UPLOAD, rate=max(1, bytes_per_s))
+
+    @classmethod
+    def deaf(cls, after_bytes: int) -> Hitch:
+        return cls(HitchKind.DEAF, after=after_bytes)
+
 
 HitchFn = Callable[[int], Hitch | None]
 
@@ -97,7 +109,7 @@ class FaultProxy:
         self._closing = asyncio.Event()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._server = await asyncio.start_server(self._accept, host, port, reuse_address=True)
+        self._server = await self._listen(host, port)
         bound = self._server.sockets[0].getsockname()
         self._bound = (bound[0], bound[1])
         self.base_url = f"http://{bound[0]}:{bound[1]}"
@@ -114,8 +126,16 @@ class FaultProxy:
 
     async def accept(self) -> None:
         if self._server is None:
-            host, port = self._bound
-            self._server = await asyncio.start_server(self._accept, host, port, reuse_address=True)
+            self._server = await self._listen(*self._bound)
+
+    async def _listen(self, host: str, port: int) -> asyncio.Server:
+        """Connections accepted with a small receive buffer (inherited from the listening
+        socket): a request the proxy does not read soon fills it, as with a store that stopped."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
+        sock.bind((host, port))
+        return await asyncio.start_server(self._accept, sock=sock)
 
     async def _drop_connections(self) -> None:
         for task in list(self._tasks):
@@ -165,7 +185,7 @@ class FaultProxy:
             return
         up_reader, up_writer = await asyncio.open_connection(*self._upstream)
         try:
-            upstream = asyncio.create_task(_pipe(reader, up_writer))
+            upstream = asyncio.create_task(_pipe(reader, up_writer, hitch, self._closing))
             try:
                 await self._respond(up_reader, writer, hitch)
             finally:
@@ -206,10 +226,31 @@ class FaultProxy:
             writer.write_eof()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while data := await reader.read(_PIECE):
+async def _pipe(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    hitch: Hitch | None = None,
+    closing: asyncio.Event | None = None,
+) -> None:
+    """Copy the request upstream, as the hitch says (a slow or a deaf reader)."""
+    kind = hitch.kind if hitch is not None else None
+    piece = _PIECE
+    if hitch is not None and kind is HitchKind.SLOW_UPLOAD:
+        piece = max(1, min(_PIECE, hitch.rate // 8))
+    taken = 0
+    while True:
+        if hitch is not None and kind is HitchKind.DEAF and taken >= hitch.after:
+            if closing is not None:
+                await closing.wait()
+            return
+        data = await reader.read(piece)
+        if not data:
+            return
+        taken += len(data)
         writer.write(data)
         await writer.drain()
+        if hitch is not None and kind is HitchKind.SLOW_UPLOAD:
+            await asyncio.sleep(len(data) / hitch.rate)
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:

@@ -31,6 +31,7 @@ from async_amp.hours import MemberName, parse_member_name
 from async_amp.manifest import FileEntry, Manifest
 from async_amp.sinks.azure import AzureSink
 from tests.azurite import ACCOUNT_KEY, Azurite, azurite_proxy, free_port
+from tests.proxy import FaultProxy, Hitch, run_proxy
 
 pytestmark = [pytest.mark.anyio, pytest.mark.azure]
 
@@ -618,6 +619,68 @@ async def test_persistent_server_busy_gives_up_with_a_clean_error(
     assert "503 ServerBusy" in message
     assert f"{azure_container}/{hour_path(entries[0].name)}" in message
     assert parse_qs(sas)["sig"][0] not in chain_text(caught.value)
+
+
+# --- a store that stops taking the body -------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def behind(
+    azurite: Azurite, container: str, hitch: Hitch, **overrides: Any
+) -> AsyncIterator[tuple[AzureSink, FaultProxy, list[tuple[str, str]]]]:
+    """A sink (not prepared: its container made here) whose every connection to Azurite goes
+    through a TCP proxy hitched as told, blocks of ``block_size_mib``."""
+    async with azurite.service_client() as service:
+        await service.create_container(container)
+    upstream = f"http://127.0.0.1:{azurite.port}"
+    async with run_proxy(upstream, faults=lambda _: hitch) as proxy:
+        env = {"AZURE_STORAGE_SAS_TOKEN": azurite.sas_token()}
+        url = f"{proxy.base_url}/{azurite.account_name}"
+        sink, sent = make_sink(azurite, container, environ=env, account_url=url, **overrides)
+        async with sink:
+            yield sink, proxy, sent
+
+
+async def test_a_block_the_store_stops_taking_times_out_and_is_tried_once_more(
+    azurite: Azurite, azure_container: str
+) -> None:
+    """The store takes 1 MiB of an 8 MiB block, then no more and never answers (a stalled
+    store: aiohttp's read timeout starts only once the body is sent, so nothing else would
+    ever end the upload). The block times out after ``read_timeout_s`` without a byte moving,
+    and is tried once more, not ``retries`` times."""
+    data = ndjson(8 * MIB + 1000)
+    hitch = Hitch.deaf(MIB)
+    with anyio.fail_after(120):  # a hang fails the test instead of holding the suite
+        async with behind(
+            azurite, azure_container, hitch, block_size_mib=8, read_timeout_s=1, retries=5
+        ) as (sink, proxy, sent):
+            with pytest.raises(StorageError) as caught:
+                await stage_files(sink.stage(PROJECT, HOUR), {0: data})
+    blocks = [url for method, url in sent if method == "PUT" and "comp=block&" in url]
+    assert len(blocks) == proxy.connections == 2, (blocks, proxy.hitched)
+    message = str(caught.value)
+    assert f"stage a block of {azure_container}/{hour_path(file_name(member_name(0)))}" in message
+
+
+async def test_a_slow_block_upload_that_moves_is_never_cut(
+    azurite: Azurite, azure_container: str
+) -> None:
+    """A 3 MiB block taken at 1.5 MiB/s takes seconds, twice the read timeout: it goes on
+    while its bytes move, and is sent once."""
+    data = ndjson(3 * MIB - 100)
+    with anyio.fail_after(120):
+        async with behind(
+            azurite,
+            azure_container,
+            Hitch.slow_upload(3 * MIB // 2),
+            block_size_mib=3,
+            read_timeout_s=1,
+        ) as (sink, _, sent):
+            staging = sink.stage(PROJECT, HOUR)
+            entries = await stage_files(staging, {0: data})
+            await staging.commit(manifest_for(entries))
+    assert len([url for method, url in sent if method == "PUT" and "comp=block&" in url]) == 1
+    assert await read_blob(azurite, azure_container, hour_path(entries[0].name)) == data
 
 
 # --- bounded memory ----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from async_amp.judge import by_hour, judge_hour, missing_pages
 from async_amp.limiter import AdaptiveLimiter
 from async_amp.manifest import FileEntry
 from async_amp.retry import MAX_RETRY_AFTER_S, RetryPlan, backoff_delay, plan_retry
-from async_amp.sinks.azure import _BoundedRetry
+from async_amp.sinks.azure_retry import BoundedRetry
 
 from .helpers import DAY1
 
@@ -119,7 +119,7 @@ def test_equal_jitter_waits_between_half_and_all_of_a_ceiling_that_doubles_to_th
 
 
 def test_the_azure_retry_policy_backs_off_by_equal_jitter() -> None:
-    policy = _BoundedRetry(retries=5, first_s=0.2, max_s=1.0)
+    policy = BoundedRetry(retries=5, first_s=0.2, max_s=1.0)
     for count, ceiling in [(1, 0.2), (2, 0.4), (3, 0.8), (4, 1.0), (9, 1.0)]:
         waits = [policy.get_backoff_time({"count": count}) for _ in range(100)]
         assert ceiling / 2 <= min(waits) and max(waits) <= ceiling, count

@@ -38,7 +38,6 @@ Staging (blocks uploaded as a file is decoded, committed when the hour is whole)
 
 from __future__ import annotations
 
-import random
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -55,12 +54,11 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 from azure.storage.blob import ContentSettings
-from azure.storage.blob.aio import BlobServiceClient, ContainerClient, ExponentialRetry
+from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
 from ..config import AzureConfig
 from ..errors import AsyncAmpError, ConfigError, StorageError
 from ..manifest import MANIFEST_NAME, Manifest, hour_folder
-from ..retry import backoff_delay
 from .azure_errors import (
     ENV_CONNECTION_STRING,
     ENV_SAS_TOKEN,
@@ -69,6 +67,7 @@ from .azure_errors import (
     error_code,
     sas_signatures,
 )
+from .azure_retry import BoundedRetry
 from .azure_staging import AzureStaging
 from .parts import MIB, PartPool
 from .shared import check_file_name, common_prefix, content_type, join
@@ -86,7 +85,6 @@ __all__ = ["AzureSink", "connection_string_parts"]
 BLOCK_BUDGET = 24 * MIB
 PROBE_PREFIX = ".async-amp-probe-"
 PROBE_STALE_AFTER = timedelta(hours=1)
-RETRY_BACKOFF_MAX_S = 30.0
 DOWNLOAD_CHUNK = 4 * MIB
 STORAGE_SCOPE = "https://storage.azure.com/.default"
 
@@ -99,33 +97,6 @@ def connection_string_parts(text: str) -> dict[str, str]:
         if sep:
             parts[key.strip().lower()] = value.strip()
     return parts
-
-
-class _BoundedRetry(ExponentialRetry):
-    """The storage SDK's retry policy (5xx incl. 503 ServerBusy, 408, connection errors) with a
-    short first delay, doubling up to a cap, and jitter: ``retries`` tries take seconds, not the
-    SDK's default 15 s + 18 s + 24 s."""
-
-    def __init__(self, *, retries: int, first_s: float, max_s: float = RETRY_BACKOFF_MAX_S) -> None:
-        super().__init__(
-            initial_backoff=0,
-            increment_base=2,
-            retry_total=retries,
-            random_jitter_range=0,
-            # the SDK also keeps separate budgets (3 each) that would cap ``retries`` silently
-            retry_connect=retries,
-            retry_read=retries,
-            retry_status=retries,
-        )
-        self._first_s = first_s
-        self._max_s = max_s
-        self._rng = random.Random()
-
-    def get_backoff_time(self, settings: dict[str, Any]) -> float:
-        count = max(1, int(settings.get("count", 1)))
-        return backoff_delay(
-            count, base_s=self._first_s, max_s=self._max_s, rng=self._rng, jitter="equal"
-        )
 
 
 class AzureSink:
@@ -149,6 +120,7 @@ class AzureSink:
         auth_source: str = ENV_CONNECTION_STRING,
         credential: DefaultAzureCredential | None = None,
         secrets: Iterable[str] = (),
+        stall_s: float | None = None,
     ) -> None:
         self.service = service
         self.container: ContainerClient = service.get_container_client(container)
@@ -158,6 +130,7 @@ class AzureSink:
         self.block_size = block_size
         self.blob_content_md5 = blob_content_md5
         self.parts = PartPool(block_size, BLOCK_BUDGET)
+        self.stall_s = stall_s  # a block no byte of leaves for this long times out
         self._create_container = create_container
         self._auth_source = auth_source
         self._credential = credential
@@ -187,7 +160,7 @@ class AzureSink:
         (tests pass ``raw_request_hook`` or ``transport``).
         """
         options: dict[str, Any] = {
-            "retry_policy": _BoundedRetry(retries=azure.retries, first_s=azure.retry_backoff_s),
+            "retry_policy": BoundedRetry(retries=azure.retries, first_s=azure.retry_backoff_s),
             "connection_timeout": azure.connect_timeout_s,
             "read_timeout": azure.read_timeout_s,
             "max_block_size": azure.block_size_mib * MIB,
@@ -203,6 +176,7 @@ class AzureSink:
             "create_container": azure.create_container,
             "block_size": azure.block_size_mib * MIB,
             "blob_content_md5": azure.blob_content_md5,
+            "stall_s": azure.read_timeout_s,
         }
         account_url: str | None = azure.account_url
         if account_url and ("?" in account_url or "sig=" in account_url.lower()):

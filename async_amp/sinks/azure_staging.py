@@ -36,6 +36,7 @@ class BlobStore(Protocol):
     run_id: str
     blob_content_md5: bool
     parts: PartPool
+    stall_s: float | None
 
     def hour_prefix(self, project: str, hour: datetime) -> str: ...
 
@@ -77,6 +78,9 @@ class BlobMember(PartedUpload):
 
     def _where(self) -> str:
         return self._sink.where(self.blob.blob_name)
+
+    def _stall_s(self) -> float | None:
+        return self._sink.stall_s
 
     def _prepare(self, part: memoryview, number: int) -> bytes:
         if number >= MAX_BLOCKS:

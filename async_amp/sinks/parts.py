@@ -18,7 +18,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import struct
+import sys
 import threading
+import time
 from typing import Any
 
 import anyio.from_thread
@@ -27,6 +30,14 @@ from aiohttp.payload import Payload
 
 from ..errors import StorageError
 from ..manifest import FileEntry
+
+if sys.platform == "linux":
+    import fcntl
+    import termios
+
+    _OUTQ: int | None = termios.TIOCOUTQ  # SIOCOUTQ: a socket's unacknowledged bytes
+else:
+    _OUTQ = None
 
 __all__ = ["PART_BUDGET", "PartBody", "PartPool", "PartedUpload"]
 
@@ -103,13 +114,19 @@ class PartBody(Payload):
     For aiohttp it is a ``Payload`` (used as it is, no ``BytesIO`` copy, written in
     ``WRITE_SLICE`` slices of the buffer). For the SDKs it is a file: ``read``/``seek``/``tell``
     let the Azure retry policy rewind it and botocore hash it for its signature.
+
+    ``stall_s``: a body that no byte of leaves for that long raises ``TimeoutError`` (which
+    aiohttp hands to the request). aiohttp's read timeout starts only once the body is sent,
+    and a peer that stops reading (a stalled store) otherwise holds the upload forever; a slow
+    upload that moves goes on, however long it takes.
     """
 
-    def __init__(self, view: memoryview) -> None:
+    def __init__(self, view: memoryview, *, stall_s: float | None = None) -> None:
         super().__init__(view, content_type="application/octet-stream")
         self._view = view
         self._pos = 0
         self._size = len(view)
+        self._stall_s = stall_s
 
     def __len__(self) -> int:
         return len(self._view)
@@ -146,8 +163,74 @@ class PartBody(Payload):
         if content_length is not None:
             end = min(end, self._pos + content_length)
         for start in range(self._pos, end, WRITE_SLICE):
-            await writer.write(self._view[start : min(end, start + WRITE_SLICE)])
+            piece = self._view[start : min(end, start + WRITE_SLICE)]
+            if self._stall_s is None:
+                await writer.write(piece)
+            else:
+                await _moving(writer, piece, self._stall_s)
         self._pos = end
+        if self._stall_s is not None:
+            # aiohttp's read timeout starts now: first let the peer take what the kernel
+            # still holds, so a slow link is not taken for a silent store
+            await _watch(getattr(writer, "transport", None), self._stall_s)
+
+
+async def _moving(writer: AbstractStreamWriter, piece: memoryview, stall_s: float) -> None:
+    """``writer.write(piece)`` (which waits while the socket's buffer is full), unless no byte
+    leaves for ``stall_s``: then ``TimeoutError``."""
+    transport = getattr(writer, "transport", None)
+    write = asyncio.ensure_future(writer.write(piece))
+    try:
+        await _watch(transport, stall_s, write)
+    finally:
+        if not write.done():
+            write.cancel()
+            with contextlib.suppress(BaseException):
+                await write
+
+
+async def _watch(
+    transport: asyncio.WriteTransport | None,
+    stall_s: float,
+    work: asyncio.Future[None] | None = None,
+) -> None:
+    """Wait for ``work``, or (None) until the peer has every byte handed to the socket,
+    while bytes move; ``TimeoutError`` once none has for ``stall_s``."""
+    if transport is None:
+        if work is not None:
+            await work
+        return
+    unsent = _unsent(transport)
+    moved = time.monotonic()
+    pause = 0.001
+    while True:
+        if work is None:
+            if not unsent:
+                return
+            await asyncio.sleep(pause)  # quick on a fast link, a quarter of stall_s at most
+            pause = min(pause * 2, stall_s / 4)
+        else:
+            done, _ = await asyncio.wait({work}, timeout=stall_s / 4)
+            if done:
+                return work.result()
+        now = time.monotonic()
+        if (left := _unsent(transport)) != unsent:
+            unsent, moved = left, now
+        elif now - moved >= stall_s:
+            msg = f"the store took no byte of the request body for {stall_s:g} s"
+            raise TimeoutError(msg)
+
+
+def _unsent(transport: asyncio.WriteTransport) -> int:
+    """Bytes handed to the transport that the peer has not acknowledged: the transport's
+    buffer and, on Linux, the kernel's send queue (``SIOCOUTQ``), which can hold megabytes
+    that leave slowly, and whose size is the only sign that they do."""
+    size = transport.get_write_buffer_size()
+    sock = transport.get_extra_info("socket")
+    if _OUTQ is not None and sock is not None:
+        with contextlib.suppress(OSError, ValueError):
+            size += struct.unpack("i", fcntl.ioctl(sock.fileno(), _OUTQ, b"\0" * 4))[0]
+    return size
 
 
 class PartedUpload:
@@ -235,6 +318,11 @@ class PartedUpload:
     def _where(self) -> str:
         raise NotImplementedError
 
+    def _stall_s(self) -> float | None:
+        """How long a part's body may stand still on its way out (``PartBody``); None: forever
+        (the sink's client has its own bound)."""
+        return None
+
     # --- the hand-off to the event loop ----------------------------------------------------------
 
     def _ship(self) -> None:
@@ -263,7 +351,7 @@ class PartedUpload:
 
     async def _upload(self, view: memoryview, number: int, prepared: Any, held: _Held) -> None:
         try:
-            await self._send(PartBody(view), number, prepared)
+            await self._send(PartBody(view, stall_s=self._stall_s()), number, prepared)
         finally:
             # back before the result is set: the writer waiting for this part then finds it
             # free instead of making another (aiohttp is done with it: the request is over)
