@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from async_amp.cli.commands.ops import render_status
+from async_amp.cli.commands.ops import render_status, render_verify
 from async_amp.config import AzureConfig, Config
 from async_amp.delta.verify import verify_table
 from async_amp.formats.query import MAX_EVENT_BYTES
@@ -167,6 +167,16 @@ async def test_bad_lines_are_quarantined_and_the_hour_commits(
         assert report.ok, report.problems
     assert uuids == [json.loads(line)["uuid"] for line in good]
     assert_quarantined(folder, letters, member, bad)
+    # verify names the hour's dead letters and where they are, in text and in JSON
+    kept = str((folder / "_quarantine.ndjson").resolve())
+    shown = render_verify(report)
+    assert f"  {len(bad)} lines in 1 hour could not become rows" in shown, shown
+    assert f"    2026-11-01T10:00:00Z: {len(bad)} lines in {kept}\n" in shown, shown
+    as_json = report.to_json()
+    assert as_json["quarantined_lines"] == len(bad)
+    assert as_json["quarantined"] == [
+        {"hour": "2026-11-01T10:00:00Z", "lines": len(bad), "file": kept}
+    ]
     assert summary.results[HOUR].quarantined == len(bad)  # the run's summary names the hour
     status = await read_status(sink_for(config, fmt), "website", HOUR, HOUR, now=NOW, lag_hours=2)
     assert [(h.state, h.quarantined) for h in status.hours] == [("complete", len(bad))]

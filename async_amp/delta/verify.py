@@ -28,9 +28,10 @@ import pyarrow.dataset as ds
 
 from ..errors import StorageError
 from ..hours import hour_range, iso_hour
-from ..manifest import MANIFEST_NAME, Manifest
+from ..manifest import MANIFEST_NAME, Manifest, hour_folder
 from ..readback import HourCheck, Problem, VerifyReport, read_all
-from .sink import COMMIT_RECORD, DeltaSink
+from ..readback.checks import dead_letters
+from .sink import COMMIT_RECORD, DeltaSink, meta_project
 from .table import DELTA_ERRORS, TableLocation, delta_error_text, facts_of, open_table
 
 __all__ = ["verify_table"]
@@ -120,7 +121,7 @@ async def _check_hour(
     def problem(kind: Any, file: str, detail: str, exp: Any = None, act: Any = None) -> None:
         problems.append(Problem(hour, kind, file, detail, exp, act))
 
-    def done(**counts: int) -> HourCheck:
+    def done(**counts: Any) -> HourCheck:
         return HourCheck(hour, "bad" if problems else "ok", problems=tuple(problems), **counts)
 
     try:
@@ -171,7 +172,8 @@ async def _check_hour(
     _compare_rows(record, rows, problem, location.uri)
     # what a Delta reader opens for the hour: the live files holding its rows
     files, size = live.first_seen(hour) if live is not None else (0, 0)
-    return done(files=files, bytes=size, events=rows.num_rows)
+    kept = dead_letters(manifest, sink.inner.describe(), hour_folder(meta_project(project), hour))
+    return done(files=files, bytes=size, events=rows.num_rows, **kept)
 
 
 def _compare_rows(

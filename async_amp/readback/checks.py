@@ -15,7 +15,7 @@ import anyio
 from ..archive import GzipDecoder, count_lines
 from ..errors import ArchiveError, StorageError
 from ..hours import hour_range, iso_hour
-from ..manifest import MANIFEST_NAME, FileEntry, Manifest
+from ..manifest import MANIFEST_NAME, QUARANTINE_NAME, FileEntry, Manifest, hour_folder
 from ..sinks.base import Sink
 from ..values import is_plain_name
 from .bounded import closing, map_bounded
@@ -66,9 +66,11 @@ class HourCheck:
     bytes: int = 0
     events: int = 0
     problems: tuple[Problem, ...] = ()
+    quarantined: int = 0  # lines kept verbatim in the hour's quarantine file (dead letters)
+    quarantine: str = ""  # where that file is
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "hour": iso_hour(self.hour),
             "state": self.state,
             "files": self.files,
@@ -76,6 +78,20 @@ class HourCheck:
             "events": self.events,
             "problems": [p.to_json() for p in self.problems],
         }
+        if self.quarantined:
+            out |= {"quarantined": self.quarantined, "quarantine": self.quarantine}
+        return out
+
+
+def dead_letters(manifest: Manifest, where: str, folder: str) -> dict[str, Any]:
+    """``HourCheck``'s ``quarantined`` and ``quarantine`` for an hour committed with
+    ``manifest`` whose files are in ``<where>/<folder>``."""
+    if not manifest.quarantined:
+        return {}
+    return {
+        "quarantined": manifest.quarantined,
+        "quarantine": f"{where}/{folder}/{QUARANTINE_NAME}",
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +122,11 @@ class VerifyReport(RangeReport):
     def bad_hours(self) -> list[datetime]:
         return [h.hour for h in self.hours if h.problems]
 
+    @property
+    def quarantined(self) -> tuple[HourCheck, ...]:
+        """The hours with lines kept in their quarantine file instead of becoming rows."""
+        return tuple(h for h in self.hours if h.quarantined)
+
     def to_json(self) -> dict[str, Any]:
         return {
             **self.head_json(),
@@ -120,6 +141,11 @@ class VerifyReport(RangeReport):
             "problem_count": len(self.problems),
             "bad_hours": [iso_hour(h) for h in self.bad_hours],
             "problems": [p.to_json() for p in self.problems],
+            "quarantined_lines": sum(h.quarantined for h in self.hours),
+            "quarantined": [
+                {"hour": iso_hour(h.hour), "lines": h.quarantined, "file": h.quarantine}
+                for h in self.quarantined
+            ],
         }
 
 
@@ -306,6 +332,7 @@ async def _verify_hour(
         bytes=size,
         events=events,
         problems=tuple(problems),
+        **dead_letters(manifest, sink.describe(), hour_folder(project, hour)),
     )
 
 

@@ -261,6 +261,18 @@ def render_verify(report: VerifyReport) -> str:
             f"  {_n(report.without_manifest, 'hour')} without a manifest, not checked "
             "(see 'async-amp status')"
         )
+    kept = report.quarantined
+    if kept:
+        lines.append(
+            f"  {_n(sum(h.quarantined for h in kept), 'line')} in {_n(len(kept), 'hour')} "
+            "could not become rows and are kept verbatim (dead letters):"
+        )
+        lines += [
+            f"    {iso_hour(h.hour)}: {_n(h.quarantined, 'line')} in {h.quarantine}"
+            for h in kept[:10]
+        ]
+        if len(kept) > 10:
+            lines.append(f"    and {_n(len(kept) - 10, 'hour')} more (--json lists them all)")
     if report.ok:
         lines.append("  OK: every stored file matches its manifest")
         return "\n".join(lines) + "\n"
