@@ -11,13 +11,12 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import anyio
-
-from ..api import reading_sink, sync_twin
+from ..api import reading_output, sync_twin
 from ..config import Config, select_projects
 from ..config_load import load_credentials, process_environment
 from ..errors import ConfigError
 from ..hours import hour_range
+from ..output.open import Output
 from ..plan import available_until
 from ..sinks.base import Sink
 from .build import DayBuilt, ModelRun, build_models, day_span
@@ -57,16 +56,17 @@ def parse_day(value: DayBound, *, today: date) -> date:
         raise ConfigError(msg) from None
 
 
-def model_store(config: Config, project: str) -> ModelStore:
-    """Where ``project``'s model tables go: ``<dir>/_models/<project>`` (local output only)."""
-    if config.output.sink != "local":
-        msg = (
-            f"the model tables are built beside local output only, not [output] sink = "
-            f'"{config.output.sink}" yet: extract to a local folder (--sink local) for models'
-        )
-        raise ConfigError(msg)
-    root = config.output.dir.expanduser().resolve() / "_models" / project
-    return ModelStore(root, delta=config.output.data_format == "delta")
+def model_store(output: Output, project: str) -> ModelStore:
+    """Where ``project``'s model tables go: ``_models/<project>`` under the output's root, in
+    its store (Delta tables when its events are Delta)."""
+    config = output.config
+    locate = None
+    if config.output.data_format == "delta":
+        from ..delta.maintain import locator  # noqa: PLC0415 - deltalake: only for Delta
+
+        environ = config.environ if config.environ is not None else process_environment()
+        locate = locator(config, environ)
+    return ModelStore(output.store, project, locate)
 
 
 async def model(
@@ -88,16 +88,16 @@ async def model(
         msg = f"end {end} is before start {start}: swap them"
         raise ConfigError(msg)
     projects = select_projects(config, (project,) if project else ())
-    stores = [(p.name, model_store(config, p.name)) for p in projects]
+    names = [p.name for p in projects]
     runs = []
-    async with reading_sink(config) as sink:
-        for name, store in stores:
+    async with reading_output(config, names) as output:
+        for name in names:
             built = await build_models(
-                sink,
+                output.sink,
                 name,
                 first,
                 last,
-                store=store,
+                store=model_store(output, name),
                 report=config.report,
                 models=config.models,
                 now=moment,
@@ -158,7 +158,6 @@ async def reconcile(
         msg = f"the config has several projects ({names}): pick one with --project NAME"
         raise ConfigError(msg)
     chosen = projects[0]
-    store = model_store(config, chosen.name)
     environ = config.environ if config.environ is not None else process_environment()
     credentials = chosen.credentials or config.credentials or load_credentials(environ, chosen)
     answers = await ask_amplitude(
@@ -170,9 +169,9 @@ async def reconcile(
         connect_timeout_s=config.extract.connect_timeout_s,
         read_timeout_s=config.extract.read_timeout_s,
     )
-    figures, status = await anyio.to_thread.run_sync(lake_figures, store, first, last)
-    async with reading_sink(config) as sink:
-        gaps = await _gaps(sink, chosen.name, first, last, config, moment, zone)
+    async with reading_output(config, [chosen.name]) as output:
+        figures, status = await lake_figures(model_store(output, chosen.name), first, last)
+        gaps = await _gaps(output.sink, chosen.name, first, last, config, moment, zone)
     return compare(
         chosen.name,
         first,

@@ -37,7 +37,7 @@ from ..plan import available_until
 from ..reports.build import delta_dataset, read_errors, read_hour
 from ..reports.ingest import sql_text
 from ..sinks.base import Sink
-from .schema import table
+from .schema import TABLES, table
 from .slim import SLIM_COLUMNS, slim_hour
 from .store import ModelState, ModelStore, fingerprint
 from .tables import DAY_TABLES, build_day, fold_users
@@ -132,7 +132,7 @@ class _Build:
                 continue
             changed.append(hour)
             if manifest is None or manifest.status != "complete":
-                self.store.slim_path(key).unlink(missing_ok=True)
+                await self.store.drop_slim(key)
                 if sig is None:
                     self.state.hours.pop(key, None)
                 else:
@@ -156,8 +156,18 @@ class _Build:
             finally:
                 if temporary and paths:
                     shutil.rmtree(paths[0].parent, ignore_errors=True)
+            made = self.cache / f"{key}.parquet"
+            if days:
+                await self.store.put_slim(key, made)
+            else:
+                await self.store.drop_slim(key)
             self.state.hours[key] = {"sig": sig, "days": [d.isoformat() for d in days]}
         return changed
+
+    @property
+    def cache(self) -> Path:
+        """This build's local copies of slim rows (made or fetched), dropped once used."""
+        return self.tmp / "slim"
 
     def _slim(self, hour: datetime, key: str, paths: list[Path], table: Any) -> list[date]:
         rows = None
@@ -169,10 +179,9 @@ class _Build:
                 pc.field("hour") == pa.scalar(hour.hour, pa.int32())
             )
             rows = table.to_table(filter=wanted)
-        self.store.slim_dir.mkdir(parents=True, exist_ok=True)
-        _, days = slim_hour(
-            self.con, paths, rows, self.report, self.models.time_zone, self.store.slim_path(key)
-        )
+        self.cache.mkdir(exist_ok=True)
+        target = self.cache / f"{key}.parquet"
+        _, days = slim_hour(self.con, paths, rows, self.report, self.models.time_zone, target)
         return days
 
     def status(self, day: date, zone: ZoneInfo) -> str:
@@ -183,8 +192,16 @@ class _Build:
         whole = all(h in self.done for h in hour_range(start, last))
         return "final" if whole else "provisional"
 
-    def build_day(self, day: date, status: str, hours: list[str]) -> int:
-        files = [self.store.slim_path(k) for k in hours if self.store.slim_path(k).is_file()]
+    async def build_day(self, day: date, status: str, hours: list[str]) -> int:
+        """Build ``day``'s tables from the slim rows of ``hours`` and put them in the store."""
+        self.cache.mkdir(exist_ok=True)
+        files = await self.store.slim_files(hours, self.cache)
+        out = await anyio.to_thread.run_sync(self._day_tables, day, status, files)
+        for model in DAY_TABLES:
+            await self.store.write_day(model, day, out[model.name])
+        return int(out["daily"].column("events")[0].as_py())
+
+    def _day_tables(self, day: date, status: str, files: list[Path]) -> dict[str, Any]:
         if files:
             listed = "[" + ", ".join(sql_text(str(f)) for f in files) + "]"
             self.run(
@@ -198,16 +215,25 @@ class _Build:
             out = build_day(self.con, day, status)
         finally:
             self.run("DROP TABLE IF EXISTS ev")
-        for model in DAY_TABLES:
-            self.store.write_day(model, day, out[model.name])
-        return int(out["daily"].column("events")[0].as_py())
+        return out
 
-    def fold_users(self) -> None:
-        self.con.register("users_daily", self.store.read_all(table("users_daily")))
-        try:
-            self.store.write_whole(table("users"), fold_users(self.con))
-        finally:
-            self.con.unregister("users_daily")
+    def forget_before(self, day: date) -> None:
+        """Drop the local copies of slim rows no day from ``day`` on needs."""
+        for key, entry in self.state.hours.items():
+            if entry["days"] and max(entry["days"]) < day.isoformat():
+                (self.cache / f"{key}.parquet").unlink(missing_ok=True)
+
+    async def fold_users(self) -> None:
+        every_day = await self.store.read_days(table("users_daily"))
+
+        def fold() -> Any:
+            self.con.register("users_daily", every_day)
+            try:
+                return fold_users(self.con)
+            finally:
+                self.con.unregister("users_daily")
+
+        await self.store.write_whole(table("users"), await anyio.to_thread.run_sync(fold))
 
 
 def _slim_type(column: str) -> str:
@@ -258,11 +284,12 @@ async def build_models(
         day_span(last_day, zone)[1] - HOUR + timedelta(hours=models.lateness_hours), newest
     )
     hours = list(hour_range(first_hour, last_hour)) if last_hour >= first_hour else []
-    state = await anyio.to_thread.run_sync(store.load_state)
+    state = await store.load_state()
     settings = _settings_print(report, models)
     if state.settings != settings:
-        shutil.rmtree(store.slim_dir, ignore_errors=True)
+        await store.drop_all_slim()
         state = ModelState(settings=settings)
+    await store.list_days(TABLES)
     days: list[DayBuilt] = []
     with tempfile.TemporaryDirectory(prefix="async-amp-models-") as name:
         tmp = Path(name)
@@ -286,17 +313,18 @@ async def build_models(
                 if fresh:
                     done = DayBuilt(day, status, built=False)
                 else:
-                    events = await anyio.to_thread.run_sync(build.build_day, day, status, keys)
+                    events = await build.build_day(day, status, keys)
                     state.days[iso] = {"fp": print_, "status": status}
-                    await anyio.to_thread.run_sync(store.save_state, state)
+                    await store.save_state(state)
                     done = DayBuilt(day, status, built=True, events=events)
                 days.append(done)
                 if on_day is not None:
                     on_day(done)
                 day += timedelta(days=1)
+                build.forget_before(day)
             if any(d.built for d in days) or not store.has_day(table("users"), first_day):
-                await anyio.to_thread.run_sync(build.fold_users)
-            await anyio.to_thread.run_sync(store.save_state, state)
+                await build.fold_users()
+            await store.save_state(state)
         finally:
             con.close()
-    return ModelRun(project, str(store.root), tuple(days), tuple(changed))
+    return ModelRun(project, store.describe(), tuple(days), tuple(changed))

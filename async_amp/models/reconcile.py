@@ -157,19 +157,18 @@ def _series(body: Any, days: int) -> list[int]:
     return values
 
 
-def lake_figures(
+async def lake_figures(
     store: ModelStore, first: date, last: date
 ) -> tuple[dict[tuple[date, str, Metric], int], dict[date, str]]:
     """The model tables' figures per (day, event type, metric), and each built day's status."""
     figures: dict[tuple[date, str, Metric], int] = {}
     status: dict[date, str] = {}
-    for row in store.read_all(table("daily")).to_pylist():
-        if first <= row["day"] <= last:
-            status[row["day"]] = row["status"]
-            figures[(row["day"], ALL, "events")] = row["events"]
-            figures[(row["day"], ALL, "users")] = row["active_users"]
-    for row in store.read_all(table("daily_events")).to_pylist():
-        if first <= row["day"] <= last and row["event_type"] is not None:
+    for row in (await store.read_days(table("daily"), first, last)).to_pylist():
+        status[row["day"]] = row["status"]
+        figures[(row["day"], ALL, "events")] = row["events"]
+        figures[(row["day"], ALL, "users")] = row["active_users"]
+    for row in (await store.read_days(table("daily_events"), first, last)).to_pylist():
+        if row["event_type"] is not None:
             figures[(row["day"], row["event_type"], "events")] = row["events"]
             figures[(row["day"], row["event_type"], "users")] = row["users"]
     return figures, status

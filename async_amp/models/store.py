@@ -1,40 +1,53 @@
-"""Where the model tables live, and what has been built: beside the events, in the same store.
+"""Where the model tables live, and what has been built: beside the events, in the same store
+(a local folder, an Azure container, an S3 or GCS bucket), written through it as the events
+are.
 
-``<dir>/_models/<project>/`` holds one folder per table and the build's own state. It is
-outside the project's event folder (or Delta table), so no reader of the events (``<dir>/
-<project>/*/*/*.parquet``, the events' Delta log) ever sees a model file:
+``_models/<project>/`` under the output's root holds one folder per table and the build's own
+state. It is outside the project's event folder (or Delta table), so no reader of the events
+(``<project>/*/*/*.parquet``, the events' Delta log) ever sees a model file:
 
 - Parquet (events as NDJSON, gzip or Parquet): ``<table>/day=YYYY-MM-DD/part-0.parquet``, one
-  file per local day, written to a temporary name and renamed over the old one (readers see
-  the old day or the new one, never half of either); ``users/users.parquet`` likewise.
+  object per local day, put whole (a local file is written to a temporary name and renamed
+  over the old one; an object store's put replaces the object at once): readers see the old
+  day or the new one, never half of either; ``users/users.parquet`` likewise.
 - Delta (events as Delta): one Delta table per model table at ``<table>/``, partitioned by
   ``day``; each day replaced by one overwrite commit of its partition (``predicate = "day =
   '...'"``), ``users`` by one overwrite of the table.
 - ``_build/slim/<hour>.parquet``: each upload hour's slim rows (``slim.py``), and
-  ``_build/state.json``:
-  per upload hour its manifest's signature and the days it touches, per day the fingerprint
-  of what it was built from and its status (written atomically after each day).
+  ``_build/state.json``: per upload hour its manifest's signature and the days it touches, per
+  day the fingerprint of what it was built from and its status (put after each day).
+
+On a remote store the slim rows a build needs are fetched into its temporary folder (those it
+has just made are already there).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..errors import StorageError
+from ..sinks.base import Store
+from ..sinks.local import LocalSink
 from .schema import Table, arrow_schema
 
-__all__ = ["ModelState", "ModelStore", "fingerprint"]
+__all__ = ["MODELS_FOLDER", "ModelState", "ModelStore", "fingerprint"]
 
+MODELS_FOLDER = "_models"
 _STATE = "_build/state.json"
+_SLIM = "_build/slim"
 _VERSION = 1
+_LISTING = 1_000_000  # a table's day objects: a few thousand at most
 
 
 def fingerprint(*parts: Any) -> str:
@@ -60,110 +73,208 @@ class ModelState:
 
 @dataclass(slots=True)
 class ModelStore:
-    """The ``_models/<project>`` folder; ``delta``: write Delta tables, not Parquet files."""
+    """The ``_models/<project>`` folder of ``store``; ``locate`` (Delta only): where a path
+    under the output's root lives as a Delta table (``delta.maintain.locator``)."""
 
-    root: Path
-    delta: bool = False
+    store: Store
+    project: str
+    locate: Callable[[str], Any] | None = None
+    _days: dict[str, set[str]] = field(default_factory=dict)  # table -> days listed
 
     @property
-    def slim_dir(self) -> Path:
-        return self.root / "_build" / "slim"
+    def delta(self) -> bool:
+        return self.locate is not None
 
-    def slim_path(self, hour_key: str) -> Path:
-        return self.slim_dir / f"{hour_key}.parquet"
+    @property
+    def root(self) -> str:
+        return f"{MODELS_FOLDER}/{self.project}"
 
-    def table_dir(self, name: str) -> Path:
-        return self.root / name
+    def describe(self) -> str:
+        return f"{self.store.describe().rstrip('/')}/{self.root}"
+
+    def _local(self, path: str) -> Path | None:
+        """The file of ``path`` (under the models' root) when the store is a local folder."""
+        if isinstance(self.store, LocalSink):
+            return self.store.root / self.root / path
+        return None
 
     # ------------------------------------------------------------------ state
 
-    def load_state(self) -> ModelState:
-        path = self.root / _STATE
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+    async def load_state(self) -> ModelState:
+        data = await self.store.read_object(f"{self.root}/{_STATE}")
+        if data is None:
             return ModelState()
-        except (OSError, ValueError):
+        try:
+            raw = json.loads(data)
+        except ValueError:
             return ModelState()  # unreadable: everything is rebuilt
-        if raw.get("version") != _VERSION:
+        if not isinstance(raw, dict) or raw.get("version") != _VERSION:
             return ModelState()
         return ModelState(raw.get("settings", ""), raw.get("hours", {}), raw.get("days", {}))
 
-    def save_state(self, state: ModelState) -> None:
-        (self.root / _STATE).parent.mkdir(parents=True, exist_ok=True)
-        _replace(self.root / _STATE, (json.dumps(state.to_json(), indent=1) + "\n").encode())
+    async def save_state(self, state: ModelState) -> None:
+        data = (json.dumps(state.to_json(), indent=1) + "\n").encode()
+        await self.store.put_object(f"{self.root}/{_STATE}", data)
+
+    # ------------------------------------------------------------------ slim rows
+
+    async def put_slim(self, key: str, made: Path) -> None:
+        """Store the slim rows ``made`` (a local file, kept) as upload hour ``key``'s."""
+        data = await anyio.Path(made).read_bytes()
+        await self.store.put_object(f"{self.root}/{_SLIM}/{key}.parquet", data)
+
+    async def drop_slim(self, key: str) -> None:
+        await self.store.delete_object(f"{self.root}/{_SLIM}/{key}.parquet")
+
+    async def drop_all_slim(self) -> None:
+        """Forget every hour's slim rows (the settings changed: each hour is read again)."""
+        prefix = f"{self.root}/{_SLIM}"
+        for name in await self.store.list_under(prefix, limit=_LISTING):
+            await self.store.delete_object(f"{prefix}/{name}")
+
+    async def slim_files(self, keys: list[str], cache: Path) -> list[Path]:
+        """Local files of the slim rows of ``keys`` (those that have some): this build's copy in
+        ``cache``, else in place in a local folder, else fetched into ``cache``."""
+        found = []
+        for key in keys:
+            target = cache / f"{key}.parquet"
+            local = self._local(f"{_SLIM}/{key}.parquet")
+            if await anyio.Path(target).is_file():
+                found.append(target)
+            elif local is not None:
+                if await anyio.Path(local).is_file():
+                    found.append(local)
+            elif data := await self.store.read_object(f"{self.root}/{_SLIM}/{key}.parquet"):
+                await anyio.Path(target).write_bytes(data)
+                found.append(target)
+        return found
 
     # ------------------------------------------------------------------ tables
 
+    async def list_days(self, models: tuple[Table, ...]) -> None:
+        """List which days each of ``models`` holds, once (``has_day`` answers from it)."""
+        for model in models:
+            names = await self.store.list_under(f"{self.root}/{model.name}", limit=_LISTING)
+            if self.delta:
+                self._days[model.name] = (
+                    {"*"} if any(n.startswith("_delta_log/") for n in names) else set()
+                )
+            elif model.by_day:
+                self._days[model.name] = {
+                    n[4:14] for n in names if n.startswith("day=") and n.endswith("/part-0.parquet")
+                }
+            else:
+                self._days[model.name] = {"*"} if f"{model.name}.parquet" in names else set()
+
     def has_day(self, model: Table, day: date) -> bool:
-        """Whether ``model`` has ``day``'s partition (a whole table: whether it exists)."""
-        if not model.by_day and not self.delta:
-            return (self.table_dir(model.name) / f"{model.name}.parquet").is_file()
-        if self.delta:
-            return (self.table_dir(model.name) / "_delta_log").is_dir()
-        return self._day_file(model, day).is_file()
+        """Whether ``model`` has ``day``'s partition (a whole table, a Delta table: whether it
+        exists), as ``list_days`` found it and this build since wrote."""
+        found = self._days.get(model.name, set())
+        return "*" in found or day.isoformat() in found
 
-    def _day_file(self, model: Table, day: date) -> Path:
-        return self.table_dir(model.name) / f"day={day.isoformat()}" / "part-0.parquet"
-
-    def write_day(self, model: Table, day: date, rows: pa.Table) -> None:
+    async def write_day(self, model: Table, day: date, rows: pa.Table) -> None:
         """Replace ``day``'s rows of ``model`` by ``rows``, at once."""
         rows = rows.cast(arrow_schema(model))
         if self.delta:
-            self._write_delta(model, rows, f"day = '{day.isoformat()}'")
+            await self._write_delta(model, rows, f"day = '{day.isoformat()}'")
         else:
-            _write_parquet(self._day_file(model, day), rows)
+            await self.store.put_object(self._day_path(model, day), _parquet_bytes(rows))
+        self._days.setdefault(model.name, set()).add("*" if self.delta else day.isoformat())
 
-    def write_whole(self, model: Table, rows: pa.Table) -> None:
+    async def write_whole(self, model: Table, rows: pa.Table) -> None:
         """Replace all of ``model`` (a table not split by day) by ``rows``, at once."""
         rows = rows.cast(arrow_schema(model))
         if self.delta:
-            self._write_delta(model, rows, None)
+            await self._write_delta(model, rows, None)
         else:
-            _write_parquet(self.table_dir(model.name) / f"{model.name}.parquet", rows)
+            path = f"{self.root}/{model.name}/{model.name}.parquet"
+            await self.store.put_object(path, _parquet_bytes(rows))
+        self._days[model.name] = {"*"}
 
-    def read_all(self, model: Table) -> pa.Table:
-        """Every row of a by-day table (``users_daily``: small), as Arrow."""
-        where = self.table_dir(model.name)
+    def _day_path(self, model: Table, day: date) -> str:
+        return f"{self.root}/{model.name}/day={day.isoformat()}/part-0.parquet"
+
+    async def read_days(
+        self, model: Table, first: date | None = None, last: date | None = None
+    ) -> pa.Table:
+        """The rows of a by-day ``model`` from ``first`` to ``last`` (default: every day), as
+        Arrow; an empty table when none is built."""
+        columns = [c.name for c in model.columns]
         if self.delta:
-            from deltalake import DeltaTable  # noqa: PLC0415
+            assert self.locate is not None
+            location = self.locate(f"{self.root}/{model.name}")
+            found = await anyio.to_thread.run_sync(_read_delta, location, columns, first, last)
+            return arrow_schema(model).empty_table() if found is None else found
+        prefix = f"{self.root}/{model.name}"
+        parts = []
+        for name in await self.store.list_under(prefix, limit=_LISTING):
+            if not (name.startswith("day=") and name.endswith("/part-0.parquet")):
+                continue
+            day = date.fromisoformat(name[4:14])
+            if (first is not None and day < first) or (last is not None and day > last):
+                continue
+            data = await self.store.read_object(f"{prefix}/{name}")
+            if data is not None:
+                parts.append(pq.read_table(io.BytesIO(data), schema=arrow_schema(model)))
+        return pa.concat_tables(parts) if parts else arrow_schema(model).empty_table()
 
-            if not (where / "_delta_log").is_dir():
-                return arrow_schema(model).empty_table()
-            return DeltaTable(str(where)).to_pyarrow_table().select([c.name for c in model.columns])
-        files = sorted(where.glob("day=*/part-0.parquet"))
-        if not files:
-            return arrow_schema(model).empty_table()
-        return pa.concat_tables(pq.read_table(f, schema=arrow_schema(model)) for f in files)
+    async def _write_delta(self, model: Table, rows: pa.Table, predicate: str | None) -> None:
+        assert self.locate is not None
+        location = self.locate(f"{self.root}/{model.name}")
+        local = self._local(model.name)
+        if local is not None:
+            await anyio.Path(local).mkdir(parents=True, exist_ok=True)
+        partition = ["day"] if model.by_day else None
+        await anyio.to_thread.run_sync(_write_delta, location, rows, partition, predicate)
 
-    def _write_delta(self, model: Table, rows: pa.Table, predicate: str | None) -> None:
-        from deltalake import write_deltalake  # noqa: PLC0415
 
-        where = self.table_dir(model.name)
-        where.mkdir(parents=True, exist_ok=True)
+def _parquet_bytes(rows: pa.Table) -> bytes:
+    out = io.BytesIO()
+    pq.write_table(rows, out, compression="zstd")
+    return out.getvalue()
+
+
+def _write_delta(
+    location: Any, rows: pa.Table, partition: list[str] | None, predicate: str | None
+) -> None:
+    from deltalake import write_deltalake  # noqa: PLC0415
+
+    from ..delta.table import DELTA_ERRORS, delta_error_text  # noqa: PLC0415
+
+    try:
         write_deltalake(
-            str(where),
+            location.uri,
             rows,
             mode="overwrite",
-            partition_by=["day"] if model.by_day else None,
+            partition_by=partition,
             predicate=predicate,
+            storage_options=location.options(),
         )
+    except DELTA_ERRORS as exc:
+        msg = f"cannot write the model table {location.scrub(location.uri)}: "
+        raise StorageError(msg + delta_error_text(exc, location)) from None
 
 
-def _write_parquet(target: Path, rows: pa.Table) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+def _read_delta(
+    location: Any, columns: list[str], first: date | None, last: date | None
+) -> pa.Table | None:
+    import pyarrow.compute as pc  # noqa: PLC0415
+
+    from ..delta.base import open_table  # noqa: PLC0415
+    from ..delta.table import DELTA_ERRORS, delta_error_text  # noqa: PLC0415
+
     try:
-        pq.write_table(rows, tmp, compression="zstd")
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _replace(target: Path, data: bytes) -> None:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
+        table = open_table(location)
+        if table is None:
+            return None
+        dataset = table.to_pyarrow_dataset()
+    except DELTA_ERRORS as exc:
+        msg = f"cannot read the model table {location.scrub(location.uri)}: "
+        raise StorageError(msg + delta_error_text(exc, location)) from None
+    wanted = None
+    if first is not None:
+        wanted = pc.field("day") >= pa.scalar(first, pa.date32())
+    if last is not None:
+        upper = pc.field("day") <= pa.scalar(last, pa.date32())
+        wanted = upper if wanted is None else wanted & upper
+    return dataset.to_table(columns=columns, filter=wanted)

@@ -16,9 +16,10 @@ from zoneinfo import ZoneInfo
 
 import anyio
 
-from ..api import Bound, hour_span, reading_sink, sync_twin
+from ..api import Bound, hour_span, reading_output, sync_twin
 from ..config import Config, ReportConfig, select_projects
 from ..errors import ConfigError
+from ..output.open import Output
 from .build import ScanProgress, build_report
 from .model import ModelDay, Report
 from .page import render_html
@@ -68,9 +69,9 @@ async def report(
         msg = f"no folder {folder}: nothing was extracted there; "
         msg += "pass --output DIR or set [output] dir"
         raise ConfigError(msg)
-    async with reading_sink(config, [name]) as sink:
+    async with reading_output(config, [name]) as opened:
         built = await build_report(
-            sink,
+            opened.sink,
             name,
             first,
             last,
@@ -79,8 +80,7 @@ async def report(
             settings=_settings(config),
             progress=on_progress,
         )
-    if config.output.sink == "local":
-        built = await anyio.to_thread.run_sync(_with_model_days, config, name, built)
+        built = await _with_model_days(opened, config, name, built)
     data = render_html(built).encode()
     await anyio.to_thread.run_sync(_write, target, data)
     return ReportResult(target, len(data), built)
@@ -94,20 +94,17 @@ def _settings(config: Config) -> ReportConfig:
     return config.report
 
 
-def _with_model_days(config: Config, project: str, built: Report) -> Report:
+async def _with_model_days(output: Output, config: Config, project: str, built: Report) -> Report:
     """``built`` with the model tables' days that overlap its range (none when not built)."""
-    from ..models.api import model_store  # noqa: PLC0415 - pyarrow: only with local output
+    from ..models.api import model_store  # noqa: PLC0415 - pyarrow: only when reading models
     from ..models.schema import table  # noqa: PLC0415
 
-    store = model_store(config, project)
-    if (
-        not store.has_day(table("daily"), built.first.date())
-        and not store.table_dir("daily").is_dir()
-    ):
-        return built
+    store = model_store(output, project)
     zone = ZoneInfo(config.models.time_zone)
     first, last = built.first.astimezone(zone).date(), built.last.astimezone(zone).date()
-    rows = [r for r in store.read_all(table("daily")).to_pylist() if first <= r["day"] <= last]
+    rows = (await store.read_days(table("daily"), first, last)).to_pylist()
+    if not rows:
+        return built
     days = tuple(ModelDay(**r) for r in sorted(rows, key=lambda r: r["day"]))
     return replace(built, model_days=days, model_zone=config.models.time_zone)
 

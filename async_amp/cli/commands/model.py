@@ -29,7 +29,7 @@ examples:
 Days are local days of [models] time_zone (set it to the project's time zone in Amplitude).
 Only days whose events changed since they were built are built again; each day's tables are
 replaced at once. With [models] enabled = true, extract builds the days it touched itself.
-Tables: <dir>/_models/<project>/ (docs/models.md).
+Tables: _models/<project>/ beside the events, in the same store (docs/models.md).
 
 exit codes: 0 the tables are up to date; 1 the stored events could not be read; 2 usage or
 config error.
