@@ -129,6 +129,7 @@ class CloudExportSource:
         self.project_id = project_id
         self.settle = settle
         self.reported = False
+        self.closed = False
 
     def _start(self) -> str:
         return f"{self.prefix}/" if self.prefix else ""
@@ -179,7 +180,13 @@ class CloudExportSource:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.store.aclose()
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the store's client (once; the run also calls it when planning failed)."""
+        if not self.closed:
+            self.closed = True
+            await self.store.aclose()
 
     async def objects(self, first: datetime, last: datetime) -> list[ExportedObject]:
         """The export's files of the hours ``first..last``, one listing per hour."""

@@ -1,6 +1,7 @@
 """The stores a cloud export is read from, each through its output sink's own client, settings
-and credentials: S3 (``[s3]``'s endpoint, region, AWS chain) and GCS (``[gcs]``'s endpoint,
-service account or ADC); a local folder needs none."""
+and credentials: S3 (``[s3]``'s endpoint, region, AWS chain), GCS (``[gcs]``'s endpoint,
+service account or ADC) and Azure (``[azure]``'s account URL, connection string, SAS token or
+``DefaultAzureCredential``); a local folder needs none."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from .errors import ConfigError
 from .manifest import ExportedObject
 
 if TYPE_CHECKING:
+    from .sinks.azure import AzureSink
     from .sinks.gcs import GcsSink
     from .sinks.s3 import S3Sink
 
-__all__ = ["GcsExportStore", "S3ExportStore", "make_cloud_source"]
+__all__ = ["AzureExportStore", "GcsExportStore", "S3ExportStore", "make_cloud_source"]
 
 
 class S3ExportStore:
@@ -79,6 +81,52 @@ class GcsExportStore:
         await self.sink.aclose()
 
 
+class AzureExportStore:
+    """An Azure Blob Storage container holding the export (``[source] bucket``: its name)."""
+
+    def __init__(self, sink: AzureSink) -> None:
+        self.sink = sink
+
+    def describe(self) -> str:
+        return self.sink.describe()
+
+    async def list(self, prefix: str) -> list[ExportedObject]:
+        from azure.core.exceptions import AzureError, ResourceNotFoundError  # noqa: PLC0415
+
+        from .sinks.azure_errors import error_code  # noqa: PLC0415 - only when used
+
+        found: list[ExportedObject] = []
+        try:
+            async for blob in self.sink.container.list_blobs(name_starts_with=prefix):
+                etag = str(blob.etag or "").strip('"')
+                found.append(ExportedObject(blob.name, int(blob.size or 0), etag))
+        except ResourceNotFoundError as exc:
+            if error_code(exc) == "ContainerNotFound":
+                msg = (
+                    f"[source] bucket: there is no container {self.sink.container_name!r} at "
+                    f"{self.sink.account_url}: name the container Amplitude exports to"
+                )
+                raise ConfigError(msg) from None
+            raise self.sink.error(exc, "list", prefix + "*", "list") from exc
+        except AzureError as exc:
+            raise self.sink.error(exc, "list", prefix + "*", "list") from exc
+        return found
+
+    async def read(self, name: str) -> AsyncIterator[bytes]:
+        from azure.core.exceptions import AzureError  # noqa: PLC0415 - only when used
+
+        try:
+            blob = self.sink.container.get_blob_client(name)
+            downloader = await blob.download_blob(decompress=False)
+            async for chunk in downloader.chunks():
+                yield chunk
+        except AzureError as exc:
+            raise self.sink.error(exc, "read", name, "read") from exc
+
+    async def aclose(self) -> None:
+        await self.sink.aclose()
+
+
 def make_cloud_source(
     config: Config, project: ProjectConfig, *, run_id: str, environ: Mapping[str, str]
 ) -> CloudExportSource:
@@ -95,6 +143,13 @@ def make_cloud_source(
 
         s3 = dataclasses.replace(config.s3, bucket=src.bucket, prefix="")
         store = S3ExportStore(S3Sink.from_config(s3, run_id=run_id, environ=environ))
+    elif src.store == "azure":
+        from .sinks.azure import AzureSink  # noqa: PLC0415 - the SDK loads only when used
+
+        azure = dataclasses.replace(
+            config.azure, container=src.bucket, prefix="", create_container=False
+        )
+        store = AzureExportStore(AzureSink.from_config(azure, run_id=run_id, environ=environ))
     else:
         from .sinks.gcs import GcsSink  # noqa: PLC0415 - loads only when used
 

@@ -241,9 +241,11 @@ class SourceConfig:
     )
     store: str = key(
         "local",
-        choice("local", "s3", "gcs"),
+        choice("local", "s3", "gcs", "azure"),
         "Where the cloud export lies: a local folder (`dir`), an S3 bucket (`bucket`, with "
-        "`[s3]`'s endpoint, region and credentials) or a GCS bucket (`bucket`, with `[gcs]`'s).",
+        "`[s3]`'s endpoint, region and credentials), a GCS bucket (`bucket`, with `[gcs]`'s) or "
+        "an Azure container (`bucket`: the container's name, with `[azure]`'s account URL and "
+        "credentials).",
     )
     dir: Path = key(
         Path("export"),
@@ -253,7 +255,8 @@ class SourceConfig:
     bucket: str | None = key(
         None,
         text,
-        'The bucket Amplitude exports to (`store = "s3"` or `"gcs"`).',
+        'The bucket Amplitude exports to (`store = "s3"` or `"gcs"`), or the container '
+        '(`store = "azure"`).',
     )
     prefix: str = key(
         "",

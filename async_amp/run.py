@@ -217,6 +217,9 @@ class ExtractionRun:
         tb: TracebackType | None,
     ) -> None:
         with anyio.CancelScope(shield=True):
+            for job in self._jobs:  # a cloud export's client, when planning stopped the run
+                if isinstance(job.source, CloudExportSource):
+                    await job.source.aclose()
             await self.sink.aclose()
 
     @property

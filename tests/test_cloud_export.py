@@ -1,5 +1,5 @@
 """Amplitude's cloud export as a second source: the simulator lays an export out in a local
-folder, the S3 server or the GCS emulator; ``[source] kind = "cloud_export"`` reads it through
+folder, Azurite, the S3 server or the GCS emulator; ``[source] kind = "cloud_export"`` reads it through
 the real run (``async_amp.api.extract``) into Parquet (and Delta).
 
 Expected answers come from the files laid out (gunzipped and counted here), never from the
@@ -23,10 +23,12 @@ import pytest
 
 from async_amp.api import extract, verify
 from async_amp.config import Config, ExtractConfig, OutputConfig, SourceConfig
+from async_amp.errors import ConfigError, CredentialsError
 from async_amp.manifest import MANIFEST_NAME, hour_folder
 from async_amp.merged.read import read_merged_ids, resolve_ids
 from async_amp.simulator.cloud_export import export_files, lay_out_local, merged_id_files
 
+from .azurite import Azurite
 from .gcs import GcsFront, gcs_config, gcs_environ, gcs_sink
 from .helpers import DAY1, small_dataset
 from .s3 import S3ServerProcess, admin_client
@@ -248,6 +250,49 @@ async def test_a_cloud_export_in_gcs_into_parquet(
     )
     await _scenario(config, put, tmp_path)
     await writer.aclose()
+
+
+@pytest.mark.azure
+async def test_a_cloud_export_in_azure_into_parquet(
+    azurite: Azurite, azure_container: str, tmp_path: Path
+) -> None:
+    async with azurite.service_client() as service:
+        await service.create_container(azure_container)
+
+    async def put(files: Files) -> None:
+        async with azurite.service_client() as service:
+            container = service.get_container_client(azure_container)
+            for name, data in files:
+                await container.upload_blob(name, data, overwrite=True)
+
+    source = SourceConfig(
+        kind="cloud_export",
+        store="azure",
+        bucket=azure_container,
+        prefix="exports/amp",
+        project_id=PROJECT_ID,
+    )
+    from async_amp.config import AzureConfig
+
+    config = replace(
+        _config(tmp_path / "out", source),
+        azure=AzureConfig(account_url=azurite.blob_endpoint, retries=1, retry_backoff_s=0.05),
+        # reading the export needs only read and list: a container SAS of those two
+        environ={"AZURE_STORAGE_SAS_TOKEN": azurite.sas_token("rl", container=azure_container)},
+    )
+    await _scenario(config, put, tmp_path)
+
+    # a container that is not there, a token that is refused: one line each, exit 2
+    missing = replace(
+        config,
+        source=replace(source, bucket="no-such-export"),
+        environ={"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string},
+    )
+    with pytest.raises(ConfigError, match="no container 'no-such-export'"):
+        await extract(missing, start=DAY1, end=LATE, now=NOW)
+    refused = replace(config, environ={"AZURE_STORAGE_SAS_TOKEN": "sv=2024-08-04&sig=bad"})
+    with pytest.raises(CredentialsError, match="AZURE_STORAGE_SAS_TOKEN was rejected"):
+        await extract(refused, start=DAY1, end=LATE, now=NOW)
 
 
 async def test_a_local_cloud_export_into_delta(tmp_path: Path) -> None:
