@@ -1,13 +1,15 @@
 """A year of hourly data in the day layout: files and row groups after nightly compaction,
 statistics in the log for every column readers filter on, an hour replaced on a compacted day,
-checkpoints read by deltalake and polars, and re-encoded plainly.
+checkpoints read by deltalake and polars, plain-encoded.
 
-The year is built cheaply. Its last ``NIGHTS`` days go the way every day goes: 24 small
-hourly files each (what 24 hourly commits leave, put in one log entry), then the nightly
+The year is built cheaply, once for the module. Its last day goes the way every day goes: 24
+small hourly files (what 24 hourly commits leave, put in one log entry), then the nightly
 ``compact_day``. The days before are put in as what that leaves, one sorted file of one row
-group per day, a month per commit (8,760 hourly files take minutes to write on the shared
-2-core machine; a day's compaction is the code under test either way). The hourly commits
-themselves run end to end in ``test_delta.py`` and ``test_delta_runs.py``."""
+group per day (the first day's rows, sorted once, moved to each day), in
+``CHECKPOINT_INTERVAL`` commits so that the log reaches its first checkpoint (8,760 hourly
+files take minutes to write on the shared 2-core machine; a day's compaction is the code under
+test either way). The hourly commits themselves run end to end in ``test_delta.py`` and
+``test_delta_runs.py``."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import pytest
 from deltalake import DeltaTable
 
 from async_amp.delta.base import NO_HOOK, TableLocation
-from async_amp.delta.checkpoint import after_commit
+from async_amp.delta.checkpoint import Checkpoints
 from async_amp.delta.compact import compact_day
 from async_amp.delta.files import FILE_SCHEMA, put_file, table_schema
 from async_amp.delta.layout import CHECKPOINT_INTERVAL, SORT_KEY, STATS_COLUMNS
@@ -32,7 +34,7 @@ from async_amp.delta.table import ensure_table, replace_hour
 from async_amp.formats.schema import COLUMNS, EXTRA
 
 DAYS = 365
-NIGHTS = 3
+NIGHTS = 1
 EVENTS = 2  # an hour
 FIRST = datetime(2025, 11, 1, tzinfo=UTC)
 JSON_COLUMNS = {c.name for c in (*COLUMNS, EXTRA) if c.kind == "json"}
@@ -68,43 +70,24 @@ def hour_rows(at: datetime, tag: str = "", n: int = EVENTS) -> pa.Table:
     return pa.table(columns, schema=FILE_SCHEMA)
 
 
-_TEMPLATE: list[pa.Table] = []
-
-
-def day_rows(day: datetime) -> pa.Table:
-    """``hour_rows`` of the day's 24 hours: the first day's, moved to ``day``."""
-    if not _TEMPLATE:
-        _TEMPLATE.append(pa.concat_tables(hour_rows(FIRST + timedelta(hours=h)) for h in range(24)))
-    rows = _TEMPLATE[0]
-    shift = pa.scalar(day - FIRST, pa.duration("us"))
+def year_rows(days: int) -> pa.Table:
+    """``hour_rows`` of every hour of the first ``days`` days, each day sorted by
+    ``SORT_KEY`` (as ``compact_day`` leaves it): the first day's rows, sorted once, moved."""
+    first = pa.concat_tables(hour_rows(FIRST + timedelta(hours=h)) for h in range(24))
+    first = first.sort_by([(k, "ascending") for k in SORT_KEY])
+    rows = pa.concat_tables([first] * days).combine_chunks()
+    day_us = 86_400 * 1_000_000
+    shift = pa.array(
+        [d * day_us for d in range(days) for _ in range(first.num_rows)], pa.duration("us")
+    )
     for index, field in enumerate(rows.schema):
         if pa.types.is_timestamp(field.type):
             rows = rows.set_column(index, field, pc.add(rows[field.name], shift))
     at = pc.strftime(rows["_export_hour"], format="%Y%m%d%H")
-    uuid = pc.binary_join_element_wise(
-        at, pc.cast(pc.modulo(pa.array(range(len(rows))), EVENTS), pa.string()), "-"
-    )
+    # the number after the hour in each uuid of the first day (``YYYYMMDDHH-i``)
+    sequence = pc.utf8_slice_codeunits(first["uuid"], 11).to_pylist() * days
+    uuid = pc.binary_join_element_wise(at, pa.array(sequence, pa.string()), "-")
     return rows.set_column(rows.schema.get_field_index("uuid"), "uuid", uuid)
-
-
-def compacted_day(location: TableLocation, spool: Path, day: datetime) -> Any:
-    """The day as ``compact_day`` leaves it: one file, sorted, one row group."""
-    rows = day_rows(day)
-    local = spool / f"{day:%Y%m%d}.parquet"
-    pq.write_table(rows.sort_by([(k, "ascending") for k in SORT_KEY]), local)
-    return put_file(location, local, day)
-
-
-def commit_files(location: TableLocation, files: list[Any]) -> None:
-    table = DeltaTable(location.uri)
-    table.create_write_transaction(
-        [f.add_action() for f in files],
-        "append",
-        table.schema(),
-        partition_by=["date"],
-        post_commithook_properties=NO_HOOK,
-    )
-    after_commit(location, table.version())
 
 
 def put_hour(location: TableLocation, spool: Path, at: datetime, tag: str = "") -> Any:
@@ -117,20 +100,34 @@ def build_year(tmp_path: Path) -> TableLocation:
     location = TableLocation(str(tmp_path / "t"))
     spool = tmp_path / "spool"
     spool.mkdir()
-    ensure_table(location, table_schema(), "year")
-    month: list[Any] = []
-    for d in range(DAYS - NIGHTS):
-        day = FIRST + timedelta(days=d)
-        month.append(compacted_day(location, spool, day))
-        if (day + timedelta(days=1)).day == 1:
-            commit_files(location, month)
-            month = []
-    commit_files(location, month)
-    for d in range(DAYS - NIGHTS, DAYS):
-        day = FIRST + timedelta(days=d)
-        commit_files(
-            location, [put_hour(location, spool, day + timedelta(hours=h)) for h in range(24)]
+    table = ensure_table(location, table_schema(), "year")
+    checkpoints = Checkpoints()
+
+    def commit(files: list[Any]) -> None:
+        table.update_incremental()
+        table.create_write_transaction(
+            [f.add_action() for f in files],
+            "append",
+            table.schema(),
+            partition_by=["date"],
+            post_commithook_properties=NO_HOOK,
         )
+        checkpoints.after_commit(location, table.version() + 1, interval=CHECKPOINT_INTERVAL)
+
+    built = DAYS - NIGHTS
+    rows = year_rows(built)
+    per_day = rows.num_rows // built
+    days: list[Any] = []
+    for d in range(built):
+        local = spool / f"{d}.parquet"
+        pq.write_table(rows.slice(d * per_day, per_day), local)
+        days.append(put_file(location, local, FIRST + timedelta(days=d)))
+    size = -(-built // CHECKPOINT_INTERVAL)
+    for start in range(0, built, size):
+        commit(days[start : start + size])
+    for d in range(built, DAYS):
+        day = FIRST + timedelta(days=d)
+        commit([put_hour(location, spool, day + timedelta(hours=h)) for h in range(24)])
         assert len(DeltaTable(location.uri).file_uris()) == d + 24
         compact_day(location, day.date(), retention_hours=0)  # the nightly job
     return location
@@ -146,7 +143,16 @@ def test_a_compacted_year_is_one_file_a_day_of_one_row_group_sorted(year: TableL
     live = table.file_uris()
     assert len(live) == DAYS <= 400  # Direct Lake's smallest guardrail is 1,000 files
     assert table.metadata().partition_columns == ["date"]
-    for uri in [*live[:: DAYS // 12], *live[-NIGHTS:]]:  # a file a month, and the nights'
+    adds = pa.table(table.get_add_actions(flatten=True))
+    nights = (FIRST + timedelta(days=DAYS - NIGHTS)).date()
+    days = adds["partition.date"].to_pylist()
+    compacted = [
+        f"{year.uri}/{p}"
+        for p, d in zip(adds["path"].to_pylist(), days, strict=True)
+        if d >= nights
+    ]
+    assert len(compacted) == NIGHTS
+    for uri in [*live[:: DAYS // 12], *compacted]:  # a file a month, and the nights'
         meta = pq.ParquetFile(uri).metadata
         assert (meta.num_rows, meta.num_row_groups) == (24 * EVENTS, 1)
         read = pq.read_table(uri, columns=["event_type", "event_time"])

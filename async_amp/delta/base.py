@@ -70,9 +70,10 @@ def open_table(location: TableLocation, version: int | None = None) -> DeltaTabl
     """The table's latest snapshot (or ``version``), ``None`` when there is no table yet.
 
     delta-rs can panic (``PanicException``, a ``BaseException``) when a log file changes size
-    while it reads it: another worker re-encoding a checkpoint (``checkpoint.py``) on an object
-    store. The read is tried again with the file as it now is; a panic that persists becomes a
-    ``DeltaError`` the hour's retries handle, never a crash of the run."""
+    while it reads it. async-amp's writers never change one (``checkpoint.py`` puts each
+    checkpoint once, whole), but an older async-amp re-encoded its checkpoints in place, and
+    another tool may: the read is tried again with the file as it now is; a panic that
+    persists becomes a ``DeltaError`` the hour's retries handle, never a crash of the run."""
     for attempt in range(OPEN_ATTEMPTS):
         try:
             table = DeltaTable(location.uri, version=version, storage_options=location.options())

@@ -1,22 +1,31 @@
-"""Checkpoints every reader can read: written by delta-rs, then re-encoded plainly.
+"""Checkpoints every reader can read: plain-encoded, and whole before anything names them.
 
 delta-rs (1.6.6) writes its checkpoints with dictionary (``RLE_DICTIONARY``) encoding on
 nearly every column and with column indexes, whatever the table says
 (``delta-rs.checkpoint.useRunLengthEncoding = false`` changed nothing here). Public reports
 name such checkpoints as what Fabric's SQL analytics endpoint (delta-rs #3212), Databricks
 Photon (#4247) and Trino (trino #18760, column indexes) fail on. So async-amp's commits do not
-let delta-rs checkpoint (``table.NO_HOOK``); after a commit that is ``delta.checkpointInterval``
-(``layout.CHECKPOINT_INTERVAL``) or more versions past the last checkpoint, ``after_commit``:
+let delta-rs checkpoint (``base.NO_HOOK``); after a commit whose version is a multiple of
+``delta.checkpointInterval`` (``layout.CHECKPOINT_INTERVAL``; or a quarter interval past a
+multiple no checkpoint was written for), ``Checkpoints.after_commit``:
 
-1. has delta-rs write the checkpoint of that version (the actions, as delta-rs reconciles them);
-2. rewrites the same file with pyarrow: the same rows and schema, ``PLAIN`` encoding on every
-   column (no dictionary), data page v1, no page index (column/offset indexes), snappy;
-3. brings ``_last_checkpoint``'s ``sizeInBytes`` up to date;
-4. deletes log entries older than ``delta.logRetentionDuration`` (delta-rs' cleanup).
+1. copies the log a reader would read for that version (the newest checkpoint before it and
+   the JSON commits after that one) into a local scratch folder, and has delta-rs write the
+   checkpoint there (the actions, reconciled as delta-rs reconciles them);
+2. re-encodes it with pyarrow: the same rows and schema, ``PLAIN`` encoding on every column
+   (no dictionary), data page v1, no page index (column/offset indexes), snappy;
+3. puts that file into the table's log under its final name, once, whole (a hard link of a
+   complete file locally, which fails if the name exists; one PUT on Azure or S3);
+4. only then writes ``_last_checkpoint`` naming it (when it named an older one);
+5. deletes log entries older than ``delta.logRetentionDuration`` (delta-rs' cleanup).
 
-Each file is replaced whole (a rename locally, one PUT on Azure or S3): a reader sees the
-old bytes or the new ones. A checkpoint is an optional shortcut for readers: one that fails
-here is logged by the caller, never fails the commit already made.
+A checkpoint's name thus appears in the table's log once, with its final bytes: a reader
+listing the log never sees a file that changes under it (delta-rs panicked reading a
+checkpoint rewritten in place after it was listed). A checkpoint another tool left in
+another encoding is not rewritten: the next commit's checkpoint supersedes it.
+
+A checkpoint is an optional shortcut for readers: one that fails here is logged by the
+caller, never fails the commit already made.
 """
 
 from __future__ import annotations
@@ -24,16 +33,28 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
-from typing import Final
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 
 from .base import TableLocation, local_path, open_table
 
-__all__ = ["PLAIN_OPTIONS", "after_commit", "checkpoint_name", "rewrite_plain"]
+__all__ = [
+    "PLAIN_OPTIONS",
+    "Checkpoints",
+    "after_commit",
+    "checkpoint_name",
+    "interval_of",
+    "is_plain",
+]
 
 DEFAULT_INTERVAL: Final = 100
 """delta-rs' default ``delta.checkpointInterval`` (Spark's is 10)."""
@@ -45,60 +66,21 @@ PLAIN_OPTIONS: Final = {
     "compression": "snappy",
     "store_schema": False,
 }
+LOG: Final = "_delta_log"
+LAST: Final = f"{LOG}/_last_checkpoint"
+_CHECKPOINT = re.compile(r"(\d{20})\.checkpoint\.parquet")
 
 
 def checkpoint_name(version: int) -> str:
-    return f"_delta_log/{version:020d}.checkpoint.parquet"
+    return f"{LOG}/{version:020d}.checkpoint.parquet"
 
 
-def _read(location: TableLocation, name: str) -> bytes:
-    folder = local_path(location.uri)
-    if folder is not None:
-        return (folder / name).read_bytes()
-    from deltalake._internal import DeltaFileSystemHandler  # noqa: PLC0415
-
-    store = DeltaFileSystemHandler(location.uri, location.options())
-    entry = store.open_input_file(name)
-    return bytes(entry.read(entry.size()))
+def _commit_name(version: int) -> str:
+    return f"{LOG}/{version:020d}.json"
 
 
-def _replace(location: TableLocation, name: str, body: bytes) -> None:
-    folder = local_path(location.uri)
-    if folder is not None:
-        temp = folder / f"{name}.{os.getpid()}.tmp"
-        temp.write_bytes(body)
-        temp.replace(folder / name)
-        return
-    from deltalake._internal import DeltaFileSystemHandler  # noqa: PLC0415
-
-    store = DeltaFileSystemHandler(location.uri, location.options())
-    out = store.open_output_stream(name)
-    out.write(body)
-    out.close()  # type: ignore[attr-defined]
-
-
-def rewrite_plain(location: TableLocation, version: int) -> int:
-    """Re-encode the checkpoint of ``version`` plainly (see the module); return its size."""
-    name = checkpoint_name(version)
-    rows = pq.read_table(pa.BufferReader(_read(location, name)))
-    buffer = io.BytesIO()
-    pq.write_table(rows, buffer, **PLAIN_OPTIONS)
-    body = buffer.getvalue()
-    _replace(location, name, body)
-    with contextlib.suppress(FileNotFoundError, DeltaError, ValueError):
-        last = json.loads(_read(location, "_delta_log/_last_checkpoint"))
-        if last.get("version") == version and "sizeInBytes" in last:
-            last["sizeInBytes"] = len(body)
-            _replace(location, "_delta_log/_last_checkpoint", json.dumps(last).encode())
-    return len(body)
-
-
-_PLAIN: set[tuple[str, int]] = set()
-"""Checkpoints (table, version) this process knows to be plain."""
-
-
-def _is_plain(location: TableLocation, version: int) -> bool:
-    meta = pq.ParquetFile(pa.BufferReader(_read(location, checkpoint_name(version)))).metadata
+def is_plain(meta: pq.FileMetaData) -> bool:
+    """Whether a checkpoint's Parquet is encoded as ``PLAIN_OPTIONS`` write it."""
     return all(
         set(meta.row_group(g).column(c).encodings) <= {"PLAIN", "RLE"}
         and not meta.row_group(g).column(c).has_column_index
@@ -107,30 +89,158 @@ def _is_plain(location: TableLocation, version: int) -> bool:
     )
 
 
-def after_commit(location: TableLocation, version: int) -> bool:
-    """Checkpoint ``version`` when the table's interval says so (blocking); True if written.
+class _Log:
+    """A table's ``_delta_log`` folder on its store: whole files listed, read and put."""
 
-    A checkpoint another writer left (delta-rs' vacuum writes its own) is re-encoded too."""
-    if version <= 0:
-        return False
-    table = open_table(location, version)
-    if table is None:
-        return False
-    setting = table.metadata().configuration.get("delta.checkpointInterval")
-    interval = int(setting) if setting and setting.isdigit() else DEFAULT_INTERVAL
+    def __init__(self, location: TableLocation) -> None:
+        self.folder = local_path(location.uri)
+        self.store: Any = None
+        if self.folder is None:
+            from deltalake._internal import DeltaFileSystemHandler  # noqa: PLC0415
+
+            self.store = DeltaFileSystemHandler(location.uri, location.options())
+
+    def names(self) -> set[str]:
+        if self.folder is not None:
+            with contextlib.suppress(FileNotFoundError):
+                return {f"{LOG}/{p.name}" for p in (self.folder / LOG).iterdir()}
+            return set()
+        return {i.path for i in self.store.get_file_info_selector(LOG, allow_not_found=True)}
+
+    def read(self, name: str) -> bytes:
+        if self.folder is not None:
+            return (self.folder / name).read_bytes()
+        entry = self.store.open_input_file(name)
+        return bytes(entry.read(entry.size()))
+
+    def footer(self, name: str) -> pq.FileMetaData:
+        if self.folder is not None:
+            return pq.read_metadata(self.folder / name)
+        return pq.read_metadata(self.store.open_input_file(name))
+
+    def put(self, name: str, body: bytes, *, exclusive: bool) -> bool:
+        """Write ``name`` whole; with ``exclusive``, False (nothing written) if it exists."""
+        if self.folder is None:
+            out = self.store.open_output_stream(name)
+            out.write(body)
+            out.close()  # one PUT when closed: only now does the object exist
+            return True
+        target = self.folder / name
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".", delete=False) as file:
+            file.write(body)
+        temp = Path(file.name)
+        try:
+            if not exclusive:
+                temp.replace(target)
+                return True
+            try:
+                target.hardlink_to(temp)  # a complete file under its name, or none
+            except FileExistsError:
+                return False
+            return True
+        finally:
+            temp.unlink(missing_ok=True)
+
+
+def _last_version(log: _Log) -> int:
+    """The version ``_last_checkpoint`` names (0 when there is none or it is unreadable)."""
     try:
-        last = int(json.loads(_read(location, "_delta_log/_last_checkpoint"))["version"])
+        return int(json.loads(log.read(LAST))["version"])
     except (FileNotFoundError, DeltaError, ValueError, KeyError, TypeError):
-        last = 0
-    if last and (location.uri, last) not in _PLAIN:
-        with contextlib.suppress(FileNotFoundError, DeltaError):
-            if not _is_plain(location, last):
-                rewrite_plain(location, last)
-            _PLAIN.add((location.uri, last))
-    if version - last < max(1, interval):
-        return False
-    table.create_checkpoint()
-    rewrite_plain(location, version)
-    _PLAIN.add((location.uri, version))
-    table.cleanup_metadata()
-    return True
+        return 0
+
+
+def _render(log: _Log, names: set[str], version: int) -> tuple[bytes, dict[str, Any]]:
+    """The plain checkpoint of ``version`` and its ``_last_checkpoint`` (see the module)."""
+    older = [int(m[1]) for n in names if (m := _CHECKPOINT.fullmatch(n.removeprefix(f"{LOG}/")))]
+    base = max((v for v in older if v < version), default=-1)
+    wanted = [checkpoint_name(base)] if base >= 0 else []
+    wanted += [_commit_name(v) for v in range(base + 1, version + 1)]
+    missing = [n for n in wanted if n not in names]
+    if missing:
+        msg = f"checkpoint of version {version}: {missing[0]} is not in the log"
+        raise FileNotFoundError(msg)
+    with tempfile.TemporaryDirectory(prefix="async-amp-checkpoint-") as work:
+        (Path(work) / LOG).mkdir()
+        for name in wanted:
+            (Path(work) / name).write_bytes(log.read(name))
+        DeltaTable(work, version=version).create_checkpoint()
+        rows = pq.read_table(Path(work) / checkpoint_name(version))
+        hint = json.loads((Path(work) / LAST).read_text())
+    buffer = io.BytesIO()
+    pq.write_table(rows, buffer, **PLAIN_OPTIONS)
+    body = buffer.getvalue()
+    hint["sizeInBytes"] = len(body)
+    return body, hint
+
+
+@dataclass(slots=True)
+class Checkpoints:
+    """One writer's checkpoints of the tables it commits to: which it knows to be plain
+    (owned by the writer, so that a footer is read once per writer, not once per commit)."""
+
+    plain: set[tuple[str, int]] = field(default_factory=set)
+
+    def _superseded(self, location: TableLocation, log: _Log, last: int) -> bool:
+        """Whether the checkpoint ``last`` is another tool's, in another encoding."""
+        if not last or (location.uri, last) in self.plain:
+            return False
+        try:
+            plain = is_plain(log.footer(checkpoint_name(last)))
+        except (FileNotFoundError, DeltaError, pa.ArrowException):
+            return False  # deleted by a cleanup meanwhile: a newer one exists
+        if plain:
+            self.plain.add((location.uri, last))
+        return not plain
+
+    def after_commit(
+        self, location: TableLocation, version: int, *, interval: int | None = None
+    ) -> bool:
+        """Checkpoint ``version`` when the table's interval says so (blocking); True if this
+        call wrote it. Call it with the version of a commit the caller made; ``interval``:
+        the table's (``interval_of``) when the caller has a snapshot at hand (the table is
+        then opened only to write a checkpoint)."""
+        if version <= 0:
+            return False
+        if interval is None:
+            table = open_table(location, version)
+            if table is None:
+                return False
+            interval = interval_of(table.metadata().configuration)
+        log = _Log(location)
+        last = _last_version(log)
+        if last >= version:
+            return False
+        # a version that is a multiple of the interval (as Spark does): the one writer that
+        # made it checkpoints it while others commit on (``_last_checkpoint``, written last,
+        # cannot tell them yet). A multiple nobody checkpointed (vacuum's first commit, a
+        # writer that died): a quarter interval later, when that one would be published
+        past = version % interval
+        crossed = version // interval > last // interval
+        due = past == 0 or (crossed and past >= max(1, interval // 4))
+        if not due and not self._superseded(location, log, last):
+            return False
+        names = log.names()
+        if checkpoint_name(version) in names:
+            return False  # another writer's, already whole
+        body, hint = _render(log, names, version)
+        if not log.put(checkpoint_name(version), body, exclusive=True):
+            return False
+        self.plain.add((location.uri, version))
+        if _last_version(log) < version:  # the pointer last, and never backwards
+            log.put(LAST, json.dumps(hint).encode(), exclusive=False)
+        table = open_table(location, version)
+        if table is not None:
+            table.cleanup_metadata()
+        return True
+
+
+def interval_of(configuration: Mapping[str, str | None]) -> int:
+    """The table's ``delta.checkpointInterval`` (delta-rs' default when it sets none)."""
+    setting = configuration.get("delta.checkpointInterval")
+    return max(1, int(setting)) if setting and setting.isdigit() else DEFAULT_INTERVAL
+
+
+def after_commit(location: TableLocation, version: int) -> bool:
+    """``Checkpoints.after_commit`` for a caller that keeps no writer (one commit)."""
+    return Checkpoints().after_commit(location, version)

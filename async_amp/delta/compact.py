@@ -38,7 +38,7 @@ from deltalake.transaction import (
     create_table_with_add_actions,
 )
 
-from .checkpoint import after_commit
+from .checkpoint import Checkpoints, after_commit
 from .files import DataFile, put_file, table_schema
 from .layout import DAY_PARTITIONS, SORT_KEY, day_app_id, is_day_layout, missing_properties
 from .rewrite import day_files, file_dataset, remove_action, write_rows
@@ -151,6 +151,8 @@ def compact_day(
         on_conflict=on_conflict,
     )
 
+    checkpoints = Checkpoints()
+
     def attempt() -> tuple[int, int]:
         table = _table(location)
         if is_day_layout(table.metadata().partition_columns):
@@ -158,7 +160,7 @@ def compact_day(
         else:
             done = _optimize_hours(location, day)
         if done[1]:
-            after_commit(location, _table(location).version())
+            checkpoints.after_commit(location, _table(location).version())
         return done
 
     removed, added = with_conflict_retries(
@@ -177,7 +179,8 @@ def compact_day(
         post_commithook_properties=NO_HOOK,
     )
     table = _table(location)
-    after_commit(location, table.version())  # vacuum's own commits count too
+    if vacuumed:  # vacuum's own commits count too
+        checkpoints.after_commit(location, table.version())
     if is_day_layout(table.metadata().partition_columns):
         paths = [f.path for f in day_files(table, day)]
         rows = file_dataset(location, paths).count_rows() if paths else 0

@@ -54,7 +54,7 @@ from .base import (
     open_table,
     with_conflict_retries,
 )
-from .checkpoint import after_commit
+from .checkpoint import Checkpoints, interval_of
 from .layout import (
     DAY_PARTITIONS,
     HOUR_PARTITIONS,
@@ -128,6 +128,7 @@ class _Writer:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     table: DeltaTable | None = None
+    checkpoints: Checkpoints = field(default_factory=Checkpoints)
 
 
 class Writers:
@@ -247,8 +248,9 @@ def replace_hour(
 
     writer = writers.writer(location.uri) if writers is not None else _Writer()
 
-    def commit(table: DeltaTable) -> int:
-        read = table.version()
+    def commit(table: DeltaTable) -> tuple[int, int]:
+        """Commit on ``table``: (its version, its checkpoint interval)."""
+        read = table.version(), interval_of(table.metadata().configuration)
         if on_snapshot is not None:
             on_snapshot(table)
         columns = table.metadata().partition_columns
@@ -302,11 +304,11 @@ def replace_hour(
                     # fails ("invalid table version"): once more on the table as it is now
                     if not (kept and isinstance(exc, DeltaError | OSError)):
                         raise
-        version = _committed_version(location, read, commit_id)
+        version = _committed_version(location, read[0], commit_id)
         # the commit is made: a checkpoint that fails is only a shortcut not taken (the
         # next interval's writes one)
         with contextlib.suppress(DeltaError, OSError, pa.ArrowException):
-            after_commit(location, version)
+            writer.checkpoints.after_commit(location, version, interval=read[1])
         return version
 
     return int(
