@@ -25,7 +25,7 @@ from async_amp.api import extract, verify
 from async_amp.config import Config, ExtractConfig, OutputConfig, SourceConfig
 from async_amp.errors import ConfigError, CredentialsError
 from async_amp.manifest import MANIFEST_NAME, hour_folder
-from async_amp.merged.read import read_merged_ids, resolve_ids
+from async_amp.merged.read import merged_ids, resolve_ids
 from async_amp.simulator.cloud_export import export_files, lay_out_local, merged_id_files
 
 from .azurite import Azurite
@@ -68,8 +68,8 @@ def _merges(files: Files) -> set[Merge]:
     return found
 
 
-def _merged_table(config: Config) -> set[Merge]:
-    table = read_merged_ids(config, PROJECT)
+async def _merged_table(config: Config) -> set[Merge]:
+    table = await merged_ids(config, PROJECT)
     rows = table.select(["amplitude_id", "merged_amplitude_id", "merge_time"]).to_pylist()
     found = {
         (r["amplitude_id"], r["merged_amplitude_id"], int(r["merge_time"].timestamp() * 1000))
@@ -112,7 +112,7 @@ async def _scenario(config: Config, put: Put, tmp_path: Path) -> None:
     rows, uuids = _expected([f for f in files if "_4#" not in f[0]])
     assert _parquet(config.output.dir) == (rows, uuids)
     # the merged IDs of the same available hours, and no file of them taken for foreign
-    assert _merged_table(config) == _merges(merged[:4])
+    assert await _merged_table(config) == _merges(merged[:4])
     assert first.project(PROJECT).merged_ids is not None
     assert first.project(PROJECT).merged_ids.hours == 4
 
@@ -129,7 +129,7 @@ async def _scenario(config: Config, put: Put, tmp_path: Path) -> None:
     )
     listed = {(f["name"], f["size"]) for f in manifest["exported"]}
     assert listed == {(n, len(d)) for n, d in late}
-    assert _merged_table(config) == _merges(merged)
+    assert await _merged_table(config) == _merges(merged)
     checked = await verify(config, start=DAY1, end=LATE)
     assert checked.ok, checked.to_json()
     reports = {r.project: r for r in checked.projects}
@@ -163,7 +163,7 @@ async def _scenario(config: Config, put: Put, tmp_path: Path) -> None:
     assert feed is not None
     assert (feed.changed, feed.hours, feed.skipped) == ((HOURS[2],), 1, 5)
     assert feed.bytes_read == len(remerged[0][1])
-    assert _merged_table(config) == _merges([*merged[:2], *remerged, *merged[3:]])
+    assert await _merged_table(config) == _merges([*merged[:2], *remerged, *merged[3:]])
     if len(rewritten) == len(stale):  # same partitions: the store now holds only the new files
         assert _parquet(config.output.dir) == _expected(fresh)
 
@@ -316,7 +316,7 @@ async def test_a_local_cloud_export_into_delta(tmp_path: Path) -> None:
     table = DeltaTable(str(tmp_path / "out" / PROJECT)).to_pyarrow_table(columns=["uuid"])
     assert (table.num_rows, set(table.column("uuid").to_pylist())) == _expected(files)
     # the merged IDs in their own Delta table, which resolves chains of merges
-    assert _merged_table(config) == _merges(merged)
+    assert await _merged_table(config) == _merges(merged)
     step = {a: b for a, b, _ in _merges(merged)}
     expected = {}
     for start, first in step.items():
@@ -324,9 +324,59 @@ async def test_a_local_cloud_export_into_delta(tmp_path: Path) -> None:
         while end in step:
             end = step[end]
         expected[start] = end
-    assert resolve_ids(read_merged_ids(config, PROJECT)) == expected
+    assert resolve_ids(await merged_ids(config, PROJECT)) == expected
     checked = await verify(config, start=HOURS[0], end=HOURS[-1])
     merged_report = checked.projects[1]
     assert (checked.ok, merged_report.checked) == (True, len(merged)), checked.to_json()
     assert merged_report.events == sum(len(gzip.decompress(d).splitlines()) for _, d in merged)
     assert len(set(expected.values())) < len(expected)  # some survivors took several ids
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("azure", marks=pytest.mark.azure),
+        pytest.param("s3", marks=pytest.mark.s3),
+    ]
+)
+def remote_output(request: pytest.FixtureRequest) -> Callable[[Config], Config]:
+    """Azurite as a Delta output, or the S3 server as a Parquet one."""
+    from async_amp.config import AzureConfig, S3Config
+
+    if request.param == "azure":
+        azurite: Azurite = request.getfixturevalue("azurite")
+        azure = AzureConfig(
+            container=request.getfixturevalue("azure_container"), retries=1, retry_backoff_s=0.05
+        )
+        environ = {"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string}
+        return lambda c: replace(
+            c, output=replace(c.output, sink="azure", format="delta"), azure=azure, environ=environ
+        )
+    server: S3ServerProcess = request.getfixturevalue("s3_server")
+    s3 = S3Config(
+        bucket=request.getfixturevalue("s3_bucket"),
+        endpoint_url=server.endpoint_url,
+        addressing_style="path",
+        retries=1,
+    )
+    return lambda c: replace(
+        c, output=replace(c.output, sink="s3"), s3=s3, environ=server.admin.environ()
+    )
+
+
+async def test_merged_ids_in_a_remote_output(
+    remote_output: Callable[[Config], Config], tmp_path: Path
+) -> None:
+    """The merged_ids table written to Azurite as Delta and to the S3 server as Parquet, read
+    back through the store, verified."""
+    root = tmp_path / "export"
+    dataset = small_dataset(events_per_hour=60)
+    merged = merged_id_files(dataset, HOURS[:2], every=2)
+    lay_out_local(root, export_files(dataset, HOURS[:2]) + merged)
+    source = SourceConfig(kind="cloud_export", store="local", dir=root)
+    config = remote_output(_config(tmp_path / "out", source))
+    result = await extract(config, start=HOURS[0], end=HOURS[1], now=NOW)
+    assert result.exit_code == 0, result.to_json()
+    assert await _merged_table(config) == _merges(merged)
+    checked = await verify(config, start=HOURS[0], end=HOURS[1])
+    assert checked.ok, checked.to_json()
+    assert [r.checked for r in checked.projects] == [2, 2]

@@ -1,64 +1,47 @@
-"""Reading the ``merged_ids`` table back (local output): for the models, which count one
-person once across devices and merges (``resolve_ids``), and for anyone in Python::
+"""Reading the ``merged_ids`` table back, from any store and format: for the models, which
+count one person once across devices and merges (``resolve_ids``), and for anyone in Python::
 
-    from async_amp.merged.read import read_merged_ids, resolve_ids
-    table = read_merged_ids(config, "website")     # every committed row, a pyarrow Table
+    from async_amp.merged.read import merged_ids, resolve_ids
+    table = await merged_ids(config, "website")    # every committed row, a pyarrow Table
     survivor = resolve_ids(table)                  # {amplitude_id: the id it ends up as}
     person = survivor.get(amplitude_id, amplitude_id)
 
-Only hours with a manifest count (a committed hour); an output without the table gives an
-empty table of the same columns.
+``merged_ids_sync`` is the same without an event loop; ``load_merged_ids(output, project)``
+reads through an output already open (what the models hold). Only hours with a manifest
+count (committed hours); an output without the table gives an empty table of its columns.
 """
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Mapping
-from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from ..manifest import MANIFEST_NAME, Manifest
-from .names import merged_root
-from .schema import MERGED_SCHEMA, rows_of
+from ..api import reading_output, sync_twin
+from . import merged_table
 
 if TYPE_CHECKING:
     from ..config import Config
+    from ..output.open import Output
 
-__all__ = ["read_merged_ids", "resolve_ids"]
-
-
-def _file_rows(path: Path, hour: datetime, source: str) -> pa.Table:
-    if path.suffix == ".parquet":
-        return pq.read_table(path, schema=MERGED_SCHEMA)
-    data = path.read_bytes()
-    if path.name.endswith(".gz"):
-        data = gzip.decompress(data)
-    columns, _ = rows_of(data.splitlines(), hour=hour, source=source or path.name)
-    return pa.table(columns, schema=MERGED_SCHEMA)
+__all__ = ["load_merged_ids", "merged_ids", "merged_ids_sync", "resolve_ids"]
 
 
-def read_merged_ids(config: Config, project: str) -> pa.Table:
-    """Every committed row of ``project``'s ``merged_ids`` table in the local output
-    ``[output] dir`` (Delta: the table's latest version)."""
-    root = config.output.dir.expanduser().resolve() / merged_root(project)
-    if config.output.data_format == "delta":
-        from deltalake import DeltaTable  # noqa: PLC0415 - only for Delta outputs
+async def load_merged_ids(output: Output, project: str) -> pa.Table:
+    """Every committed row of ``project``'s ``merged_ids`` table in ``output``."""
+    fmt = output.config.output.data_format
+    return await merged_table(fmt, output.store, output.sink, project).read_all()
 
-        if not (root / "_delta_log").is_dir():
-            return MERGED_SCHEMA.empty_table()
-        return DeltaTable(str(root)).to_pyarrow_table().cast(MERGED_SCHEMA)
-    tables = [MERGED_SCHEMA.empty_table()]
-    for manifest_path in sorted(root.glob(f"date=*/hour=*/{MANIFEST_NAME}")):
-        manifest = Manifest.loads(manifest_path.read_bytes())
-        for entry in manifest.files:
-            tables.append(
-                _file_rows(manifest_path.parent / entry.name, manifest.hour, entry.source)
-            )
-    return pa.concat_tables(tables)
+
+async def merged_ids(config: Config, project: str) -> pa.Table:
+    """Every committed row of ``project``'s ``merged_ids`` table in the configured output
+    (a local folder, Azure, S3 or GCS; only reads)."""
+    async with reading_output(config, [project]) as output:
+        return await load_merged_ids(output, project)
+
+
+merged_ids_sync = sync_twin(merged_ids)
 
 
 def resolve_ids(merges: pa.Table | Mapping[int, int]) -> dict[int, int]:
@@ -78,11 +61,11 @@ def resolve_ids(merges: pa.Table | Mapping[int, int]) -> dict[int, int]:
     else:
         step = dict(merges)
     resolved: dict[int, int] = {}
-    for start in step:
+    for start, first in step.items():
         seen = {start}
-        current = step[start]
+        current = first
         while current in step and step[current] not in seen:
             seen.add(current)
-            current = resolved.get(current, step[current])
+            current = step[current]
         resolved[start] = current
     return resolved

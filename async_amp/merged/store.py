@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -19,7 +20,7 @@ import random
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 import anyio
@@ -28,10 +29,10 @@ import pyarrow.parquet as pq
 
 from ..hours import MemberName, iso_hour
 from ..logs import log
-from ..manifest import FileEntry, Manifest
+from ..manifest import MANIFEST_NAME, FileEntry, Manifest
 from ..readback.checks import FileCheck
 from .names import merged_root
-from .schema import MERGED_SCHEMA
+from .schema import MERGED_SCHEMA, rows_of
 
 if TYPE_CHECKING:
     from ..delta.table import TableLocation
@@ -65,6 +66,23 @@ class MergedTable(Protocol):
     async def commit(self, hour: datetime, files: Sequence[FeedFile], base: Manifest) -> Manifest:
         """Store the hour's files (``base``: the manifest without its file entries)."""
         ...
+
+    async def read_all(self) -> pa.Table:
+        """Every committed row (hours with a manifest; Delta: the latest version)."""
+        ...
+
+
+_LISTING = 10_000_000  # a year of hours is 8,760 folders
+
+
+def _rows(entry: FileEntry, data: bytes, hour: datetime) -> pa.Table:
+    """A stored file's rows, whatever the format stored it as."""
+    if entry.name.endswith(".parquet"):
+        return pq.read_table(io.BytesIO(data), schema=MERGED_SCHEMA)
+    if entry.name.endswith(".gz"):
+        data = gzip.decompress(data)
+    columns, _ = rows_of(data.splitlines(), hour=hour, source=entry.source or entry.name)
+    return pa.table(columns, schema=MERGED_SCHEMA)
 
 
 def _parquet(table: pa.Table) -> bytes:
@@ -141,6 +159,20 @@ class FilesTable:
             return f"{stem}.parquet", _parquet(feed.table)
         return f"{stem}.json", feed.text
 
+    async def read_all(self) -> pa.Table:
+        tables = [MERGED_SCHEMA.empty_table()]
+        for path in await self.store.list_under(self.root, limit=_LISTING):
+            folder, _, name = path.rpartition("/")
+            if name != MANIFEST_NAME or not folder.startswith("date="):
+                continue
+            hour = datetime.strptime(folder, "date=%Y-%m-%d/hour=%H").replace(tzinfo=UTC)
+            manifest = await self.store.read_manifest(self.root, hour)
+            for entry in manifest.files if manifest is not None else ():
+                chunks = [c async for c in self.store.iter_file(self.root, hour, entry.name)]
+                data = b"".join(chunks)
+                tables.append(await anyio.to_thread.run_sync(_rows, entry, data, hour))
+        return pa.concat_tables(tables)
+
     async def commit(self, hour: datetime, files: Sequence[FeedFile], base: Manifest) -> Manifest:
         made = {feed.base: self._file(feed) for feed in files}
         data = dict(made.values())
@@ -167,6 +199,17 @@ class DeltaMergedTable:
 
     async def manifest(self, hour: datetime) -> Manifest | None:
         return await self.store.read_manifest(self.meta, hour)
+
+    async def read_all(self) -> pa.Table:
+        from ..delta.base import open_table  # noqa: PLC0415 - deltalake only when used
+
+        def read() -> pa.Table:
+            table = open_table(self.location)
+            if table is None:
+                return MERGED_SCHEMA.empty_table()
+            return table.to_pyarrow_table().select(MERGED_SCHEMA.names).cast(MERGED_SCHEMA)
+
+        return await anyio.to_thread.run_sync(read)
 
     async def commit(self, hour: datetime, files: Sequence[FeedFile], base: Manifest) -> Manifest:
         from deltalake import DeltaTable, write_deltalake  # noqa: PLC0415
