@@ -5,19 +5,24 @@ to day partitions in one commit, rows unchanged; it is then written in the new l
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
-from async_amp.delta.files import table_schema
+from async_amp.delta.base import TableLocation
+from async_amp.delta.compact import relayout
+from async_amp.delta.files import DataFile, put_file, table_schema
 from async_amp.delta.layout import TABLE_PROPERTIES
+from async_amp.delta.table import replace_hour
 from async_amp.simulator.background import BackgroundSimulator
 
 from .delta_helpers import expected_uuids
 from .e2e import spawn
 from .helpers import DAY1, KEY, SECRET, small_dataset
 from .test_delta_runs import assert_table_is, cli, env_for
+from .test_delta_year import EVENTS, hour_rows
 
 
 def test_an_hour_layout_table_keeps_working_and_relayout_converts_it_in_one_commit(
@@ -72,3 +77,46 @@ def test_an_hour_layout_table_keeps_working_and_relayout_converts_it_in_one_comm
     assert_table_is(uri, dataset, first, last)
     assert cli(env, tmp_path, "verify", *span).returncode == 0
     assert expected_uuids(dataset, first, last)
+
+
+def test_hours_another_writer_commits_during_the_relayout_are_all_kept(tmp_path: Path) -> None:
+    """A second writer commits while the relayout writes its days (from ``on_day``: between
+    the snapshot it read and its commit, no timing involved): an hour of a day the relayout
+    does not cover, and an hour it covers, extracted again. Both are in the converted table,
+    every other hour as it was, every file in the day layout."""
+    location = TableLocation(str(tmp_path / "t"))
+    DeltaTable.create(location.uri, table_schema(), partition_by=["date", "hour"], name="t")
+
+    def hour_file(at: datetime, tag: str = "") -> DataFile:
+        local = tmp_path / f"{tag}{at:%Y%m%d%H}.parquet"
+        pq.write_table(hour_rows(at, tag).drop_columns(["hour"]), local)
+        return put_file(location, local, at, day_layout=False)
+
+    def commit(at: datetime, tag: str = "") -> None:
+        replace_hour(location, at, [hour_file(at, tag)], schema=table_schema(), metadata={})
+
+    day = datetime(2026, 11, 1, tzinfo=UTC)
+    hours = [day + timedelta(hours=h) for h in range(3)]
+    for at in hours:
+        commit(at)
+    later = day + timedelta(days=10, hours=4)  # a day the relayout has not read
+    again = hours[1]  # an hour it has read, replaced meanwhile
+    written: list[date] = []
+
+    def meanwhile(converted: date) -> None:
+        written.append(converted)
+        if len(written) == 1:
+            commit(later, "other-")
+            commit(again, "other-")
+
+    result = relayout(location, on_day=meanwhile)
+    assert (result.days, result.replayed) == (1, 2)
+    table = DeltaTable(location.uri)
+    assert table.metadata().partition_columns == ["date"]
+    assert all("/hour=" not in u for u in table.file_uris())
+    expected = sorted(
+        f"{'other-' if at in (later, again) else ''}{at:%Y%m%d%H}-{i}"
+        for at in (*hours, later)
+        for i in range(EVENTS)
+    )
+    assert sorted(table.to_pyarrow_table(columns=["uuid"])["uuid"].to_pylist()) == expected

@@ -24,6 +24,7 @@ __all__ = [
     "CommitConflictError",
     "TableLocation",
     "local_path",
+    "log_entry",
     "open_table",
     "with_conflict_retries",
 ]
@@ -125,3 +126,18 @@ def local_path(uri: str) -> Path | None:
     if uri.startswith("file://"):
         return Path(uri.removeprefix("file://"))
     return None if "://" in uri else Path(uri)
+
+
+def log_entry(location: TableLocation, version: int) -> bytes | None:
+    """The JSON commit ``version`` of the table's log, ``None`` when there is none (yet)."""
+    name = f"_delta_log/{version:020d}.json"
+    folder = local_path(location.uri)
+    try:
+        if folder is not None:
+            return (folder / name).read_bytes()
+        from deltalake._internal import DeltaFileSystemHandler  # noqa: PLC0415
+
+        entry = DeltaFileSystemHandler(location.uri, location.options()).open_input_file(name)
+        return bytes(entry.read(entry.size()))
+    except (FileNotFoundError, DeltaError):
+        return None

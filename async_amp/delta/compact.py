@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -41,8 +42,15 @@ from deltalake.transaction import (
 from .checkpoint import Checkpoints, after_commit
 from .files import DataFile, put_file, table_schema
 from .layout import DAY_PARTITIONS, SORT_KEY, day_app_id, is_day_layout, missing_properties
+from .replay import hour_commits, replay_hours
 from .rewrite import day_files, file_dataset, remove_action, write_rows
-from .table import NO_HOOK, TableLocation, open_table, with_conflict_retries
+from .table import (
+    NO_HOOK,
+    TableLocation,
+    committed_version,
+    open_table,
+    with_conflict_retries,
+)
 
 __all__ = ["CompactResult", "RelayoutResult", "compact_day", "relayout"]
 
@@ -65,6 +73,8 @@ class RelayoutResult:
     rows: int
     version: int
     """The table's version after the conversion (unchanged when it was in days already)."""
+    replayed: int = 0
+    """Hours other writers committed while the days were written, committed again after."""
 
 
 def _table(location: TableLocation) -> DeltaTable:
@@ -227,6 +237,8 @@ def _relayout_once(
     txn_days = {date.fromisoformat(d) for d in days} | {today, today + timedelta(days=1)}
     metadata = table.metadata()
     configuration = {k: v for k, v in metadata.configuration.items() if v is not None}
+    commit_id = uuid.uuid4().hex
+    now = time.time_ns() // 1000
     create_table_with_add_actions(
         location.uri,
         table_schema_delta(),
@@ -237,12 +249,18 @@ def _relayout_once(
         description=metadata.description,
         configuration={**configuration, **missing_properties(configuration)},
         storage_options=location.options(),
-        commit_properties=_txn(*sorted(txn_days)),
+        # at the version after the one it reads, or not at all (no rebasing over others)
+        commit_properties=CommitProperties(
+            custom_metadata={"async_amp.commit_id": commit_id},
+            app_transactions=[Transaction(day_app_id(d), now) for d in sorted(txn_days)],
+            max_commit_retries=0,
+        ),
         post_commithook_properties=NO_HOOK,
     )
-    version = _table(location).version()
+    version = committed_version(location, table.version(), commit_id)
+    replayed = replay_hours(location, hour_commits(location, table.version(), version))
     after_commit(location, version)
-    return RelayoutResult(len(days), actions.num_rows, len(added), rows, version)
+    return RelayoutResult(len(days), actions.num_rows, len(added), rows, version, replayed)
 
 
 def table_schema_delta() -> Any:

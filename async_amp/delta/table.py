@@ -50,7 +50,7 @@ from .base import (
     NO_HOOK,
     CommitConflictError,
     TableLocation,
-    local_path,
+    log_entry,
     open_table,
     with_conflict_retries,
 )
@@ -75,6 +75,7 @@ __all__ = [
     "TableFile",
     "TableLocation",
     "Writers",
+    "committed_version",
     "ensure_table",
     "hour_app_id",
     "hour_facts",
@@ -304,7 +305,7 @@ def replace_hour(
                     # fails ("invalid table version"): once more on the table as it is now
                     if not (kept and isinstance(exc, DeltaError | OSError)):
                         raise
-        version = _committed_version(location, read[0], commit_id)
+        version = committed_version(location, read[0], commit_id)
         # the commit is made: a checkpoint that fails is only a shortcut not taken (the
         # next interval's writes one)
         with contextlib.suppress(DeltaError, OSError, pa.ArrowException):
@@ -322,28 +323,16 @@ def replace_hour(
     )
 
 
-def _committed_version(location: TableLocation, read: int, commit_id: str) -> int:
+def committed_version(location: TableLocation, read: int, commit_id: str) -> int:
     """The version of the commit carrying ``commit_id``, made on snapshot ``read``: the
     first log entry after ``read`` that names it (nearly always ``read + 1``; later when
     delta-rs rebased the commit over others). ``history()`` is no help here: it numbers the
     commits it lists by counting down from the version it opened, which goes wrong while
     other writers commit."""
     needle = commit_id.encode()
-    folder = local_path(location.uri)
-    store = None
     for version in range(read + 1, read + 1 + COMMIT_LOOKBACK):
-        name = f"_delta_log/{version:020d}.json"
-        try:
-            if folder is not None:
-                body = (folder / name).read_bytes()
-            else:
-                if store is None:
-                    from deltalake._internal import DeltaFileSystemHandler  # noqa: PLC0415
-
-                    store = DeltaFileSystemHandler(location.uri, location.options())
-                entry = store.open_input_file(name)
-                body = entry.read(entry.size())
-        except (FileNotFoundError, DeltaError):
+        body = log_entry(location, version)
+        if body is None:
             break
         if needle in body:
             return version
