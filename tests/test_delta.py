@@ -19,10 +19,10 @@ from async_amp import api
 from async_amp.config import Config
 from async_amp.delta.compact import compact_day
 from async_amp.delta.layout import TABLE_PROPERTIES
-from async_amp.delta.maintain import compact
 from async_amp.delta.table import TableLocation
 from async_amp.delta.verify import verify_table
 from async_amp.errors import ConfigError
+from async_amp.output.maintain import compact
 from async_amp.simulator.dataset import Dataset
 from async_amp.simulator.server import run_simulator
 from async_amp.simulator.site_changes import ChangingDataset

@@ -17,6 +17,7 @@ conflicts, and is redone (bounded, with backoff) on the new snapshot.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from ..config import Config
@@ -24,7 +25,7 @@ from ..errors import ConfigError, StorageError
 from .compact import CompactResult, RelayoutResult, compact_day, relayout
 from .table import DELTA_ERRORS, TableLocation, delta_error_text
 
-__all__ = ["DEFAULT_RETENTION_HOURS", "compact", "days_of", "locator"]
+__all__ = ["DEFAULT_RETENTION_HOURS", "CompactRequest", "compact", "days_of", "locator"]
 
 DEFAULT_RETENTION_HOURS = 168
 
@@ -48,37 +49,38 @@ def days_of(first: datetime, last: datetime) -> list[date]:
     return days
 
 
-def compact(
-    config: Config,
-    *,
-    first: datetime,
-    last: datetime,
-    projects: Sequence[str],
-    environ: Mapping[str, str],
-    retention_hours: int = DEFAULT_RETENTION_HOURS,
-    on_day: Callable[[str, CompactResult], None] | None = None,
-    relayout_first: bool = False,
-    on_relayout: Callable[[str, RelayoutResult], None] | None = None,
-) -> list[tuple[str, CompactResult]]:
-    """Compact every day from ``first`` to ``last`` of each project's table (blocking);
-    with ``relayout_first``, convert each hour-layout table to days first."""
+@dataclass(frozen=True, slots=True)
+class CompactRequest:
+    """What to compact: every day from ``first`` to ``last`` of each project's table, keeping
+    files younger than ``retention_hours``; ``relayout_first``: convert each hour-layout
+    table to days first. ``on_day`` / ``on_relayout`` are called as each is done."""
+
+    first: datetime
+    last: datetime
+    projects: Sequence[str]
+    environ: Mapping[str, str]
+    retention_hours: int = DEFAULT_RETENTION_HOURS
+    on_day: Callable[[str, CompactResult], None] | None = None
+    relayout_first: bool = False
+    on_relayout: Callable[[str, RelayoutResult], None] | None = None
+
+
+def compact(config: Config, request: CompactRequest) -> list[tuple[str, CompactResult]]:
+    """Compact what ``request`` names (blocking): the Delta format's table maintenance
+    (``output/maintain.py`` checks that the output is Delta)."""
+    retention_hours = request.retention_hours
     if retention_hours < 1:
         msg = (
             f"--retention-hours {retention_hours}: at least 1 (a younger file may belong to a "
             "write that is not committed yet)"
         )
         raise ConfigError(msg)
-    if config.output.data_format != "delta":
-        msg = (
-            f"compact works on Delta tables, and the output of {', '.join(projects)} holds "
-            f"{config.output.data_format}: there is no table to compact"
-        )
-        raise ConfigError(msg)
-    locate = locator(config, environ)
+    on_day, on_relayout = request.on_day, request.on_relayout
+    locate = locator(config, request.environ)
     done: list[tuple[str, CompactResult]] = []
-    for project in projects:
+    for project in request.projects:
         location = locate(project)
-        if relayout_first:
+        if request.relayout_first:
             try:
                 converted = relayout(location)
             except DELTA_ERRORS as exc:
@@ -86,7 +88,7 @@ def compact(
                 raise StorageError(msg + delta_error_text(exc, location)) from None
             if on_relayout is not None:
                 on_relayout(project, converted)
-        for day in days_of(first, last):
+        for day in days_of(request.first, request.last):
             try:
                 result = compact_day(location, day, retention_hours=retention_hours)
             except DELTA_ERRORS as exc:

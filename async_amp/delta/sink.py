@@ -371,6 +371,19 @@ class DeltaSink:
     def describe(self) -> str:
         return f"delta:{self.inner.describe()}"
 
+    read_errors = DELTA_ERRORS  # ``sinks.base.KeepsTable``: readers read the rows from the table
+
+    async def table_dataset(self, project: str) -> Any:
+        """The project's table as a pyarrow dataset (``None``: no table yet)."""
+        location = self.locate(project)
+        try:
+            table = await anyio.to_thread.run_sync(open_table, location)
+        except DELTA_ERRORS as exc:
+            reason = delta_error_text(exc, location)
+            msg = f"cannot open the Delta table at {location.uri}: {reason}"
+            raise StorageError(msg) from None
+        return None if table is None else table.to_pyarrow_dataset()
+
     async def prepare(self) -> None:
         await self.inner.prepare()
 

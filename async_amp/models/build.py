@@ -34,7 +34,7 @@ from ..config import ModelsConfig, ReportConfig
 from ..errors import StorageError
 from ..hours import hour_range
 from ..plan import available_until
-from ..reports.build import delta_dataset, read_errors, read_hour
+from ..reports.build import read_errors, read_hour, table_dataset
 from ..reports.ingest import sql_text
 from ..sinks.base import Sink
 from .schema import TABLES, table
@@ -113,7 +113,7 @@ class _Build:
     async def refresh_hours(self, hours: list[datetime]) -> list[datetime]:
         """Read again every hour whose manifest changed; returns them."""
         self.done = await self.sink.completed_hours(self.project, hours)
-        table = await delta_dataset(self.sink, self.project) if self.store.delta else None
+        table = await table_dataset(self.sink, self.project) if self.store.delta else None
         changed: list[datetime] = []
         for hour in hours:
             key = _hour_key(hour)
@@ -149,7 +149,7 @@ class _Build:
             )
             try:
                 days = await anyio.to_thread.run_sync(self._slim, hour, key, paths, table)
-            except read_errors() as exc:
+            except read_errors(self.sink) as exc:
                 why = str(exc).splitlines()[0]
                 msg = f"cannot read the data of {hour:%Y-%m-%dT%H}: {why}"
                 raise StorageError(msg) from exc

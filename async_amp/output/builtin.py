@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING
 from ..manifest import MANIFEST_NAME
 
 if TYPE_CHECKING:
+    from ..config import Config
+    from ..delta.compact import CompactResult
+    from ..delta.maintain import CompactRequest
     from ..readback import VerifyReport
     from ..sinks.base import Sink, Store
     from .format import Format, FormatContext
@@ -82,7 +85,8 @@ class _Parquet(_Stored):
 
 @dataclass(frozen=True, slots=True)
 class _Delta:
-    """One Delta Lake table per project, an hour per commit (``delta/``)."""
+    """One Delta Lake table per project, an hour per commit (``delta/``); ``compact`` is its
+    table maintenance (``format.Maintained``)."""
 
     name: str = "delta"
     keeps_gzip: bool = False
@@ -105,6 +109,11 @@ class _Delta:
 
         assert isinstance(sink, DeltaSink)  # what wrap made
         return await verify_table(sink, project, first, last)
+
+    def compact(self, config: Config, request: CompactRequest) -> list[tuple[str, CompactResult]]:
+        from ..delta.maintain import compact  # noqa: PLC0415 - deltalake only when used
+
+        return compact(config, request)
 
 
 # in the order people read them; recognition is unambiguous between them: a Delta table's data

@@ -7,14 +7,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ..config import Config
+    from ..delta.compact import CompactResult
+    from ..delta.maintain import CompactRequest
     from ..readback import VerifyReport
     from ..sinks.base import Sink, Store
 
-__all__ = ["Format", "FormatContext"]
+__all__ = ["Format", "FormatContext", "Maintained"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,4 +58,16 @@ class Format(Protocol):
         self, sink: Sink, project: str, first: datetime, last: datetime, *, concurrency: int
     ) -> VerifyReport:
         """Check every hour from ``first`` to ``last`` as a reader of this format sees it."""
+        ...
+
+
+@runtime_checkable
+class Maintained(Protocol):
+    """A format with table maintenance (``async-amp compact``): a format that keeps each
+    project's rows in one table (Delta) rewrites each day's small hourly files into few, then
+    deletes files no snapshot uses. A format without it has no ``compact``; ``compact`` on its
+    output is refused (``output/maintain.py``)."""
+
+    def compact(self, config: Config, request: CompactRequest) -> list[tuple[str, CompactResult]]:
+        """Compact what ``request`` names (blocking), one result per project and day."""
         ...

@@ -9,7 +9,6 @@ runs in a worker thread), and removed as soon as the hour is read.
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,13 +25,13 @@ from ..errors import StorageError
 from ..hours import hour_range
 from ..manifest import Manifest
 from ..plan import available_until
-from ..sinks.base import Sink
+from ..sinks.base import KeepsTable, Sink
 from ..sinks.local import LocalSink
 from .aggregate import SESSION_BUCKETS, Aggregator
 from .ingest import file_format
 from .model import BlogPost, HourCell, Lead, Report, new_keys, suspicious_drops
 
-__all__ = ["ScanProgress", "build_report", "delta_dataset", "read_errors", "read_hour"]
+__all__ = ["ScanProgress", "build_report", "read_errors", "read_hour", "table_dataset"]
 
 
 @dataclass(slots=True)
@@ -98,7 +97,7 @@ async def read_hour(
         if cell.state == "missing" and await sink.list_files(project, hour):
             cell = HourCell(hour, "failed", detail="data files without a manifest")
         return cell, [], False, 0
-    if in_table:  # a Delta table's hour: its rows are read from the table, its size is theirs
+    if in_table:  # a table's hour (Delta): its rows are read from the table, its size is theirs
         return cell, [], False, manifest.size * 8 if cell.state == "complete" else 0
     files = [f for f in manifest.files if file_format(f.name) is not None]
     names = [f.name for f in files]
@@ -141,7 +140,7 @@ async def build_report(
     hours = list(hour_range(first, last))
     newest = available_until(now, lag_hours)
     done = await sink.completed_hours(project, hours)
-    table = await delta_dataset(sink, project)
+    table = await table_dataset(sink, project)
     cells: list[HourCell] = []
     with tempfile.TemporaryDirectory(prefix="async-amp-report-") as name:
         tmp = Path(name)
@@ -174,7 +173,7 @@ async def build_report(
                         batch.rows += await anyio.to_thread.run_sync(
                             _add, agg, day, batch.paths, table, read
                         )
-                    except read_errors() as exc:
+                    except read_errors(sink) as exc:
                         lo, hi = read[0], read[-1]
                         why = str(exc).splitlines()[0]
                         msg = f"cannot read the data of {lo:%Y-%m-%dT%H} to {hi:%H}: {why}"
@@ -212,32 +211,20 @@ async def build_report(
             agg.close()
 
 
-async def delta_dataset(sink: Sink, project: str) -> Any:
-    """The project's Delta table as a pyarrow dataset when ``sink`` is a ``DeltaSink`` (its
-    hours' rows live in the table, not in the hour folders), else ``None``."""
-    module = sys.modules.get("async_amp.delta.sink")  # loaded by make_sink when format = delta
-    if module is None or not isinstance(sink, module.DeltaSink):
-        return None
-    from ..delta.table import DELTA_ERRORS, delta_error_text, open_table  # noqa: PLC0415
-
-    location = sink.locate(project)
-    try:
-        table = await anyio.to_thread.run_sync(open_table, location)
-    except DELTA_ERRORS as exc:
-        msg = f"cannot open the Delta table at {location.uri}: {delta_error_text(exc, location)}"
-        raise StorageError(msg) from None
-    return None if table is None else table.to_pyarrow_dataset()
+async def table_dataset(sink: Sink, project: str) -> Any:
+    """The project's rows as a pyarrow dataset when ``sink``'s format keeps them in one table
+    (``sinks.base.KeepsTable``: not in the hour folders), else ``None``."""
+    return await sink.table_dataset(project) if isinstance(sink, KeepsTable) else None
 
 
-def read_errors() -> tuple[type[Exception], ...]:
-    """What reading stored data raises: DuckDB's errors, and the Delta reader's when loaded."""
-    module = sys.modules.get("async_amp.delta.table")
-    found: tuple[type[Exception], ...] = (duckdb.Error,)
-    return found + tuple(module.DELTA_ERRORS) if module is not None else found
+def read_errors(sink: Sink) -> tuple[type[BaseException], ...]:
+    """What reading ``sink``'s stored data raises: DuckDB's errors, and its table's."""
+    found: tuple[type[BaseException], ...] = (duckdb.Error,)
+    return found + sink.read_errors if isinstance(sink, KeepsTable) else found
 
 
 def _add(agg: Aggregator, day: date, paths: list[Path], table: Any, hours: list[datetime]) -> int:
-    """Fold files (and, from a Delta table, the rows of ``hours``) into the aggregation."""
+    """Fold files (and, from a table, the rows of ``hours``) into the aggregation."""
     rows = None
     if table is not None and hours:
         import pyarrow as pa  # noqa: PLC0415

@@ -26,13 +26,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ..hours import MemberName
 from ..manifest import Manifest
 from ..member import MemberSink  # the core's protocol, which staging implements
 
-__all__ = ["DATA_SUFFIXES", "HourStaging", "MemberSink", "Sink", "Store"]
+__all__ = ["DATA_SUFFIXES", "HourStaging", "KeepsTable", "MemberSink", "Sink", "Store"]
 
 DATA_SUFFIXES = (".json", ".json.gz", ".parquet")
 """Names of the data files a sink writes: a commit removes other extractions' files of these
@@ -89,6 +89,22 @@ class Sink(Protocol):
 
     async def aclose(self) -> None:
         """Release clients and connections."""
+        ...
+
+
+@runtime_checkable
+class KeepsTable(Protocol):
+    """A sink whose format keeps each project's rows in one table (Delta's) rather than in the
+    hour folders' files: readers (the report, the models) read the rows from the table, and
+    the hours' manifests still say which hours are done. A format's sink says so by having
+    these two members; no reader asks which format it is."""
+
+    read_errors: tuple[type[BaseException], ...]
+    """What reading the table's rows may raise, beside DuckDB's errors."""
+
+    async def table_dataset(self, project: str) -> Any:
+        """The project's rows as a pyarrow dataset (``None``: no table yet); ``StorageError``
+        when the table cannot be opened."""
         ...
 
 

@@ -136,7 +136,7 @@ def _cmd_compact(args: argparse.Namespace, out: TextIO | None = None) -> int:
             print(f"{project}: {what}", file=stdout)
 
     relayouts: list[dict[str, Any]] = []
-    from ...delta.maintain import compact  # noqa: PLC0415 - see DEFAULT_RETENTION_HOURS
+    from ...output.maintain import compact  # noqa: PLC0415 - see DEFAULT_RETENTION_HOURS
     from ...output.open import opened_config  # noqa: PLC0415
 
     # the format the tables' roots hold, not the config's default (recorded if not yet)
