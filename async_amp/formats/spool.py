@@ -220,25 +220,16 @@ def convert_spool(
     ``conversions``: the run's engines and the keys its members carried. ``lines``: the
     member's line count when known (else counted). ``new_filter()`` gives the
     function every batch passes through before it is written (e.g. a duplicate counter); it is
-    called again for each attempt, so only the last one's filter saw the rows written. With
-    ``retry=False`` (a filter whose effects cannot be undone) the member is read the explicit
-    way only. ``schema``: what the filtered batches are (``EVENT_SCHEMA`` unless the filter
-    reshapes them). A line that cannot become a row raises ``ArchiveError``, or, given a
-    ``quarantine``, is kept there (``deadletter.sift``) and the other lines are converted.
+    called again for each attempt, so only the last one's filter saw the rows written (a filter
+    that keeps state across members takes back, when called again, what the attempt before
+    let through: ``staging.DuplicateFilter.passing``). ``retry=False``: the member is read the
+    explicit way only (no sampled read first). ``schema``: what the filtered batches
+    are (``EVENT_SCHEMA`` unless the filter reshapes them). A line that cannot become a row
+    raises ``ArchiveError``, or, given a ``quarantine``, is kept there (``deadletter.sift``)
+    and the other lines are converted.
     Nothing is written to ``out`` until the conversion succeeded.
     """
-    passed = 0
-
-    def counted() -> BatchFilter:
-        keep = (new_filter or (lambda: _same))()
-
-        def count(batch: pa.RecordBatch) -> pa.RecordBatch:
-            nonlocal passed
-            passed += batch.num_rows
-            return keep(batch)
-
-        return count
-
+    fresh = new_filter or (lambda: _same)
     options = {
         "conversions": conversions,
         "export_hour": export_hour,
@@ -248,17 +239,16 @@ def convert_spool(
         "schema": schema,
     }
     try:
-        return _convert(path, out, lines=lines, make=counted, **options)
+        return _convert(path, out, lines=lines, make=fresh, **options)
     except BadLineError:
-        # a filter that cannot be undone and saw rows: the hour cannot be saved here
-        if quarantine is None or (not retry and passed):
+        if quarantine is None:
             raise
     clean = path.with_name(path.name + ".clean")
     try:
         with quarantine.open() as dead:
             letters, kept = sift(path, clean, dead, source_file)
         quarantine.letters.extend(letters)
-        facts = _convert(clean, out, lines=kept, make=counted, **options)
+        facts = _convert(clean, out, lines=kept, make=fresh, **options)
     finally:
         clean.unlink(missing_ok=True)
     return replace(facts, dead_letters=len(letters))
@@ -324,8 +314,6 @@ def _convert(
                 try:
                     facts = explicit(scratch)
                 except NeedsMemoryError:
-                    if not retry:  # the filter saw rows it cannot unsee
-                        raise
                     scratch.seek(0)
                     scratch.truncate()
                     facts = explicit(scratch, large=True)

@@ -15,7 +15,7 @@ import contextlib
 import os
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -117,9 +117,34 @@ class DuplicateFilter:
                 self._others.append(others)
             self._counted = None
             return batch
+        return self._drop(batch, None)
+
+    def passing(self) -> tuple[BatchFilter, Callable[[], None]]:
+        """Dropping: the filter of one read of a member, and what takes that read back (the
+        ``uuid`` values it let through are forgotten, its drops uncounted) when the read is
+        thrown away: a sampled read that missed a key, a line that must be quarantined."""
+        assert self.drop
+        added: list[bytes] = []
+        dropped = [0]
+
+        def keep(batch: pa.RecordBatch) -> pa.RecordBatch:
+            before = self.dropped
+            kept = self._drop(batch, added)
+            dropped[0] += self.dropped - before
+            return kept
+
+        def back() -> None:
+            self._seen.difference_update(added)
+            self.dropped -= dropped[0]
+            added.clear()
+            dropped[0] = 0
+
+        return keep, back
+
+    def _drop(self, batch: pa.RecordBatch, added: list[bytes] | None) -> pa.RecordBatch:
         keep = np.ones(len(batch), dtype=bool)
         seen = self._seen
-        for row, value in enumerate(uuids.to_pylist()):
+        for row, value in enumerate(batch.column("uuid").to_pylist()):
             if value is None:
                 continue
             key = value.encode()
@@ -127,6 +152,8 @@ class DuplicateFilter:
                 keep[row] = False
             else:
                 seen.add(key)
+                if added is not None:
+                    added.append(key)
         repeats = len(batch) - int(keep.sum())
         if not repeats:
             return batch
@@ -195,8 +222,19 @@ def convert_counted(
     """``convert_spool`` of one member of an hour whose duplicates ``hour_filter`` counts (or
     drops), each batch then reshaped by ``shape`` into ``schema``. Counting, each read gets a
     fresh filter of the same kind and the last one's count joins the hour's; dropping decides
-    against the whole hour, so the member is read once, the explicit way."""
+    against the whole hour, and each read takes back what the read before it let through
+    (``DuplicateFilter.passing``), so a read thrown away (a line quarantined, a sampled read
+    that missed a key) drops no row of the next."""
     if hour_filter.drop:
+        undo: list[Callable[[], None]] = []
+
+        def next_read() -> BatchFilter:
+            while undo:
+                undo.pop()()
+            keep, back = hour_filter.passing()
+            undo.append(back)
+            return lambda batch: shape(keep(batch))
+
         return convert_spool(
             path,
             out,
@@ -204,8 +242,7 @@ def convert_counted(
             export_hour=export_hour,
             source_file=source_file,
             lines=lines,
-            new_filter=lambda: lambda batch: shape(hour_filter(batch)),
-            retry=False,
+            new_filter=next_read,
             schema=schema,
             quarantine=quarantine,
         )
