@@ -14,7 +14,6 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
 import anyio
 import anyio.abc
@@ -38,18 +37,19 @@ from .limiter import AdaptiveLimiter
 from .logs import log
 from .manifest import Manifest
 from .output.registry import format_for
-from .plan import Plan
 from .recheck import Verdict, judge, stored_digests
-from .results import HourResult
+from .results import HourResult, RunSummary
 from .retry import backoff_delay, plan_retry
 from .schedule import Observed, Probes, schedule
 from .sinks.base import HourStaging, Sink
 
-__all__ = ["Flow", "FlowParent", "HourState", "Tally"]
+__all__ = ["Flow", "FlowContext", "HourState"]
 
 
-class FlowParent(Protocol):
-    """What a flow reads of the run that made it (``pipeline.Extractor``)."""
+@dataclass(frozen=True, slots=True)
+class FlowContext:
+    """What a flow knows of its run, fixed for the run: passed in (``pipeline.Extractor``
+    makes it), never read back from a parent object."""
 
     config: Config
     source: ExportSource
@@ -57,19 +57,9 @@ class FlowParent(Protocol):
     project: str
     run_id: str
     rng: random.Random
-    on_hour: Callable[[HourResult], None] | None
-    overall: anyio.CapacityLimiter | None
-    concurrency: int
-
-
-class Tally(Protocol):
-    """What a flow counts into (``pipeline.RunSummary``)."""
-
-    plan: Plan
-    results: dict[datetime, HourResult]
-    requests: int
-    retries: int
-    bytes_in: int
+    concurrency: int  # requests of this project in flight at once (the limiter's start)
+    on_hour: Callable[[HourResult], None] | None = None
+    overall: anyio.CapacityLimiter | None = None  # the run's bound over every project
 
 
 @dataclass(slots=True)
@@ -86,34 +76,34 @@ class Flow:
 
     def __init__(
         self,
-        extractor: FlowParent,
-        summary: Tally,
+        context: FlowContext,
+        summary: RunSummary,
         limiter: AdaptiveLimiter,
         tg: anyio.abc.TaskGroup,
         guard: RunGuard,
     ) -> None:
-        ex = extractor.config.extract
+        ex = context.config.extract
         self.guard = guard
         self.rechecking = set(summary.plan.recheck)
         self.tentative = set(summary.plan.tentative)
         self.project_id: str | None = None  # Amplitude's id of the project, once known
-        self.x = extractor
+        self.ctx = context
         self.ex = ex
         self.summary = summary
         self.limiter = limiter
         self.tg = tg
-        self.threads = anyio.CapacityLimiter(extractor.concurrency)
+        self.threads = anyio.CapacityLimiter(context.concurrency)
         self.limits = ArchiveLimits(
             max_member_bytes=ex.max_member_bytes, max_expansion_ratio=ex.max_expansion_ratio
         )
         # the format says whether it stores Amplitude's gzip bytes as they are
-        self.keep_gzip = format_for(extractor.config.output.data_format).keeps_gzip
+        self.keep_gzip = format_for(context.config.output.data_format).keeps_gzip
         self.states = {hour: HourState() for hour in summary.plan.to_fetch}
         self.observed: list[Observed] = []
         self.probes = Probes()
 
     def _overall(self) -> AbstractAsyncContextManager[object]:
-        overall = self.x.overall
+        overall = self.ctx.overall
         return overall if overall is not None else nullcontext()
 
     # --- schedule --------------------------------------------------------------------------
@@ -122,7 +112,7 @@ class Flow:
         await schedule(
             hours,
             window_hours=self.ex.window_hours,
-            slots=self.x.concurrency,
+            slots=self.ctx.concurrency,
             launch=self.launch,
             probes=self.probes,
             observed=self.observed,
@@ -138,7 +128,7 @@ class Flow:
             self.probes.finished(hours)
             return
         started = time.monotonic()
-        stagings = Stagings(self.x.sink, self.x.project)
+        stagings = Stagings(self.ctx.sink, self.ctx.project)
         epoch = -1
         try:
             admission, epoch = await self.guard.admit(self.limiter.acquire, self.limiter.release)
@@ -153,7 +143,7 @@ class Flow:
                     try:
                         with self.guard.watch(admission, hours[0]):
                             fetched = await fetch_window(
-                                self.x.source,
+                                self.ctx.source,
                                 stagings,
                                 hours[0],
                                 hours[-1],
@@ -209,7 +199,7 @@ class Flow:
             return ""
         return (
             f"the Export API answered with data of Amplitude project {min(ids)}, but the output "
-            f"holds project {self.project_id} under {self.x.project!r}: these keys "
+            f"holds project {self.project_id} under {self.ctx.project!r}: these keys "
             "(AMP_API_KEY, AMP_SECRET_KEY) are another project's; use this project's keys, or "
             "another project name for that one"
         )
@@ -218,7 +208,7 @@ class Flow:
         """The Amplitude project id the newest stored hours of the range record ("": none)."""
         for hour in list(reversed(self.summary.plan.done))[:3]:
             try:
-                manifest = await self.x.sink.read_manifest(self.x.project, hour)
+                manifest = await self.ctx.sink.read_manifest(self.ctx.project, hour)
             except ValueError:
                 continue
             if manifest is not None and manifest.project_id:
@@ -279,14 +269,14 @@ class Flow:
                 hour,
                 items,
                 attempts=state.attempts,
-                run_id=self.x.run_id,
+                run_id=self.ctx.run_id,
                 warnings=verdict.warnings,
             )
             if fetched.exported:
                 base = f"{hour.year:04d}-{hour.month:02d}-{hour.day:02d}_{hour.hour}#"
                 mine = tuple(o for o in fetched.exported if f"_{base}" in o.name)
                 manifest = dataclasses.replace(manifest, exported=mine)
-            staging = stagings.take(hour) or self.x.sink.stage(self.x.project, hour)
+            staging = stagings.take(hour) or self.ctx.sink.stage(self.ctx.project, hour)
             if hour in self.tentative and not await self._late(hour, manifest, staging):
                 continue
             recheck = await self._recheck(hour, manifest) if hour in self.rechecking else None
@@ -305,7 +295,7 @@ class Flow:
                 continue
             self.record(
                 HourResult(
-                    project=self.x.project,
+                    project=self.ctx.project,
                     hour=hour,
                     status=manifest.status,
                     attempts=state.attempts,
@@ -349,7 +339,7 @@ class Flow:
             if self.guard.stopped or tries >= self.ex.max_attempts:
                 break
             delay = backoff_delay(
-                tries, base_s=self.ex.backoff_base_s, max_s=self.ex.backoff_max_s, rng=self.x.rng
+                tries, base_s=self.ex.backoff_base_s, max_s=self.ex.backoff_max_s, rng=self.ctx.rng
             )
             if not await self.guard.sleep(delay):
                 break
@@ -366,13 +356,13 @@ class Flow:
         await staging.discard()
         state = self.states[hour]
         self.record(
-            HourResult(project=self.x.project, hour=hour, status="empty", attempts=state.attempts)
+            HourResult(project=self.ctx.project, hour=hour, status="empty", attempts=state.attempts)
         )
         return False
 
     async def _recheck(self, hour: datetime, manifest: Manifest) -> Verdict:
         """``--recheck``: the stored hour against this answer; logs ``hour.changed``."""
-        sink, project = self.x.sink, self.x.project
+        sink, project = self.ctx.sink, self.ctx.project
         try:
             before = await sink.read_manifest(project, hour)
         except ValueError:  # not a valid manifest: the hour is replaced
@@ -406,7 +396,7 @@ class Flow:
             log.info("hour.unchanged", hour=iso_hour(hour), events=new.events)
         self.record(
             HourResult(
-                project=self.x.project,
+                project=self.ctx.project,
                 hour=hour,
                 status=before.status,
                 attempts=self.states[hour].attempts,
@@ -436,7 +426,7 @@ class Flow:
             retry_after=retry_after,
             base_s=self.ex.backoff_base_s,
             max_s=self.ex.backoff_max_s,
-            rng=self.x.rng,
+            rng=self.ctx.rng,
         )
         for hour in decision.give_up:
             self.fail(hour, self.states[hour].last_error or reason)
@@ -456,12 +446,12 @@ class Flow:
         attempts = self.states[hour].attempts
         self.record(
             HourResult(
-                hour=hour, status="failed", attempts=attempts, error=error, project=self.x.project
+                hour=hour, status="failed", attempts=attempts, error=error, project=self.ctx.project
             )
         )
         log.error("hour.failed", hour=iso_hour(hour), attempts=attempts, error=error)
 
     def record(self, result: HourResult) -> None:
         self.summary.results[result.hour] = result
-        if self.x.on_hour is not None:
-            self.x.on_hour(result)
+        if self.ctx.on_hour is not None:
+            self.ctx.on_hour(result)

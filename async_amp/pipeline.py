@@ -5,10 +5,10 @@ plan (``plan.py``: which hours) -> schedule (``schedule.py``: which windows, whe
 is each hour whole or short?) -> commit (``commit.py``: files, then the manifest) -> retry
 (``retry.py``: when to ask again, when to give up).
 
-This module plans a project's run and keeps its tally (``RunSummary``); ``flow.py`` wires
-the steps together for each hour. One task group per run; every request passes the adaptive
-limiter (``limiter.py``, which shrinks on 429/503) and, with several projects, the run's overall
-bound.
+This module plans a project's run and keeps its tally (``results.RunSummary``); ``flow.py``
+wires the steps together for each hour, from a frozen ``FlowContext`` this module makes. One
+task group per run; every request passes the adaptive limiter (``limiter.py``, which shrinks
+on 429/503) and, with several projects, the run's overall bound (given to ``run``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import anyio
@@ -25,7 +25,7 @@ from .client import ExportSource
 from .cloud_export import CloudExportSource
 from .config import Config, ProjectConfig
 from .errors import first_user_error
-from .flow import Flow
+from .flow import Flow, FlowContext
 from .guard import RunGuard
 from .hours import hour_range
 from .limiter import AdaptiveLimiter
@@ -33,62 +33,10 @@ from .logs import bound, log
 from .plan import Plan, make_plan
 from .readback.bounded import map_bounded
 from .recheck import recheck_since
-from .results import HourResult, ProjectResult
+from .results import HourResult, RunSummary
 from .sinks.base import Sink
 
-__all__ = ["Extractor", "RunSummary"]
-
-
-@dataclass(slots=True)
-class RunSummary:
-    """One project's tally while its run goes (the flow counts into it). Every figure read
-    from it, the exit code included, is its frozen copy's (:meth:`result`, the API's
-    ``ProjectResult``): computed in one place."""
-
-    run_id: str
-    plan: Plan
-    project: str = ""
-    results: dict[datetime, HourResult] = field(default_factory=dict)
-    requests: int = 0
-    retries: int = 0
-    throttled: int = 0
-    bytes_in: int = 0
-    seconds: float = 0.0
-    stopped: str = ""  # why the run stopped starting hours (one line), else ""
-
-    def result(self, project: str | None = None) -> ProjectResult:
-        """A frozen copy of the tally, as the API returns it."""
-        return ProjectResult(
-            name=self.project if project is None else project,
-            plan=self.plan,
-            results=tuple(self.results.values()),
-            requests=self.requests,
-            retries=self.retries,
-            throttled=self.throttled,
-            bytes_downloaded=self.bytes_in,
-            seconds=self.seconds,
-            stopped=self.stopped,
-        )
-
-    def count(self, status: str) -> int:
-        return self.result().count(status)
-
-    @property
-    def failed(self) -> list[HourResult]:
-        """The failed hours, in order."""
-        return [r for r in self.result().in_order if r.status == "failed"]
-
-    @property
-    def events(self) -> int:
-        return self.result().events
-
-    @property
-    def bytes_written(self) -> int:
-        return self.result().bytes_written
-
-    @property
-    def exit_code(self) -> int:
-        return self.result().exit_code
+__all__ = ["Extractor"]
 
 
 class Extractor:
@@ -105,12 +53,10 @@ class Extractor:
         rng: random.Random | None = None,
         on_hour: Callable[[HourResult], None] | None = None,
         project: ProjectConfig | None = None,
-        overall: anyio.CapacityLimiter | None = None,
     ) -> None:
         self.config = config
         self.project_config = project or config.project_list()[0]
         self.project = self.project_config.name
-        self.overall = overall
         self.source = source
         self.sink = sink
         self.run_id = run_id
@@ -186,8 +132,20 @@ class Extractor:
                 found.add(hour)
         return frozenset(found)
 
-    async def run(self, plan: Plan) -> RunSummary:
+    async def run(self, plan: Plan, *, overall: anyio.CapacityLimiter | None = None) -> RunSummary:
+        """Fetch the hours ``plan`` names; ``overall``: the run's bound over every project."""
         summary = self.summary = RunSummary(run_id=self.run_id, plan=plan, project=self.project)
+        context = FlowContext(
+            config=self.config,
+            source=self.source,
+            sink=self.sink,
+            project=self.project,
+            run_id=self.run_id,
+            rng=self.rng,
+            concurrency=self.concurrency,
+            on_hour=self.on_hour,
+            overall=overall,
+        )
         started = time.monotonic()
         limiter = AdaptiveLimiter(self.concurrency)
         # every line this run logs (its tasks inherit the context) names the project
@@ -209,7 +167,7 @@ class Extractor:
             )
             try:
                 async with anyio.create_task_group() as tg:
-                    flow = Flow(self, summary, limiter, tg, guard)
+                    flow = Flow(context, summary, limiter, tg, guard)
                     tg.start_soon(flow.start, list(plan.to_fetch))
             except BaseExceptionGroup as group:
                 raise first_user_error(group) from None

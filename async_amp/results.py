@@ -3,6 +3,7 @@
 ``ExtractResult`` holds one ``ProjectResult`` per project; ``exit_code`` is the CLI's (0: every
 available hour is complete or empty; 1: some are not); ``raise_for_failures()`` turns the
 second case into ``IncompleteExtraction``; ``to_json()`` is the CLI's ``--summary-json``.
+``RunSummary`` is the tally a project's run counts into; a ``ProjectResult`` is its frozen copy.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "IncompleteExtraction",
     "MergedIdsResult",
     "ProjectResult",
+    "RunSummary",
     "StatusResult",
     "VerifyResult",
 ]
@@ -215,6 +217,58 @@ class ProjectResult:
             "quarantined_hours": [iso_hour(r.hour) for r in self.quarantined_hours],
             **({"merged_ids": self.merged_ids.to_json()} if self.merged_ids is not None else {}),
         }
+
+
+@dataclass(slots=True)
+class RunSummary:
+    """One project's tally while its run goes (the flow counts into it). Every figure read
+    from it, the exit code included, is its frozen copy's (:meth:`result`, the API's
+    ``ProjectResult``): computed in one place."""
+
+    run_id: str
+    plan: Plan
+    project: str = ""
+    results: dict[datetime, HourResult] = field(default_factory=dict)
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    bytes_in: int = 0
+    seconds: float = 0.0
+    stopped: str = ""  # why the run stopped starting hours (one line), else ""
+
+    def result(self, project: str | None = None) -> ProjectResult:
+        """A frozen copy of the tally, as the API returns it."""
+        return ProjectResult(
+            name=self.project if project is None else project,
+            plan=self.plan,
+            results=tuple(self.results.values()),
+            requests=self.requests,
+            retries=self.retries,
+            throttled=self.throttled,
+            bytes_downloaded=self.bytes_in,
+            seconds=self.seconds,
+            stopped=self.stopped,
+        )
+
+    def count(self, status: str) -> int:
+        return self.result().count(status)
+
+    @property
+    def failed(self) -> list[HourResult]:
+        """The failed hours, in order."""
+        return [r for r in self.result().in_order if r.status == "failed"]
+
+    @property
+    def events(self) -> int:
+        return self.result().events
+
+    @property
+    def bytes_written(self) -> int:
+        return self.result().bytes_written
+
+    @property
+    def exit_code(self) -> int:
+        return self.result().exit_code
 
 
 @dataclass(frozen=True, slots=True)

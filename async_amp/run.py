@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 from types import TracebackType
 
 import anyio
@@ -260,8 +261,6 @@ class ExtractionRun:
         jobs = [j for j in self._jobs if j.plan is not None]
         total = self.config.extract.total_concurrency or sum(j.extractor.concurrency for j in jobs)
         overall = anyio.CapacityLimiter(total)
-        for job in jobs:
-            job.extractor.overall = overall
         async with AsyncExitStack() as stack:
             for job in jobs:
                 assert job.source is not None
@@ -270,7 +269,7 @@ class ExtractionRun:
                 async with anyio.create_task_group() as tg:
                     for job in jobs:
                         assert job.plan is not None
-                        tg.start_soon(job.extractor.run, job.plan)
+                        tg.start_soon(partial(job.extractor.run, job.plan, overall=overall))
                         if job.feed is not None:
                             tg.start_soon(self._merged, job)
             except BaseExceptionGroup as group:

@@ -17,7 +17,8 @@ from async_amp.client import AiohttpExportSource
 from async_amp.config import AmplitudeConfig, Config, ExtractConfig, OutputConfig
 from async_amp.hours import hour_range
 from async_amp.manifest import hour_folder
-from async_amp.pipeline import Extractor, RunSummary
+from async_amp.pipeline import Extractor
+from async_amp.results import RunSummary
 from async_amp.simulator.dataset import Dataset
 from async_amp.sinks.base import Sink
 from async_amp.sinks.local import LocalSink

@@ -34,7 +34,8 @@ from async_amp.errors import (
 from async_amp.guard import RunGuard
 from async_amp.hours import hour_range
 from async_amp.limiter import AdaptiveLimiter
-from async_amp.pipeline import Extractor, RunSummary
+from async_amp.pipeline import Extractor
+from async_amp.results import RunSummary
 from async_amp.simulator.background import BackgroundSimulator
 from async_amp.simulator.server import run_simulator
 from async_amp.sinks.local import LocalSink

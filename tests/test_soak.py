@@ -23,7 +23,7 @@ import pytest
 
 from async_amp.hours import hour_range
 from async_amp.manifest import hour_folder
-from async_amp.pipeline import RunSummary
+from async_amp.results import RunSummary
 from async_amp.simulator.dataset import Dataset
 from async_amp.simulator.server import Fault, FaultPlan, RequestRecord, run_simulator
 from async_amp.sinks import make_sink

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from async_amp.config import AzureConfig, S3Config
 from async_amp.hours import hour_range
-from async_amp.pipeline import RunSummary
+from async_amp.results import RunSummary
 from async_amp.simulator.background import BackgroundSimulator
 from async_amp.simulator.faults import RequestInfo
 from async_amp.simulator.server import run_simulator
