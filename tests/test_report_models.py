@@ -129,3 +129,71 @@ def test_the_heatmap_follows_the_models_time_zone_unless_the_report_names_one() 
     own = Config(models=models, report=replace(ReportConfig(), time_zone="Europe/Berlin"))
     assert _settings(own).time_zone == "Europe/Berlin"
     assert _settings(Config()).time_zone == "UTC"
+
+
+_MODEL_SCRIPT = """(() => ({
+    sessions: document.querySelector('#when section h3').innerText,
+    users: document.querySelector('#visitors').innerText,
+    leads: [...document.querySelectorAll('#audience h3')].map(e => e.innerText).join('|'),
+    days: document.querySelectorAll('#model-days tr').length - 1,
+    basis: document.querySelector('main > p.note').innerText,
+}))()"""
+
+
+def test_the_report_from_the_model_tables_matches_a_plain_python_answer(
+    lake: Lake, tmp_path: Path
+) -> None:
+    """The same lake, its model tables built: the report reads no event, and its panels'
+    numbers (sessions, users, identified users, days) are the reference's over the events
+    the simulator served for the hours the lake holds."""
+    from dataclasses import replace
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from async_amp.config import ModelsConfig
+    from async_amp.hours import hour_range
+    from async_amp.models.api import model
+    from async_amp.reports.api import report
+
+    from .helpers import make_config
+    from .models_reference import read_events, reference
+    from .report_lake import DATASET, FAILED, FIRST, LAG, LAST, MISSING, NEWEST, NOW
+
+    out = tmp_path / "data"
+    shutil.copytree(lake.root, out)
+    zone = ZoneInfo(SETTINGS.time_zone)
+    config = make_config("http://127.0.0.1:9", out, availability_lag_hours=LAG)
+    config = replace(config, report=SETTINGS, models=ModelsConfig(time_zone=zone.key))
+    days = [FIRST.astimezone(zone).date() + timedelta(days=n) for n in range(9)]
+    assert days[-1] == LAST.astimezone(zone).date()
+    anyio.run(lambda: model(config, start=days[0], end=days[-1], now=NOW))
+    page_file = tmp_path / "report.html"
+    result = anyio.run(
+        lambda: report(config, start=FIRST, end=LAST, output=page_file, now=NOW, basis="models")
+    )
+    assert result.report.basis == "models" and result.report.rows_read == 0
+
+    async def look() -> dict[str, Any]:
+        async with Chromium.open(page_file.resolve().as_uri(), width=1280) as page:
+            found: dict[str, Any] = await page.evaluate(_MODEL_SCRIPT)
+            return found
+
+    seen = anyio.run(look)
+    held = [h for h in hour_range(FIRST, NEWEST) if h not in (MISSING, FAILED)]
+    lines = [
+        line
+        for hour in held
+        for page in DATASET.pages(hour)
+        for line in DATASET.ndjson(hour, page).splitlines()
+    ]
+    events = read_events(lines, SETTINGS, zone)
+    expected = reference(events, days, dict.fromkeys(days, "provisional"))
+    sessions = len(expected["sessions"])
+    users = {r["amplitude_id"] for r in expected["users_daily"]}
+    identified = {r["user_id"] for r in expected["users_daily"] if r["user_id"] is not None}
+    assert sessions > 100 and len(identified) > 5  # the lake has something to count
+    assert seen["sessions"] == f"Session length ({sessions:,} sessions)"
+    assert seen["users"] == f"{len(users):,}"
+    assert f"Identified users, most recent first ({len(identified):,})" in seen["leads"]
+    assert seen["days"] == len(days)
+    assert "from the model tables" in seen["basis"]

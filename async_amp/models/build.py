@@ -117,9 +117,13 @@ class _Build:
         changed: list[datetime] = []
         for hour in hours:
             key = _hour_key(hour)
-            manifest = (
-                await self.sink.read_manifest(self.project, hour) if hour in self.done else None
-            )
+            try:
+                manifest = (
+                    await self.sink.read_manifest(self.project, hour) if hour in self.done else None
+                )
+            except ValueError:  # a damaged manifest: the hour is not done
+                manifest = None
+                self.done.discard(hour)
             sig = (
                 None
                 if manifest is None

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import anyio
@@ -24,7 +25,9 @@ from .build import ScanProgress, build_report
 from .model import ModelDay, Report
 from .page import render_html
 
-__all__ = ["ReportResult", "report", "report_sync"]
+__all__ = ["Basis", "ReportResult", "report", "report_sync"]
+
+Basis = Literal["auto", "events", "models"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +48,16 @@ async def report(
     output: str | os.PathLike[str] = "report.html",
     on_progress: Callable[[ScanProgress], None] | None = None,
     now: datetime | None = None,
+    basis: Basis = "auto",
 ) -> ReportResult:
     """Read every hour of ``project`` from ``start`` to ``end`` (inclusive, UTC) from the
     configured sink and write the report to ``output`` (one self-contained HTML file).
 
     ``project``: the project to report on; may be left out when the config has only one.
     ``now``: the current time (freshness, and which hours are not yet available).
+    ``basis``: ``"models"`` reads the model tables (and the hours' manifests), no event: a
+    year in seconds; ``"events"`` reads every event; ``"auto"``: the model tables when every
+    local day the range touches is built, else the events.
     """
     moment = now or datetime.now(UTC)
     first, last = hour_span(start, end, moment)
@@ -70,17 +77,30 @@ async def report(
         msg += "pass --output DIR or set [output] dir"
         raise ConfigError(msg)
     async with reading_output(config, [name]) as opened:
-        built = await build_report(
-            opened.sink,
-            name,
-            first,
-            last,
-            now=moment,
-            lag_hours=config.extract.availability_lag_hours,
-            settings=_settings(config),
-            progress=on_progress,
-        )
-        built = await _with_model_days(opened, config, name, built)
+        built = None
+        if basis != "events":
+            built = await _from_models(opened, config, name, first, last, moment)
+            if built is None and basis == "models":
+                zone = ZoneInfo(config.models.time_zone)
+                lo, hi = first.astimezone(zone).date(), last.astimezone(zone).date()
+                msg = (
+                    f"the model tables of {name} miss days from {lo} to {hi}: build them "
+                    f"(async-amp model --start {lo} --end {hi}) or read the events (--from "
+                    "events)"
+                )
+                raise ConfigError(msg)
+        if built is None:
+            built = await build_report(
+                opened.sink,
+                name,
+                first,
+                last,
+                now=moment,
+                lag_hours=config.extract.availability_lag_hours,
+                settings=_settings(config),
+                progress=on_progress,
+            )
+            built = await _with_model_days(opened, config, name, built)
     data = render_html(built).encode()
     await anyio.to_thread.run_sync(_write, target, data)
     return ReportResult(target, len(data), built)
@@ -92,6 +112,25 @@ def _settings(config: Config) -> ReportConfig:
     if config.report.time_zone == "UTC" and config.models.time_zone != "UTC":
         return replace(config.report, time_zone=config.models.time_zone)
     return config.report
+
+
+async def _from_models(
+    output: Output, config: Config, project: str, first: datetime, last: datetime, now: datetime
+) -> Report | None:
+    from ..models.api import model_store  # noqa: PLC0415 - pyarrow: only when reading models
+    from .from_models import report_from_models  # noqa: PLC0415
+
+    return await report_from_models(
+        output.sink,
+        model_store(output, project),
+        project,
+        first,
+        last,
+        now=now,
+        lag_hours=config.extract.availability_lag_hours,
+        settings=_settings(config),
+        zone=config.models.time_zone,
+    )
 
 
 async def _with_model_days(output: Output, config: Config, project: str, built: Report) -> Report:

@@ -31,7 +31,14 @@ from .aggregate import SESSION_BUCKETS, Aggregator
 from .ingest import file_format
 from .model import BlogPost, HourCell, Lead, Report, new_keys, suspicious_drops
 
-__all__ = ["ScanProgress", "build_report", "read_errors", "read_hour", "table_dataset"]
+__all__ = [
+    "ScanProgress",
+    "build_report",
+    "hour_cell",
+    "read_errors",
+    "read_hour",
+    "table_dataset",
+]
 
 
 @dataclass(slots=True)
@@ -66,7 +73,7 @@ class ScanProgress:
 Progress = Callable[[ScanProgress], None]
 
 
-def _cell(hour: datetime, manifest: Manifest | None, newest: datetime) -> HourCell:
+def hour_cell(hour: datetime, manifest: Manifest | None, newest: datetime) -> HourCell:
     if manifest is None:
         return HourCell(hour, "not_available" if hour > newest else "missing")
     if manifest.status not in ("complete", "empty"):
@@ -92,7 +99,7 @@ async def read_hour(
             manifest = await sink.read_manifest(project, hour)
         except ValueError as exc:
             return HourCell(hour, "failed", detail=f"unreadable manifest: {exc}"), [], False, 0
-    cell = _cell(hour, manifest, newest)
+    cell = hour_cell(hour, manifest, newest)
     if manifest is None:
         if cell.state == "missing" and await sink.list_files(project, hour):
             cell = HourCell(hour, "failed", detail="data files without a manifest")

@@ -205,6 +205,11 @@ def freshness(report: Report) -> str:
 
 
 def drift(report: Report) -> str:
+    if report.basis == "models":
+        return absent(
+            "This report was built from the model tables, which keep no schema: schema drift "
+            "is read from the events (async-amp report --from events)."
+        )
     if not report.rows_read:
         return absent("No events were read, so there is no schema to compare.")
     if not report.new_keys:
@@ -224,6 +229,11 @@ def drift(report: Report) -> str:
 
 
 def quality(report: Report) -> str:
+    if not report.quality_counted:
+        return absent(
+            "Built from the model tables, and the manifests of this output (NDJSON) do not "
+            "count duplicates and _extra rows: async-amp report --from events reads them."
+        )
     days = report.days
     dups, extra = sum(d.duplicates for d in days), sum(d.extra_rows for d in days)
     chart = bars(

@@ -125,9 +125,14 @@ class Report:
     rows_read: int
     model_days: tuple[ModelDay, ...] = ()  # the model tables' days of the range, when built
     model_zone: str = ""
+    basis: Literal["events", "models"] = "events"  # what the panels past health were read from
+    quality_counted: bool = True  # duplicates and _extra rows are known (models: manifests)
+    users_total: int = 0  # models: distinct amplitude_id of the range's days
 
     @property
     def page_views(self) -> int:
+        if self.basis == "models":
+            return sum(d.page_views for d in self.model_days)
         return sum(d.page_views for d in self.days)
 
     @property

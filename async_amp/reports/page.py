@@ -11,6 +11,12 @@ from .panels import audience, blog, model_days, when
 __all__ = ["render_html"]
 
 
+_BASIS = {
+    "events": ", from the events",
+    "models": ": hours from their manifests, everything else from the model tables",
+}
+
+
 def _panel(anchor: str, title: str, body: str) -> str:
     return f'<section class="panel" id="{anchor}"><h3>{escape(title)}</h3>{body}</section>'
 
@@ -19,16 +25,22 @@ def render_html(report: Report) -> str:
     """The report as a complete HTML document (UTF-8 text)."""
     title = f"async-amp report: {report.project}, {report.first:%Y-%m-%d} to {report.last:%Y-%m-%d}"
     hours = len(report.hours)
+    read = (
+        f"events (manifests) <b id='rows'>{sum(c.events for c in report.hours):,}</b>"
+        if report.basis == "models"
+        else f"events read <b id='rows'>{report.rows_read:,}</b>"
+    )
     summary = (
         f"<div class='chips'><span class='chip'>hours <b id='hours'>{hours:,}</b></span>"
-        f"<span class='chip'>events read <b id='rows'>{report.rows_read:,}</b></span>"
+        f"<span class='chip'>{read}</span>"
         f"<span class='chip'>page views <b>{report.page_views:,}</b></span></div>"
     )
     body = "".join(
         (
             f"<h1>{escape(report.project)}: {report.first:%Y-%m-%d %H}:00 to "
             f"{report.last:%Y-%m-%d %H}:00 UTC</h1><p class='note'>Read from "
-            f"{escape(report.where)} at {report.now:%Y-%m-%d %H:%M} UTC by async-amp.</p>",
+            f"{escape(report.where)} at {report.now:%Y-%m-%d %H:%M} UTC by async-amp"
+            f"{_BASIS[report.basis]}.</p>",
             summary,
             "<h2>Extraction health</h2>",
             _panel(

@@ -22,6 +22,8 @@ def _no_page_views(report: Report) -> str:
 
 
 def audience(report: Report) -> str:
+    if report.basis == "models":
+        return _audience_from_models(report)
     days = report.days
     if not any(d.visitors for d in days):
         return absent("No events with a device_id in this range: no visitors to count.")
@@ -35,8 +37,18 @@ def audience(report: Report) -> str:
         label="visitors per day, new and returning",
         unit="visitors in a day (scale top)",
     )
-    visitors = sum(n for _, n in report.countries) if report.countries else 0
     total = sum(d.new_visitors for d in days)
+    grid = _breakdowns(report, total)
+    return (
+        f"<div class='chips'><span class='chip'>distinct visitors (device_id) <b id='visitors'>"
+        f"{total:,}</b></span><span class='chip'>identified users (user_id) <b>"
+        f"{report.identified_total:,}</b></span></div>{chart}<p class='note'>Breakdowns count "
+        "each visitor once, by the first event they sent in the range.</p>"
+        f"<div class='grid'>{grid}</div>{leads(report)}"
+    )
+
+
+def _breakdowns(report: Report, total: int) -> str:
     panels = [
         ("Countries", report.countries),
         ("Cities", report.cities),
@@ -44,17 +56,25 @@ def audience(report: Report) -> str:
         ("Operating system", report.oses),
         ("Browser", report.browsers),
     ]
-    grid = "".join(
+    return "".join(
         f'<section class="panel"><h3>{escape(name)}</h3>{hbars(items, total=total)}</section>'
         for name, items in panels
     )
-    del visitors
+
+
+def _audience_from_models(report: Report) -> str:
+    """Users (``amplitude_id``) of the model tables; new and returning per day are the days
+    panel's, not repeated here."""
+    if not report.users_total:
+        return absent("No events with an amplitude_id on these days: no users to count.")
+    total = sum(n for _, n in report.countries)
     return (
-        f"<div class='chips'><span class='chip'>distinct visitors (device_id) <b id='visitors'>"
-        f"{total:,}</b></span><span class='chip'>identified users (user_id) <b>"
-        f"{report.identified_total:,}</b></span></div>{chart}<p class='note'>Breakdowns count "
-        "each visitor once, by the first event they sent in the range.</p>"
-        f"<div class='grid'>{grid}</div>{leads(report)}"
+        f"<div class='chips'><span class='chip'>distinct users (amplitude_id) <b id='visitors'>"
+        f"{report.users_total:,}</b></span><span class='chip'>identified users (user_id) <b>"
+        f"{report.identified_total:,}</b></span></div><p class='note'>From the model tables, "
+        "over the local days the range touches; new and returning users per day are in the "
+        "days panel above. Breakdowns count each user once, by their first session.</p>"
+        f"<div class='grid'>{_breakdowns(report, total)}</div>{leads(report)}"
     )
 
 
@@ -96,9 +116,14 @@ def blog(report: Report) -> str:
         f"<td>{sparkline(p.daily)}</td></tr>"
         for i, p in enumerate(report.blog, 1)
     )
+    visitors = (
+        "distinct amplitude_id per day, summed over the days (model table pages_daily)"
+        if report.basis == "models"
+        else "distinct device_id"
+    )
     return (
         f"<p class='note'>{report.blog_views:,} views of pages under <code>{escape(prefix)}"
-        "</code>. Visitors: distinct device_id. Went on: share of those visitors who sent "
+        f"</code>. Visitors: {visitors}. Went on: share of those visitors who sent "
         "another event in the same session after their first view of the post.</p>"
         "<table id='blog'><tr><th class='num'>#</th><th>post</th><th class='num'>views</th>"
         "<th class='num'>visitors</th><th class='num'>went on</th><th>views per day</th></tr>"
@@ -152,6 +177,7 @@ def when(report: Report) -> str:
     if not report.page_views:
         return _no_page_views(report)
     tz = escape(report.settings.time_zone)
+    at = " of their session's start" if report.basis == "models" else ""
     sessions = sum(n for _, n in report.session_lengths)
     lengths = (
         hbars(report.session_lengths)
@@ -159,7 +185,7 @@ def when(report: Report) -> str:
         else absent("No events with a session_id: session lengths cannot be measured.")
     )
     return (
-        f"<h3>Page views by weekday and hour ({tz})</h3>{_weekday_heatmap(report)}"
+        f"<h3>Page views by weekday and hour{at} ({tz})</h3>{_weekday_heatmap(report)}"
         f"<section class='panel'><h3>Session length ({sessions:,} sessions)</h3>{lengths}"
         "</section>"
     )

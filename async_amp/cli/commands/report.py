@@ -27,6 +27,7 @@ from ..output import progress_bar
 
 if TYPE_CHECKING:
     from ...reports.build import ScanProgress
+    from ...reports.model import Report
 
 __all__ = ["ORDER", "register"]
 
@@ -86,6 +87,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="the project to report on (needed when the config has several; e.g. --project "
         "website)",
     )
+    cmd.add_argument(
+        "--from",
+        dest="basis",
+        choices=("auto", "models", "events"),
+        default="auto",
+        help="read the model tables (fast: a year in seconds; async-amp model builds them) or "
+        "every event; auto (default): the model tables when every day of the range is built "
+        "(e.g. --from events)",
+    )
     cmd.set_defaults(handler=_cmd_report)
 
 
@@ -108,6 +118,7 @@ def _cmd_report(args: argparse.Namespace, out: TextIO | None = None) -> int:
             output=page,
             now=moment,
             on_progress=bar.update if bar else None,
+            basis=args.basis,
         )
     except StorageError as exc:
         print(f"async-amp: error: {exc}", file=sys.stderr)
@@ -118,10 +129,16 @@ def _cmd_report(args: argparse.Namespace, out: TextIO | None = None) -> int:
     built = result.report
     print(
         f"report: {result.path.resolve()} ({result.bytes / 1e6:.1f} MB; "
-        f"{len(built.hours):,} hours, {built.rows_read:,} events read)",
+        f"{len(built.hours):,} hours, {_read(built)})",
         file=out or sys.stdout,
     )
     return EXIT_OK
+
+
+def _read(built: Report) -> str:
+    if built.basis == "models":
+        return f"from the model tables, {len(built.model_days):,} days"
+    return f"{built.rows_read:,} events read"
 
 
 def _folders(args: argparse.Namespace) -> tuple[Path | None, Path]:
