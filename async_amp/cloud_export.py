@@ -66,6 +66,10 @@ class ExportStore(Protocol):
 
     def read(self, name: str) -> AsyncIterator[bytes]: ...
 
+    async def put(self, name: str, data: bytes) -> None:
+        """Write one file whole (the simulator lays an export out with it)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -100,6 +104,20 @@ class LocalExportStore:
                     yield chunk
         except OSError as exc:
             msg = f"cannot read {self.root / name}: {exc.strerror}"
+            raise StorageError(msg) from exc
+
+    async def put(self, name: str, data: bytes) -> None:
+        def write() -> None:
+            path = self.root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            part = path.with_name(f".{path.name}.part")
+            part.write_bytes(data)
+            part.replace(path)  # a reader lists the whole file or none
+
+        try:
+            await anyio.to_thread.run_sync(write)
+        except OSError as exc:
+            msg = f"cannot write {self.root / name}: {exc.strerror}"
             raise StorageError(msg) from exc
 
     async def aclose(self) -> None:

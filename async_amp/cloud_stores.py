@@ -5,6 +5,7 @@ service account or ADC) and Azure (``[azure]``'s account URL, connection string,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
@@ -54,6 +55,9 @@ class S3ExportStore:
         async for chunk in self.sink.stream_object(name):
             yield chunk
 
+    async def put(self, name: str, data: bytes) -> None:
+        await self.sink.put_object(name, data)
+
     async def aclose(self) -> None:
         await self.sink.aclose()
 
@@ -77,6 +81,9 @@ class GcsExportStore:
         async for chunk in self.sink.stream_object(name):
             yield chunk
 
+    async def put(self, name: str, data: bytes) -> None:
+        await self.sink.put_object(name, data)
+
     async def aclose(self) -> None:
         await self.sink.aclose()
 
@@ -86,6 +93,7 @@ class AzureExportStore:
 
     def __init__(self, sink: AzureSink) -> None:
         self.sink = sink
+        self.made = False
 
     def describe(self) -> str:
         return self.sink.describe()
@@ -122,6 +130,15 @@ class AzureExportStore:
                 yield chunk
         except AzureError as exc:
             raise self.sink.error(exc, "read", name, "read") from exc
+
+    async def put(self, name: str, data: bytes) -> None:
+        from azure.core.exceptions import AzureError  # noqa: PLC0415
+
+        if not self.made:  # the simulator's export: its container, made once when missing
+            self.made = True
+            with contextlib.suppress(AzureError):  # there, or not ours to make: put says which
+                await self.sink.container.create_container()
+        await self.sink.put_object(name, data)
 
     async def aclose(self) -> None:
         await self.sink.aclose()

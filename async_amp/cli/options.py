@@ -82,6 +82,25 @@ def add_range_options(cmd: argparse.ArgumentParser, *, required: bool = True) ->
     )
 
 
+def add_dataset_options(cmd: argparse.ArgumentParser, *, events_per_hour: int) -> None:
+    """``--events-per-hour``, ``--pages`` and ``--seed``: the shape of a simulated project."""
+    cmd.add_argument(
+        "--events-per-hour",
+        type=positive_int,
+        default=events_per_hour,
+        metavar="N",
+        help="average events per hour (e.g. --events-per-hour 2000)",
+    )
+    cmd.add_argument(
+        "--pages",
+        type=positive_int,
+        default=3,
+        metavar="N",
+        help="partitions per hour (e.g. --pages 3)",
+    )
+    cmd.add_argument("--seed", type=int, default=0, help="data seed (e.g. --seed 7)")
+
+
 def add_config_option(cmd: argparse.ArgumentParser) -> None:
     """``--config PATH``."""
     cmd.add_argument(

@@ -441,6 +441,15 @@ def _print_summary(result: ExtractResult, out: Any, signum: int | None) -> None:
                 file=out,
             )
     for p in projects:
+        merged = p.merged_ids
+        if merged is not None and (merged.hours or merged.failed):
+            rewritten = f", {len(merged.changed)} rewritten" if merged.changed else ""
+            unread = f", FAILED {len(merged.failed)}" if merged.failed else ""
+            print(
+                f"  merged IDs: {merged.hours} hours, {merged.rows:,} rows{rewritten}{unread}",
+                file=out,
+            )
+    for p in projects:
         _print_notes(p, out)
         for hour in p.quarantined_hours:
             print(

@@ -9,7 +9,7 @@ import shlex
 import anyio
 
 from ...errors import ConfigError
-from ..options import EXIT_OK, environment, positive_int
+from ..options import EXIT_OK, add_dataset_options, environment
 
 __all__ = ["ORDER", "register"]
 
@@ -27,21 +27,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     sim.add_argument("--host", default="127.0.0.1", help="address to bind (e.g. --host 127.0.0.1)")
     sim.add_argument("--port", type=int, default=8080, help="port, 0 for any (e.g. --port 8080)")
-    sim.add_argument(
-        "--events-per-hour",
-        type=positive_int,
-        default=1000,
-        metavar="N",
-        help="average events per hour (e.g. --events-per-hour 2000)",
-    )
-    sim.add_argument(
-        "--pages",
-        type=positive_int,
-        default=3,
-        metavar="N",
-        help="partitions per hour (e.g. --pages 3)",
-    )
-    sim.add_argument("--seed", type=int, default=0, help="data seed (e.g. --seed 7)")
+    add_dataset_options(sim, events_per_hour=1000)
     sim.set_defaults(handler=_cmd_simulate)
 
 
