@@ -138,6 +138,7 @@ async def extract(
     before it opens the output: the CLI sets up its log output and progress line there.
     """
     # the run's modules (aiohttp, numpy, structlog) load with the first extraction
+    from .logs import bound  # noqa: PLC0415
     from .run import ExtractionRun, RunRequest  # noqa: PLC0415
 
     moment = now or datetime.now(UTC)
@@ -158,10 +159,11 @@ async def extract(
     if on_start is not None:
         on_start(run)
     interrupted = False
-    async with run:
-        await run.plan()
-        if not dry_run:
-            interrupted = await _execute(run, stop)
+    with bound(run_id=run.run_id, secrets=run.secrets):  # closing the output logs too
+        async with run:
+            await run.plan()
+            if not dry_run:
+                interrupted = await _execute(run, stop)
     return run.result(interrupted=interrupted)
 
 
