@@ -85,9 +85,12 @@ def _table(location: TableLocation) -> DeltaTable:
     return table
 
 
-def _txn(*days: date) -> CommitProperties:
+def _txn(*days: date, commit_id: str | None = None) -> CommitProperties:
     now = time.time_ns() // 1000
-    return CommitProperties(app_transactions=[Transaction(day_app_id(d), now) for d in days])
+    return CommitProperties(
+        custom_metadata={"async_amp.commit_id": commit_id} if commit_id else None,
+        app_transactions=[Transaction(day_app_id(d), now) for d in days],
+    )
 
 
 def ensure_properties(location: TableLocation) -> None:
@@ -102,12 +105,13 @@ def _day_rows(table: DeltaTable, day: date) -> Any:
     return pc.field("date") == pa.scalar(day, pa.date32())
 
 
-def _compact_days_files(location: TableLocation, day: date) -> tuple[int, int]:
-    """One attempt at compacting ``day`` of a day-layout table: (files removed, added)."""
+def _compact_days_files(location: TableLocation, day: date) -> tuple[int, int, int]:
+    """One attempt at compacting ``day`` of a day-layout table: (files removed, added, the
+    version of its commit)."""
     table = _table(location)
     files = day_files(table, day)
     if len(files) <= 1:
-        return 0, 0
+        return 0, 0, table.version()
     # the day's files hold every column but date: read them alone, not the table's dataset
     dataset = file_dataset(location, [f.path for f in files])
     rows_in = dataset.count_rows()
@@ -122,25 +126,31 @@ def _compact_days_files(location: TableLocation, day: date) -> tuple[int, int]:
         *(remove_action(f, day, data_change=False) for f in files),
         *(f.add_action(data_change=False) for f in added),
     ]
+    commit_id = uuid.uuid4().hex
     table.create_write_transaction(
         actions,
         "append",
         table.schema(),
         partition_by=list(DAY_PARTITIONS),
-        commit_properties=_txn(day),
+        commit_properties=_txn(day, commit_id=commit_id),
         post_commithook_properties=NO_HOOK,
     )
-    return len(files), len(added)
+    return len(files), len(added), committed_version(location, table.version(), commit_id)
 
 
-def _optimize_hours(location: TableLocation, day: date) -> tuple[int, int]:
+def _optimize_hours(location: TableLocation, day: date) -> tuple[int, int, int]:
     table = _table(location)
     stats = table.optimize.compact(
         partition_filters=[("date", "=", f"{day:%Y-%m-%d}")],
         commit_properties=_txn(day),
         post_commithook_properties=NO_HOOK,
     )
-    return int(stats.get("numFilesRemoved", 0)), int(stats.get("numFilesAdded", 0))
+    # the table object is at its commit now
+    return (
+        int(stats.get("numFilesRemoved", 0)),
+        int(stats.get("numFilesAdded", 0)),
+        table.version(),
+    )
 
 
 def compact_day(
@@ -166,12 +176,12 @@ def compact_day(
     def attempt() -> tuple[int, int]:
         table = _table(location)
         if is_day_layout(table.metadata().partition_columns):
-            done = _compact_days_files(location, day)
+            removed, added, version = _compact_days_files(location, day)
         else:
-            done = _optimize_hours(location, day)
-        if done[1]:
-            checkpoints.after_commit(location, _table(location).version())
-        return done
+            removed, added, version = _optimize_hours(location, day)
+        if added:  # its own commit's version (another writer's checkpoints its own)
+            checkpoints.after_commit(location, version)
+        return removed, added
 
     removed, added = with_conflict_retries(
         f"compacting {day}",
@@ -188,9 +198,9 @@ def compact_day(
         full=True,  # also files no commit ever named: those of attempts that lost a conflict
         post_commithook_properties=NO_HOOK,
     )
-    table = _table(location)
-    if vacuumed:  # vacuum's own commits count too
+    if vacuumed:  # vacuum's own commits count too: the table object is at its last
         checkpoints.after_commit(location, table.version())
+    table = _table(location)
     if is_day_layout(table.metadata().partition_columns):
         paths = [f.path for f in day_files(table, day)]
         rows = file_dataset(location, paths).count_rows() if paths else 0
