@@ -36,6 +36,7 @@ from .judge import by_hour, judge_hour
 from .limiter import AdaptiveLimiter
 from .logs import log
 from .manifest import Manifest
+from .output.marker import ProjectIdRecord
 from .output.registry import format_for
 from .recheck import Verdict, judge, stored_digests
 from .results import HourResult, RunSummary
@@ -60,6 +61,7 @@ class FlowContext:
     concurrency: int  # requests of this project in flight at once (the limiter's start)
     on_hour: Callable[[HourResult], None] | None = None
     overall: anyio.CapacityLimiter | None = None  # the run's bound over every project
+    project_ids: ProjectIdRecord | None = None  # where the output records Amplitude's id
 
 
 @dataclass(slots=True)
@@ -87,6 +89,7 @@ class Flow:
         self.rechecking = set(summary.plan.recheck)
         self.tentative = set(summary.plan.tentative)
         self.project_id: str | None = None  # Amplitude's id of the project, once known
+        self._id_lock = anyio.Lock()
         self.ctx = context
         self.ex = ex
         self.summary = summary
@@ -194,7 +197,9 @@ class Flow:
         if not ids:
             return ""
         if self.project_id is None:
-            self.project_id = await self._stored_project_id() or min(ids)
+            async with self._id_lock:
+                if self.project_id is None:
+                    self.project_id = await self._recorded_project_id(min(ids))
         if self.project_id in ids:
             return ""
         return (
@@ -203,6 +208,18 @@ class Flow:
             "(AMP_API_KEY, AMP_SECRET_KEY) are another project's; use this project's keys, or "
             "another project name for that one"
         )
+
+    async def _recorded_project_id(self, found: str) -> str:
+        """The id the output records: in its marker; else (an output made before markers held
+        it) in the newest stored hours of the range; else ``found``, this archive's. Then
+        recorded in the marker, when it had none."""
+        ids = self.ctx.project_ids
+        if ids is not None and (recorded := await ids.read()):
+            return recorded
+        project_id = await self._stored_project_id() or found
+        if ids is not None:
+            await ids.record(project_id)
+        return project_id
 
     async def _stored_project_id(self) -> str:
         """The Amplitude project id the newest stored hours of the range record ("": none)."""

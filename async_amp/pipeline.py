@@ -30,6 +30,7 @@ from .guard import RunGuard
 from .hours import hour_range
 from .limiter import AdaptiveLimiter
 from .logs import bound, log
+from .output.marker import ProjectIdRecord
 from .plan import Plan, make_plan
 from .readback.bounded import map_bounded
 from .recheck import recheck_since
@@ -53,8 +54,10 @@ class Extractor:
         rng: random.Random | None = None,
         on_hour: Callable[[HourResult], None] | None = None,
         project: ProjectConfig | None = None,
+        project_ids: ProjectIdRecord | None = None,
     ) -> None:
         self.config = config
+        self.project_ids = project_ids
         self.project_config = project or config.project_list()[0]
         self.project = self.project_config.name
         self.source = source
@@ -145,6 +148,7 @@ class Extractor:
             concurrency=self.concurrency,
             on_hour=self.on_hour,
             overall=overall,
+            project_ids=self.project_ids,
         )
         started = time.monotonic()
         limiter = AdaptiveLimiter(self.concurrency)

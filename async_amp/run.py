@@ -34,6 +34,7 @@ from .hours import HOUR, hour_range, iso_hour, new_run_id, parse_bound
 from .logs import bound, log
 from .merged import merged_table
 from .merged.feed import MergedIdsFeed
+from .output.marker import ProjectIdRecord
 from .output.open import resolve_output
 from .pipeline import Extractor
 from .plan import Plan, available_until
@@ -177,6 +178,7 @@ class ExtractionRun:
             now=self.request.now,
             project=project,
             on_hour=on_hour,
+            project_ids=ProjectIdRecord(self.store, project.name),
         )
         return _Job(project=project, extractor=extractor, source=source, feed=feed)
 

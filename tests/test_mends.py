@@ -109,7 +109,10 @@ def test_an_archive_of_another_project_id_is_refused(
     capsys: pytest.CaptureFixture[str],
     fmt: str,
 ) -> None:
-    """The output records Amplitude's project id; keys of another project are refused."""
+    """The output records Amplitude's project id in its root marker (and each manifest); keys
+    of another project are refused, for hours the output holds and for hours it does not. An
+    output whose marker has no id (made before markers held it) is checked against its
+    manifests, and its marker then records the id."""
     ours, theirs = small_dataset(), small_dataset(project_id=424242)
     with BackgroundSimulator(ours, api_key=KEY, secret_key=SECRET) as sim:
         monkeypatch.setenv("ASYNC_AMP_AMPLITUDE_BASE_URL", sim.base_url)
@@ -118,16 +121,30 @@ def test_an_archive_of_another_project_id_is_refused(
     stored = sorted((workdir / "data").rglob("_manifest.json"))
     assert len(stored) >= 3
     assert {json.loads(p.read_text()).get("project_id") for p in stored} == {"187520"}
-    capsys.readouterr()
-    with BackgroundSimulator(theirs, api_key=KEY, secret_key=SECRET) as sim:
-        monkeypatch.setenv("ASYNC_AMP_AMPLITUDE_BASE_URL", sim.base_url)
-        code = main(["extract", "--start", "2026-11-01", "--end", "2026-11-01T05", "--format", fmt])
-    err = capsys.readouterr().err
-    assert code == 2 and "Traceback" not in err
-    assert err.strip().splitlines()[-1] == (
+    marker_file = workdir / "data" / "website" / "_async_amp.json"
+    marker = json.loads(marker_file.read_text())
+    assert marker["project_id"] == "187520"
+    assert KEY not in marker_file.read_text() and SECRET not in marker_file.read_text()
+    refused = (
         "async-amp: error: the Export API answered with data of Amplitude project 424242, but "
         "the output holds project 187520 under 'website': these keys (AMP_API_KEY, "
         "AMP_SECRET_KEY) are another project's; use this project's keys, or another project "
         "name for that one"
     )
-    assert sorted((workdir / "data").rglob("_manifest.json")) == stored  # nothing of theirs
+    capsys.readouterr()
+    # first hours the output does not hold (only the marker knows whose output this is), then
+    # hours it holds, under a marker without the id (the manifests know)
+    older = {k: v for k, v in marker.items() if k != "project_id"}
+    for start, end, before in [
+        ("2026-11-01T03", "2026-11-01T05", marker),
+        ("2026-11-01", "2026-11-01T05", older),
+    ]:
+        marker_file.write_text(json.dumps(before))
+        with BackgroundSimulator(theirs, api_key=KEY, secret_key=SECRET) as sim:
+            monkeypatch.setenv("ASYNC_AMP_AMPLITUDE_BASE_URL", sim.base_url)
+            code = main(["extract", "--start", start, "--end", end, "--format", fmt])
+        err = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err
+        assert err.strip().splitlines()[-1] == refused
+        assert sorted((workdir / "data").rglob("_manifest.json")) == stored  # nothing of theirs
+        assert json.loads(marker_file.read_text()) == marker  # the id found in the manifests

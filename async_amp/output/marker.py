@@ -4,10 +4,12 @@
 
     {"format": "delta", "layout": 1, "project": "website",
      "created_by": "async-amp 0.1.0", "created_at": "2026-12-07T20:00:00Z",
-     "recognised": false}
+     "recognised": false, "project_id": "187520"}
 
-Written once, whole (one put), before the run that creates the output commits its first hour;
-never rewritten. ``recognised`` is true when the output was made before outputs recorded their
+Written whole (one put), before the run that creates the output commits its first hour, and
+once more when the first archive names Amplitude's id of the project (``project_id``, absent
+until then, and in outputs made before markers held it): ``ProjectIdRecord``. Never changed
+after that. ``recognised`` is true when the output was made before outputs recorded their
 format, and its format was read from its files (``registry.recognise_format``). ``layout``
 counts incompatible changes of the folder layout: an output of a newer layout is refused.
 """
@@ -15,13 +17,17 @@ counts incompatible changes of the folder layout: an output of a newer layout is
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..errors import StorageError
 from ..version import __version__
 
-__all__ = ["LAYOUT_VERSION", "MARKER_NAME", "OutputMarker", "marker_path"]
+if TYPE_CHECKING:
+    from ..sinks.base import Store
+
+__all__ = ["LAYOUT_VERSION", "MARKER_NAME", "OutputMarker", "ProjectIdRecord", "marker_path"]
 
 MARKER_NAME = "_async_amp.json"
 LAYOUT_VERSION = 1
@@ -44,6 +50,7 @@ class OutputMarker:
     created_by: str = ""
     created_at: str = ""
     recognised: bool = False
+    project_id: str = ""  # Amplitude's id of the project the output holds ("": not known yet)
 
     @classmethod
     def new(cls, fmt: str, project: str, *, recognised: bool = False) -> OutputMarker:
@@ -51,7 +58,7 @@ class OutputMarker:
         return cls(fmt, project, LAYOUT_VERSION, _tool(), now, recognised)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "format": self.format,
             "layout": self.layout,
             "project": self.project,
@@ -59,6 +66,9 @@ class OutputMarker:
             "created_at": self.created_at,
             "recognised": self.recognised,
         }
+        if self.project_id:
+            out["project_id"] = self.project_id
+        return out
 
     def dumps(self) -> bytes:
         return (json.dumps(self.to_json(), indent=2) + "\n").encode()
@@ -78,7 +88,40 @@ class OutputMarker:
                 created_by=str(raw.get("created_by", "")),
                 created_at=str(raw.get("created_at", "")),
                 recognised=bool(raw.get("recognised", False)),
+                project_id=str(raw.get("project_id", "")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             msg = f"not an async-amp output marker: {exc}"
             raise ValueError(msg) from None
+
+
+class ProjectIdRecord:
+    """Amplitude's id of the project an output holds, in its marker (an id, never a key).
+
+    ``read()``: the recorded id, ``""`` when the marker has none (or there is no marker, or it
+    cannot be read: the caller then asks the stored manifests). ``record(id)``: add it to a
+    marker that has none (a store that fails is let be: the manifests record it too)."""
+
+    def __init__(self, store: Store, project: str) -> None:
+        self._store = store
+        self._path = marker_path(project)
+
+    async def _marker(self) -> OutputMarker | None:
+        try:
+            data = await self._store.read_object(self._path)
+            return OutputMarker.loads(data) if data is not None else None
+        except (StorageError, ValueError):
+            return None
+
+    async def read(self) -> str:
+        marker = await self._marker()
+        return marker.project_id if marker is not None else ""
+
+    async def record(self, project_id: str) -> None:
+        marker = await self._marker()
+        if marker is None or marker.project_id:
+            return
+        try:
+            await self._store.put_object(self._path, replace(marker, project_id=project_id).dumps())
+        except StorageError:
+            return
