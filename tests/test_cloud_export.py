@@ -445,3 +445,34 @@ async def test_simulate_export_lays_an_export_out_in_azure(
             download = await container.download_blob(blob.name, decompress=False)
             written[blob.name] = await download.readall()
     assert written == dict(_simulated(""))
+
+
+async def test_a_merged_ids_file_that_does_not_parse_fails_its_hour_alone(tmp_path: Path) -> None:
+    """A feed file that is not gzip fails its hour after every attempt (exit 1, named), the
+    other hours are committed; once Amplitude rewrites it, the next run reads that hour."""
+    root = tmp_path / "export"
+    dataset = small_dataset(events_per_hour=40)
+    merged = merged_id_files(dataset, HOURS[:3], every=2)
+    broken = (merged[1][0], merged[1][1][:-20])  # cut short
+    lay_out_local(root, [*export_files(dataset, HOURS[:3]), merged[0], broken, merged[2]])
+    source = SourceConfig(kind="cloud_export", store="local", dir=root)
+    config = _config(tmp_path / "out", source)
+    config = replace(config, extract=replace(config.extract, max_attempts=2))
+    first = await extract(config, start=HOURS[0], end=HOURS[2], now=NOW)
+    feed = first.project(PROJECT).merged_ids
+    assert feed is not None
+    assert ([h for h, _ in feed.failed], feed.hours) == ([HOURS[1]], 2)
+    assert "gunzip" in feed.failed[0][1]
+    assert first.exit_code == 1
+    assert first.to_json()["projects"][PROJECT]["merged_ids"]["failed_hours"] == [
+        "2026-11-01T01:00:00Z"
+    ]
+    assert await _merged_table(config) == _merges([merged[0], merged[2]])
+
+    lay_out_local(root, [merged[1]])
+    second = await extract(config, start=HOURS[0], end=HOURS[2], now=NOW)
+    assert second.exit_code == 0
+    assert second.project(PROJECT).merged_ids == replace(
+        second.project(PROJECT).merged_ids, hours=1, skipped=2, failed=()
+    )
+    assert await _merged_table(config) == _merges(merged)
