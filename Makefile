@@ -93,6 +93,7 @@ bench: install azurite
 docs: install chromium
 	$(BIN)/python -m tools.docgen
 	$(BIN)/python -m tools.report_shot docs/report-demo.png
+	$(BIN)/python -m tools.models_doc
 
 clean:
 	rm -rf $(VENV) $(EXAMPLES_VENV) $(KERNEL_VENV) $(AIRFLOW_VENV) tools/node_modules data logs bench-data .pytest_cache .mypy_cache .ruff_cache

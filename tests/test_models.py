@@ -145,6 +145,28 @@ def test_model_tables_match_the_reference_across_a_dst_change(lake: Path) -> Non
     assert _build(lake).built == ()
 
 
+def test_the_docs_queries_run_on_the_model_tables(lake: Path) -> None:
+    """Every DuckDB query of docs/models.md (``tools/models_doc.py`` prints their outputs on
+    the demo's data), on this lake's tables: it gives rows, with the columns the document
+    shows under it."""
+    import duckdb
+
+    from tools.models_doc import BLOCK, DOC
+
+    _build(lake)  # a no-op when an earlier test made it
+    blocks = list(BLOCK.finditer(DOC.read_text(encoding="utf-8")))
+    assert len(blocks) >= 4
+    with duckdb.connect() as con, pytest.MonkeyPatch.context() as mp:
+        mp.chdir(lake.parent)  # the document's paths are relative: data/_models/...
+        for block in blocks:
+            assert "```text\n" in block[0], f"{block['name']}: no output under it"
+            header = block[0].split("```text\n", 1)[1].splitlines()[1]
+            shown = [c.strip() for c in header.strip().strip("\u2502").split("\u2502")]
+            relation = con.sql(block["sql"])
+            assert relation.columns == shown, block["name"]
+            assert relation.fetchall(), f"{block['name']}: no rows"
+
+
 def test_a_rebuild_from_nothing_gives_identical_files(lake: Path, tmp_path: Path) -> None:
     copy = tmp_path / "data"
     shutil.copytree(lake, copy)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tools.chromium import Chromium
 
-__all__ = ["DEMO_NOW", "main"]
+__all__ = ["DEMO_NOW", "main", "run_demo"]
 
 DEMO_NOW = "2026-11-16T01:30:00Z"
 WIDTH, HEIGHT = 1000, 1500
@@ -36,19 +36,24 @@ async def _shoot(url: str) -> bytes:
         return await page.screenshot(width=WIDTH, full_page=False)
 
 
+def run_demo(folder: Path) -> None:
+    """``async-amp demo`` into ``folder/data``, its clock pinned to ``DEMO_NOW``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASYNC_AMP_", "AZURE_"))}
+    env["ASYNC_AMP_NOW"] = DEMO_NOW
+    subprocess.run(  # noqa: S603 - our own CLI, no shell
+        [sys.executable, "-m", "async_amp", "demo", "--output", f"{folder}/data", "--quiet"],
+        check=True,
+        cwd=folder,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     out = Path(args[0] if args else "docs/report-demo.png")
     with tempfile.TemporaryDirectory(prefix="async-amp-shot-") as folder:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ASYNC_AMP_", "AZURE_"))}
-        env["ASYNC_AMP_NOW"] = DEMO_NOW
-        subprocess.run(  # noqa: S603 - our own CLI, no shell
-            [sys.executable, "-m", "async_amp", "demo", "--output", f"{folder}/data", "--quiet"],
-            check=True,
-            cwd=folder,
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
+        run_demo(Path(folder))
         page = (Path(folder) / "data" / "report.html").resolve().as_uri()
         out.write_bytes(asyncio.run(_shoot(page)))
     print(f"wrote {out}")
