@@ -219,6 +219,14 @@ def test_commit_conflicts_are_bounded_and_the_losers_files_stay_invisible(
     os.utime(orphan, (old, old))
     compact_day(location, HOUR.date(), retention_hours=1)
     assert not orphan.exists() and tags(location.uri) == {"other": 1}
+    # the run commits the hour again later (hour.commit_again): its staged file is still there
+    [staged] = [
+        p
+        for p in tmp_path.glob("spool-*.parquet")
+        if pq.read_table(p)["uuid"][0].as_py().startswith("mine")
+    ]
+    commit(location, put_file(location, staged, HOUR))
+    assert tags(location.uri) == {"mine": 1}
 
 
 def test_a_table_with_other_columns_is_refused_and_nothing_is_committed(tmp_path: Path) -> None:

@@ -168,11 +168,13 @@ def file_stats(meta: pq.FileMetaData) -> str:
 def put_file(
     location: TableLocation, local: Path, hour: datetime, *, day_layout: bool = True
 ) -> DataFile:
-    """Move the Parquet file ``local`` into ``hour``'s folder of the table (blocking).
+    """Put the Parquet file ``local`` into ``hour``'s folder of the table (blocking).
 
-    Local tables: a rename when the spool is on the same file system, a copy otherwise.
+    Local tables: a hard link when the spool is on the same file system, a copy otherwise.
     Azure and S3: streamed through delta-rs' object store in parts (``_CHUNK`` at a time).
-    The file stays invisible to readers until a commit's ``add`` action names it.
+    ``local`` stays where it is (its staging removes it): a commit that failed after the put
+    (a conflict too many, a timeout) is tried again with the same staged files. The file
+    stays invisible to readers until a commit's ``add`` action names it.
     """
     meta = pq.read_metadata(local)
     size = local.stat().st_size
@@ -183,7 +185,10 @@ def put_file(
     if folder is not None:
         target = folder / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(local, target)
+        try:
+            target.hardlink_to(local)
+        except OSError:  # another file system (or one without links)
+            shutil.copyfile(local, target)
     else:
         # the handler under deltalake.fs.DeltaStorageHandler: its stream takes bytes (the
         # pyarrow wrapper hands it Buffers), and a stream not closed is never completed
