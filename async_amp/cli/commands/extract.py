@@ -342,7 +342,7 @@ class _Progress:
                     detail = f"{self.events:,} events  {rate:,.0f} MB/s  {retries} retries" + (
                         f"  [red]{self.failed} failed" if self.failed else ""
                     )
-                    bar.update(task, total=total, completed=self.done, detail=detail)
+                    bar.update(task, total=total or None, completed=self.done, detail=detail)
                     await anyio.sleep(0.25)
             finally:
                 reattach_stderr()
