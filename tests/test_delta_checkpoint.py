@@ -95,6 +95,9 @@ def test_a_local_checkpoint_is_created_once_then_named(tmp_path: Path) -> None:
     ]
     for version in (3, 6):
         assert is_plain(pq.read_metadata(log / f"{version:020d}.checkpoint.parquet"))
+    # readable by whoever may read the rest of the log (the same mode as delta-rs' commits)
+    mode = (log / f"{0:020d}.json").stat().st_mode & 0o777
+    assert {p.stat().st_mode & 0o777 for p in log.iterdir()} == {mode}
     assert DeltaTable(location.uri).to_pyarrow_table().num_rows == HOURS * EVENTS
 
 

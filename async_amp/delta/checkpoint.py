@@ -35,6 +35,7 @@ import io
 import json
 import re
 import tempfile
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,9 +127,11 @@ class _Log:
             out.close()  # one PUT when closed: only now does the object exist
             return True
         target = self.folder / name
-        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".", delete=False) as file:
+        # a name no reader of the log takes for an entry; created with the umask's mode, as
+        # delta-rs' own files are (a NamedTemporaryFile's would be readable by its owner only)
+        temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        with temp.open("xb") as file:
             file.write(body)
-        temp = Path(file.name)
         try:
             if not exclusive:
                 temp.replace(target)
