@@ -283,6 +283,10 @@ class ExtractionRun:
         assert plan is not None and feed is not None
         away = {*plan.not_available, *plan.other_shards}
         hours = [h for h in plan.hours if h not in away]
+        if self.request.since_last and self.request.shard is None and hours:
+            # --since-last starts after the newest complete events hour: a feed hour an
+            # earlier run could not read lies before it, within the week gaps are sought
+            hours = [*hour_range(hours[0] - SINCE_LAST_GAPS, hours[0] - HOUR), *hours]
         since = recheck_since(self.request.now, self.config.extract.recheck)
         recheck = frozenset(h for h in hours if since is not None and h >= since)
         with bound(project=job.project.name):
