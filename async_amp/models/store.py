@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import StorageError
+from ..readback.bounded import map_bounded
 from ..sinks.base import Store
 from ..sinks.local import LocalSink
 from .schema import Table, arrow_schema
@@ -48,6 +49,7 @@ _STATE = "_build/state.json"
 _SLIM = "_build/slim"
 _VERSION = 1
 _LISTING = 1_000_000  # a table's day objects: a few thousand at most
+_READERS = 16  # day objects read at once (a year's report reads 365 per table)
 
 
 def fingerprint(*parts: Any) -> str:
@@ -154,12 +156,14 @@ class ModelStore:
     async def list_days(self, models: tuple[Table, ...]) -> None:
         """List which days each of ``models`` holds, once (``has_day`` answers from it)."""
         for model in models:
-            names = await self.store.list_under(f"{self.root}/{model.name}", limit=_LISTING)
             if self.delta:
+                log = f"{self.root}/{model.name}/_delta_log"
                 self._days[model.name] = (
-                    {"*"} if any(n.startswith("_delta_log/") for n in names) else set()
+                    {"*"} if await self.store.list_under(log, limit=1) else set()
                 )
-            elif model.by_day:
+                continue
+            names = await self.store.list_under(f"{self.root}/{model.name}", limit=_LISTING)
+            if model.by_day:
                 self._days[model.name] = {
                     n[4:14] for n in names if n.startswith("day=") and n.endswith("/part-0.parquet")
                 }
@@ -206,17 +210,23 @@ class ModelStore:
             found = await anyio.to_thread.run_sync(_read_delta, location, columns, first, last)
             return arrow_schema(model).empty_table() if found is None else found
         prefix = f"{self.root}/{model.name}"
-        parts = []
-        for name in await self.store.list_under(prefix, limit=_LISTING):
-            if not (name.startswith("day=") and name.endswith("/part-0.parquet")):
-                continue
-            day = date.fromisoformat(name[4:14])
-            if (first is not None and day < first) or (last is not None and day > last):
-                continue
+        names = [
+            name
+            for name in await self.store.list_under(prefix, limit=_LISTING)
+            if name.startswith("day=")
+            and name.endswith("/part-0.parquet")
+            and (first is None or date.fromisoformat(name[4:14]) >= first)
+            and (last is None or date.fromisoformat(name[4:14]) <= last)
+        ]
+
+        async def read(name: str) -> pa.Table | None:
             data = await self.store.read_object(f"{prefix}/{name}")
-            if data is not None:
-                parts.append(pq.read_table(io.BytesIO(data), schema=arrow_schema(model)))
-        return pa.concat_tables(parts) if parts else arrow_schema(model).empty_table()
+            return None if data is None else pq.read_table(io.BytesIO(data), schema=schema)
+
+        schema = arrow_schema(model)
+        found = await map_bounded(names, read, _READERS)
+        parts = [found[n] for n in names if n in found]  # in day order
+        return pa.concat_tables(parts) if parts else schema.empty_table()
 
     async def _write_delta(self, model: Table, rows: pa.Table, predicate: str | None) -> None:
         assert self.locate is not None

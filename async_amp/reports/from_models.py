@@ -24,6 +24,7 @@ from ..manifest import Manifest
 from ..models.schema import table
 from ..models.store import ModelStore
 from ..plan import available_until
+from ..readback.bounded import map_bounded
 from ..sinks.base import Sink
 from .aggregate import SESSION_BUCKETS, DayFacts
 from .build import hour_cell
@@ -32,6 +33,7 @@ from .model import BlogPost, HourCell, Lead, ModelDay, Report, suspicious_drops
 
 __all__ = ["report_from_models"]
 
+_READERS = 16  # manifests read at once (a year has 8,760)
 _READ = ("daily", "daily_events", "sessions", "pages_daily", "users_daily")
 
 
@@ -64,14 +66,22 @@ async def report_from_models(
     hours = list(hour_range(first, last))
     newest = available_until(now, lag_hours)
     done = await sink.completed_hours(project, hours)
+
+    async def read(hour: datetime) -> Manifest | str:
+        try:
+            return await sink.read_manifest(project, hour) or ""
+        except ValueError as exc:
+            return f"unreadable manifest: {exc}"
+
+    found = await map_bounded(sorted(done), read, _READERS)
     cells: list[HourCell] = []
     manifests: list[Manifest] = []
     for hour in hours:
-        try:
-            manifest = await sink.read_manifest(project, hour) if hour in done else None
-        except ValueError as exc:
-            cells.append(HourCell(hour, "failed", detail=f"unreadable manifest: {exc}"))
+        got = found.get(hour)
+        if isinstance(got, str) and got:
+            cells.append(HourCell(hour, "failed", detail=got))
             continue
+        manifest = got if isinstance(got, Manifest) else None
         cells.append(hour_cell(hour, manifest, newest))
         if manifest is not None:
             manifests.append(manifest)
