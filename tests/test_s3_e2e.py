@@ -313,6 +313,31 @@ async def test_a_failed_attempts_parts_are_aborted_and_the_retry_commits_its_own
         assert json.loads((await read(client, s3_bucket, marker))[0])["attempts"] == 2
 
 
+async def test_no_request_waits_for_100_continue(
+    s3_server: S3ServerProcess, s3_bucket: str
+) -> None:
+    """botocore asks for ``Expect: 100-continue`` on every PUT; aiohttp then writes the
+    headers from a task of its own, and a store that dies at that moment left that task's
+    ConnectionResetError unretrieved (an asyncio traceback on a run that stopped cleanly).
+    The sink sends its bodies at once: none of its requests carries the header."""
+    expects: list[str | None] = []
+    sink = await s3_sink(s3_server, s3_bucket, part_size_mib=5)
+
+    def hook(request: Any, **_: Any) -> None:
+        expects.append(request.headers.get("Expect"))
+
+    async with sink:
+        (await sink.client()).meta.events.register("before-send.s3", hook)
+        await sink.put_key("x/small.json", b"{}" * 512, "application/json")
+        upload = await (await sink.client()).create_multipart_upload(Bucket=s3_bucket, Key="x/p")
+        await (await sink.client()).upload_part(
+            Bucket=s3_bucket, Key="x/p", UploadId=upload["UploadId"], PartNumber=1, Body=b"a" * 64
+        )
+    assert len(expects) == 3 and expects == [None, None, None], expects
+    async with admin_client(s3_server) as client:
+        assert (await read(client, s3_bucket, "x/small.json"))[0] == b"{}" * 512
+
+
 # --- prepare(): which incomplete uploads are orphans ----------------------------------------------
 
 

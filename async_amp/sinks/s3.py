@@ -38,6 +38,7 @@ import anyio
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.handlers import add_expect_header
 
 from ..config import S3Config
 from ..errors import AsyncAmpError, ConfigError, StorageError
@@ -272,6 +273,11 @@ class S3Sink(ObjectStoreReads):
                             aws_session_token=creds.get("aws_session_token"),
                         )
                         client = await self._stack.enter_async_context(context)
+                        # No ``Expect: 100-continue``: aiohttp would then send the headers
+                        # from a task of its own, whose error on a dying store nobody
+                        # retrieves (a traceback on a clean stop); a refused body costs one
+                        # part's upload at most.
+                        client.meta.events.unregister("before-call.s3", add_expect_header)
                         self._client = client
                     except BotoCoreError as exc:
                         raise self.error(exc, "connect to", None, "") from exc
