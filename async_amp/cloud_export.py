@@ -141,9 +141,12 @@ class CloudExportSource:
         prefix: str,
         project_id: str | None,
         settle: timedelta,
+        merged_prefix: str | None = None,
     ) -> None:
         self.store = store
         self.prefix = prefix.strip("/")
+        # the merged-IDs feed's own folder, when it lies inside the export's: not foreign
+        self.merged_prefix = f"{merged_prefix.strip('/')}/" if merged_prefix else None
         self.project_id = project_id
         self.settle = settle
         self.reported = False
@@ -157,7 +160,8 @@ class CloudExportSource:
         for obj in await self.store.list(start):
             base = obj.name[len(self._start()) :]
             parsed = hour_of(base) if "/" not in base else None
-            if parsed is None and merged_hour_of(base) is not None:
+            merged = self.merged_prefix is not None and obj.name.startswith(self.merged_prefix)
+            if parsed is None and (merged or merged_hour_of(base) is not None):
                 continue  # the merged-IDs feed: read into merged_ids (merged/feed.py)
             if parsed is None or (self.project_id and parsed[0] != self.project_id):
                 listing.foreign.append(obj.name)

@@ -178,4 +178,5 @@ def make_cloud_source(
         prefix=src.prefix,
         project_id=src.project_id,
         settle=timedelta(minutes=src.settle_minutes),
+        merged_prefix=src.merged_ids_prefix,
     )

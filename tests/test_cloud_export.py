@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -299,24 +300,29 @@ async def test_a_cloud_export_in_azure_into_parquet(
         await extract(refused, start=DAY1, end=LATE, now=NOW)
 
 
-async def test_a_local_cloud_export_into_delta(tmp_path: Path) -> None:
+async def test_a_local_cloud_export_into_delta(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The same files into a Delta table: rows and uuids as in the source."""
     from deltalake import DeltaTable
 
     root = tmp_path / "export"
     dataset = small_dataset(events_per_hour=80)
     files = export_files(dataset, HOURS, prefix="")
-    merged = merged_id_files(dataset, HOURS, every=1)  # each id into the one before: chains
+    # each id into the one before (chains), in a folder of its own inside the export's
+    merged = merged_id_files(dataset, HOURS, every=1, prefix="merged")
     lay_out_local(root, files + merged)
-    source = SourceConfig(kind="cloud_export", store="local", dir=root)
+    source = SourceConfig(kind="cloud_export", store="local", dir=root, merged_ids_prefix="merged")
     config = replace(
         _config(tmp_path / "out", source),
         output=OutputConfig(
             dir=tmp_path / "out", format="delta", fsync=False, log_dir=tmp_path / "logs"
         ),
     )
-    result = await extract(config, start=HOURS[0], end=HOURS[-1], now=NOW)
+    with caplog.at_level(logging.INFO, logger="async_amp"):
+        result = await extract(config, start=HOURS[0], end=HOURS[-1], now=NOW)
     assert result.exit_code == 0, result.failed_hours
+    assert "export.foreign" not in caplog.text  # the feed's folder is not foreign
     table = DeltaTable(str(tmp_path / "out" / PROJECT)).to_pyarrow_table(columns=["uuid"])
     assert (table.num_rows, set(table.column("uuid").to_pylist())) == _expected(files)
     # the merged IDs in their own Delta table, which resolves chains of merges
