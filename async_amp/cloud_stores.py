@@ -24,6 +24,14 @@ if TYPE_CHECKING:
 __all__ = ["AzureExportStore", "GcsExportStore", "S3ExportStore", "make_cloud_source"]
 
 
+def _source_key(error: Exception, output_key: str) -> Exception:
+    """A missing bucket named by the output sink's key (``[s3] bucket``) is, for the export,
+    ``[source] bucket``'s: the same error, naming the key to fix."""
+    if isinstance(error, ConfigError):
+        return ConfigError(str(error).replace(output_key, "[source] bucket"))
+    return error
+
+
 class S3ExportStore:
     """An S3 bucket (or S3-compatible store) holding the export."""
 
@@ -48,7 +56,8 @@ class S3ExportStore:
                     for o in page.get("Contents", ())
                 )
         except (ClientError, BotoCoreError) as exc:
-            raise self.sink.error(exc, "list", prefix + "*", "s3:ListBucket") from exc
+            error = self.sink.error(exc, "list", prefix + "*", "s3:ListBucket")
+            raise _source_key(error, "[s3] bucket") from exc
         return found
 
     async def read(self, name: str) -> AsyncIterator[bytes]:
@@ -72,10 +81,11 @@ class GcsExportStore:
         return f"gs://{self.sink.bucket}"
 
     async def list(self, prefix: str) -> list[ExportedObject]:
-        return [
-            ExportedObject(o.name, o.size, str(o.generation))
-            for o in await self.sink.list_objects(prefix)
-        ]
+        try:
+            listed = await self.sink.list_objects(prefix)
+        except ConfigError as exc:
+            raise _source_key(exc, "[gcs] bucket") from exc
+        return [ExportedObject(o.name, o.size, str(o.generation)) for o in listed]
 
     async def read(self, name: str) -> AsyncIterator[bytes]:
         async for chunk in self.sink.stream_object(name):

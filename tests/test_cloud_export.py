@@ -229,6 +229,9 @@ async def test_a_cloud_export_in_s3_into_parquet(
         environ=s3_server.admin.environ(),
     )
     await _scenario(config, put, tmp_path)
+    missing = replace(config, source=replace(source, bucket="no-such-export"))
+    with pytest.raises(ConfigError, match=r"no-such-export does not exist.*fix \[source\] bucket"):
+        await extract(missing, start=DAY1, end=LATE, now=NOW)
 
 
 @pytest.mark.gcs
@@ -255,6 +258,9 @@ async def test_a_cloud_export_in_gcs_into_parquet(
     )
     await _scenario(config, put, tmp_path)
     await writer.aclose()
+    missing = replace(config, source=replace(source, bucket="no-such-export"))
+    with pytest.raises(ConfigError, match=r"no-such-export does not exist.*fix \[source\] bucket"):
+        await extract(missing, start=DAY1, end=LATE, now=NOW)
 
 
 @pytest.mark.azure
