@@ -341,3 +341,111 @@ def test_extract_builds_the_days_it_touched_when_models_are_enabled(
     daily = tmp_path / "data" / "_models" / "website" / "daily"
     (row,) = pq.read_table(daily / "day=2026-11-01" / "part-0.parquet").to_pylist()
     assert row["status"] == "final" and row["events"] > 0
+
+
+def _fold(rows: list[dict[str, Any]], person: dict[str, str]) -> list[dict[str, Any]]:
+    """``users`` from ``users_daily`` rows in plain Python: one row per person; of one day's
+    rows of a person, the one seen first gives the first source, the last the latest values."""
+    low = datetime.min.replace(tzinfo=UTC)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(person.get(row["amplitude_id"], row["amplitude_id"]), []).append(row)
+    out = []
+    for who in sorted(groups):
+        mine = groups[who]
+        late = sorted(
+            mine,
+            key=lambda r: (
+                r["day"],
+                r["last_seen"] is not None,
+                r["last_seen"] or low,
+                r["amplitude_id"],
+            ),
+        )
+        early = sorted(
+            mine,
+            key=lambda r: (
+                r["day"],
+                r["first_seen"] is None,
+                r["first_seen"] or low,
+                r["amplitude_id"],
+            ),
+        )
+
+        def last(key: str, late: list[dict[str, Any]] = late) -> Any:
+            found = [r[key] for r in late if r[key] is not None]
+            return found[-1] if found else None
+
+        seen = [r["first_seen"] for r in mine if r["first_seen"] is not None]
+        ends = [r["last_seen"] for r in mine if r["last_seen"] is not None]
+        created = [r["user_creation_time"] for r in mine if r["user_creation_time"] is not None]
+        sources = [r["first_source"] for r in early if r["first_source"] is not None]
+        out.append({
+            "amplitude_id": who, "user_id": last("user_id"),
+            "first_seen": min(seen) if seen else None, "last_seen": max(ends) if ends else None,
+            "days": len({r["day"] for r in mine if r["events"] > 0}),
+            "sessions": sum(r["sessions"] for r in mine), "events": sum(r["events"] for r in mine),
+            "page_views": sum(r["page_views"] for r in mine),
+            "first_source": sources[0] if sources else None, "country": last("country"),
+            "city": last("city"), "company": last("company"),
+            "user_creation_time": max(created) if created else None,
+        })  # fmt: skip
+    return out
+
+
+def test_users_count_a_merged_amplitude_id_as_the_id_it_ends_up_as(
+    lake: Path, tmp_path: Path
+) -> None:
+    """Amplitude's merged ids land (the ``merged_ids`` table): the next build folds ``users``
+    again, one row per person (a chain c -> a -> b ends at b), and builds no day."""
+    import gzip
+    import json
+
+    from async_amp.manifest import Manifest
+    from async_amp.merged import merged_name, merged_table
+    from async_amp.merged.feed import _parse
+    from async_amp.sinks.local import LocalSink
+
+    copy = tmp_path / "data"
+    shutil.copytree(lake, copy)
+    _build(copy)
+    settings = _config("http://127.0.0.1:9", copy).report
+    expected = reference(
+        read_events(_lines({}), settings, ZONE), DAYS, dict.fromkeys(DAYS, "final")
+    )
+    daily = expected["users_daily"]
+    assert _rounded(_fold(daily, {})) == _rounded(expected["users"])  # the fold is the reference's
+    # two ids active on the same day, and a third merged into one of them
+    by_day: dict[date, list[str]] = {}
+    for row in daily:
+        if row["amplitude_id"].isdigit() and row["events"]:
+            by_day.setdefault(row["day"], []).append(row["amplitude_id"])
+    a, b = sorted(by_day[DAYS[1]])[:2]
+    c = next(x for x in sorted(by_day[DAYS[2]]) if x not in (a, b))
+    hour = datetime(2026, 11, 3, 5, tzinfo=UTC)
+    ms = int(hour.timestamp() * 1000)
+    lines = b"".join(
+        json.dumps({
+            "scope": 36958, "merge_time": ms + n, "merge_server_time": ms + n + 1,
+            "amplitude_id": int(old), "merged_amplitude_id": int(new),
+        }).encode() + b"\n"
+        for n, (old, new) in enumerate([(a, b), (c, a)])
+    )  # fmt: skip
+
+    async def put() -> None:
+        store = LocalSink(copy, run_id="test-merges", fsync=False)
+        await store.prepare()
+        try:
+            feed = _parse(hour, merged_name(36958, hour), gzip.compress(lines))
+            base = Manifest(hour=hour, status="complete", files=(), attempts=1, extracted_at=NOW)
+            await merged_table("parquet", store, store, "website").commit(hour, [feed], base)
+        finally:
+            await store.aclose()
+
+    anyio.run(put)
+    rebuilt = _build(copy)
+    assert rebuilt.built == ()
+    users = _product(copy)["users"]
+    assert {a, c}.isdisjoint(u["amplitude_id"] for u in users)
+    assert _rounded(users) == _rounded(_fold(daily, {a: b, c: b}))
+    assert len(users) == len(expected["users"]) - 2

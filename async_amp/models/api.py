@@ -103,12 +103,22 @@ async def model(
                 now=moment,
                 lag_hours=config.extract.availability_lag_hours,
                 on_day=on_day,
+                merges=await _merges(output, name),
             )
             runs.append(built)
     return runs
 
 
 model_sync = sync_twin(model)
+
+
+async def _merges(output: Output, project: str) -> dict[str, str]:
+    """Each ``amplitude_id`` Amplitude merged into another -> the id it ends up as, from the
+    project's ``merged_ids`` table (empty without one)."""
+    from ..merged.read import load_merged_ids, resolve_ids  # noqa: PLC0415
+
+    resolved = resolve_ids(await load_merged_ids(output, project))
+    return {str(old): str(new) for old, new in resolved.items()}
 
 
 async def model_after_extract(

@@ -11,7 +11,9 @@
    left as it is; any other is built from its hours' slim rows alone (about one day of events
    in memory, DuckDB spilling to a temporary folder past ``memory_limit``) and each of its
    tables' partitions replaced at once.
-3. When any day was built, ``users`` is folded again from ``users_daily``.
+3. When any day was built, or the merged ids changed, ``users`` is folded again from
+   ``users_daily``, one row per person: an ``amplitude_id`` Amplitude merged into another
+   (the ``merged_ids`` table) counts as the id it ends up as.
 
 The same stored events always give the same tables, row for row.
 """
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -227,15 +229,23 @@ class _Build:
             if entry["days"] and max(entry["days"]) < day.isoformat():
                 (self.cache / f"{key}.parquet").unlink(missing_ok=True)
 
-    async def fold_users(self) -> None:
+    async def fold_users(self, merges: Mapping[str, str]) -> None:
         every_day = await self.store.read_days(table("users_daily"))
+        import pyarrow as pa  # noqa: PLC0415
+
+        persons = pa.table(
+            {"amplitude_id": list(merges), "person": list(merges.values())},
+            schema=pa.schema([("amplitude_id", pa.string()), ("person", pa.string())]),
+        )
 
         def fold() -> Any:
             self.con.register("users_daily", every_day)
+            self.con.register("merges", persons)
             try:
                 return fold_users(self.con)
             finally:
                 self.con.unregister("users_daily")
+                self.con.unregister("merges")
 
         await self.store.write_whole(table("users"), await anyio.to_thread.run_sync(fold))
 
@@ -279,8 +289,11 @@ async def build_models(
     now: datetime,
     lag_hours: int,
     on_day: Callable[[DayBuilt], None] | None = None,
+    merges: Mapping[str, str] | None = None,
 ) -> ModelRun:
-    """Bring the model tables of local days ``first_day`` to ``last_day`` up to date."""
+    """Bring the model tables of local days ``first_day`` to ``last_day`` up to date;
+    ``merges``: each merged ``amplitude_id`` -> the id it ends up as (``users``)."""
+    merges = merges or {}
     zone = ZoneInfo(models.time_zone)
     newest = available_until(now, lag_hours)
     first_hour = day_span(first_day, zone)[0] - HOUR
@@ -326,8 +339,14 @@ async def build_models(
                     on_day(done)
                 day += timedelta(days=1)
                 build.forget_before(day)
-            if any(d.built for d in days) or not store.has_day(table("users"), first_day):
-                await build.fold_users()
+            merged = fingerprint(sorted(merges.items())) if merges else ""
+            if (
+                any(d.built for d in days)
+                or not store.has_day(table("users"), first_day)
+                or state.merges != merged
+            ):
+                await build.fold_users(merges)
+                state.merges = merged
             await store.save_state(state)
         finally:
             con.close()

@@ -63,6 +63,7 @@ class ModelState:
     settings: str = ""
     hours: dict[str, dict[str, Any]] = field(default_factory=dict)  # hour -> {sig, days}
     days: dict[str, dict[str, Any]] = field(default_factory=dict)  # day -> {fp, status}
+    merges: str = ""  # the fingerprint of the merged ids ``users`` was folded with
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,6 +71,7 @@ class ModelState:
             "settings": self.settings,
             "hours": dict(sorted(self.hours.items())),
             "days": dict(sorted(self.days.items())),
+            "merges": self.merges,
         }
 
 
@@ -112,7 +114,12 @@ class ModelStore:
             return ModelState()  # unreadable: everything is rebuilt
         if not isinstance(raw, dict) or raw.get("version") != _VERSION:
             return ModelState()
-        return ModelState(raw.get("settings", ""), raw.get("hours", {}), raw.get("days", {}))
+        return ModelState(
+            raw.get("settings", ""),
+            raw.get("hours", {}),
+            raw.get("days", {}),
+            raw.get("merges", ""),
+        )
 
     async def save_state(self, state: ModelState) -> None:
         data = (json.dumps(state.to_json(), indent=1) + "\n").encode()

@@ -150,22 +150,30 @@ def build_day(con: duckdb.DuckDBPyConnection, day: date, status: str) -> dict[st
     return out
 
 
-_USERS = """
-SELECT amplitude_id,
-    last(user_id ORDER BY day) FILTER (user_id IS NOT NULL) AS user_id,
+# One row per person: ``merges`` maps a merged ``amplitude_id`` to the id it ends up as. Of
+# a person's rows of one day (several ids), the one seen first gives the first source, the
+# one seen last the latest user_id, country, city and company.
+_LAST = "ORDER BY day, last_seen NULLS FIRST, amplitude_id"
+_USERS = f"""
+SELECT person AS amplitude_id,
+    last(user_id {_LAST}) FILTER (user_id IS NOT NULL) AS user_id,
     min(first_seen) AS first_seen, max(last_seen) AS last_seen,
-    count(*) FILTER (events > 0) AS days, sum(sessions) AS sessions, sum(events) AS events,
-    sum(page_views) AS page_views,
-    first(first_source ORDER BY day) FILTER (first_source IS NOT NULL) AS first_source,
-    last(country ORDER BY day) FILTER (country IS NOT NULL) AS country,
-    last(city ORDER BY day) FILTER (city IS NOT NULL) AS city,
-    last(company ORDER BY day) FILTER (company IS NOT NULL) AS company,
+    count(DISTINCT day) FILTER (events > 0) AS days, sum(sessions) AS sessions,
+    sum(events) AS events, sum(page_views) AS page_views,
+    first(first_source ORDER BY day, first_seen NULLS LAST, amplitude_id)
+        FILTER (first_source IS NOT NULL) AS first_source,
+    last(country {_LAST}) FILTER (country IS NOT NULL) AS country,
+    last(city {_LAST}) FILTER (city IS NOT NULL) AS city,
+    last(company {_LAST}) FILTER (company IS NOT NULL) AS company,
     max(user_creation_time) AS user_creation_time
-FROM users_daily GROUP BY amplitude_id ORDER BY amplitude_id
+FROM (SELECT u.*, coalesce(m.person, u.amplitude_id) AS person
+      FROM users_daily u LEFT JOIN merges m USING (amplitude_id))
+GROUP BY person ORDER BY person
 """
 
 
 def fold_users(con: duckdb.DuckDBPyConnection) -> Any:
-    """``users`` from the registered relation ``users_daily`` (every built day), as Arrow."""
+    """``users`` from the registered relations ``users_daily`` (every built day) and
+    ``merges`` (``amplitude_id``, ``person``), as Arrow."""
     model = next(t for t in TABLES if t.name == "users")
     return con.sql(_typed(model, _USERS)).to_arrow_table()
