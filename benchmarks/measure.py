@@ -38,7 +38,7 @@ from .common import (
     process_cpu_s,
 )
 from .results import Row
-from .s3server import S3_BUCKET, S3ServerProcess, s3_bytes, s3_env
+from .s3server import S3_BUCKET, S3ServerProcess, is_data_key, s3_bytes, s3_env
 
 __all__ = [
     "DAY",
@@ -491,7 +491,9 @@ def _run_summary(path: Path) -> dict[str, Any]:
 
 def _local_bytes(out: Path) -> int:
     return sum(
-        p.stat().st_size for p in out.rglob("*.json") if p.name != "_manifest.json" and p.is_file()
+        p.stat().st_size
+        for p in out.rglob("*.json")
+        if is_data_key(p.relative_to(out).as_posix()) and p.is_file()
     )
 
 
@@ -500,11 +502,7 @@ def _azure_bytes(azure: azurite_mod.Azurite, container: str) -> int:
 
     with BlobServiceClient.from_connection_string(azure.connection_string) as service:
         blobs = service.get_container_client(container).list_blobs()
-        return sum(
-            b.size
-            for b in blobs
-            if b.name.endswith(".json") and not b.name.endswith("_manifest.json")
-        )
+        return sum(b.size for b in blobs if is_data_key(b.name))
 
 
 def check_output(result: dict[str, Any], expected: Expected) -> None:

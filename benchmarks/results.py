@@ -127,6 +127,11 @@ def find_row(rows: list[Row], variant: str) -> Row | None:
     return next((r for r in rows if r.variant == variant), None)
 
 
+def times(value: float, reference: float) -> str:
+    """``value`` as a multiple of ``reference`` ("1.23x"), or "n/a" when there is none."""
+    return f"{value / reference:.2f}x" if reference else "n/a"
+
+
 def join_notes(*parts: str) -> str:
     return "; ".join(p for p in parts if p)
 

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 import botocore.session
 
+from async_amp.manifest import MANIFEST_NAME
+from async_amp.output.marker import MARKER_NAME
 from tools.s3server import S3ServerProcess
 
 S3_BUCKET = "bench"
@@ -47,13 +49,19 @@ def s3_env(s3: S3ServerProcess) -> dict[str, str]:
     }
 
 
+def is_data_key(key: str) -> bool:
+    """An extracted NDJSON file: not a manifest, the output's marker, or a hidden lease."""
+    name = key.rsplit("/", 1)[-1]
+    return key.endswith(".json") and name not in (MANIFEST_NAME, MARKER_NAME) and "/." not in key
+
+
 def s3_bytes(s3: S3ServerProcess, bucket: str) -> int:
     """Bytes of the data objects (``.json``, not manifests or leases) in ``bucket``."""
     total = 0
     for page in _client(s3).get_paginator("list_objects_v2").paginate(Bucket=bucket):
         for obj in page.get("Contents", ()):
             key = obj["Key"]
-            if key.endswith(".json") and not key.endswith("_manifest.json") and "/." not in key:
+            if is_data_key(key):
                 total += obj["Size"]
     return total
 

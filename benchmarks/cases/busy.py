@@ -9,7 +9,7 @@ from typing import Any
 from ..common import WORK_DIR, DataSpec, hours
 from ..ideal import ideal_of_log, ideal_wall, in_order_wall
 from ..measure import DAY, Bench, Server, generate
-from ..results import MB, CaseResult, find_row, join_notes, speedups, target
+from ..results import MB, CaseResult, find_row, join_notes, speedups, target, times
 
 NAME = "busy"
 ORDER = 20
@@ -75,7 +75,7 @@ def run(bench: Bench) -> CaseResult:
             row.ideal_s = ideal_wall(sizes, c, latency)
             row.extra["in_order_s"] = in_order_wall(sizes, c, latency)
             row.note = join_notes(
-                f"{row.wall_s / row.ideal_s:.2f}x ideal (in-order pool: "
+                f"{times(row.wall_s, row.ideal_s)} ideal (in-order pool: "
                 f"{row.extra['in_order_s']:.2f} s)",
                 row.note,
             )
@@ -99,14 +99,14 @@ def run(bench: Bench) -> CaseResult:
             row.ideal_s = ideal_of_log(run["server"]["log"], 8, latency)
             row.note = join_notes(
                 "extra row: auto windows on a busy project; "
-                f"{row.wall_s / row.ideal_s:.2f}x the ideal for the windows it chose",
+                f"{times(row.wall_s, row.ideal_s)} the ideal for the windows it chose",
                 row.note,
             )
             result.rows.append(row)
         run = bench.baseline("busy", server, first=first, last=last, expected=expected)
         row = bench.row("baseline (1 day/request)", "baseline", [run])
         row.ideal_s = ideal_wall(day_sizes, 1, latency)
-        row.note = join_notes(f"{row.wall_s / row.ideal_s:.2f}x its own ideal", row.note)
+        row.note = join_notes(f"{times(row.wall_s, row.ideal_s)} its own ideal", row.note)
         result.rows.append(row)
     result.server_cpu_total_s = server.total_cpu_s
     speedups(result.rows)
