@@ -30,9 +30,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 from aiobotocore.config import AioConfig
@@ -72,6 +73,22 @@ DOWNLOAD_CHUNK = 1 * MIB
 
 def _md5_b64(data: bytes | memoryview) -> str:
     return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+
+
+_LOADER: list[Any] = []  # botocore's data loader, shared: it caches the parsed S3 model
+_LOADER_LOCK = threading.Lock()
+
+
+def _session() -> AioSession:
+    """A new session (its own credentials and config) whose service models come from one
+    loader per process: parsing the S3 model took 0.2 to 0.5 s for every sink made."""
+    session = AioSession()
+    with _LOADER_LOCK:
+        if _LOADER:
+            session.register_component("data_loader", _LOADER[0])
+        else:
+            _LOADER.append(session.get_component("data_loader"))
+    return session
 
 
 class _S3Member(PartedUpload):
@@ -223,7 +240,7 @@ class S3Sink(ObjectStoreReads):
             or "us-east-1"
         )
         credentials, auth_source, profile = credentials_from(environ)
-        self._session = AioSession()
+        self._session = _session()
         if profile:
             self._session.set_config_variable("profile", profile)
         self._errors = ErrorTranslator(
