@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -32,8 +33,6 @@ from .config_load import load_credentials, process_environment
 from .errors import ConfigError, CredentialsError, StorageError, first_user_error
 from .hours import HOUR, hour_range, iso_hour, new_run_id, parse_bound
 from .logs import bound, log
-from .merged import merged_table
-from .merged.feed import MergedIdsFeed
 from .output.marker import ProjectIdRecord
 from .output.open import resolve_output
 from .pipeline import Extractor
@@ -41,6 +40,9 @@ from .plan import Plan, available_until
 from .recheck import recheck_since
 from .results import ExtractResult, HourResult, MergedIdsResult, ProjectResult
 from .sinks import Sink, Store, make_store
+
+if TYPE_CHECKING:
+    from .merged.feed import MergedIdsFeed
 
 __all__ = ["ExtractionRun", "RunRequest", "log_summary", "new_run_id", "select_projects"]
 
@@ -148,6 +150,10 @@ class ExtractionRun:
             source = make_cloud_source(
                 self.config, project, run_id=self.run_id, environ=self._environ
             )
+            # pyarrow only for a cloud export's merged IDs: an Export API run stays lean
+            from .merged import merged_table  # noqa: PLC0415
+            from .merged.feed import MergedIdsFeed  # noqa: PLC0415
+
             src = self.config.source
             table = merged_table(
                 self.config.output.data_format, self.store, self.sink, project.name

@@ -306,6 +306,15 @@ def test_the_cli_loads_no_table_library_until_a_command_needs_one() -> None:
     assert "async_amp.api" not in loaded
 
 
+def test_an_ndjson_runs_stack_loads_no_table_library() -> None:
+    """``async_amp.run`` (what every extract imports) leaves pyarrow and the others to the
+    formats and sources that need them: an NDJSON run from the Export API stays lean (the
+    cloud export's merged-IDs table had made every run load pyarrow, +31 MiB of RSS)."""
+    loaded = _loaded_by("import async_amp.run, async_amp.sinks.local")
+    assert "async_amp.run" in loaded
+    assert [m for m in loaded if m in TABLES] == []
+
+
 def test_status_loads_only_what_reading_manifests_needs(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     code = (

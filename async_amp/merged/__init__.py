@@ -7,14 +7,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .names import MERGED_ROOT, merged_hour_of, merged_name, merged_root
-from .store import DeltaMergedTable, FilesTable, MergedTable
 
 if TYPE_CHECKING:
     from ..sinks.base import Sink, Store
+    from .store import MergedTable
 
 __all__ = [
     "MERGED_ROOT",
-    "MergedTable",
     "merged_hour_of",
     "merged_name",
     "merged_root",
@@ -25,6 +24,8 @@ __all__ = [
 def merged_table(data_format: str, store: Store, sink: Sink, project: str) -> MergedTable:
     """``project``'s ``merged_ids`` table in ``store``, in the output's format (``sink``: the
     format's sink over ``store``, which knows where a Delta table lives)."""
+    from .store import DeltaMergedTable, FilesTable  # noqa: PLC0415 - pyarrow only when used
+
     if data_format == "delta":
         from ..delta.sink import DeltaSink  # noqa: PLC0415 - deltalake only when used
 
