@@ -45,8 +45,13 @@ $(KERNEL_STAMP): tests/delta_kernel/requirements.txt
 
 delta-kernel: $(KERNEL_STAMP)
 
+# Two workers (pytest-xdist), one per core: most tests wait on servers, subprocesses and
+# storage, so two at once take about half the time. A file's tests stay on one worker
+# (--dist loadfile), so a module's fixture (an extracted lake, a year of Delta) is built once.
+TEST_WORKERS ?= 2
+
 test: install azurite chromium delta-kernel
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The examples run against real Dagster and real Airflow, each in a venv of its own (Airflow
 # brings its own pins): ~35 and ~100 packages that the package itself never needs. The two venvs
