@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from async_amp.cli import main
+from async_amp.output.marker import MARKER_NAME
 from async_amp.plan import shard_hours
 from async_amp.simulator.background import BackgroundSimulator
 from async_amp.simulator.server import ExportSimulator
@@ -77,9 +78,15 @@ def test_two_shards_make_exactly_the_unsharded_output(sim: ExportSimulator, work
     files = lambda root: {  # noqa: E731
         p.relative_to(root): p.read_bytes()
         for p in root.rglob("*.json")
-        if p.name != "_manifest.json"
+        if p.name not in ("_manifest.json", MARKER_NAME)
     }
     assert files(workdir / "whole") == files(workdir / "sharded")
+    marker = lambda root: {  # noqa: E731 - the same but for when it was created
+        k: v
+        for k, v in json.loads((root / "website" / MARKER_NAME).read_bytes()).items()
+        if k != "created_at"
+    }
+    assert marker(workdir / "whole") == marker(workdir / "sharded")
     manifests = sorted(
         p.parent.relative_to(workdir / "sharded")
         for p in (workdir / "sharded").rglob("_manifest.json")
