@@ -154,9 +154,12 @@ class S3Config:
         "Connect timeout of storage calls, in seconds: a wrong `endpoint_url` fails in seconds.",
     )
     read_timeout_s: float = key(
-        60.0,
+        15.0,
         number(0, strict=True),
-        "Longest wait for a storage response, in seconds.",
+        "Longest silence of a storage call, in seconds: no answer once the request is sent, or "
+        "no byte of a part taken (a slow upload that moves goes on). botocore tries a call "
+        "that timed out `retries` more times: a stalled store costs each call up to "
+        "(retries + 1) x this.",
     )
 
 

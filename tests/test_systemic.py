@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -30,6 +31,7 @@ from async_amp.simulator.server import run_simulator
 from async_amp.sinks.azure import AzureSink
 from async_amp.sinks.base import Sink
 from async_amp.sinks.s3 import S3Sink
+from async_amp.sinks.shared import TIMEOUT_RETRIES
 from tools.azurite import START_TIMEOUT_S, AzuriteProcess, dev_connection_string
 from tools.s3server import S3ServerProcess
 
@@ -298,6 +300,50 @@ async def test_the_s3_server_killed_mid_run_stops_within_a_bounded_number_of_att
             tmp_path, sink, lambda: os.kill(pid, signal.SIGKILL)
         )
     assert_the_store_stop(summary, asked)
+
+
+@pytest.mark.s3
+async def test_a_stalled_s3_server_stops_the_run_and_a_timed_out_call_is_tried_once_more(
+    tmp_path: Path,
+) -> None:
+    """The S3 server is SIGSTOPped: connections are taken, nothing answers, no byte of a
+    part is read. Every call times out; each is sent twice at most (1 + TIMEOUT_RETRIES)
+    although ``retries`` allows four, and the run stops like for a dead store."""
+    attempts: Counter[str] = Counter()  # botocore's amz-sdk-request header: which try, of how many
+    with S3ServerProcess() as server:
+        assert server.pid is not None
+        pid = server.pid
+        async with admin_client(server) as admin:
+            await admin.create_bucket(Bucket="stalled")
+        config = S3Config(
+            bucket="stalled",
+            endpoint_url=server.endpoint_url,
+            addressing_style="path",
+            retries=3,
+            read_timeout_s=1.0,
+        )
+        sink = S3Sink.from_config(config, run_id="stalled", environ=server.admin.environ())
+        stopped = []
+
+        def count(request: Any, **_: Any) -> None:
+            if stopped:
+                header = request.headers.get("amz-sdk-request")
+                attempts[header.decode() if isinstance(header, bytes) else header] += 1
+
+        (await sink.client()).meta.events.register("before-send.s3", count)
+
+        def stall() -> None:
+            stopped.append(True)
+            os.kill(pid, signal.SIGSTOP)
+
+        try:
+            summary, asked = await extract_while_the_store_goes(tmp_path, sink, stall)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+    assert_the_store_stop(summary, asked)
+    tries = {int(h.split("attempt=")[1].split(";")[0]) for h in attempts}
+    assert tries == set(range(1, 2 + TIMEOUT_RETRIES)), attempts  # never a third try
+    assert all(h.endswith("max=4") for h in attempts if "max=" in h), attempts  # 4 allowed
 
 
 async def test_a_commit_the_store_fails_is_tried_again_without_downloading_again(

@@ -13,11 +13,11 @@ from azure.core.exceptions import (
 from azure.storage.blob.aio import ExponentialRetry
 
 from ..retry import backoff_delay
+from .shared import TIMEOUT_RETRIES
 
 __all__ = ["RETRY_BACKOFF_MAX_S", "TIMEOUT_RETRIES", "BoundedRetry"]
 
 RETRY_BACKOFF_MAX_S = 30.0
-TIMEOUT_RETRIES = 1  # a call that timed out is tried once more at most
 
 
 class BoundedRetry(ExponentialRetry):

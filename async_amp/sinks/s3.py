@@ -49,6 +49,7 @@ from .leases import LeaseBook
 from .object_hour import ObjectHourStaging, ObjectStoreReads
 from .parts import PartBody, PartedUpload, PartPool
 from .s3_errors import UNREACHABLE, ErrorTranslator, credentials_from
+from .s3_retry import bound_timeout_retries
 from .shared import (
     MANIFEST_CONTENT_TYPE,
     check_file_name,
@@ -106,6 +107,11 @@ class _S3Member(PartedUpload):
 
     def _where(self) -> str:
         return self._sink.where(self._key)
+
+    def _stall_s(self) -> float | None:
+        # aiohttp's read timeout starts once a body is sent: a part to a store that stopped
+        # reading would wait forever (no answer, no error) without this bound
+        return self._sink.read_timeout_s
 
     def _prepare(self, part: memoryview, number: int) -> str:
         if number >= MAX_PARTS:
@@ -231,6 +237,7 @@ class S3Sink(ObjectStoreReads):
         self.prefix = config.prefix.strip("/")
         self.run_id = run_id
         self.part_size = config.part_size_mib * MIB
+        self.read_timeout_s = config.read_timeout_s
         self.parts = PartPool(self.part_size)
         self.endpoint_url = (config.endpoint_url or "").rstrip("/") or None
         self.region = (
@@ -250,11 +257,12 @@ class S3Sink(ObjectStoreReads):
             auth_source=auth_source,
             secrets=credentials.values(),
         )
+        self._max_attempts = config.retries + 1
         style = "auto" if config.addressing_style == "auto" else config.addressing_style
         self._config = AioConfig(
             region_name=self.region,
             s3={"addressing_style": style},
-            retries={"max_attempts": config.retries + 1, "mode": "standard"},
+            retries={"total_max_attempts": self._max_attempts, "mode": "standard"},
             connect_timeout=config.connect_timeout_s,
             read_timeout=config.read_timeout_s,
             max_pool_connections=64,
@@ -295,6 +303,7 @@ class S3Sink(ObjectStoreReads):
                         # retrieves (a traceback on a clean stop); a refused body costs one
                         # part's upload at most.
                         client.meta.events.unregister("before-call.s3", add_expect_header)
+                        bound_timeout_retries(client, self._max_attempts)
                         self._client = client
                     except BotoCoreError as exc:
                         raise self.error(exc, "connect to", None, "") from exc

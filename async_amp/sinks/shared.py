@@ -19,6 +19,7 @@ from ..values import is_plain_name
 
 __all__ = [
     "MANIFEST_CONTENT_TYPE",
+    "TIMEOUT_RETRIES",
     "check_file_name",
     "common_prefix",
     "content_type",
@@ -36,6 +37,9 @@ __all__ = [
 # matches the manifest, and ranged reads get confused. DuckDB, Spark, Athena and Synapse pick
 # the codec from the ``.gz`` extension and read ``application/gzip`` objects as they are.
 AT_ONCE = 8  # object calls of one hour in flight together (completions, deletions)
+# a storage call that timed out is tried once more at most, whatever `retries` says: each try
+# costs a whole timeout, and a store that stalls every call is the run guard's to judge
+TIMEOUT_RETRIES = 1
 _T = TypeVar("_T")
 _CONTENT_TYPES = {
     ".json.gz": "application/gzip",
