@@ -225,9 +225,12 @@ class GcsConfig:
         "Connect timeout of storage calls, in seconds: a wrong `endpoint_url` fails in seconds.",
     )
     read_timeout_s: float = key(
-        60.0,
+        15.0,
         number(0, strict=True),
-        "Longest wait for a storage response, in seconds.",
+        "Longest silence of a storage call, in seconds: no answer once the request is sent, or "
+        "no byte of a chunk taken (a slow upload that moves goes on). A call that times out "
+        "is tried once more, not `retries` times: a stalled store stops the run in about a "
+        "minute.",
     )
 
 

@@ -17,6 +17,7 @@ tests/test_storage_e2e.py; here is what only GCS has:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -25,8 +26,11 @@ from pathlib import Path
 
 import pytest
 
+from async_amp.config import GcsConfig
 from async_amp.errors import StorageError
 from async_amp.simulator.server import run_simulator
+from async_amp.sinks.gcs_client import GcsClient
+from async_amp.sinks.shared import TIMEOUT_RETRIES
 
 from .azurite import free_port
 from .e2e import e2e_env, expect_user_error
@@ -194,3 +198,34 @@ async def test_parquet_on_gcs_reads_back_like_the_local_output(
             assert item["contentType"] == "application/vnd.apache.parquet"
     events = sum(dataset.hour_event_count(h) for h in hour_range(DAY1, last))
     assert assert_parquet_matches(root, dataset, DAY1, last) == events  # row for row
+
+
+async def test_a_silent_store_is_asked_twice_not_retries_plus_one_times() -> None:
+    """A server that takes connections and never answers (a stalled store): each call times
+    out after read_timeout_s and is tried once more, not ``retries`` (4) more times, so a
+    stalled GCS stops the run in about a minute, as Azure and S3 do (tests/test_systemic.py)."""
+    taken: list[asyncio.StreamWriter] = []
+
+    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        taken.append(writer)  # kept open, never answered
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    config = GcsConfig(
+        bucket="b",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        anonymous=True,
+        retries=4,
+        read_timeout_s=0.3,
+    )
+    client = GcsClient(config, {})
+    try:
+        with pytest.raises(TimeoutError):
+            await client.request("GET", client.object_url("x.json"))
+    finally:
+        await client.aclose()
+        for writer in taken:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    assert len(taken) == 1 + TIMEOUT_RETRIES

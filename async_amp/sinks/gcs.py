@@ -44,6 +44,7 @@ from .object_hour import ObjectHourStaging, ObjectStoreReads
 from .parts import PartBody, PartedUpload, PartPool
 from .shared import (
     MANIFEST_CONTENT_TYPE,
+    TIMEOUT_RETRIES,
     check_file_name,
     content_type,
     each_at_once,
@@ -138,7 +139,7 @@ class _GcsMember(PartedUpload):
         end = offset + len(view)
         size = str(total) if total is not None else "*"
         kind = content_type(self._name)
-        sent, failures = 0, 0
+        sent, failures, timeouts = 0, 0, 0
         while True:
             span = "*" if sent == len(view) else f"{offset + sent}-{end - 1}"
             chunk = view[sent:]
@@ -148,13 +149,20 @@ class _GcsMember(PartedUpload):
                     session,
                     # the upload's content type again: GCS keeps the session's, emulators this
                     headers={"Content-Range": f"bytes {span}/{size}", "Content-Type": kind},
-                    rewind=lambda chunk=chunk: PartBody(chunk),
+                    # a chunk no byte of leaves for read_timeout_s fails (the read timeout
+                    # starts only once the body is sent: a stalled store would hold it forever)
+                    rewind=lambda chunk=chunk: PartBody(chunk, stall_s=client.read_timeout_s),
                     ok=(200, 201, 308),
                     retries=0,
                 )
             except (GcsError, CredentialsError, OSError, TimeoutError) as exc:
                 failures += 1
-                if not client.retried(exc) or failures > client.retries:
+                timeouts += isinstance(exc, TimeoutError)
+                if (
+                    not client.retried(exc)
+                    or failures > client.retries
+                    or timeouts > TIMEOUT_RETRIES
+                ):
                     raise client.error(
                         exc, "upload a chunk of", self._name, _CREATE, run=True
                     ) from exc

@@ -37,6 +37,7 @@ from ..errors import (
     StorageError,
 )
 from ..retry import backoff_delay
+from .shared import TIMEOUT_RETRIES
 
 __all__ = ["DEFAULT_ENDPOINT", "GcsClient", "GcsError", "Listed"]
 
@@ -108,6 +109,7 @@ class GcsClient:
         self.endpoint = (config.endpoint_url or DEFAULT_ENDPOINT).rstrip("/")
         self.anonymous = config.anonymous
         self.retries = config.retries
+        self.read_timeout_s = config.read_timeout_s
         self._timeout = aiohttp.ClientTimeout(
             connect=config.connect_timeout_s, sock_read=config.read_timeout_s
         )
@@ -206,7 +208,7 @@ class GcsClient:
         """One call with retries; an answer outside ``ok`` (and not retried) is ``GcsError``.
         ``rewind()`` (when given) makes a fresh body for each try."""
         limit = self.retries if retries is None else retries
-        attempt = 0
+        attempt = timeouts = 0
         while True:
             attempt += 1
             retry_after: float | None = None
@@ -227,7 +229,8 @@ class GcsClient:
                 if attempt > limit:
                     raise GcsError(exc.status, "the token endpoint did not answer") from exc
             except (aiohttp.ClientError, TimeoutError) as exc:
-                if attempt > limit:
+                timeouts += isinstance(exc, TimeoutError)
+                if attempt > limit or timeouts > TIMEOUT_RETRIES:
                     raise
                 del exc
             await self.pause(attempt, retry_after)
