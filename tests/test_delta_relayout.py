@@ -5,10 +5,12 @@ to day partitions in one commit, rows unchanged; it is then written in the new l
 from __future__ import annotations
 
 import json
+import signal
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from deltalake import DeltaTable
 
 from async_amp.delta.base import TableLocation
@@ -19,10 +21,25 @@ from async_amp.delta.table import replace_hour
 from async_amp.simulator.background import BackgroundSimulator
 
 from .delta_helpers import expected_uuids
-from .e2e import spawn
+from .e2e import cli_args, spawn
 from .helpers import DAY1, KEY, SECRET, small_dataset
-from .test_delta_runs import assert_table_is, cli, env_for
+from .test_delta_runs import assert_table_is, cli, env_for, python
 from .test_delta_year import EVENTS, hour_rows
+
+KILLED_AFTER_ITS_COMMIT = """
+import json, os, signal, subprocess, sys
+from async_amp.delta.base import TableLocation
+from async_amp.delta.compact import relayout
+
+uri, extract = sys.argv[1], json.loads(sys.argv[2])
+relayout(
+    TableLocation(uri),
+    on_day=lambda day: subprocess.run(extract, check=True, capture_output=True),
+    on_converted=lambda version: os.kill(os.getpid(), signal.SIGKILL),
+)
+"""
+"""``compact --relayout`` of table ``argv[1]`` with the extraction ``argv[2]`` committing while it
+writes the day (after the snapshot it converts), SIGKILLed right after its own commit."""
 
 
 def test_an_hour_layout_table_keeps_working_and_relayout_converts_it_in_one_commit(
@@ -48,24 +65,39 @@ def test_an_hour_layout_table_keeps_working_and_relayout_converts_it_in_one_comm
         page = tmp_path / "report.html"
         report = cli(env, tmp_path, "report", *span, "--html", str(page))
         assert report.returncode == 0 and page.stat().st_size > 0, report.stderr
-        # the conversion: one commit, every row unchanged
+        # the conversion, in a process killed right after its commit: while it wrote the day,
+        # an extraction committed (in the hour layout) hour 2 with late data, hour 3 again and
+        # hour 4, new to the table, and reported them complete
         before = DeltaTable(uri).to_pyarrow_table().sort_by("uuid")
         version = DeltaTable(uri).version()
-        day = ["--start", "2026-11-01", "--end", "2026-11-01"]
-        done = cli(env, tmp_path, "compact", "--relayout", *day, "--json")
-        assert done.returncode == 0, done.stderr
-        [converted] = json.loads(done.stdout)["relayout"]
-        assert converted == {"project": "website", "days": 1, "version": version + 1}
-        table = DeltaTable(uri, version=version + 1)
+        sim.change_hour(DAY1 + timedelta(hours=2))
+        window = [*cli_args(f"{DAY1:%Y-%m-%d}T02", f"{DAY1:%Y-%m-%d}T04"), "--force"]
+        killed = python(env, tmp_path, "-c", KILLED_AFTER_ITS_COMMIT, uri, json.dumps(window))
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+        # what the kill left: the conversion's one commit holds the rows it read, in days:
+        # hour 4 is missing and hour 2 stale, although their manifests claim them
+        table = DeltaTable(uri)
+        converted = table.version()
+        assert converted == version + 4  # the extraction's 3 commits, then the conversion
         assert table.history(1)[0]["operation"] == "CREATE OR REPLACE TABLE"
         assert table.metadata().partition_columns == ["date"]
         assert table.metadata().configuration.items() >= TABLE_PROPERTIES.items()
         after = table.to_pyarrow_table()
         assert after.sort_by("uuid").equals(before.select(after.column_names))
         assert len(table.file_uris()) == 1
-        # again: nothing to convert; then an hour re-extracted in the new layout
-        again = cli(env, tmp_path, "compact", "--relayout", *day, "--json")
-        assert json.loads(again.stdout)["relayout"][0]["days"] == 0
+        # the same command again repairs it: the three hours written again, as extracted
+        day = ["--start", "2026-11-01", "--end", "2026-11-01"]
+        done = cli(env, tmp_path, "compact", "--relayout", *day, "--json")
+        assert done.returncode == 0, done.stderr
+        [repaired] = json.loads(done.stdout)["relayout"]
+        assert repaired == {
+            "project": "website",
+            "days": 0,
+            "version": converted + 3,
+            "replayed": 3,
+        }
+        assert_table_is(uri, sim.dataset, first, DAY1 + timedelta(hours=4))
+        # then an hour re-extracted in the new layout
         sim.change_hour(DAY1 + timedelta(hours=2))
         rerun = spawn(env, tmp_path, first, last, "--force")
         _, err = rerun.communicate(timeout=300)
@@ -74,16 +106,29 @@ def test_an_hour_layout_table_keeps_working_and_relayout_converts_it_in_one_comm
     table = DeltaTable(uri)
     assert table.metadata().partition_columns == ["date"]
     assert all("/hour=" not in u for u in table.file_uris())
-    assert_table_is(uri, dataset, first, last)
-    assert cli(env, tmp_path, "verify", *span).returncode == 0
+    assert_table_is(uri, dataset, first, DAY1 + timedelta(hours=4))
+    through = ["--start", f"{first:%Y-%m-%dT%H}", "--end", f"{DAY1:%Y-%m-%d}T04"]
+    assert cli(env, tmp_path, "verify", *through).returncode == 0
     assert expected_uuids(dataset, first, last)
 
 
-def test_hours_another_writer_commits_during_the_relayout_are_all_kept(tmp_path: Path) -> None:
+class _Crash(Exception):
+    pass
+
+
+def _crash(version: int) -> None:
+    raise _Crash(version)
+
+
+@pytest.mark.parametrize("crash", [False, True], ids=["replayed", "crashed-then-finished"])
+def test_hours_another_writer_commits_during_the_relayout_are_all_kept(
+    tmp_path: Path, crash: bool
+) -> None:
     """A second writer commits while the relayout writes its days (from ``on_day``: between
     the snapshot it read and its commit, no timing involved): an hour of a day the relayout
     does not cover, and an hour it covers, extracted again. Both are in the converted table,
-    every other hour as it was, every file in the day layout."""
+    every other hour as it was, every file in the day layout. ``crash``: the relayout stops
+    right after its commit, and running it again replays both; a third run, none."""
     location = TableLocation(str(tmp_path / "t"))
     DeltaTable.create(location.uri, table_schema(), partition_by=["date", "hour"], name="t")
 
@@ -109,8 +154,15 @@ def test_hours_another_writer_commits_during_the_relayout_are_all_kept(tmp_path:
             commit(later, "other-")
             commit(again, "other-")
 
-    result = relayout(location, on_day=meanwhile)
-    assert (result.days, result.replayed) == (1, 2)
+    if crash:
+        with pytest.raises(_Crash):
+            relayout(location, on_day=meanwhile, on_converted=_crash)
+        result = relayout(location)
+        assert (result.days, result.replayed) == (0, 2)
+    else:
+        result = relayout(location, on_day=meanwhile)
+        assert (result.days, result.replayed) == (1, 2)
+    assert relayout(location).replayed == 0
     table = DeltaTable(location.uri)
     assert table.metadata().partition_columns == ["date"]
     assert all("/hour=" not in u for u in table.file_uris())

@@ -58,8 +58,13 @@ def env_for(base_url: str, out: Path) -> dict[str, str]:
 
 def cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``async-amp ARGS`` to completion (status, verify, compact)."""
+    return python(env, cwd, "-m", "async_amp", *args)
+
+
+def python(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` to completion, its output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "async_amp", *args],
+        [sys.executable, *args],
         env=env,
         cwd=cwd,
         capture_output=True,

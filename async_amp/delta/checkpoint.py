@@ -30,12 +30,10 @@ caller, never fails the commit already made.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import re
 import tempfile
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +44,8 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 
-from .base import TableLocation, local_path, open_table
+from .base import TableLocation, open_table
+from .store import TableFiles
 
 __all__ = [
     "PLAIN_OPTIONS",
@@ -90,62 +89,7 @@ def is_plain(meta: pq.FileMetaData) -> bool:
     )
 
 
-class _Log:
-    """A table's ``_delta_log`` folder on its store: whole files listed, read and put."""
-
-    def __init__(self, location: TableLocation) -> None:
-        self.folder = local_path(location.uri)
-        self.store: Any = None
-        if self.folder is None:
-            from deltalake._internal import DeltaFileSystemHandler  # noqa: PLC0415
-
-            self.store = DeltaFileSystemHandler(location.uri, location.options())
-
-    def names(self) -> set[str]:
-        if self.folder is not None:
-            with contextlib.suppress(FileNotFoundError):
-                return {f"{LOG}/{p.name}" for p in (self.folder / LOG).iterdir()}
-            return set()
-        return {i.path for i in self.store.get_file_info_selector(LOG, allow_not_found=True)}
-
-    def read(self, name: str) -> bytes:
-        if self.folder is not None:
-            return (self.folder / name).read_bytes()
-        entry = self.store.open_input_file(name)
-        return bytes(entry.read(entry.size()))
-
-    def footer(self, name: str) -> pq.FileMetaData:
-        if self.folder is not None:
-            return pq.read_metadata(self.folder / name)
-        return pq.read_metadata(self.store.open_input_file(name))
-
-    def put(self, name: str, body: bytes, *, exclusive: bool) -> bool:
-        """Write ``name`` whole; with ``exclusive``, False (nothing written) if it exists."""
-        if self.folder is None:
-            out = self.store.open_output_stream(name)
-            out.write(body)
-            out.close()  # one PUT when closed: only now does the object exist
-            return True
-        target = self.folder / name
-        # a name no reader of the log takes for an entry; created with the umask's mode, as
-        # delta-rs' own files are (a NamedTemporaryFile's would be readable by its owner only)
-        temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        with temp.open("xb") as file:
-            file.write(body)
-        try:
-            if not exclusive:
-                temp.replace(target)
-                return True
-            try:
-                target.hardlink_to(temp)  # a complete file under its name, or none
-            except FileExistsError:
-                return False
-            return True
-        finally:
-            temp.unlink(missing_ok=True)
-
-
-def _last_version(log: _Log) -> int:
+def _last_version(log: TableFiles) -> int:
     """The version ``_last_checkpoint`` names (0 when there is none or it is unreadable)."""
     try:
         return int(json.loads(log.read(LAST))["version"])
@@ -153,7 +97,7 @@ def _last_version(log: _Log) -> int:
         return 0
 
 
-def _render(log: _Log, names: set[str], version: int) -> tuple[bytes, dict[str, Any]]:
+def _render(log: TableFiles, names: set[str], version: int) -> tuple[bytes, dict[str, Any]]:
     """The plain checkpoint of ``version`` and its ``_last_checkpoint`` (see the module)."""
     older = [int(m[1]) for n in names if (m := _CHECKPOINT.fullmatch(n.removeprefix(f"{LOG}/")))]
     base = max((v for v in older if v < version), default=-1)
@@ -184,7 +128,7 @@ class Checkpoints:
 
     plain: set[tuple[str, int]] = field(default_factory=set)
 
-    def _superseded(self, location: TableLocation, log: _Log, last: int) -> bool:
+    def _superseded(self, location: TableLocation, log: TableFiles, last: int) -> bool:
         """Whether the checkpoint ``last`` is another tool's, in another encoding."""
         if not last or (location.uri, last) in self.plain:
             return False
@@ -210,7 +154,7 @@ class Checkpoints:
             if table is None:
                 return False
             interval = interval_of(table.metadata().configuration)
-        log = _Log(location)
+        log = TableFiles(location)
         last = _last_version(log)
         if last >= version:
             return False
@@ -223,7 +167,7 @@ class Checkpoints:
         due = past == 0 or (crossed and past >= max(1, interval // 4))
         if not due and not self._superseded(location, log, last):
             return False
-        names = log.names()
+        names = log.names(LOG)
         if checkpoint_name(version) in names:
             return False  # another writer's, already whole
         body, hint = _render(log, names, version)

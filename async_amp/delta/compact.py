@@ -42,7 +42,7 @@ from deltalake.transaction import (
 from .checkpoint import Checkpoints, after_commit
 from .files import DataFile, put_file, table_schema
 from .layout import DAY_PARTITIONS, SORT_KEY, day_app_id, is_day_layout, missing_properties
-from .replay import hour_commits, replay_hours
+from .replay import finish_relayout, record_relayout
 from .rewrite import day_files, file_dataset, remove_action, write_rows
 from .table import (
     NO_HOOK,
@@ -217,11 +217,14 @@ def compact_day(
 
 
 def _relayout_once(
-    location: TableLocation, on_day: Callable[[date], None] | None
+    location: TableLocation,
+    on_day: Callable[[date], None] | None,
+    on_converted: Callable[[int], None] | None,
 ) -> RelayoutResult:
     table = _table(location)
-    if is_day_layout(table.metadata().partition_columns):
-        return RelayoutResult(0, 0, 0, 0, table.version())
+    if is_day_layout(table.metadata().partition_columns):  # converted: finish what is left
+        replayed = finish_relayout(location)
+        return RelayoutResult(0, 0, 0, 0, _table(location).version(), replayed)
     actions = pa.table(table.get_add_actions(flatten=True))
     days = sorted(set(pc.cast(actions["partition.date"], pa.string()).to_pylist()))
     dataset = table.to_pyarrow_dataset()
@@ -248,6 +251,9 @@ def _relayout_once(
     metadata = table.metadata()
     configuration = {k: v for k, v in metadata.configuration.items() if v is not None}
     commit_id = uuid.uuid4().hex
+    # what a crash before the replay below is done leaves to ``finish_relayout``
+    # (a record whose conversion never committed is deleted by the next one that does)
+    record_relayout(location, table.version(), commit_id)
     now = time.time_ns() // 1000
     create_table_with_add_actions(
         location.uri,
@@ -268,7 +274,9 @@ def _relayout_once(
         post_commithook_properties=NO_HOOK,
     )
     version = committed_version(location, table.version(), commit_id)
-    replayed = replay_hours(location, hour_commits(location, table.version(), version))
+    if on_converted is not None:
+        on_converted(version)
+    replayed = finish_relayout(location)
     after_commit(location, version)
     return RelayoutResult(len(days), actions.num_rows, len(added), rows, version, replayed)
 
@@ -286,11 +294,16 @@ def relayout(
     sleep: Callable[[float], None] = time.sleep,
     on_conflict: Callable[[int, str], None] | None = None,
     on_day: Callable[[date], None] | None = None,
+    on_converted: Callable[[int], None] | None = None,
 ) -> RelayoutResult:
-    """Convert an hour-layout table to days in one commit (each day compacted as above)."""
+    """Convert an hour-layout table to days in one commit (each day compacted as above), then
+    commit again the hours other writers committed meanwhile (``replay.py``). On a table
+    converted already, finish that replay if a crash cut it short (``finish_relayout``).
+    ``on_day``: called as each day is written; ``on_converted``: with the conversion's
+    version, before the replay."""
     result: RelayoutResult = with_conflict_retries(
         "converting the table to day partitions",
-        lambda: _relayout_once(location, on_day),
+        lambda: _relayout_once(location, on_day, on_converted),
         rng=rng or random.Random(),
         sleep=sleep,
         on_conflict=on_conflict,

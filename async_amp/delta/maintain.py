@@ -8,7 +8,8 @@ deletes data files older than ``retention_hours`` that the latest snapshot does 
 replaced hours, files already compacted, files of writes that lost a commit conflict. Keep the
 retention above the longest query or copy that may still read an older snapshot, and above the
 longest write (default 168 hours, Delta's own default). ``relayout=True`` first converts a
-table of the hour layout to days (``compact.relayout``, one commit).
+table of the hour layout to days (``compact.relayout``, one commit); without it, the replay of
+a conversion that a crash cut short is finished first all the same (``replay.py``).
 
 Safe beside extractions: a compaction that meets a concurrent hourly commit of the same day
 conflicts, and is redone (bounded, with backoff) on the new snapshot.
@@ -23,7 +24,8 @@ from datetime import date, datetime, timedelta
 from ..config import Config
 from ..errors import ConfigError, StorageError
 from .compact import CompactResult, RelayoutResult, compact_day, relayout
-from .table import DELTA_ERRORS, TableLocation, delta_error_text
+from .replay import finish_relayout
+from .table import DELTA_ERRORS, TableLocation, delta_error_text, open_table
 
 __all__ = ["DEFAULT_RETENTION_HOURS", "CompactRequest", "compact", "days_of", "locator"]
 
@@ -53,7 +55,8 @@ def days_of(first: datetime, last: datetime) -> list[date]:
 class CompactRequest:
     """What to compact: every day from ``first`` to ``last`` of each project's table, keeping
     files younger than ``retention_hours``; ``relayout_first``: convert each hour-layout
-    table to days first. ``on_day`` / ``on_relayout`` are called as each is done."""
+    table to days first. ``on_day`` / ``on_relayout`` are called as each is done (the latter
+    also for a conversion's replay finished without ``relayout_first``)."""
 
     first: datetime
     last: datetime
@@ -63,6 +66,15 @@ class CompactRequest:
     on_day: Callable[[str, CompactResult], None] | None = None
     relayout_first: bool = False
     on_relayout: Callable[[str, RelayoutResult], None] | None = None
+
+
+def _finish(location: TableLocation) -> RelayoutResult | None:
+    """A conversion's replay that a crash cut short, finished (``replay.finish_relayout``)."""
+    replayed = finish_relayout(location)
+    if not replayed:
+        return None
+    version = open_table(location)
+    return RelayoutResult(0, 0, 0, 0, version.version() if version else -1, replayed)
 
 
 def compact(config: Config, request: CompactRequest) -> list[tuple[str, CompactResult]]:
@@ -80,14 +92,13 @@ def compact(config: Config, request: CompactRequest) -> list[tuple[str, CompactR
     done: list[tuple[str, CompactResult]] = []
     for project in request.projects:
         location = locate(project)
-        if request.relayout_first:
-            try:
-                converted = relayout(location)
-            except DELTA_ERRORS as exc:
-                msg = f"cannot convert {location.uri} to day partitions: "
-                raise StorageError(msg + delta_error_text(exc, location)) from None
-            if on_relayout is not None:
-                on_relayout(project, converted)
+        try:
+            converted = relayout(location) if request.relayout_first else _finish(location)
+        except DELTA_ERRORS as exc:
+            msg = f"cannot convert {location.uri} to day partitions: "
+            raise StorageError(msg + delta_error_text(exc, location)) from None
+        if converted is not None and on_relayout is not None:
+            on_relayout(project, converted)
         for day in days_of(request.first, request.last):
             try:
                 result = compact_day(location, day, retention_hours=retention_hours)

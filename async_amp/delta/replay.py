@@ -13,7 +13,21 @@ the one delta-rs read, or a conflict and the whole conversion again), and then c
 in the day layout, every hour a log entry between ``V`` and its own commit replaced: the
 hour's rows as that entry left them, read from its snapshot. An hour committed again since
 (its application transaction no longer that entry's: compared for equality, not order, as
-writers' clocks differ) is left as it is."""
+writers' clocks differ) is left as it is.
+
+A crash between the conversion's commit and the end of the replay (a SIGKILL, a machine
+lost) would leave the hours committed meanwhile missing (an hour new to the table) or as
+they were in ``V`` (an hour committed again): never twice, as the conversion removed every
+file it found, but their writers reported them complete. So before its commit the conversion
+records ``V`` in ``_async_amp/relayout/<its commit id>.json`` (delta-rs 1.6.6 refuses table
+properties of its own), deleted once the replay is done; ``finish_relayout`` (every
+``compact``, with or without ``--relayout``) finds the conversion a record names in the log
+and replays what is still to replay: an hour replayed already carries the replay's
+transaction, no longer the entry's, and is skipped. A record whose conversion is not in the
+log (it failed, or was killed before committing) is deleted once the table is in days. The
+replay needs the log entries from ``V`` to the conversion, which Delta keeps for
+``delta.logRetentionDuration`` (30 days): a conversion left unfinished for longer can no
+longer be repaired."""
 
 from __future__ import annotations
 
@@ -29,14 +43,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 
-from .base import TableLocation, log_entry
+from .base import CommitConflictError, TableLocation, log_entry, open_table
 from .files import put_file, table_schema
-from .layout import hour_app_id
+from .layout import hour_app_id, is_day_layout
 from .rewrite import write_rows
-from .table import METADATA_PREFIX, replace_hour
+from .store import TableFiles
+from .table import METADATA_PREFIX, committed_version, replace_hour
 
-__all__ = ["HourCommit", "hour_commits", "replay_hours"]
+__all__ = [
+    "HourCommit",
+    "finish_relayout",
+    "hour_commits",
+    "record_relayout",
+    "replay_hours",
+]
 
+RECORDS = "_async_amp/relayout"
+"""Where each conversion records the version it converted until its replay is done."""
 _HOUR_TXN = re.compile(r"async-amp:(\d{4}-\d{2}-\d{2}T\d{2})")
 
 
@@ -76,11 +99,45 @@ class _Superseded(Exception):
     """The hour was committed again after the entry being replayed."""
 
 
+def record_relayout(location: TableLocation, read: int, commit_id: str) -> str:
+    """Record that commit ``commit_id`` converts snapshot ``read``; return the record's name."""
+    name = f"{RECORDS}/{commit_id}.json"
+    TableFiles(location).put(name, json.dumps({"read": read}).encode(), exclusive=False)
+    return name
+
+
+def finish_relayout(location: TableLocation) -> int:
+    """Replay what the conversions recorded left to replay (see the module), and delete their
+    records; return how many hours were replayed. 0 at once when there is no record."""
+    files = TableFiles(location)
+    records = sorted(files.names(RECORDS))
+    if not records:
+        return 0
+    table = open_table(location)
+    if table is None or not is_day_layout(table.metadata().partition_columns):
+        return 0  # no conversion committed: the records are of conversions in flight or dead
+    replayed = 0
+    for name in records:
+        commit_id = name.rsplit("/", 1)[-1].removesuffix(".json")
+        try:
+            read = int(json.loads(files.read(name))["read"])
+            version = committed_version(location, read, commit_id)
+        except (ValueError, KeyError, TypeError, CommitConflictError):
+            pass  # never committed (or its log entries are cleaned up): nothing to replay
+        else:
+            replayed += replay_hours(location, hour_commits(location, read, version))
+        files.delete(name)
+    return replayed
+
+
 def replay_hours(location: TableLocation, hours: dict[datetime, HourCommit]) -> int:
     """Commit each hour again as its entry left it (see the module); return how many were."""
     replayed = 0
+    latest = open_table(location)
     for hour, commit in sorted(hours.items()):
         app_id = hour_app_id(hour)
+        if latest is not None and latest.transaction_version(app_id) != commit.txn:
+            continue  # replayed already, or committed again since: nothing to read
 
         def unless_newer(snapshot: DeltaTable, app_id: str = app_id, txn: int = commit.txn) -> None:
             if snapshot.transaction_version(app_id) != txn:

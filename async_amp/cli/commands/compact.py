@@ -125,7 +125,14 @@ def _cmd_compact(args: argparse.Namespace, out: TextIO | None = None) -> int:
             )
 
     def converted(project: str, result: RelayoutResult) -> None:
-        relayouts.append({"project": project, "days": result.days, "version": result.version})
+        relayouts.append(
+            {
+                "project": project,
+                "days": result.days,
+                "version": result.version,
+                "replayed": result.replayed,
+            }
+        )
         if not args.json:
             what = (
                 f"{result.files_removed} files -> {result.files_added} in {result.days} day "
@@ -133,6 +140,8 @@ def _cmd_compact(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 if result.days
                 else "already partitioned by date"
             )
+            if result.replayed:
+                what += f"; {result.replayed} hours committed meanwhile written again"
             print(f"{project}: {what}", file=stdout)
 
     relayouts: list[dict[str, Any]] = []
@@ -159,7 +168,7 @@ def _cmd_compact(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return EXIT_INCOMPLETE
     if args.json:
         document: dict[str, Any] = {"days": [_row(p, r) for p, r in done]}
-        if args.relayout:
+        if args.relayout or relayouts:
             document["relayout"] = relayouts
         print(json.dumps(document, indent=2), file=stdout)
     return EXIT_OK
