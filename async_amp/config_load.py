@@ -177,11 +177,6 @@ def format_problems(output: OutputConfig) -> list[str]:
     if output.format is not None and output.format not in format_names():
         known = ", ".join(repr(name) for name in format_names())
         found.append(f"[output] format must be one of {known}, not {output.format!r}")
-    if output.sink == "gcs" and output.data_format == "delta":
-        found.append(
-            "format 'delta' is not available with sink 'gcs' yet (docs/gcs.md says why): "
-            "use format 'parquet', or Delta through the S3-compatible endpoint"
-        )
     if output.keep_gzip and output.format not in (None, "ndjson", "gzip"):
         found.append(
             f'[output] keep_gzip = true contradicts format = "{output.format}": drop '

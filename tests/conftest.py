@@ -6,7 +6,7 @@ import pytest
 
 from tests.azurite import azure_container, azurite  # noqa: F401 - session fixtures
 from tests.e2e import reap_spawned
-from tests.gcs import gcs_bucket, gcs_emulator, gcs_front  # noqa: F401 - session fixtures
+from tests.gcs import gcs_bucket, gcs_emulator, gcs_front, gcs_xml_url  # noqa: F401 - session fixtures
 from tests.s3 import s3_bucket, s3_server  # noqa: F401 - session fixtures
 
 

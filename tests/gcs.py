@@ -44,7 +44,9 @@ from async_amp.simulator.background import Background
 from async_amp.sinks.gcs import GcsSink
 from tools.gcsserver import GcsEmulatorError, GcsEmulatorProcess
 
-__all__ = ["GcsFront", "gcs_bucket", "gcs_config", "gcs_front", "gcs_sink"]
+from .gcs_xml import XmlFrontProcess
+
+__all__ = ["GcsFront", "gcs_bucket", "gcs_config", "gcs_front", "gcs_sink", "gcs_xml_url"]
 
 ACCOUNTS = ("writer", "reader")
 RUN_ID = "test-run"
@@ -229,6 +231,17 @@ def gcs_front(
     front = GcsFront(gcs_emulator.endpoint_url, tmp_path_factory.mktemp("gcs-keys"))
     with Background(front.serve, "GCS front") as started:
         yield started
+
+
+@pytest.fixture(scope="session")
+def gcs_xml_url(gcs_emulator: GcsEmulatorProcess, gcs_front: GcsFront) -> Iterator[str]:
+    """The endpoint where delta-rs finds the XML API (tests/gcs_xml.py, a process of its
+    own) and the product's JSON calls pass on to ``gcs_front``."""
+    accounts = list(ACCOUNTS)
+    with XmlFrontProcess(
+        gcs_emulator.endpoint_url, gcs_front.url, gcs_front.folder, accounts
+    ) as xml:
+        yield xml.endpoint_url
 
 
 @pytest.fixture

@@ -176,10 +176,6 @@ BAD_CONFIG = {
     "s3-no-bucket": ("[output]\nsink = 's3'\n", "sink 's3' needs [s3] bucket"),
     "gcs-no-bucket": ("[output]\nsink = 'gcs'\n", "sink 'gcs' needs [gcs] bucket"),
     "gcs-bad-bucket": ("[output]\nsink = 'gcs'\n[gcs]\nbucket = 'No_Caps'\n", "[gcs] bucket"),
-    "gcs-delta": (
-        "[output]\nsink = 'gcs'\nformat = 'delta'\n[gcs]\nbucket = 'b-1'\n",
-        "format 'delta' is not available with sink 'gcs'",
-    ),
     "dir-number": ("[output]\ndir = 5\n", "[output] dir"),
     "dir-empty": ("[output]\ndir = ''\n", "[output] dir"),
     "fsync-word": ("[output]\nfsync = 'sometimes'\n", "[output] fsync"),

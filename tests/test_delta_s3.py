@@ -72,10 +72,14 @@ async def test_hours_into_s3_read_back_force_and_verify(
 async def test_a_stale_writer_on_s3_conflicts_on_the_conditional_put_and_redoes_its_commit(
     s3_server: S3ServerProcess, s3_bucket: str, tmp_path: Path
 ) -> None:
-    await anyio.to_thread.run_sync(_stale_writer, s3_server, s3_bucket, tmp_path)
+    config = S3Config(
+        bucket=s3_bucket, endpoint_url=s3_server.endpoint_url, addressing_style="path"
+    )
+    location = s3_locator(config, s3_server.admin.environ())("t")
+    await anyio.to_thread.run_sync(stale_writer, location, tmp_path)
 
 
-def _stale_writer(s3_server: S3ServerProcess, s3_bucket: str, spool: Path) -> None:
+def stale_writer(location: TableLocation, spool: Path) -> None:
     """The log's commits are conditional writes: of two writers of the same hour, the one
     whose snapshot went stale cannot overwrite the other's log entry; it conflicts and its
     commit is redone (its files already uploaded, not sent again), and every version holds
@@ -95,10 +99,6 @@ def _stale_writer(s3_server: S3ServerProcess, s3_bucket: str, spool: Path) -> No
         pq.write_table(pa.table(rows, schema=data), local)
         return put_file(where, local, at)
 
-    config = S3Config(
-        bucket=s3_bucket, endpoint_url=s3_server.endpoint_url, addressing_style="path"
-    )
-    location = s3_locator(config, s3_server.admin.environ())("t")
     other = replace(location, uri=location.uri + "/")
     replace_hour(location, at, [upload(location, "first", 4)], schema=schema, metadata={})
     conflicts: list[str] = []

@@ -8,6 +8,9 @@
   ``DefaultAzureCredential`` (managed identity, workload identity, ``az login``...), whose
   token is handed to delta-rs as a bearer token, fresh for every call.
 
+- GCS: ``gs://<bucket>/<prefix>/<project>`` with the GCS sink's endpoint and credentials
+  (``gcs_options``).
+
 The endpoint is always the account's blob URL (``account_url``, or the connection string's
 ``BlobEndpoint``): delta-rs then talks to ``<endpoint>/<container>/<path>``, which is right for
 Azure and for Azurite on any port (delta-rs' own ``use_emulator`` forces port 10000).
@@ -19,12 +22,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..config import AzureConfig, S3Config
+from ..config import AzureConfig, GcsConfig, S3Config
 from ..errors import ConfigError
 from ..sinks.azure import connection_string_parts
 from .table import TableLocation
 
-__all__ = ["azure_locator", "local_locator", "s3_locator"]
+__all__ = ["azure_locator", "gcs_locator", "gcs_options", "local_locator", "s3_locator"]
 
 STORAGE_SCOPE = "https://storage.azure.com/.default"
 _ENV_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
@@ -124,3 +127,49 @@ def s3_locator(s3: S3Config, environ: Mapping[str, str]) -> Callable[[str], Tabl
     return lambda project: TableLocation(
         f"{base}/{project}", storage_options=options, secrets=secrets
     )
+
+
+def gcs_options(gcs: GcsConfig, environ: Mapping[str, str]) -> dict[str, str]:
+    """delta-rs' storage options for ``[gcs]``: its endpoint, and the credentials the GCS sink
+    uses, for object_store's own GCS client (which speaks the XML API, signs its own JWT with
+    a service-account key, refreshes a user's token, or asks the metadata server).
+
+    ``GOOGLE_APPLICATION_CREDENTIALS`` naming a service-account key is passed as
+    ``google_service_account``, a gcloud user's file as ``google_application_credentials``;
+    without it, object_store finds Application Default Credentials itself (gcloud's file, else
+    the metadata server). Only paths: no secret is in the options."""
+    from ..sinks.gcs_client import credentials_file  # noqa: PLC0415
+
+    options: dict[str, str] = {}
+    if gcs.endpoint_url:
+        options["google_base_url"] = gcs.endpoint_url.rstrip("/")
+        if gcs.endpoint_url.startswith("http://"):
+            options["allow_http"] = "true"
+    if gcs.anonymous:
+        options["google_skip_signature"] = "true"
+        return options
+    found = credentials_file(environ)
+    if found is None:
+        return options
+    path, kind = found
+    if kind == "service_account":
+        options["google_service_account"] = path
+    elif kind == "authorized_user":
+        options["google_application_credentials"] = path
+    else:
+        msg = (
+            f"format 'delta' on GCS cannot use the {kind} credentials that "
+            "GOOGLE_APPLICATION_CREDENTIALS names: delta-rs (object_store) signs in only with "
+            "a service-account key, a gcloud user's credentials or the metadata server; use "
+            "one of those, or format 'parquet'"
+        )
+        raise ConfigError(msg)
+    return options
+
+
+def gcs_locator(gcs: GcsConfig, environ: Mapping[str, str]) -> Callable[[str], TableLocation]:
+    """``gs://<bucket>/<prefix>/<project>`` with ``gcs_options``."""
+    options = gcs_options(gcs, environ)
+    prefix = gcs.prefix.strip("/")
+    base = f"gs://{gcs.bucket}/{prefix}" if prefix else f"gs://{gcs.bucket}"
+    return lambda project: TableLocation(f"{base}/{project}", storage_options=options)

@@ -34,12 +34,14 @@ DEFAULT_RETENTION_HOURS = 168
 
 def locator(config: Config, environ: Mapping[str, str]) -> Callable[[str], TableLocation]:
     """Where ``config`` puts each project's table."""
-    from .location import azure_locator, local_locator, s3_locator  # noqa: PLC0415
+    from .location import azure_locator, gcs_locator, local_locator, s3_locator  # noqa: PLC0415
 
     if config.output.sink == "azure":
         return azure_locator(config.azure, environ)
     if config.output.sink == "s3":
         return s3_locator(config.s3, environ)
+    if config.output.sink == "gcs":
+        return gcs_locator(config.gcs, environ)
     return local_locator(config.output.dir)
 
 

@@ -39,7 +39,7 @@ from ..errors import (
 from ..retry import backoff_delay
 from .shared import TIMEOUT_RETRIES
 
-__all__ = ["DEFAULT_ENDPOINT", "GcsClient", "GcsError", "Listed"]
+__all__ = ["DEFAULT_ENDPOINT", "GcsClient", "GcsError", "Listed", "credentials_file"]
 
 DEFAULT_ENDPOINT = "https://storage.googleapis.com"
 SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
@@ -68,11 +68,13 @@ class GcsError(Exception):
         self.reason = reason
 
 
-def _credentials_file(environ: Mapping[str, str]) -> tuple[str | None, str]:
-    """The credentials file to use (None: ADC finds its own) and a name for it in messages."""
+def credentials_file(environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """The path and ``"type"`` of the credentials file ``GOOGLE_APPLICATION_CREDENTIALS``
+    names, ``None`` when it names none (ADC then finds its own); ``ConfigError`` when the
+    file cannot be used."""
     path = environ.get(_ENV_CREDENTIALS, "").strip()
     if not path:
-        return None, "Application Default Credentials"
+        return None
     try:
         data = json.loads(Path(path).expanduser().read_text(encoding="utf-8"))
     except OSError as exc:
@@ -97,7 +99,7 @@ def _credentials_file(environ: Mapping[str, str]) -> tuple[str | None, str]:
     if kind == "service_account" and not all(data.get(k) for k in ("client_email", "private_key")):
         msg = f"{_ENV_CREDENTIALS} names {path!r}: a service-account key without its private key"
         raise ConfigError(msg)
-    return str(Path(path).expanduser()), f"{_ENV_CREDENTIALS} ({kind})"
+    return str(Path(path).expanduser()), kind
 
 
 class GcsClient:
@@ -116,7 +118,11 @@ class GcsClient:
         if self.anonymous:
             self._file, self.auth_source = None, "no credentials ([gcs] anonymous)"
         else:
-            self._file, self.auth_source = _credentials_file(environ)
+            found = credentials_file(environ)
+            self._file = found[0] if found else None
+            self.auth_source = (
+                f"{_ENV_CREDENTIALS} ({found[1]})" if found else "Application Default Credentials"
+            )
         self._session: aiohttp.ClientSession | None = None
         self._token: Any = None  # gcloud.aio.auth.Token, made on first use
         self._access: tuple[str, float] | None = None  # (token, monotonic time to renew at)
