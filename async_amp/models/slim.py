@@ -75,10 +75,7 @@ def slim_hour(
             "SELECT day FROM slim UNION SELECT sday FROM slim WHERE sday IS NOT NULL ORDER BY 1"
         ).fetchall()
         tmp = target.with_name(f".{target.name}.tmp")
-        con.execute(
-            f"COPY (SELECT * FROM slim ORDER BY event_time, uuid) TO {sql_text(str(tmp))} "
-            "(FORMAT parquet, COMPRESSION zstd)"
-        )
+        con.execute(f"COPY slim TO {sql_text(str(tmp))} (FORMAT parquet, COMPRESSION zstd)")
         tmp.replace(target)
         return count, [d for (d,) in days]
     finally:

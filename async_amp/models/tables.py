@@ -23,59 +23,68 @@ __all__ = ["DAY_TABLES", "build_day", "fold_users"]
 
 # Events once per uuid (rows without one each count): a repeat of an event, in the same hour
 # or another, has the same event_time, so it always falls on the same day as the first copy.
+# Only the few repeated uuids go through a window. The kept events are stored in
+# (event_time, uuid) order (``preserve_insertion_order`` on for this statement), so an
+# event's ``rowid`` is its rank ``o`` in time and "the first/last value in time" is
+# ``arg_min/max_null(x, o)``: one hash aggregate, not a sort per ordered aggregate.
 _DEDUPE = """
 CREATE OR REPLACE TEMP TABLE e AS
-SELECT * FROM ev
-QUALIFY uuid IS NULL OR row_number() OVER (
-    PARTITION BY uuid ORDER BY event_time, event_type, session_id, amplitude_id, source, path
-) = 1
+WITH dup AS (SELECT uuid FROM ev WHERE uuid IS NOT NULL GROUP BY uuid HAVING count(*) > 1)
+SELECT * FROM (
+    SELECT * FROM ev ANTI JOIN dup USING (uuid)
+    UNION ALL BY NAME
+    SELECT * FROM (SELECT * FROM ev SEMI JOIN dup USING (uuid)) QUALIFY row_number() OVER (
+        PARTITION BY uuid
+        ORDER BY event_time, event_type, session_id, amplitude_id, source, path
+    ) = 1
+) ORDER BY event_time, uuid
 """
 
-# The events of the sessions that start on the day, numbered in their session by
-# (event_time, uuid), each with the time of the next one.
-_SESSION_EVENTS = """
+# The page views of the sessions that start on the day, each with the time of the next event
+# of its session (null: the session's last event).
+_SESSION_VIEWS = """
 CREATE OR REPLACE TEMP TABLE se AS
-SELECT *, row_number() OVER w AS n, lead(event_time) OVER w AS next_t,
-       count(*) OVER (PARTITION BY amplitude_id, session_id) AS of_n
+SELECT amplitude_id, session_id, path, event_time,
+       lead(event_time) OVER (PARTITION BY amplitude_id, session_id ORDER BY rowid) AS next_t
 FROM e WHERE sday = $day AND amplitude_id IS NOT NULL
-WINDOW w AS (PARTITION BY amplitude_id, session_id ORDER BY event_time, uuid)
+QUALIFY is_pv
 """
 
-_FIRST = "ORDER BY event_time, uuid"
-
-_SESSIONS = f"""
+_SESSIONS = """
 CREATE OR REPLACE TEMP TABLE s AS
 SELECT $day AS day, amplitude_id, session_id, max(user_id) AS user_id,
        min(event_time) AS start_time, max(event_time) AS end_time,
        (epoch_us(max(event_time)) - epoch_us(min(event_time))) / 1e6 AS duration_s,
        count(*) AS events, count(*) FILTER (is_pv) AS page_views,
-       first(path {_FIRST}) FILTER (is_pv) AS landing_page,
-       last(path {_FIRST}) FILTER (is_pv) AS exit_page,
-       first(source {_FIRST}) AS source, first(country {_FIRST}) AS country,
-       first(city {_FIRST}) AS city, first(platform {_FIRST}) AS platform,
-       first(os_name {_FIRST}) AS os_name, first(device_family {_FIRST}) AS device_family,
-       first(device_type {_FIRST}) AS device_type,
+       arg_min_null(path, o) FILTER (is_pv) AS landing_page,
+       arg_max_null(path, o) FILTER (is_pv) AS exit_page,
+       arg_min_null(source, o) AS source, arg_min_null(country, o) AS country,
+       arg_min_null(city, o) AS city, arg_min_null(platform, o) AS platform,
+       arg_min_null(os_name, o) AS os_name, arg_min_null(device_family, o) AS device_family,
+       arg_min_null(device_type, o) AS device_type,
        coalesce(max(cday) = $day, false) AS is_new_user
-FROM se GROUP BY amplitude_id, session_id
+FROM (SELECT *, rowid AS o FROM e WHERE sday = $day AND amplitude_id IS NOT NULL)
+GROUP BY amplitude_id, session_id
 """
 
-_DAY_EVENTS = "CREATE OR REPLACE TEMP TABLE d AS SELECT * FROM e WHERE day = $day"
+# The day's own events (by event_time): a view, not a copy.
+_DAY_EVENTS = "CREATE OR REPLACE TEMP VIEW d AS SELECT *, rowid AS o FROM e WHERE day = {day}"
 
 _QUERIES: dict[str, str] = {
     "sessions": "SELECT * FROM s ORDER BY amplitude_id, session_id",
-    "users_daily": f"""
+    "users_daily": """
         SELECT $day AS day, amplitude_id,
-            last(user_id {_FIRST}) FILTER (user_id IS NOT NULL) AS user_id,
+            arg_max_null(user_id, o) FILTER (user_id IS NOT NULL) AS user_id,
             min(first_seen) AS first_seen, max(last_seen) AS last_seen,
             coalesce(sum(sessions), 0) AS sessions, coalesce(sum(events), 0) AS events,
             coalesce(sum(page_views), 0) AS page_views,
-            first(source {_FIRST}) FILTER (source IS NOT NULL) AS first_source,
-            last(country {_FIRST}) FILTER (country IS NOT NULL) AS country,
-            last(city {_FIRST}) FILTER (city IS NOT NULL) AS city,
-            last(company {_FIRST}) FILTER (company IS NOT NULL) AS company,
+            arg_min_null(source, o) FILTER (source IS NOT NULL) AS first_source,
+            arg_max_null(country, o) FILTER (country IS NOT NULL) AS country,
+            arg_max_null(city, o) FILTER (city IS NOT NULL) AS city,
+            arg_max_null(company, o) FILTER (company IS NOT NULL) AS company,
             max(user_creation_time) AS user_creation_time
         FROM (
-            SELECT amplitude_id, user_id, event_time, uuid, event_time AS first_seen,
+            SELECT amplitude_id, user_id, o, event_time AS first_seen,
                    event_time AS last_seen, NULL::BIGINT AS sessions, 1 AS events,
                    is_pv::INT AS page_views, source, country, city, company,
                    user_creation_time
@@ -102,22 +111,21 @@ _QUERIES: dict[str, str] = {
             UNION ALL BY NAME
             SELECT path, count(DISTINCT amplitude_id) AS session_visitors,
                    count(DISTINCT amplitude_id) FILTER (went) AS went_on
-            FROM (SELECT amplitude_id, session_id, path, min(n) < max(of_n) AS went
-                  FROM se WHERE is_pv GROUP BY ALL)
+            FROM (SELECT amplitude_id, session_id, path, bool_or(next_t IS NOT NULL) AS went
+                  FROM se GROUP BY ALL)
             GROUP BY path
             UNION ALL BY NAME
             SELECT path, median((epoch_us(next_t) - epoch_us(event_time))::DOUBLE) / 1e6
                    AS median_s
-            FROM se WHERE is_pv AND next_t IS NOT NULL GROUP BY path
+            FROM se WHERE next_t IS NOT NULL GROUP BY path
         ) GROUP BY path ORDER BY path NULLS FIRST""",
     "daily": """
-        SELECT $day AS day, (SELECT count(*) FROM d) AS events,
-            (SELECT count(DISTINCT amplitude_id) FROM d) AS active_users,
-            (SELECT count(DISTINCT amplitude_id) FROM d WHERE cday = $day) AS new_users,
-            (SELECT count(*) FROM s) AS sessions,
-            (SELECT count(*) FROM d WHERE is_pv) AS page_views,
+        SELECT $day AS day, count(*) AS events, count(DISTINCT amplitude_id) AS active_users,
+            count(DISTINCT amplitude_id) FILTER (cday = $day) AS new_users,
+            (SELECT count(*) FROM s) AS sessions, count(*) FILTER (is_pv) AS page_views,
             (SELECT sum(epoch_us(end_time) - epoch_us(start_time)) / count(*) / 1e6 FROM s)
-                AS avg_session_s, $status AS status""",
+                AS avg_session_s, $status AS status
+        FROM d""",
     "daily_events": """
         SELECT $day AS day, event_type, count(*) AS events,
             count(DISTINCT amplitude_id) AS users
@@ -134,19 +142,28 @@ def _typed(model: Table, query: str) -> str:
 
 
 def build_day(con: duckdb.DuckDBPyConnection, day: date, status: str) -> dict[str, Any]:
-    """Every by-day table of ``day`` from ``ev``, as Arrow tables (by name)."""
+    """Every by-day table of ``day`` from ``ev`` (dropped once read), as Arrow tables (by
+    name)."""
     params = {"day": day}
-    con.execute(_DEDUPE)
-    con.execute(_SESSION_EVENTS, params)
+    con.execute("SET preserve_insertion_order = true")
+    try:
+        con.execute(_DEDUPE)
+    finally:
+        con.execute("SET preserve_insertion_order = false")  # as build._connect sets it
+    con.execute("DROP TABLE IF EXISTS ev")
+    con.execute(_SESSION_VIEWS, params)
     con.execute(_SESSIONS, params)
-    con.execute(_DAY_EVENTS, params)
+    con.execute(_DAY_EVENTS.format(day=f"DATE '{day.isoformat()}'"))
     out: dict[str, Any] = {}
-    for model in DAY_TABLES:
-        query = _typed(model, _QUERIES[model.name])
-        wanted = {k: v for k, v in {"day": day, "status": status}.items() if f"${k}" in query}
-        out[model.name] = con.sql(query, params=wanted or None).to_arrow_table()
-    for name in ("e", "se", "s", "d"):
-        con.execute(f"DROP TABLE IF EXISTS {name}")
+    try:
+        for model in DAY_TABLES:
+            query = _typed(model, _QUERIES[model.name])
+            wanted = {k: v for k, v in {"day": day, "status": status}.items() if f"${k}" in query}
+            out[model.name] = con.sql(query, params=wanted or None).to_arrow_table()
+    finally:
+        con.execute("DROP VIEW IF EXISTS d")
+        for name in ("e", "se", "s"):
+            con.execute(f"DROP TABLE IF EXISTS {name}")
     return out
 
 
