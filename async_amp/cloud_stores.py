@@ -9,19 +9,25 @@ import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from .cloud_export import CloudExportSource, ExportStore, LocalExportStore
 from .config import Config, ProjectConfig
 from .errors import ConfigError
 from .manifest import ExportedObject
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # quoted in the stores' base classes: the SDKs load only when used
     from .sinks.azure import AzureSink
-    from .sinks.gcs import GcsSink
-    from .sinks.s3 import S3Sink
+    from .sinks.gcs import GcsSink  # noqa: F401
+    from .sinks.s3 import S3Sink  # noqa: F401
 
-__all__ = ["AzureExportStore", "GcsExportStore", "S3ExportStore", "make_cloud_source"]
+__all__ = [
+    "AzureExportStore",
+    "GcsExportStore",
+    "S3ExportStore",
+    "SinkExportStore",
+    "make_cloud_source",
+]
 
 
 def _source_key(error: Exception, output_key: str) -> Exception:
@@ -32,11 +38,36 @@ def _source_key(error: Exception, output_key: str) -> Exception:
     return error
 
 
-class S3ExportStore:
-    """An S3 bucket (or S3-compatible store) holding the export."""
+class _ObjectSink(Protocol):
+    def stream_object(self, key: str) -> AsyncIterator[bytes]: ...
 
-    def __init__(self, sink: S3Sink) -> None:
+    async def put_object(self, path: str, data: bytes) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+_Sink = TypeVar("_Sink", bound=_ObjectSink)
+
+
+class SinkExportStore(Generic[_Sink]):
+    """An export read through an output sink's own client: a file's bytes as stored, the
+    simulator's files put whole; a subclass says how to list (and name) the store."""
+
+    def __init__(self, sink: _Sink) -> None:
         self.sink = sink
+
+    def read(self, name: str) -> AsyncIterator[bytes]:
+        return self.sink.stream_object(name)
+
+    async def put(self, name: str, data: bytes) -> None:
+        await self.sink.put_object(name, data)
+
+    async def aclose(self) -> None:
+        await self.sink.aclose()
+
+
+class S3ExportStore(SinkExportStore["S3Sink"]):
+    """An S3 bucket (or S3-compatible store) holding the export."""
 
     def describe(self) -> str:
         return f"s3://{self.sink.bucket}"
@@ -60,22 +91,9 @@ class S3ExportStore:
             raise _source_key(error, "[s3] bucket") from exc
         return found
 
-    async def read(self, name: str) -> AsyncIterator[bytes]:
-        async for chunk in self.sink.stream_object(name):
-            yield chunk
 
-    async def put(self, name: str, data: bytes) -> None:
-        await self.sink.put_object(name, data)
-
-    async def aclose(self) -> None:
-        await self.sink.aclose()
-
-
-class GcsExportStore:
+class GcsExportStore(SinkExportStore["GcsSink"]):
     """A GCS bucket holding the export."""
-
-    def __init__(self, sink: GcsSink) -> None:
-        self.sink = sink
 
     def describe(self) -> str:
         return f"gs://{self.sink.bucket}"
@@ -87,22 +105,12 @@ class GcsExportStore:
             raise _source_key(exc, "[gcs] bucket") from exc
         return [ExportedObject(o.name, o.size, str(o.generation)) for o in listed]
 
-    async def read(self, name: str) -> AsyncIterator[bytes]:
-        async for chunk in self.sink.stream_object(name):
-            yield chunk
 
-    async def put(self, name: str, data: bytes) -> None:
-        await self.sink.put_object(name, data)
-
-    async def aclose(self) -> None:
-        await self.sink.aclose()
-
-
-class AzureExportStore:
+class AzureExportStore(SinkExportStore["AzureSink"]):
     """An Azure Blob Storage container holding the export (``[source] bucket``: its name)."""
 
     def __init__(self, sink: AzureSink) -> None:
-        self.sink = sink
+        super().__init__(sink)
         self.made = False
 
     def describe(self) -> str:
@@ -130,17 +138,6 @@ class AzureExportStore:
             raise self.sink.error(exc, "list", prefix + "*", "list") from exc
         return found
 
-    async def read(self, name: str) -> AsyncIterator[bytes]:
-        from azure.core.exceptions import AzureError  # noqa: PLC0415 - only when used
-
-        try:
-            blob = self.sink.container.get_blob_client(name)
-            downloader = await blob.download_blob(decompress=False)
-            async for chunk in downloader.chunks():
-                yield chunk
-        except AzureError as exc:
-            raise self.sink.error(exc, "read", name, "read") from exc
-
     async def put(self, name: str, data: bytes) -> None:
         from azure.core.exceptions import AzureError  # noqa: PLC0415
 
@@ -148,10 +145,7 @@ class AzureExportStore:
             self.made = True
             with contextlib.suppress(AzureError):  # there, or not ours to make: put says which
                 await self.sink.container.create_container()
-        await self.sink.put_object(name, data)
-
-    async def aclose(self) -> None:
-        await self.sink.aclose()
+        await super().put(name, data)
 
 
 def make_cloud_source(

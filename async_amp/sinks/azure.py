@@ -364,11 +364,14 @@ class AzureSink:
     async def iter_file(self, project: str, hour: datetime, name: str) -> AsyncIterator[bytes]:
         """The stored bytes of one file of an hour, as they are (never decompressed)."""
         check_file_name(name)
-        blob_name = f"{self.hour_prefix(project, hour)}/{name}"
+        async for chunk in self.stream_object(f"{self.hour_prefix(project, hour)}/{name}"):
+            yield chunk
+
+    async def stream_object(self, blob_name: str) -> AsyncIterator[bytes]:
+        """Any blob's stored bytes, in chunks (never decompressed)."""
         try:
-            downloader = await self.container.get_blob_client(blob_name).download_blob(
-                decompress=False
-            )
+            blob = self.container.get_blob_client(blob_name)
+            downloader = await blob.download_blob(decompress=False)
             async for chunk in downloader.chunks():
                 yield chunk
         except AzureError as exc:
