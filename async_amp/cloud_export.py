@@ -17,10 +17,9 @@ same. The manifest also records each file read (name, size, ETag or generation).
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,14 +28,13 @@ import anyio.to_thread
 
 from .archive import ArchiveLimits, MemberSink, process_members
 from .errors import ConfigError, StorageError
-from .hours import MemberName, iso_hour
+from .hours import MemberName, iso_hour, parse_hour_file
 from .logs import log
 from .manifest import ExportedObject
 from .merged.names import merged_hour_of
 
 __all__ = ["CloudExportSource", "ExportStore", "LocalExportStore", "export_name", "hour_of"]
 
-_NAME = re.compile(r"^(\d+)_(\d{4})-(\d{2})-(\d{2})_(\d{1,2})#(\d+)\.json\.gz$", re.ASCII)
 READ_CHUNK = 1024 * 1024
 
 
@@ -47,14 +45,11 @@ def export_name(project_id: str, hour: datetime, partition: int) -> str:
 
 def hour_of(base: str) -> tuple[str, datetime] | None:
     """(project ID, hour) of an export file's base name; ``None`` when it is not one."""
-    m = _NAME.match(base)
-    if m is None:
-        return None
     try:
-        hour = datetime(int(m[2]), int(m[3]), int(m[4]), int(m[5]), tzinfo=UTC)
+        parsed = parse_hour_file(base)
     except ValueError:
         return None
-    return m[1], hour
+    return (parsed.owner, parsed.hour) if parsed.is_events else None
 
 
 class ExportStore(Protocol):

@@ -13,6 +13,7 @@ from .errors import ConfigError
 __all__ = [
     "HOUR",
     "Bound",
+    "HourFile",
     "MemberName",
     "amplitude_param",
     "floor_hour",
@@ -22,6 +23,7 @@ __all__ = [
     "iso_hour",
     "new_run_id",
     "parse_bound",
+    "parse_hour_file",
     "parse_member_name",
     "whole_hour",
 ]
@@ -33,8 +35,10 @@ _DAY_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$", re.ASCII)
 _ISO_HOUR_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{1,2})(?::00(?::00)?)?Z?$", re.ASCII)
 _AMP_HOUR_RE = re.compile(r"^(\d{4})(\d{2})(\d{2})T(\d{2})$", re.ASCII)
 _RELATIVE_RE = re.compile(r"^-(\d+)([hd])$", re.ASCII)
-# <project_id>_<YYYY-MM-DD>_<H>#<n>.json.gz, H not zero-padded.
-_MEMBER_RE = re.compile(r"^(\d+)_(\d{4})-(\d{2})-(\d{2})_(\d{1,2})#(\d+)\.json\.gz$", re.ASCII)
+# [-]<id>_<YYYY-MM-DD>_<H>[#<n>].json.gz, H not zero-padded.
+_HOUR_FILE_RE = re.compile(
+    r"^(-?)(\d+)_(\d{4})-(\d{2})-(\d{2})_(\d{1,2})(?:#(\d+))?\.json\.gz$", re.ASCII
+)
 
 
 def floor_hour(moment: datetime) -> datetime:
@@ -157,6 +161,46 @@ def hour_range(first: datetime, last: datetime) -> Iterator[datetime]:
 
 
 @dataclass(frozen=True, slots=True)
+class HourFile:
+    """One hour's file as Amplitude names it, in an Export API archive or a cloud export:
+    ``187520_2026-11-01_5#0.json.gz`` (a project's events: ``partition`` 0) or
+    ``-36958_2026-11-01_5.json.gz`` (the merged-IDs feed: ``merged``, an organization's ID,
+    no partition)."""
+
+    owner: str  # the project ID, or the organization ID of the merged-IDs feed
+    hour: datetime
+    partition: int | None
+    merged: bool
+
+    @property
+    def is_events(self) -> bool:
+        """``<project_id>_<date>_<H>#<n>.json.gz``: an hour's events (one partition)."""
+        return not self.merged and self.partition is not None
+
+    @property
+    def is_merged_ids(self) -> bool:
+        """``-<org_id>_<date>_<H>.json.gz``: an hour of the merged-IDs feed."""
+        return self.merged and self.partition is None
+
+
+def parse_hour_file(base: str) -> HourFile:
+    """Parse ``[-]<id>_<YYYY-MM-DD>_<H>[#<n>].json.gz`` (a base name, no folder); raise
+    ``ValueError`` with the reason when ``base`` is not one or names no real hour."""
+    m = _HOUR_FILE_RE.match(base)
+    if m is None:
+        msg = "is not <id>_<YYYY-MM-DD>_<H>#<n>.json.gz"
+        raise ValueError(msg)
+    dash, owner, year, month, day, hour_text, partition = m.groups()
+    try:
+        hour = datetime(int(year), int(month), int(day), int(hour_text), tzinfo=UTC)
+    except ValueError:
+        msg = "names a date or hour that does not exist"
+        raise ValueError(msg) from None
+    number = int(partition) if partition is not None else None
+    return HourFile(owner=owner, hour=hour, partition=number, merged=bool(dash))
+
+
+@dataclass(frozen=True, slots=True)
 class MemberName:
     """A parsed archive member name such as ``187520/187520_2020-01-25_17#0.json.gz``."""
 
@@ -190,20 +234,17 @@ def parse_member_name(name: str) -> MemberName:
         msg = "is not <project_id>/<file>"
         raise ValueError(msg)
     folder, base = parts
-    m = _MEMBER_RE.match(base)
-    if m is None:
+    parsed = parse_hour_file(base)
+    if not parsed.is_events:
         msg = "is not <project_id>_<YYYY-MM-DD>_<H>#<n>.json.gz"
         raise ValueError(msg)
-    project_id, year, month, day, hour_text, page = m.groups()
-    if folder != project_id:
-        msg = f"sits in folder {folder!r}, not its project's folder {project_id!r}"
+    if folder != parsed.owner:
+        msg = f"sits in folder {folder!r}, not its project's folder {parsed.owner!r}"
         raise ValueError(msg)
-    try:
-        hour = datetime(int(year), int(month), int(day), int(hour_text), tzinfo=UTC)
-    except ValueError:
-        msg = "names a date or hour that does not exist"
-        raise ValueError(msg) from None
-    return MemberName(project_id=project_id, hour=hour, page=int(page), base_name=base)
+    assert parsed.partition is not None
+    return MemberName(
+        project_id=parsed.owner, hour=parsed.hour, page=parsed.partition, base_name=base
+    )
 
 
 def new_run_id(kind: str = "") -> str:

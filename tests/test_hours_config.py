@@ -198,3 +198,46 @@ async def test_adaptive_limiter_cuts_once_per_burst_and_recovers() -> None:
     for _ in range(4):
         limiter.succeeded()
     assert limiter.current == 3
+
+
+_H = datetime(2026, 11, 1, 5, tzinfo=UTC)
+HOUR_FILES = {
+    # base name: (hour_of, merged_hour_of)
+    "187520_2026-11-01_5#0.json.gz": (("187520", _H), None),
+    "187520_2026-11-01_05#12.json.gz": (("187520", _H), None),  # a padded hour too
+    "1_2028-02-29_23#0.json.gz": (("1", datetime(2028, 2, 29, 23, tzinfo=UTC)), None),
+    "-36958_2026-11-01_5.json.gz": (None, ("36958", _H)),
+    "-36958_2026-11-01_0.json.gz": (None, ("36958", _H.replace(hour=0))),
+    "187520_2026-11-01_5.json.gz": (None, None),  # events without a partition
+    "-36958_2026-11-01_5#0.json.gz": (None, None),  # the feed with a partition
+    "--36958_2026-11-01_5.json.gz": (None, None),
+    "187520_2026-11-01_24#0.json.gz": (None, None),  # no hour 24
+    "187520_2026-02-29_5#0.json.gz": (None, None),  # 2026 is no leap year
+    "-36958_2026-13-01_5.json.gz": (None, None),
+    "187520_2026-11-1_5#0.json.gz": (None, None),  # an unpadded day
+    "187520_2026-11-01_123#0.json.gz": (None, None),
+    "187520_2026-11-01_5#0.json": (None, None),
+    "187520_2026-11-01_5#0.json.gz.tmp": (None, None),
+    "187520_2026-11-01_5#.json.gz": (None, None),
+    "p187520_2026-11-01_5#0.json.gz": (None, None),
+    "\u0661_2026-11-01_5#0.json.gz": (None, None),  # an Arabic-Indic digit is no ID
+    "": (None, None),
+}
+
+
+@pytest.mark.parametrize("base", list(HOUR_FILES))
+def test_one_parser_names_export_and_merged_id_files(base: str) -> None:
+    """``hour_of`` (cloud export), ``merged_hour_of`` (merged-IDs feed) and the Export API's
+    ``parse_member_name`` read Amplitude's names with one parser: each accepts its own kind
+    only, and a name of no real hour is nobody's."""
+    from async_amp.cloud_export import hour_of
+    from async_amp.merged.names import merged_hour_of
+
+    events, merged = HOUR_FILES[base]
+    assert (hour_of(base), merged_hour_of(base)) == (events, merged)
+    if events is None:
+        with pytest.raises(ValueError, match=r"\S"):
+            parse_member_name(f"{base.split('_', maxsplit=1)[0]}/{base}")
+    else:
+        member = parse_member_name(f"{events[0]}/{base}")
+        assert (member.project_id, member.hour) == events

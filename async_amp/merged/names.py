@@ -5,13 +5,13 @@ the events ever sees a merged-IDs file."""
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
+from datetime import datetime
+
+from ..hours import parse_hour_file
 
 __all__ = ["MERGED_ROOT", "merged_hour_of", "merged_name", "merged_root"]
 
 MERGED_ROOT = "_merged_ids"
-_NAME = re.compile(r"^-(\d+)_(\d{4})-(\d{2})-(\d{2})_(\d{1,2})\.json\.gz$", re.ASCII)
 
 
 def merged_name(org_id: str | int, hour: datetime) -> str:
@@ -21,13 +21,11 @@ def merged_name(org_id: str | int, hour: datetime) -> str:
 
 def merged_hour_of(base: str) -> tuple[str, datetime] | None:
     """(organization ID, hour) of a feed file's base name; ``None`` when it is not one."""
-    m = _NAME.match(base)
-    if m is None:
-        return None
     try:
-        return m[1], datetime(int(m[2]), int(m[3]), int(m[4]), int(m[5]), tzinfo=UTC)
+        parsed = parse_hour_file(base)
     except ValueError:
         return None
+    return (parsed.owner, parsed.hour) if parsed.is_merged_ids else None
 
 
 def merged_root(project: str) -> str:
