@@ -318,7 +318,7 @@ class Flow:
                     attempts=state.attempts,
                     events=manifest.events,
                     bytes=stored.size,
-                    files=len(stored.files),
+                    files=stored.file_count,
                     received_bytes=manifest.received_bytes,
                     ndjson_bytes=manifest.ndjson_bytes,
                     recheck="changed" if recheck is not None else "",
@@ -331,7 +331,7 @@ class Flow:
                 hour=iso_hour(hour),
                 status=manifest.status,
                 attempt=state.attempts,
-                files=len(stored.files),
+                files=stored.file_count,
                 events=manifest.events,
                 bytes=stored.size,
                 ndjson_bytes=manifest.ndjson_bytes,
@@ -418,7 +418,7 @@ class Flow:
                 status=before.status,
                 attempts=self.states[hour].attempts,
                 events=before.events,
-                files=len(before.files),
+                files=before.file_count,
                 recheck=verdict.outcome,
             )
         )

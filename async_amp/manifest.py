@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
 from .hours import iso_hour
 
 __all__ = [
+    "LEGACY_DELTA_RECORD",
     "MANIFEST_NAME",
     "QUARANTINE_NAME",
     "DeadLetter",
+    "DeltaFacts",
     "ExportedObject",
     "FileEntry",
     "Manifest",
@@ -22,6 +25,8 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "_manifest.json"
+LEGACY_DELTA_RECORD = "_delta_commit.json"
+"""The side record a Delta hour kept beside its manifest before ``DeltaFacts`` (still read)."""
 QUARANTINE_NAME = "_quarantine.ndjson"
 """An hour's dead letters, beside its data (``_``: table readers and globs skip it)."""
 
@@ -106,7 +111,7 @@ class DeadLetter:
 
 @dataclass(frozen=True, slots=True)
 class TableFacts:
-    """What a converted (Parquet) hour adds to its manifest."""
+    """What a converted (Parquet, Delta) hour adds to its manifest."""
 
     format: str
     sources: tuple[SourceEntry, ...]
@@ -148,6 +153,55 @@ class TableFacts:
         )
 
 
+def _count(raw: dict[str, Any], key: str) -> int:
+    value = raw[key]
+    if type(value) is not int or value < 0:
+        msg = f"{key} must be a whole number, not {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaFacts:
+    """What an hour committed into a Delta table (the manifest's ``delta`` section): the table
+    version whose commit holds the hour's rows, and the data files that commit added for them.
+    """
+
+    table_version: int
+    rows: int  # the hour's rows in that version
+    files: int  # data files the commit added holding them
+    bytes: int  # their size
+    uuid_sha256: str = ""  # over the hour's sorted uuids ("": a table without uuids)
+
+    def to_json(self) -> dict[str, Any]:
+        facts: dict[str, Any] = {
+            "table_version": self.table_version,
+            "rows": self.rows,
+            "files": self.files,
+            "bytes": self.bytes,
+        }
+        if self.uuid_sha256:
+            facts["uuid_sha256"] = self.uuid_sha256
+        return facts
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> DeltaFacts:
+        """Validated: counts are whole numbers, the digest a sha256 (``ValueError`` if not)."""
+        digest = raw.get("uuid_sha256", "")
+        if not isinstance(digest, str) or (
+            digest and (len(digest) != 64 or digest.strip("0123456789abcdef"))
+        ):
+            msg = f"uuid_sha256 must be a sha256 in hex, not {digest!r}"
+            raise ValueError(msg)
+        return cls(
+            table_version=_count(raw, "table_version"),
+            rows=_count(raw, "rows"),
+            files=_count(raw, "files"),
+            bytes=_count(raw, "bytes"),
+            uuid_sha256=digest,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Manifest:
     hour: datetime
@@ -157,15 +211,17 @@ class Manifest:
     extracted_at: datetime
     run_id: str = ""
     warnings: tuple[str, ...] = ()
-    table: TableFacts | None = None  # set when the hour was converted (Parquet)
+    table: TableFacts | None = None  # set when the hour was converted (Parquet, Delta)
     exported: tuple[ExportedObject, ...] = ()  # the cloud-export files it was read from
     project_id: str = ""  # Amplitude's project id, from the members' names ("": not known)
     received_bytes: int = 0  # the hour's members as Amplitude sent them (.json.gz bytes)
     ndjson_bytes: int = 0  # the same, decompressed: the NDJSON the hour is made of
+    delta: DeltaFacts | None = None  # set when the hour was committed into a Delta table
 
     @property
     def events(self) -> int:
-        return sum(f.events for f in self.files)
+        """The hour's events: its files' (a Delta hour's rows in the table, and quarantine)."""
+        return sum(f.events for f in self.files) + (self.delta.rows if self.delta else 0)
 
     @property
     def quarantined(self) -> int:
@@ -175,7 +231,41 @@ class Manifest:
     @property
     def size(self) -> int:
         """The bytes stored: what the hour's files hold (a Delta hour's: its table files)."""
-        return sum(f.bytes for f in self.files)
+        return sum(f.bytes for f in self.files) + (self.delta.bytes if self.delta else 0)
+
+    @property
+    def file_count(self) -> int:
+        """The files stored: the hour's own (a Delta hour's: the table files it added)."""
+        return len(self.files) + (self.delta.files if self.delta else 0)
+
+    @property
+    def side_record(self) -> FileEntry | None:
+        """The Delta hour's side record (``_delta_commit.json``) a manifest written before
+        ``DeltaFacts`` lists instead of a ``delta`` section; ``None`` for any other."""
+        if self.delta is not None:
+            return None
+        return next((f for f in self.files if f.name == LEGACY_DELTA_RECORD), None)
+
+    def with_side_record(self, body: bytes) -> Manifest:
+        """This manifest as if written today: its side record's facts (``body``) typed in
+        ``delta`` and ``table``, the record's entry gone. ``ValueError`` when ``body`` is not
+        the record the manifest lists or not a record."""
+        entry = self.side_record
+        if entry is None or hashlib.sha256(body).hexdigest() != entry.sha256:
+            msg = f"{LEGACY_DELTA_RECORD}: its sha256 differs from the manifest"
+            raise ValueError(msg)
+        try:
+            raw = json.loads(body)
+            table = TableFacts.from_json(raw)
+            return replace(
+                self,
+                files=tuple(f for f in self.files if f is not entry),
+                delta=DeltaFacts.from_json(raw),
+                table=None if table is None else replace(table, format="delta"),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            msg = f"{LEGACY_DELTA_RECORD} is not a valid record: {exc}"
+            raise ValueError(msg) from None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -193,6 +283,7 @@ class Manifest:
             **({"project_id": self.project_id} if self.project_id else {}),
             **(self.table.to_json() if self.table is not None else {}),
             **({"exported": [o.to_json() for o in self.exported]} if self.exported else {}),
+            **({"delta": self.delta.to_json()} if self.delta is not None else {}),
         }
 
     def dumps(self) -> bytes:
@@ -228,6 +319,7 @@ class Manifest:
                 project_id=str(raw.get("project_id", "")),
                 received_bytes=int(raw.get("received_bytes", 0)),
                 ndjson_bytes=int(raw.get("ndjson_bytes", 0)),
+                delta=DeltaFacts.from_json(raw["delta"]) if "delta" in raw else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             msg = f"not a valid manifest: {exc}"

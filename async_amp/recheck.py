@@ -15,12 +15,12 @@ goes through the usual attempt (staged, never visible) and then through ``judge`
 The comparison is by source member (the ``#n`` files of Amplitude's archive), not by output
 file, so it does not depend on the output format: whatever a format writes, its manifest
 records each source member's name and the digest of its decompressed bytes
-(``source_digests``), or lists the one record that does (Delta: ``_delta_commit.json``).
+(``source_digests``; a Delta hour written before its manifest typed them lists the side record
+that does, ``_delta_commit.json``: ``stored_digests``).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,7 +32,6 @@ from .manifest import Manifest
 from .sinks.base import Sink
 
 __all__ = [
-    "SOURCE_RECORDS",
     "Verdict",
     "judge",
     "recheck_since",
@@ -57,10 +56,10 @@ def source_digests(manifest: Manifest) -> dict[str, str]:
     """Each source member's name -> the digest of its content, as the manifest records it.
 
     A file entry's ``sha256`` is the digest of the bytes stored for its member, which for the
-    NDJSON and gzip formats is a pure function of the member; Parquet records the digest of
-    each decompressed member in the manifest's ``sources``.
+    NDJSON and gzip formats is a pure function of the member; Parquet and Delta record the
+    digest of each decompressed member in the manifest's ``sources``.
     """
-    if manifest.table is not None and manifest.table.sources:  # converted (Parquet)
+    if manifest.table is not None and manifest.table.sources:  # converted (Parquet, Delta)
         return {s.name: s.sha256 for s in manifest.table.sources}
     digests: dict[str, str] = {}
     for entry in manifest.files:
@@ -69,24 +68,18 @@ def source_digests(manifest: Manifest) -> dict[str, str]:
     return digests
 
 
-# Formats whose stored files are not one per member keep one record of the hour's sources
-# (``{"sources": [{"name", "sha256", ...}]}``), listed as the manifest's only file: Delta.
-SOURCE_RECORDS = frozenset({"_delta_commit.json"})
-
-
 async def stored_digests(
     sink: Sink, project: str, hour: datetime, manifest: Manifest
 ) -> dict[str, str] | None:
-    """The stored hour's source digests: from its manifest, or from the record it lists.
-    ``None`` when they cannot be read (the hour is then replaced)."""
-    names = [f.name for f in manifest.files]
-    if len(names) != 1 or names[0] not in SOURCE_RECORDS:
+    """The stored hour's source digests: from its manifest, or from the side record an older
+    Delta hour's manifest lists. ``None`` when they cannot be read (the hour is then replaced)."""
+    legacy = manifest.side_record
+    if legacy is None:
         return source_digests(manifest)
     try:
-        body = b"".join([chunk async for chunk in sink.iter_file(project, hour, names[0])])
-        sources = json.loads(body)["sources"]
-        return {str(s["name"]): str(s["sha256"]) for s in sources}
-    except (StorageError, ValueError, KeyError, TypeError):
+        body = b"".join([chunk async for chunk in sink.iter_file(project, hour, legacy.name)])
+        return source_digests(manifest.with_side_record(body))
+    except (StorageError, ValueError):
         return None
 
 

@@ -62,3 +62,17 @@ def rows_per_hour(table: pa.Table) -> dict[tuple[Any, int], int]:
 
 def table_dir(root: Path, project: str = "website") -> Path:
     return root / project
+
+
+def assert_commit_facts(table: Path, manifest: dict[str, Any]) -> list[Path]:
+    """The manifest's ``delta`` section against the table's own log: its version is there and
+    that commit added exactly the files, bytes and rows it states (read from the entry's add
+    actions and their stats). The files added, as paths."""
+    facts = manifest["delta"]
+    entry = table / "_delta_log" / f"{facts['table_version']:020d}.json"
+    actions = [json.loads(line) for line in entry.read_text().splitlines() if line.strip()]
+    adds = [a["add"] for a in actions if "add" in a]
+    assert len(adds) == facts["files"], entry
+    assert sum(a["size"] for a in adds) == facts["bytes"], entry
+    assert sum(json.loads(a["stats"])["numRecords"] for a in adds) == facts["rows"], entry
+    return [table / a["path"] for a in adds]

@@ -15,9 +15,10 @@ import gzip
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -34,6 +35,7 @@ from async_amp.simulator.cloud_export import export_files, lay_out_local, merged
 from async_amp.simulator.dataset import Dataset
 
 from .azurite import Azurite
+from .delta_helpers import assert_commit_facts
 from .gcs import GcsFront, gcs_config, gcs_environ, gcs_sink
 from .helpers import DAY1, small_dataset
 from .s3 import S3ServerProcess, admin_client
@@ -333,6 +335,19 @@ async def test_a_local_cloud_export_into_delta(
     assert (table.num_rows, set(table.column("uuid").to_pylist())) == _expected(files)
     # the merged IDs in their own Delta table, which resolves chains of merges
     assert await _merged_table(config) == _merges(merged)
+    # each hour's manifest types its commit, as the table's log and a reader see it
+    ids = tmp_path / "out" / "_merged_ids" / PROJECT
+    held = Counter(DeltaTable(str(ids)).to_pyarrow_table()["_export_hour"].to_pylist())
+    for name, data in merged:
+        day, hour = name.removesuffix(".json.gz").rsplit("_", 2)[1:]
+        when = datetime.fromisoformat(day).replace(hour=int(hour), tzinfo=UTC)
+        folder = ids / "_async_amp" / hour_folder("", when).lstrip("/")
+        manifest = json.loads((folder / MANIFEST_NAME).read_bytes())
+        assert_commit_facts(ids, manifest)
+        rows = len(gzip.decompress(data).splitlines())
+        assert manifest["delta"]["rows"] == manifest["events"] == held[when] == rows
+        assert manifest["files"] == [] and manifest["delta"]["files"] > 0
+    assert not list((tmp_path / "out").rglob("_delta_commit.json"))
     step = {a: b for a, b, _ in _merges(merged)}
     expected = {}
     for start, first in step.items():

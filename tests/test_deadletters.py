@@ -160,11 +160,15 @@ async def test_bad_lines_are_quarantined_and_the_hour_commits(
         ]
         assert table.num_rows == len(good) + other_lines
         folder = tmp_path / "website" / "_async_amp" / hour_folder("", HOUR).lstrip("/")
-        record = json.loads((folder / "_delta_commit.json").read_bytes())
-        assert record["quarantined_lines"] == len(bad)
-        letters = record["dead_letters"]
-        source = next(s for s in record["sources"] if s["name"] == member)
-        assert source["quarantined"] == len(bad)
+        manifest = json.loads((folder / MANIFEST_NAME).read_bytes())
+        assert manifest["quarantined_lines"] == len(bad)
+        letters = manifest["dead_letters"]
+        assert [d["source"] for d in letters] == [member] * len(bad)
+        assert manifest["delta"]["rows"] == table.num_rows
+        assert manifest["events"] == len(good) + other_lines + len(bad)
+        source = next(s for s in manifest["sources"] if s["name"] == member)
+        assert source["lines"] == len(good) + len(bad)
+        assert not (folder / "_delta_commit.json").exists()
         report = await verify_table(sink_for(config, fmt), "website", HOUR, HOUR)
         assert report.ok, report.problems
     assert uuids == [json.loads(line)["uuid"] for line in good]
@@ -222,7 +226,7 @@ async def test_with_dedupe_bad_lines_are_quarantined_and_no_row_is_dropped_twice
         pairs = zip(table["uuid"].to_pylist(), table["_source_file"].to_pylist(), strict=True)
         uuids = [u for u, source in pairs if source == member]
         folder = tmp_path / "website" / "_async_amp" / hour_folder("", HOUR).lstrip("/")
-        record = json.loads((folder / "_delta_commit.json").read_bytes())
+        record = json.loads((folder / MANIFEST_NAME).read_bytes())
         report = await verify_table(sink_for(config, fmt), "website", HOUR, HOUR)
     assert uuids == firsts
     assert record["dropped_duplicates"] == 1

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import replace
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -23,18 +24,20 @@ from async_amp.delta.table import TableLocation
 from async_amp.delta.verify import verify_table
 from async_amp.errors import ConfigError
 from async_amp.output.maintain import compact
+from async_amp.reports import build_report
 from async_amp.simulator.dataset import Dataset
 from async_amp.simulator.server import run_simulator
 from async_amp.simulator.site_changes import ChangingDataset
 
 from .delta_helpers import (
+    assert_commit_facts,
     expected_rows_per_hour,
     expected_uuids,
     local_delta_sink,
     read_table,
     rows_per_hour,
 )
-from .helpers import DAY1, KEY, SECRET, last_hour_of, make_config, run, small_dataset
+from .helpers import DAY1, KEY, NOW, SECRET, last_hour_of, make_config, run, small_dataset
 
 pytestmark = pytest.mark.anyio
 
@@ -58,6 +61,25 @@ async def test_two_days_at_concurrency_8_into_delta_read_back_by_deltalake_and_d
         con.register("events", dt.to_pyarrow_dataset())
         got = con.sql("SELECT count(*), count(DISTINCT uuid) FROM events").fetchall()[0]
         assert got == (table.num_rows, len(set(table["uuid"].to_pylist())))
+        by_hour = con.sql("SELECT date, hour, count(*) FROM events GROUP BY ALL").fetchall()
+        expected = expected_rows_per_hour(dataset, DAY1, last)
+        # each hour's manifest types its commit: the version is in the log and added exactly
+        # the files and rows it states, which are the files and rows a reader sees for the hour
+        live: Counter[tuple[object, int]] = Counter()
+        for uri in dt.file_uris():
+            hours = set(pq.read_table(uri, columns=["hour"])["hour"].to_pylist())
+            assert len(hours) == 1  # one file per archive member: one hour each
+            day = date.fromisoformat(uri.split("date=")[1][:10])
+            live[day, hours.pop()] += 1
+        for day, hour, rows in by_hour:
+            folder = tmp_path / "website" / "_async_amp" / f"date={day}" / f"hour={hour:02d}"
+            manifest = json.loads((folder / "_manifest.json").read_bytes())
+            added = assert_commit_facts(tmp_path / "website", manifest)
+            assert manifest["delta"]["rows"] == rows == expected[day, hour]
+            assert manifest["delta"]["files"] == live[day, hour] == len(added) > 0
+            assert manifest["events"] == rows and manifest["bytes"] == manifest["delta"]["bytes"]
+            assert {Path(p).resolve() for p in added} <= {Path(u) for u in dt.file_uris()}
+        assert len(by_hour) == 47 and not list(tmp_path.rglob("_delta_commit.json"))
         # polars, as docs/delta.md shows it (it reads through deltalake too)
         day = pl.scan_delta(str(tmp_path / "website")).filter(
             pl.col("date") == pl.date(2026, 11, 1)
@@ -238,11 +260,10 @@ async def test_dedupe_keeps_the_first_copy_of_each_uuid_and_the_record_counts_th
     table = DeltaTable(str(tmp_path / "website")).to_pyarrow_table()
     assert sorted(table["uuid"].to_pylist()) == sorted(firsts)
     meta = tmp_path / "website" / "_async_amp" / "date=2026-11-01" / "hour=04"
-    record = json.loads((meta / "_delta_commit.json").read_bytes())
+    record = json.loads((meta / "_manifest.json").read_bytes())
     assert record["duplicate_uuids"] == record["dropped_duplicates"] == len(lines) - len(firsts)
-    assert record["rows"] == len(firsts) and sum(s["lines"] for s in record["sources"]) == len(
-        lines
-    )
+    assert record["delta"]["rows"] == len(firsts)
+    assert sum(s["lines"] for s in record["sources"]) == len(lines)
     assert (await verify_table(local_delta_sink(config), "website", hour, hour)).ok
 
 
@@ -267,3 +288,89 @@ async def test_since_last_resumes_after_the_newest_hour_the_table_holds(tmp_path
     last = DAY1 + timedelta(hours=11)
     table = DeltaTable(str(tmp_path / "website")).to_pyarrow_table()
     assert rows_per_hour(table) == expected_rows_per_hour(dataset, DAY1, last)
+
+
+# What a Delta hour's manifest held at the top level once its facts are typed, and that the
+# manifests written before the ``delta`` section did not have (their side record had them)
+TYPED_KEYS = ("format", "sources", "source_lines", "duplicate_uuids", "dropped_duplicates")
+
+
+def _into_side_records(meta: Path) -> dict[Path, bytes]:
+    """Rewrite every hour under ``meta`` into the shape written before the manifest typed
+    the table commit: its facts in ``_delta_commit.json`` beside it, listed as its file (with
+    the hour's rows and table bytes), no ``delta`` section. Each manifest's new bytes."""
+    written = {}
+    for path in sorted(meta.rglob("_manifest.json")):
+        manifest = json.loads(path.read_bytes())
+        delta = manifest.pop("delta")
+        record = {"hour": manifest["hour"], **delta, "extra_rows": manifest.pop("extra_rows")}
+        record |= {key: manifest.pop(key) for key in TYPED_KEYS}
+        body = (json.dumps(record, indent=2) + "\n").encode()
+        (path.parent / "_delta_commit.json").write_bytes(body)
+        entry = {
+            "name": "_delta_commit.json",
+            "bytes": delta["bytes"],
+            "events": delta["rows"],
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "source": "",
+        }
+        manifest["files"] = [entry, *manifest["files"]]
+        path.write_text(json.dumps(manifest, indent=2) + "\n")
+        written[path] = path.read_bytes()
+    return written
+
+
+async def test_an_output_with_side_records_from_before_is_read_resumed_and_rechecked(
+    tmp_path: Path,
+) -> None:
+    first = NOW.replace(hour=4)
+    changed, last = first + timedelta(hours=1), first + timedelta(hours=2)
+    meta = tmp_path / "website" / "_async_amp"
+    async with run_simulator(small_dataset(), api_key=KEY, secret_key=SECRET) as sim:
+        base = make_config(sim.base_url, tmp_path, recheck=timedelta(hours=12))
+        config = replace(base, output=replace(base.output, format="delta"))
+        plain = replace(config, extract=replace(config.extract, recheck=timedelta(0)))
+        assert (await run(plain, first, last, sink=local_delta_sink(plain))).exit_code == 0
+        old = _into_side_records(meta)
+        assert len(old) == 3
+        served = expected_rows_per_hour(sim.dataset, first, last)
+        rows = [served[h.date(), h.hour] for h in (first, changed, last)]
+        # status, verify and report read the hours' facts as before
+        status = (await api.status(plain, start=first, end=last, now=NOW)).projects[0]
+        assert [(h.state, h.events, h.files) for h in status.hours] == [
+            ("complete", n, 1) for n in rows
+        ]
+        checked = await api.verify(plain, start=first, end=last)
+        assert checked.ok and checked.projects[0].events == sum(rows), checked.to_json()
+        report = await build_report(
+            local_delta_sink(plain), "website", first, last, now=NOW, lag_hours=2
+        )
+        assert report.days[0].events == sum(rows)
+        # extract resumes: every hour is done, none is asked or rewritten
+        sim.reset_log()
+        assert (await run(plain, first, last, sink=local_delta_sink(plain))).exit_code == 0
+        assert sim.request_count() == 0
+        assert {p: p.read_bytes() for p in old} == old
+        # --recheck judges each hour by its side record: only the changed one is replaced
+        sim.change_hour(changed)
+        summary = await run(config, first, last, sink=local_delta_sink(config))
+        assert summary.result("website").changed_hours == (changed,)
+        new = sim.dataset
+    folder = meta / f"date={changed:%Y-%m-%d}" / f"hour={changed:%H}"
+    assert {p: p.read_bytes() for p in old if p.parent != folder} == {
+        p: b for p, b in old.items() if p.parent != folder
+    }
+    rewritten = json.loads((folder / "_manifest.json").read_bytes())
+    assert rewritten["delta"]["rows"] == expected_rows_per_hour(new, changed, changed).popitem()[1]
+    assert not (folder / "_delta_commit.json").exists()  # its side record went with the rows
+    assert Counter(read_table(str(tmp_path / "website"))["uuid"].to_pylist()) == expected_uuids(
+        new, first, last
+    )
+    assert (await api.verify(plain, start=first, end=last)).ok
+    # a side record that no longer matches its manifest is named
+    record = meta / f"date={first:%Y-%m-%d}" / f"hour={first:%H}" / "_delta_commit.json"
+    record.write_bytes(record.read_bytes().replace(b'"rows": ', b'"rows":  '))
+    checked = await api.verify(plain, start=first, end=last)
+    assert [(p.hour, p.kind, p.file) for p in checked.projects[0].problems] == [
+        (first, "sha256", "_delta_commit.json")
+    ]

@@ -144,7 +144,7 @@ async def test_the_commits_digest_is_the_one_verify_computes_from_the_files(
     table = tmp_path / "website"
     for hour in (first, nul_hour, last):
         meta = table / "_async_amp" / f"date={hour:%Y-%m-%d}" / f"hour={hour:%H}"
-        record = json.loads((meta / "_delta_commit.json").read_bytes())
+        record = json.loads((meta / "_manifest.json").read_bytes())
         files = [
             f
             for f in sorted((table / f"date={hour:%Y-%m-%d}").glob("*.parquet"))
@@ -152,7 +152,8 @@ async def test_the_commits_digest_is_the_one_verify_computes_from_the_files(
         ]
         assert len(files) == 3, files  # one per archive member, in the day's folder
         uuids = [pq.read_table(f, columns=["uuid"])["uuid"] for f in files]
-        assert record["uuid_sha256"] == uuid_digest(uuids), hour
+        assert record["delta"]["files"] == len(files)
+        assert record["delta"]["uuid_sha256"] == uuid_digest(uuids), hour
         values = [v for u in uuids for v in u.to_pylist()]
         odd = {v for v in values if v is None or not _CANONICAL.fullmatch(v)}
         assert {None, "", "ünïcødé 😀", "line\nbreak", ODD[2]} <= odd, odd  # 12345: null

@@ -8,11 +8,10 @@ from datetime import datetime
 from ..config import Config
 from ..manifest import MANIFEST_NAME, hour_folder
 from ..sinks.base import Store
-from .sink import COMMIT_RECORD, META_FOLDER, DeltaSink, meta_project
+from .sink import META_FOLDER, DeltaSink, meta_project
 from .table import TableLocation
 
 __all__ = [
-    "COMMIT_RECORD",
     "META_FOLDER",
     "DeltaSink",
     "TableLocation",

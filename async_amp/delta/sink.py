@@ -13,9 +13,12 @@ fails the attempt like a corrupt archive. ``commit`` then, in this order:
    a rename locally, a streamed upload to Azure or S3), invisible until a commit names them;
 3. replaces the hour's rows in the table with one Delta commit (``table.replace_hour``: adds
    the files, removes the hour's old ones; conflicts with other writers retried);
-4. writes the hour's record through ``inner``: ``_delta_commit.json`` (the version committed,
-   rows, files, a digest of the uuids, from the hour's duplicate filter: ``digest.py``) and
-   the manifest last, in ``<table>/_async_amp/date=YYYY-MM-DD/hour=HH/`` beside the data.
+4. writes the hour's manifest through ``inner``, last, in
+   ``<table>/_async_amp/date=YYYY-MM-DD/hour=HH/`` beside the data: the commit's facts are
+   typed in it (``manifest.DeltaFacts``: the version committed, rows, files and bytes added,
+   a digest of the uuids from the hour's duplicate filter, ``digest.py``; ``TableFacts``: the
+   source members, duplicates, dead letters). Hours written before kept these facts in a side
+   record, ``_delta_commit.json``, which readers still read (``Manifest.side_record``).
 
 The invariant: **a manifest exists only for an hour whose rows a committed table version
 holds, whole.** Readers of the table never see part of an hour (one commit per hour);
@@ -29,15 +32,13 @@ older than its retention.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import tempfile
 import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -49,10 +50,10 @@ import pyarrow.parquet as pq
 from ..errors import StorageError, os_storage_error
 from ..formats.deadletter import Quarantine, put_quarantine, warn_quarantined
 from ..formats.spool import Conversions, new_spool_header
-from ..formats.staging import convert_counted
+from ..formats.staging import convert_counted, converted_facts
 from ..hours import MemberName
 from ..logs import log
-from ..manifest import FileEntry, Manifest
+from ..manifest import DeltaFacts, FileEntry, Manifest, SourceEntry
 from ..sinks.base import HourStaging, MemberSink, Sink
 from .digest import DigestingFilter
 from .files import DATA_SCHEMA, FILE_SCHEMA, DataFile, put_file, table_schema
@@ -68,11 +69,10 @@ from .table import (
     uuid_digest,
 )
 
-__all__ = ["COMMIT_RECORD", "META_FOLDER", "DeltaSink", "meta_project"]
+__all__ = ["META_FOLDER", "DeltaSink", "meta_project"]
 
 
 META_FOLDER = "_async_amp"
-COMMIT_RECORD = "_delta_commit.json"
 
 
 def meta_project(project: str) -> str:
@@ -144,15 +144,9 @@ class _Member:
                 )
         finally:
             self._ndjson.unlink(missing_ok=True)
-        described = {
-            "name": source,
-            "lines": entry.events,
-            "bytes": entry.bytes,
-            "sha256": entry.sha256,
-        }
-        if facts.dead_letters:
-            described["quarantined"] = facts.dead_letters
-        self._staging.done(self._file_name, self.parquet, described, facts.rows, facts.extra_rows)
+        described = SourceEntry(source, entry.events, entry.bytes, entry.sha256)
+        staged = _Staged(self.parquet, described, facts.rows, facts.extra_rows)
+        self._staging.done(self._file_name, staged)
 
     def discard(self) -> None:
         if self._file is not None:
@@ -162,6 +156,16 @@ class _Member:
         self.parquet.unlink(missing_ok=True)
 
 
+@dataclass(frozen=True, slots=True)
+class _Staged:
+    """A member converted: its local Parquet file, what Amplitude sent, its rows."""
+
+    path: Path
+    source: SourceEntry
+    rows: int
+    extra_rows: int  # rows with a non-null ``_extra``
+
+
 class _DeltaStaging:
     def __init__(self, sink: DeltaSink, project: str, hour: datetime) -> None:
         self._sink = sink
@@ -169,7 +173,7 @@ class _DeltaStaging:
         self._hour = hour
         self.dir = sink.spool / f"{hour:%Y%m%dT%H}-{uuid.uuid4().hex[:8]}"
         self._lock = threading.Lock()
-        self._done: dict[str, tuple[Path, dict[str, Any], int, int]] = {}
+        self._done: dict[str, _Staged] = {}
         # an hour's members are decoded one after the other, in one thread: one filter each
         self.duplicates = DigestingFilter(drop=sink.dedupe)
         self.quarantine = Quarantine(sink.spool)
@@ -186,9 +190,9 @@ class _DeltaStaging:
         except OSError as exc:
             raise os_storage_error(exc, f"spooling {self.dir / file_name}") from exc
 
-    def done(self, name: str, path: Path, source: dict[str, Any], rows: int, extra: int) -> None:
+    def done(self, name: str, staged: _Staged) -> None:
         with self._lock:
-            self._done[name] = (path, source, rows, extra)
+            self._done[name] = staged
 
     @property
     def quarantined_lines(self) -> int:
@@ -210,14 +214,14 @@ class _DeltaStaging:
             # withdraw "complete" before the rows change; the inner sink's own commit below
             # would do it too, but only after the table has changed
             await self._withdraw(meta)
-        paths = [p for p, *_ in parts]
+        paths = [p.path for p in parts]
         hour = f"{self._hour:%Y-%m-%dT%H}"
         # the filter saw exactly the rows of these files when every member staged is committed
         filtered = len(done) == len(parts)
 
         def write() -> tuple[int, list[DataFile], str]:
             self.duplicates.count()  # once the members are converted: one sort an hour
-            rows = sum(r for _, _, r, _ in parts)
+            rows = sum(p.rows for p in parts)
             digest = self.duplicates.uuid_sha256(rows) if filtered else None
             if digest is None:
                 digest = uuid_digest(pq.read_table(p, columns=["uuid"])["uuid"] for p in paths)
@@ -250,22 +254,24 @@ class _DeltaStaging:
         except DELTA_ERRORS as exc:
             msg = f"cannot commit hour {hour} to the Delta table: "
             raise StorageError(msg + delta_error_text(exc, location)) from None
-        record = {
-            "hour": f"{hour}:00:00Z",
-            "table_version": version,
-            "rows": sum(f.rows for f in files),
-            "bytes": sum(f.size for f in files),
-            "files": len(files),
-            "uuid_sha256": digest,
-            "extra_rows": sum(extra for *_, extra in parts),
-            "duplicate_uuids": self.duplicates.duplicates,
-            "dropped_duplicates": self.duplicates.dropped,
-            "sources": [source for _, source, _, _ in parts],
-        }
-        if self.quarantine.letters:
-            record["quarantined_lines"] = len(self.quarantine.letters)
-            record["dead_letters"] = [d.to_json() for d in self.quarantine.letters]
-        stored = await self._record(meta, manifest, record)
+        if manifest.files:  # an empty hour commits no rows: nothing to state
+            manifest = replace(
+                manifest,
+                delta=DeltaFacts(
+                    table_version=version,
+                    rows=sum(f.rows for f in files),
+                    files=len(files),
+                    bytes=sum(f.size for f in files),
+                    uuid_sha256=digest,
+                ),
+                table=converted_facts(
+                    "delta",
+                    [(p.source, p.extra_rows) for p in parts],
+                    self.duplicates,
+                    self.quarantine,
+                ),
+            )
+        stored = await self._record(meta, manifest)
         warn_quarantined(self._hour, self.quarantine.letters)
         await anyio.to_thread.run_sync(self._clean)
         return stored
@@ -275,46 +281,26 @@ class _DeltaStaging:
         self.quarantine.remove()
 
     async def _withdraw(self, meta: str) -> None:
-        """Remove the hour's manifest (and record) through ``inner``: an empty commit of an
+        """Remove the hour's manifest through ``inner``: an empty commit of an
         "empty" manifest would claim the hour, so the staging is discarded instead."""
         await self._sink.forget(meta, self._hour)
 
-    async def _record(
-        self,
-        meta: str,
-        manifest: Manifest,
-        record: dict[str, Any],
-    ) -> Manifest:
-        body = (json.dumps(record, indent=2) + "\n").encode()
+    async def _record(self, meta: str, manifest: Manifest) -> Manifest:
+        """Commit the hour's manifest (and quarantine file) through ``inner``: the members'
+        entries give way to the facts of the table commit (``manifest.delta``, set by the
+        caller), and a side record an older run left in the folder goes with them."""
         staging = self._sink.inner.stage(meta, self._hour)
-        stored = FileEntry(
-            name=COMMIT_RECORD,
-            bytes=len(body),
-            events=record["rows"],
-            sha256=hashlib.sha256(body).hexdigest(),
-        )
-        # the manifest gives the hour's size in the table: what status shows as its bytes
-        entry = replace(stored, bytes=record["bytes"])
         try:
-            if manifest.files:
-
-                def put() -> None:
-                    member = MemberName("", self._hour, 0, COMMIT_RECORD)
-                    out = staging.open_member(member, COMMIT_RECORD)
-                    out.write(body)
-                    out.finish(stored)
-
-                await anyio.to_thread.run_sync(put)
             kept = await anyio.to_thread.run_sync(
                 put_quarantine, self.quarantine, staging, self._hour
             )
-            files = ((entry,) if manifest.files else ()) + ((kept,) if kept else ())
-            await staging.commit(replace(manifest, files=files))
+            stored = replace(manifest, files=(kept,) if kept else ())
+            await staging.commit(stored)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await staging.discard()
             raise
-        return replace(manifest, files=files)
+        return stored
 
     async def discard(self) -> None:
         await anyio.to_thread.run_sync(self._clean)

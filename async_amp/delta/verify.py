@@ -1,8 +1,9 @@
 """``verify`` for Delta output: every claimed hour against what the table's latest snapshot holds.
 
 Per hour of the range:
-- a manifest (``complete``): its ``_delta_commit.json`` must match the manifest (size, sha256)
-  and the snapshot must hold exactly the recorded rows: the same count, the same rows per
+- a manifest (``complete``): the snapshot must hold exactly the rows its ``delta`` section
+  states (an hour written before that section: the ``_delta_commit.json`` it lists, which
+  must match the manifest's sha256): the same count, the same rows per
   source member as Amplitude's lines (unless duplicates were dropped), and the same uuids
   (a sha256 over the sorted uuids, so compaction, which moves rows between files, changes
   nothing). Reading the rows reads every data file of the hour: a missing or unreadable
@@ -14,9 +15,8 @@ Per hour of the range:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -28,10 +28,10 @@ import pyarrow.dataset as ds
 
 from ..errors import StorageError
 from ..hours import hour_range, iso_hour
-from ..manifest import MANIFEST_NAME, Manifest, hour_folder
+from ..manifest import MANIFEST_NAME, DeltaFacts, Manifest, TableFacts, hour_folder
 from ..readback import HourCheck, Problem, VerifyReport, read_all
 from ..readback.checks import dead_letters
-from .sink import COMMIT_RECORD, DeltaSink, meta_project
+from .sink import DeltaSink, meta_project
 from .table import DELTA_ERRORS, TableLocation, delta_error_text, facts_of, open_table
 
 __all__ = ["verify_table"]
@@ -156,20 +156,22 @@ async def _check_hour(
                 "extra", location.uri, "an empty hour, yet the table holds rows", 0, rows.num_rows
             )
         return done()
-    entry = next((f for f in manifest.files if f.name == COMMIT_RECORD), None)
-    if entry is None:
-        problem("manifest", MANIFEST_NAME, f"the manifest does not list {COMMIT_RECORD}")
+    legacy = manifest.side_record
+    if legacy is not None:  # written before the manifest typed the commit's facts
+        try:
+            body = await read_all(sink, project, hour, legacy.name)
+        except (ValueError, StorageError) as exc:
+            problem("missing", legacy.name, str(exc))
+            return done()
+        try:
+            manifest = manifest.with_side_record(body)
+        except ValueError as exc:
+            problem("sha256", legacy.name, str(exc))
+            return done()
+    if manifest.delta is None or manifest.table is None:
+        problem("manifest", MANIFEST_NAME, "the manifest does not state the hour's Delta commit")
         return done()
-    try:
-        body = await read_all(sink, project, hour, COMMIT_RECORD)
-    except (ValueError, StorageError) as exc:
-        problem("missing", COMMIT_RECORD, str(exc))
-        return done()
-    if hashlib.sha256(body).hexdigest() != entry.sha256:
-        problem("sha256", COMMIT_RECORD, "its sha256 differs from the manifest")
-        return done()
-    record = json.loads(body)
-    _compare_rows(record, rows, problem, location.uri)
+    _compare_rows(manifest.delta, manifest.table, rows, problem, location.uri)
     # what a Delta reader opens for the hour: the live files holding its rows
     files, size = live.first_seen(hour) if live is not None else (0, 0)
     kept = dead_letters(manifest, sink.inner.describe(), hour_folder(meta_project(project), hour))
@@ -177,25 +179,23 @@ async def _check_hour(
 
 
 def _compare_rows(
-    record: dict[str, Any], rows: pa.Table, problem: Callable[..., None], where: str
+    delta: DeltaFacts, table: TableFacts, rows: pa.Table, problem: Callable[..., None], where: str
 ) -> None:
     facts = facts_of(rows)
-    if facts.rows != record["rows"]:
-        problem(
-            "events", where, "the table holds another number of rows", record["rows"], facts.rows
-        )
-    dropped = int(record.get("dropped_duplicates", 0))
-    for source in record.get("sources", ()):
-        held = facts.by_source.get(source["name"], 0)
-        if not dropped and held + int(source.get("quarantined", 0)) != source["lines"]:
+    if facts.rows != delta.rows:
+        problem("events", where, "the table holds another number of rows", delta.rows, facts.rows)
+    quarantined = Counter(d.source for d in table.dead_letters)
+    for source in table.sources if not table.dropped_duplicates else ():
+        held = facts.by_source.get(source.name, 0)
+        if held + quarantined[source.name] != source.lines:
             problem(
                 "events",
-                source["name"],
+                source.name,
                 "rows from this member differ from the lines Amplitude sent",
-                source["lines"],
+                source.lines,
                 held,
             )
-    if facts.uuid_sha256 != record["uuid_sha256"]:
+    if facts.uuid_sha256 != delta.uuid_sha256:
         problem(
             "corrupt",
             where,

@@ -35,7 +35,7 @@ from .deadletter import Quarantine, put_quarantine, warn_quarantined
 from .schema import EVENT_SCHEMA
 from .spool import BatchFilter, Conversions, convert_spool, new_spool_header
 
-__all__ = ["DuplicateFilter", "ParquetSink", "convert_counted", "parquet_name"]
+__all__ = ["DuplicateFilter", "ParquetSink", "convert_counted", "converted_facts", "parquet_name"]
 
 
 def parquet_name(member: MemberName) -> str:
@@ -268,6 +268,25 @@ def convert_counted(
     return facts
 
 
+def converted_facts(
+    data_format: str,
+    members: Iterable[tuple[SourceEntry, int]],
+    duplicates: DuplicateFilter,
+    quarantine: Quarantine,
+) -> TableFacts:
+    """A converted hour's facts: its ``members`` (what Amplitude sent, rows with a non-null
+    ``_extra``), what its duplicate filter counted and the lines it quarantined."""
+    converted = list(members)
+    return TableFacts(
+        format=data_format,
+        sources=tuple(source for source, _ in converted),
+        duplicate_uuids=duplicates.duplicates,
+        dropped_duplicates=duplicates.dropped,
+        extra_rows=sum(extra for _, extra in converted),
+        dead_letters=tuple(quarantine.letters),
+    )
+
+
 class _Spool:
     """One member's NDJSON: spooled, then converted into ``inner`` when the member ends."""
 
@@ -368,13 +387,11 @@ class _ParquetStaging:
         return replace(
             manifest,
             files=tuple(c.parquet for c in converted) + ((kept,) if kept else ()),
-            table=TableFacts(
-                format="parquet",
-                sources=tuple(c.source for c in converted),
-                duplicate_uuids=self.duplicates.duplicates,
-                dropped_duplicates=self.duplicates.dropped,
-                extra_rows=sum(c.extra_rows for c in converted),
-                dead_letters=tuple(self.quarantine.letters),
+            table=converted_facts(
+                "parquet",
+                [(c.source, c.extra_rows) for c in converted],
+                self.duplicates,
+                self.quarantine,
             ),
         )
 

@@ -6,14 +6,14 @@
   staged and committed like an events hour: the feed's file decompressed (``.json``), as
   Amplitude wrote it (``.json.gz``) or typed (``.parquet``), and ``_manifest.json`` last.
 - delta (``DeltaTable``): one Delta table at ``_merged_ids/<project>/``; an hour is one commit
-  that replaces its rows (``_export_hour``), then its record and manifest in the table's
-  ``_async_amp/`` folder, as for the events' table.
+  that replaces its rows (``_export_hour``), then its manifest in the table's ``_async_amp/``
+  folder, as for the events' table, the commit's facts typed in its ``delta`` section (hours
+  written before list a side record, ``_delta_commit.json``, instead; nothing reads it).
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import random
@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from ..hours import MemberName, iso_hour
 from ..logs import log
-from ..manifest import MANIFEST_NAME, FileEntry, Manifest
+from ..manifest import MANIFEST_NAME, DeltaFacts, FileEntry, Manifest
 from ..readback.checks import FileCheck
 from .names import merged_root
 from .schema import MERGED_SCHEMA, rows_of
@@ -39,8 +39,6 @@ if TYPE_CHECKING:
     from ..sinks.base import Sink, Store
 
 __all__ = ["DeltaMergedTable", "FeedFile", "FilesTable", "MergedTable"]
-
-RECORD = "_delta_commit.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,18 +104,14 @@ async def _put(
     files: dict[str, bytes],
     base: Manifest,
     sources: dict[str, str],
-    rows: int | None = None,
 ) -> Manifest:
-    """Stage ``files`` (name -> bytes) under ``root``'s hour folder, commit with the manifest
-    (``rows``: what each entry counts, when not its lines or Parquet rows)."""
+    """Stage ``files`` (name -> bytes) under ``root``'s hour folder, commit with the manifest."""
     staging = store.stage(root, hour)
 
     def put() -> tuple[FileEntry, ...]:
         entries = []
         for name, data in files.items():
             entry = _entry(name, data, sources.get(name, ""))
-            if rows is not None:
-                entry = replace(entry, events=rows)
             out = staging.open_member(MemberName("", hour, 0, name), name)
             out.write(data)
             out.finish(entry)
@@ -223,7 +217,7 @@ class DeltaMergedTable:
         location = self.location
         when = iso_hour(hour)
 
-        def write() -> int:
+        def write() -> DeltaFacts:
             def attempt() -> int:
                 write_deltalake(
                     location.uri,
@@ -234,31 +228,32 @@ class DeltaMergedTable:
                 )
                 return int(DeltaTable(location.uri, storage_options=location.options()).version())
 
-            return int(
-                with_conflict_retries(
-                    f"committing merged ids of hour {when}",
-                    attempt,
-                    rng=random.Random(),
-                    sleep=time.sleep,
-                    on_conflict=lambda n, why: log.warning(
-                        "merged_ids.commit_conflict", hour=when, attempt=n, detail=why
-                    ),
-                )
+            version = with_conflict_retries(
+                f"committing merged ids of hour {when}",
+                attempt,
+                rng=random.Random(),
+                sleep=time.sleep,
+                on_conflict=lambda n, why: log.warning(
+                    "merged_ids.commit_conflict", hour=when, attempt=n, detail=why
+                ),
             )
+            return _committed(location, int(version), table.num_rows)
 
         try:
             async with self.lock:
-                version = await anyio.to_thread.run_sync(write)
+                facts = await anyio.to_thread.run_sync(write)
         except (DeltaError, OSError) as exc:
             msg = f"cannot commit the merged ids of hour {when}: "
             raise StorageError(msg + delta_error_text(exc, location)) from None
-        record = {
-            "hour": when,
-            "table_version": version,
-            "rows": table.num_rows,
-            "sources": [f.base for f in files],
-            "sha256": hashlib.sha256(b"".join(f.text for f in files)).hexdigest(),
-        }
-        body = (json.dumps(record, indent=2) + "\n").encode()
-        # the manifest counts the table's rows of the hour (the record is one JSON document)
-        return await _put(self.store, self.meta, hour, {RECORD: body}, base, {}, table.num_rows)
+        # the feed's files are in the table: the manifest lists none, its ``delta`` counts them
+        return await _put(self.store, self.meta, hour, {}, replace(base, delta=facts), {})
+
+
+def _committed(location: TableLocation, version: int, rows: int) -> DeltaFacts:
+    """The facts of commit ``version`` (blocking): the data files its log entry adds."""
+    from ..delta.base import log_entry  # noqa: PLC0415 - deltalake only when used
+
+    body = log_entry(location, version) or b""
+    actions = [json.loads(line) for line in body.splitlines() if line.strip()]
+    added = [a["add"] for a in actions if "add" in a]
+    return DeltaFacts(version, rows, len(added), sum(int(a["size"]) for a in added))

@@ -53,8 +53,9 @@ async def _delta_hours(table: DeltaMergedTable, done: Sequence[datetime]) -> lis
             detail = "the table's rows of the hour differ from its manifest"
             problems = (Problem(hour, "events", "merged_ids", detail, expected, actual),)
         size = manifest.size if manifest is not None else 0
+        files = manifest.file_count if manifest is not None else 0
         state: Literal["ok", "bad"] = "bad" if problems else "ok"
-        checks.append(HourCheck(hour, state, 1, size, actual, problems))
+        checks.append(HourCheck(hour, state, files, size, actual, problems))
     return checks
 
 

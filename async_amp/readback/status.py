@@ -190,7 +190,7 @@ async def read_status(
             manifest.status,
             events=manifest.events,
             bytes=manifest.size,
-            files=len(manifest.files),
+            files=manifest.file_count,
             received_bytes=manifest.received_bytes,
             ndjson_bytes=manifest.ndjson_bytes,
             quarantined=manifest.quarantined,
