@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
 import os
 import re
 import struct
@@ -21,14 +22,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from azure.storage.blob import BlobServiceClient
 from deltalake import DeltaTable
 
-from async_amp.config import S3Config
-from async_amp.delta.checkpoint import is_plain
+from async_amp.config import AzureConfig, S3Config
+from async_amp.delta.checkpoint import LAST, checkpoint_name, is_plain
 from async_amp.delta.files import table_schema
-from async_amp.delta.location import s3_locator
+from async_amp.delta.location import azure_locator, s3_locator
+from async_amp.delta.store import TableFiles
 from async_amp.delta.table import TableLocation, Writers, ensure_table, replace_hour
 
+from .azurite import Azurite
 from .s3 import S3ServerProcess, admin_client
 from .test_delta_year import EVENTS, put_hour
 
@@ -128,3 +132,54 @@ async def test_an_s3_checkpoint_is_put_once_whole_and_plain(
         assert len(versions["_last_checkpoint"]) == 2
     table = DeltaTable(location.uri, storage_options=location.options())
     assert table.to_pyarrow_table().num_rows == HOURS * EVENTS
+
+
+def _hint(version: int) -> bytes:
+    return json.dumps({"version": version, "size": 1}).encode()
+
+
+def _named(body: bytes | None) -> int:
+    return int(json.loads(body)["version"]) if body else 0
+
+
+def two_writers_at_once(location: TableLocation) -> None:
+    """A checkpoint's name is taken once; ``_last_checkpoint`` never moves backwards when
+    another writer replaces it between one writer's read and its put: that writer's put is
+    refused, and compared again with the newer pointer. The other writer's write happens
+    inside the first's comparison, right after its read: no timing involved."""
+    files = TableFiles(location)
+    name = checkpoint_name(6)
+    assert files.put(name, b"first", exclusive=True)
+    assert not files.put(name, b"second", exclusive=True)
+    assert files.read(name) == b"first"
+    for mine, theirs in ((3, 6), (9, 12)):  # the pointer absent, then there (If-Match)
+        seen: list[int] = []
+
+        def newer(
+            body: bytes | None, mine: int = mine, theirs: int = theirs, seen: list[int] = seen
+        ) -> bool:
+            seen.append(_named(body))
+            if len(seen) == 1:  # the other writer, between this one's read and its put
+                assert files.advance(LAST, _hint(theirs), lambda b: _named(b) < theirs)
+            return _named(body) < mine
+
+        assert not files.advance(LAST, _hint(mine), newer)
+        assert seen == [mine - 3, theirs]
+        assert _named(files.read(LAST)) == theirs
+    assert files.advance(LAST, _hint(15), lambda b: _named(b) < 15)
+    assert _named(files.read(LAST)) == 15
+
+
+@pytest.mark.anyio
+async def test_checkpoint_writes_on_s3_are_conditional(
+    s3_server: S3ServerProcess, s3_bucket: str
+) -> None:
+    s3 = S3Config(bucket=s3_bucket, endpoint_url=s3_server.endpoint_url, addressing_style="path")
+    two_writers_at_once(s3_locator(s3, s3_server.admin.environ())("t"))
+
+
+def test_checkpoint_writes_on_azure_are_conditional(azurite: Azurite, azure_container: str) -> None:
+    with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+        service.create_container(azure_container)
+    environ = {"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string}
+    two_writers_at_once(azure_locator(AzureConfig(container=azure_container), environ)("t"))

@@ -14,9 +14,13 @@ multiple no checkpoint was written for), ``Checkpoints.after_commit``:
    checkpoint there (the actions, reconciled as delta-rs reconciles them);
 2. re-encodes it with pyarrow: the same rows and schema, ``PLAIN`` encoding on every column
    (no dictionary), data page v1, no page index (column/offset indexes), snappy;
-3. puts that file into the table's log under its final name, once, whole (a hard link of a
-   complete file locally, which fails if the name exists; one PUT on Azure or S3);
-4. only then writes ``_last_checkpoint`` naming it (when it named an older one);
+3. puts that file into the table's log under its final name, once, whole, only if the name
+   is free (a hard link of a complete file locally, which fails if the name exists; one PUT
+   with ``If-None-Match: *`` on Azure or S3): two writers checkpointing the same version
+   never replace each other's file under a reader (``store.TableFiles.put``);
+4. only then writes ``_last_checkpoint`` naming it, if it named an older one, and never
+   over a newer one another writer put meanwhile (locally under a lock of the log folder,
+   on Azure and S3 a put ``If-Match`` the etag read: ``store.TableFiles.advance``);
 5. deletes log entries older than ``delta.logRetentionDuration`` (delta-rs' cleanup).
 
 A checkpoint's name thus appears in the table's log once, with its final bytes: a reader
@@ -89,11 +93,19 @@ def is_plain(meta: pq.FileMetaData) -> bool:
     )
 
 
+def _version_in(last_checkpoint: bytes | None) -> int:
+    """The version a ``_last_checkpoint`` names (0 when there is none or it is unreadable)."""
+    try:
+        return int(json.loads(last_checkpoint or b"")["version"])
+    except (ValueError, KeyError, TypeError):
+        return 0
+
+
 def _last_version(log: TableFiles) -> int:
     """The version ``_last_checkpoint`` names (0 when there is none or it is unreadable)."""
     try:
-        return int(json.loads(log.read(LAST))["version"])
-    except (FileNotFoundError, DeltaError, ValueError, KeyError, TypeError):
+        return _version_in(log.read(LAST))
+    except (FileNotFoundError, DeltaError):
         return 0
 
 
@@ -174,8 +186,8 @@ class Checkpoints:
         if not log.put(checkpoint_name(version), body, exclusive=True):
             return False
         self.plain.add((location.uri, version))
-        if _last_version(log) < version:  # the pointer last, and never backwards
-            log.put(LAST, json.dumps(hint).encode(), exclusive=False)
+        # the pointer last, and never backwards, even between two writers at once
+        log.advance(LAST, json.dumps(hint).encode(), lambda now: _version_in(now) < version)
         table = open_table(location, version)
         if table is not None:
             table.cleanup_metadata()
