@@ -12,6 +12,7 @@ the ``merged_ids`` table, row for row, with the same resume and recheck.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import logging
 import os
@@ -361,6 +362,19 @@ async def test_a_local_cloud_export_into_delta(
     assert (checked.ok, merged_report.checked) == (True, len(merged)), checked.to_json()
     assert merged_report.events == sum(len(gzip.decompress(d).splitlines()) for _, d in merged)
     assert len(set(expected.values())) < len(expected)  # some survivors took several ids
+    # an hour of merged ids written before the manifests typed the commit (its facts in a
+    # side record, listed as its file) verifies as before, and resume leaves it alone
+    path = next((ids / "_async_amp").rglob(MANIFEST_NAME))
+    old = json.loads(path.read_bytes())
+    body = json.dumps({"hour": old["hour"], **old.pop("delta")}).encode()
+    (path.parent / "_delta_commit.json").write_bytes(body)
+    entry = {"name": "_delta_commit.json", "bytes": len(body), "events": old["events"]}
+    old["files"] = [{**entry, "sha256": hashlib.sha256(body).hexdigest(), "source": ""}]
+    path.write_text(json.dumps(old))
+    again = await verify(config, start=HOURS[0], end=HOURS[-1])
+    assert again.ok and again.projects[1].events == merged_report.events, again.to_json()
+    assert (await extract(config, start=HOURS[0], end=HOURS[-1], now=NOW)).exit_code == 0
+    assert json.loads(path.read_bytes()) == old
 
 
 @pytest.fixture(

@@ -374,3 +374,10 @@ async def test_an_output_with_side_records_from_before_is_read_resumed_and_reche
     assert [(p.hour, p.kind, p.file) for p in checked.projects[0].problems] == [
         (first, "sha256", "_delta_commit.json")
     ]
+    # the typed section is checked when read: a damaged one makes the manifest unreadable
+    rewritten["delta"]["rows"] = -1
+    (folder / "_manifest.json").write_text(json.dumps(rewritten))
+    status = (await api.status(plain, start=changed, end=changed, now=NOW)).projects[0]
+    assert [(h.state, h.detail) for h in status.hours] == [
+        ("invalid", "not a valid manifest: rows must be a whole number, not -1")
+    ]
