@@ -197,8 +197,9 @@ class GcsConfig:
     endpoint_url: str | None = key(
         None,
         url,
-        "Another JSON API endpoint than `https://storage.googleapis.com`: an emulator "
-        "(`http://127.0.0.1:4443`) or a private endpoint. See [gcs.md](gcs.md).",
+        "Another endpoint than `https://storage.googleapis.com`: an emulator "
+        "(`http://127.0.0.1:4443`) or a private endpoint. The sink uses its JSON API, Delta "
+        "tables (delta-rs) its XML API. See [gcs.md](gcs.md).",
     )
     anonymous: bool = key(
         False,
