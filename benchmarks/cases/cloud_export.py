@@ -31,7 +31,7 @@ class Params:
 
 
 FULL = Params(hours=24, events=60_000)
-QUICK = Params(hours=2, events=20_000)
+QUICK = Params(hours=24, events=1_500)  # a whole day of thin hours: per-hour costs show
 
 
 def _run(
