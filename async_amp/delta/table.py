@@ -45,6 +45,7 @@ from deltalake.exceptions import (
 )
 from deltalake.transaction import AddAction, RemoveAction, Transaction
 
+from ..deadline import turn
 from .base import (
     COMMIT_ATTEMPTS,
     NO_HOOK,
@@ -291,7 +292,7 @@ def replace_hour(
         return read
 
     def attempt() -> int:
-        with writer.lock:
+        with turn(writer.lock):  # the wait is not the commit's own time (``deadline.py``)
             for fresh in (False, True):
                 kept = writer.table is not None and not fresh
                 try:
