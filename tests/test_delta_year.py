@@ -2,14 +2,14 @@
 statistics in the log for every column readers filter on, an hour replaced on a compacted day,
 checkpoints read by deltalake and polars, plain-encoded.
 
-The year is built cheaply, once for the module. Its last day goes the way every day goes: 24
-small hourly files (what 24 hourly commits leave, put in one log entry), then the nightly
+The year is built cheaply, once for the module. Its last ``NIGHTS`` days go the way every day
+goes: 24 hourly commits (``replace_hour``, one run's writer), then the nightly
 ``compact_day``. The days before are put in as what that leaves, one sorted file of one row
 group per day (the first day's rows, sorted once, moved to each day), in
 ``CHECKPOINT_INTERVAL`` commits so that the log reaches its first checkpoint (8,760 hourly
-files take minutes to write on the shared 2-core machine; a day's compaction is the code under
-test either way). The hourly commits themselves run end to end in ``test_delta.py`` and
-``test_delta_runs.py``."""
+commits take minutes on the shared 2-core machine; a day's commits and compaction are the
+code under test either way). The hourly commits run end to end (extraction included) in
+``test_delta.py`` and ``test_delta_runs.py``."""
 
 from __future__ import annotations
 
@@ -30,11 +30,11 @@ from async_amp.delta.checkpoint import Checkpoints
 from async_amp.delta.compact import compact_day
 from async_amp.delta.files import FILE_SCHEMA, put_file, table_schema
 from async_amp.delta.layout import CHECKPOINT_INTERVAL, SORT_KEY, STATS_COLUMNS
-from async_amp.delta.table import ensure_table, replace_hour
+from async_amp.delta.table import Writers, ensure_table, replace_hour
 from async_amp.formats.schema import COLUMNS, EXTRA
 
 DAYS = 365
-NIGHTS = 1
+NIGHTS = 2
 EVENTS = 2  # an hour
 FIRST = datetime(2025, 11, 1, tzinfo=UTC)
 JSON_COLUMNS = {c.name for c in (*COLUMNS, EXTRA) if c.kind == "json"}
@@ -125,11 +125,16 @@ def build_year(tmp_path: Path) -> TableLocation:
     size = -(-built // CHECKPOINT_INTERVAL)
     for start in range(0, built, size):
         commit(days[start : start + size])
+    writers = Writers()  # the last days: a run's 24 hourly commits, then the nightly job
     for d in range(built, DAYS):
         day = FIRST + timedelta(days=d)
-        commit([put_hour(location, spool, day + timedelta(hours=h)) for h in range(24)])
+        for h in range(24):
+            at = day + timedelta(hours=h)
+            files = [put_hour(location, spool, at)]
+            replace_hour(location, at, files, schema=table_schema(), metadata={}, writers=writers)
         assert len(DeltaTable(location.uri).file_uris()) == d + 24
-        compact_day(location, day.date(), retention_hours=0)  # the nightly job
+        compact_day(location, day.date(), retention_hours=0)
+    writers.close()
     return location
 
 
