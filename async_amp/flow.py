@@ -96,6 +96,9 @@ class Flow:
         self.limiter = limiter
         self.tg = tg
         self.threads = anyio.CapacityLimiter(context.concurrency)
+        # attempts downloading or committing: a download waits while as many hours as
+        # requests may be in flight wait for their commit (a store that stalls takes no more)
+        self.in_flight = anyio.CapacityLimiter(2 * context.concurrency)
         self.limits = ArchiveLimits(
             max_member_bytes=ex.max_member_bytes, max_expansion_ratio=ex.max_expansion_ratio
         )
@@ -130,6 +133,10 @@ class Flow:
         if not await self.guard.sleep(delay):  # the run is stopping: hours stay unfinished
             self.probes.finished(hours)
             return
+        async with self.in_flight:
+            await self._attempt(hours)
+
+    async def _attempt(self, hours: list[datetime]) -> None:
         started = time.monotonic()
         stagings = Stagings(self.ctx.sink, self.ctx.project)
         epoch = -1
@@ -358,7 +365,8 @@ class Flow:
             delay = backoff_delay(
                 tries, base_s=self.ex.backoff_base_s, max_s=self.ex.backoff_max_s, rng=self.ctx.rng
             )
-            if not await self.guard.sleep(delay):
+            # a store that failed a call is asked (a listing) before the commit is tried again
+            if not await self.guard.sleep(delay) or not await self.guard.store_answers():
                 break
             log.info("hour.commit_again", hour=iso_hour(manifest.hour), attempt=tries + 1)
         await staging.discard()

@@ -11,8 +11,15 @@ leaves its hours unfinished (exit 1, nothing lost, a rerun picks them up).
 
 - ``storage_blocked(exc)``: the sink said storage refuses until someone acts: stop at once.
 - ``store_failed(exc)`` / ``store_ok()``: the store failed a call (after its SDK's own
-  retries): unreachable, stalled, refusing. ``max_store_failures`` of them in a row, with no
-  hour committed in between, and the store is declared gone: the run stops.
+  retries): unreachable, stalled, refusing. ``max_store_failures`` of them in a row (every
+  failed call: staging, each commit try, each probe), with no hour committed in between, and
+  the store is declared gone: the run stops. A failure also makes the store *suspect*: no new
+  download starts and no failed commit is tried again (``store_answers``) until one store
+  call, a cheap listing (``store_probe``), gets an answer, one at a time after a backoff. A
+  store that answers nothing for ``stall_window_s`` (4 read timeouts: a stalled store, each
+  call costing whole timeouts) stops the run too, however few calls failed meanwhile. So a
+  blip costs a listing, a stalled store about a minute, and no archive is downloaded only to
+  wait for a store that does not answer.
 - ``connect_failed(exc)`` / ``no_answer(exc, window)`` / ``connected()``: a circuit breaker.
   The first request that cannot connect, or connects and then hears nothing (silence before
   the first byte, a reset), opens it; while open, one request at a time goes out (a probe),
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,9 +54,19 @@ from .errors import (
 )
 from .retry import backoff_delay
 
-__all__ = ["Admission", "RunGuard", "Stop"]
+__all__ = ["STALL_TIMEOUTS", "Admission", "RunGuard", "Stop", "stall_window_s"]
 
 Admission = Literal["go", "probe", "stop"]
+STALL_TIMEOUTS = 4  # read timeouts of a store with no answer at all: a stalled store
+
+
+def stall_window_s(sink: object) -> float | None:
+    """``STALL_TIMEOUTS`` read timeouts of the store under ``sink`` (a format's sink wraps the
+    store as ``inner``); None for a store without a read timeout (a local folder)."""
+    while (inner := getattr(sink, "inner", None)) is not None:
+        sink = inner
+    timeout = getattr(sink, "read_timeout_s", None)
+    return STALL_TIMEOUTS * float(timeout) if isinstance(timeout, int | float) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +105,19 @@ class RunGuard:
         backoff_base_s: float,
         backoff_max_s: float,
         rng: random.Random | None = None,
+        store_probe: Callable[[], Awaitable[object]] | None = None,
+        stall_window_s: float | None = None,
     ) -> None:
         self.max_probes = max(1, max_probes)
         self.max_store_failures = max(1, max_store_failures)
         self._store_failures = 0
+        self._store_probe = store_probe
+        self.stall_window_s = stall_window_s
+        self._store_answered_at = time.monotonic()  # the store's last answer
+        self._suspect = False  # a store call failed and none answered since
+        self._deadline = float("inf")  # when a suspect store is declared stalled
+        self._probing: anyio.CancelScope | None = None  # the store probe out, if any
+        self._last_store_error: StorageError | None = None
         self.silent_probes = max(1, min(silent_probes, self.max_probes))
         self._windows: set[datetime] = set()  # windows that failed since the breaker opened
         self._base = backoff_base_s
@@ -118,7 +145,7 @@ class RunGuard:
         behind requests that are themselves waiting for it.
         """
         while True:
-            if self.stop is not None:
+            if self.stop is not None or not await self.store_answers():
                 return "stop", -1
             epoch = await acquire()
             if self.stop is not None:
@@ -237,14 +264,89 @@ class RunGuard:
         if isinstance(exc, StorageConflictError):  # the store answered: another writer won
             return
         self._store_failures += 1
+        self._last_store_error = exc
+        if not self._suspect and self._store_probe is not None:
+            self._suspect = True
+            if self.stall_window_s is not None:  # a failed call waited 2 timeouts at most
+                window = self.stall_window_s
+                self._deadline = max(self._store_answered_at + window, self._now() + window / 2)
+            self._wake()
         if self._store_failures >= self.max_store_failures and self.stop is None:
             place = f"{self._store_failures} times in a row (last: {exc})"
             gone = StorageBlockedError("the store failed", place, "run again once it answers")
             self._halt(Stop("storage", storage=gone))
+        self._check_stall()
 
     def store_ok(self) -> None:
         """An hour was committed: the store answers."""
         self._store_failures = 0
+        self._answered()
+
+    def _answered(self) -> None:
+        self._store_answered_at = self._now()
+        if self._suspect:
+            self._suspect = False
+            self._deadline = float("inf")
+            self._wake()
+
+    async def store_answers(self) -> bool:
+        """Wait while the store is suspect (a call failed, none answered since): one waiter at
+        a time probes it (``store_probe``, after a backoff); the others wait for the outcome.
+        True once it answers (at once when it is not suspect); False once the run stops."""
+        while self._suspect and self.stop is None:
+            if self._probing is None and self._store_probe is not None:
+                await self._probe_store(self._store_probe)
+                continue
+            with anyio.move_on_after(self._deadline - self._now()):
+                await self._changed.wait()
+            self._check_stall()
+        return self.stop is None
+
+    async def _probe_store(self, probe: Callable[[], Awaitable[object]]) -> None:
+        """One cheap store call; its answer clears the suspicion, its failure counts."""
+        delay = backoff_delay(
+            max(1, self._store_failures),
+            base_s=self._base,
+            max_s=self._max,
+            rng=self._rng,
+            jitter="equal",
+        )
+        with anyio.CancelScope(
+            deadline=anyio.current_time() + self._deadline - self._now()
+        ) as scope:
+            self._probing = scope
+            try:
+                if not await self.sleep(delay):
+                    return
+                await probe()
+            except (StorageError, OSError, TimeoutError) as exc:
+                failed = exc if isinstance(exc, StorageError) else StorageError(str(exc))
+                self.store_failed(failed)
+                return
+            except AsyncAmpError:  # refused (a bucket gone, keys refused): an answer all the same,
+                pass  # and the next real call says what the run must do
+            finally:
+                self._probing = None
+                self._wake()
+            self._answered()
+        if scope.cancelled_caught:
+            self._check_stall()
+
+    def _check_stall(self) -> None:
+        """A suspect store with no answer for ``stall_window_s``: it is stalled, stop."""
+        if self._suspect and self.stop is None and self._now() >= self._deadline:
+            window = self.stall_window_s or 0.0
+            last = f" (last: {self._last_store_error})" if self._last_store_error else ""
+            stalled = StorageBlockedError(
+                "the store answered no call",
+                f"for {window:.0f} s{last}",
+                "run again once it answers",
+            )
+            self._halt(Stop("storage", storage=stalled))
+
+    @staticmethod
+    def _now() -> float:
+        return time.monotonic()
 
     @property
     def is_open(self) -> bool:
@@ -253,6 +355,8 @@ class RunGuard:
     def _halt(self, stop: Stop) -> None:
         self.stop = stop
         self.stopping.set()
+        if self._probing is not None:  # nothing waits for its answer any more
+            self._probing.cancel()
         self._wake()
 
     def _wake(self) -> None:

@@ -26,7 +26,7 @@ from .cloud_export import CloudExportSource
 from .config import Config, ProjectConfig
 from .errors import first_user_error
 from .flow import Flow, FlowContext
-from .guard import RunGuard
+from .guard import RunGuard, stall_window_s
 from .hours import hour_range
 from .limiter import AdaptiveLimiter
 from .logs import bound, log
@@ -168,6 +168,9 @@ class Extractor:
                 backoff_base_s=self.config.extract.backoff_base_s,
                 backoff_max_s=self.config.extract.backoff_max_s,
                 rng=self.rng,
+                # a store that failed a call is asked whether it answers: one cheap listing
+                store_probe=lambda: self.sink.completed_hours(self.project, plan.hours[:1]),
+                stall_window_s=stall_window_s(self.sink),
             )
             try:
                 async with anyio.create_task_group() as tg:

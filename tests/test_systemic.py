@@ -7,6 +7,7 @@ bounds are counted in requests and attempts, never in seconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -250,17 +251,21 @@ async def extract_while_the_store_goes(
     return summary, asked
 
 
-def assert_the_store_stop(summary: RunSummary, asked: Counter[datetime]) -> None:
+STALL = r"the store answered no call for \d+ s \(last: .+\)"  # a store that hangs
+GONE = r"the store failed 5 times in a row \(last: .+\)"  # a store that refuses
+
+
+def assert_the_store_stop(summary: RunSummary, asked: Counter[datetime], cause: str) -> None:
     assert summary.exit_code == 1 and not summary.failed, summary.failed
     assert re.fullmatch(
-        r"the store failed 5 times in a row \(last: .+\): \d+ of 24 hours complete; run again "
-        r"once it answers, completed hours are kept",
+        cause + r": \d+ of 24 hours complete; run again once it answers, completed hours are kept",
         summary.stopped,
     ), summary.stopped
-    # max_attempts (5) store failures, and no more: the 5 requests before the store went, the
-    # one that stopped it, and at most one each for the hours whose staging broke mid-download
-    assert summary.requests == sum(asked.values()) <= 6 + 5, asked
-    assert max(asked.values()) <= 2, asked
+    # the 5 requests before the store went, the one that stopped it, and at most the other
+    # request in flight and the two hours waiting for their commit (concurrency 2): once a
+    # store call failed no download starts until the store answers a listing
+    assert summary.requests == sum(asked.values()) <= 6 + 3, asked
+    assert max(asked.values()) == 1, asked  # no hour downloaded again: it waits for the store
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "stalled"])
@@ -280,70 +285,86 @@ async def test_azurite_gone_mid_run_stops_within_a_bounded_number_of_attempts(
             )
         finally:
             os.kill(pid, signal.SIGCONT)
-    assert_the_store_stop(summary, asked)
+    assert_the_store_stop(summary, asked, GONE if how == signal.SIGKILL else STALL)
+
+
+@pytest.fixture
+async def s3_gone() -> AsyncIterator[tuple[S3ServerProcess, int]]:
+    """A moto server of its own (the tests kill or stop it) with the bucket ``gone``."""
+    with S3ServerProcess() as server:
+        assert server.pid is not None
+        async with admin_client(server) as admin:
+            await admin.create_bucket(Bucket="gone")
+        try:
+            yield server, server.pid
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(server.pid, signal.SIGCONT)
+
+
+def gone_sink(server: S3ServerProcess, **settings: Any) -> S3Sink:
+    config = S3Config(
+        bucket="gone", endpoint_url=server.endpoint_url, addressing_style="path", **settings
+    )
+    return S3Sink.from_config(config, run_id="gone", environ=server.admin.environ())
 
 
 @pytest.mark.s3
 async def test_the_s3_server_killed_mid_run_stops_within_a_bounded_number_of_attempts(
-    tmp_path: Path,
+    tmp_path: Path, s3_gone: tuple[S3ServerProcess, int]
 ) -> None:
-    with S3ServerProcess() as server:
-        assert server.pid is not None
-        pid = server.pid
-        async with admin_client(server) as admin:
-            await admin.create_bucket(Bucket="gone")
-        config = S3Config(
-            bucket="gone", endpoint_url=server.endpoint_url, addressing_style="path", retries=1
-        )
-        sink = S3Sink.from_config(config, run_id="gone", environ=server.admin.environ())
-        summary, asked = await extract_while_the_store_goes(
-            tmp_path, sink, lambda: os.kill(pid, signal.SIGKILL)
-        )
-    assert_the_store_stop(summary, asked)
+    server, pid = s3_gone
+    summary, asked = await extract_while_the_store_goes(
+        tmp_path, gone_sink(server, retries=1), lambda: os.kill(pid, signal.SIGKILL)
+    )
+    assert_the_store_stop(summary, asked, GONE)
 
 
 @pytest.mark.s3
 async def test_a_stalled_s3_server_stops_the_run_and_a_timed_out_call_is_tried_once_more(
-    tmp_path: Path,
+    tmp_path: Path, s3_gone: tuple[S3ServerProcess, int]
 ) -> None:
     """The S3 server is SIGSTOPped: connections are taken, nothing answers, no byte of a
     part is read. Every call times out; each is sent twice at most (1 + TIMEOUT_RETRIES)
-    although ``retries`` allows four, and the run stops like for a dead store."""
+    although ``retries`` allows four; the run stops once the store answered nothing for 4
+    read timeouts, and asks it nothing more meanwhile but one listing at a time."""
+    server, pid = s3_gone
+    sink = gone_sink(server, retries=3, read_timeout_s=1.0)
     attempts: Counter[str] = Counter()  # botocore's amz-sdk-request header: which try, of how many
-    with S3ServerProcess() as server:
-        assert server.pid is not None
-        pid = server.pid
-        async with admin_client(server) as admin:
-            await admin.create_bucket(Bucket="stalled")
-        config = S3Config(
-            bucket="stalled",
-            endpoint_url=server.endpoint_url,
-            addressing_style="path",
-            retries=3,
-            read_timeout_s=1.0,
-        )
-        sink = S3Sink.from_config(config, run_id="stalled", environ=server.admin.environ())
-        stopped = []
+    calls: Counter[str] = Counter()  # the store calls made after the stall, by operation
+    stopped = []
 
-        def count(request: Any, **_: Any) -> None:
-            if stopped:
-                header = request.headers.get("amz-sdk-request")
-                attempts[header.decode() if isinstance(header, bytes) else header] += 1
+    def count(request: Any, **_: Any) -> None:
+        if stopped:
+            header = request.headers.get("amz-sdk-request")
+            attempts[header.decode() if isinstance(header, bytes) else header] += 1
 
-        (await sink.client()).meta.events.register("before-send.s3", count)
+    def call(model: Any, **_: Any) -> None:
+        if stopped:
+            calls[model.name] += 1
 
-        def stall() -> None:
-            stopped.append(True)
-            os.kill(pid, signal.SIGSTOP)
+    events = (await sink.client()).meta.events
+    events.register("before-send.s3", count)
+    events.register("before-call.s3", call)
 
-        try:
-            summary, asked = await extract_while_the_store_goes(tmp_path, sink, stall)
-        finally:
-            os.kill(pid, signal.SIGCONT)
-    assert_the_store_stop(summary, asked)
+    def stall() -> None:
+        stopped.append(True)
+        os.kill(pid, signal.SIGSTOP)
+
+    summary, asked = await extract_while_the_store_goes(tmp_path, sink, stall)
+    assert_the_store_stop(summary, asked, STALL)
     tries = {int(h.split("attempt=")[1].split(";")[0]) for h in attempts}
     assert tries == set(range(1, 2 + TIMEOUT_RETRIES)), attempts  # never a third try
     assert all(h.endswith("max=4") for h in attempts if "max=" in h), attempts  # 4 allowed
+    # a listing asks whether the store answers, one at a time, each costing two timeouts at
+    # most: 2 in the window of 4 timeouts (a third is cut short by the stop)
+    assert calls["ListObjectsV2"] <= 3, calls
+    # discarded uploads are not aborted, nor the lease deleted, on a store that answers
+    # nothing (each call would wait two timeouts): the next run's prepare() does it
+    assert "AbortMultipartUpload" not in calls, calls
+    # the calls in flight when the store stopped (two hours committing, two staging), the
+    # listings, and nothing else: no commit tried again, no part of a new download
+    assert sum(calls.values()) <= 2 * 8 + 3, calls
 
 
 async def test_a_commit_the_store_fails_is_tried_again_without_downloading_again(

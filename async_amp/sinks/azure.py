@@ -131,6 +131,7 @@ class AzureSink:
         self.blob_content_md5 = blob_content_md5
         self.parts = PartPool(block_size, BLOCK_BUDGET)
         self.stall_s = stall_s  # a block no byte of leaves for this long times out
+        self.read_timeout_s = stall_s  # the same bound on an answer (the run guard's unit)
         self._create_container = create_container
         self._auth_source = auth_source
         self._credential = credential

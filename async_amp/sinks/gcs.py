@@ -214,7 +214,7 @@ class _GcsMember(PartedUpload):
 
     async def cancel(self) -> None:
         session, self._session = self._session, None
-        if session is not None:
+        if session is not None and not self._sink.client.answers.silent:  # else GCS forgets it
             with contextlib.suppress(GcsError, OSError, TimeoutError):
                 await self._sink.client.request("DELETE", session, ok=(204, 499, 404, 410))
 
@@ -280,6 +280,7 @@ class GcsSink(ObjectStoreReads):
         self.run_id = run_id
         self.parts = PartPool(config.chunk_size_mib * MIB)
         self.client = GcsClient(config, environ)
+        self.read_timeout_s = config.read_timeout_s  # the run guard's unit
 
     @classmethod
     def from_config(cls, config: GcsConfig, *, run_id: str, environ: Mapping[str, str]) -> Self:

@@ -37,7 +37,7 @@ from ..errors import (
     StorageError,
 )
 from ..retry import backoff_delay
-from .shared import TIMEOUT_RETRIES
+from .shared import TIMEOUT_RETRIES, Answers
 
 __all__ = ["DEFAULT_ENDPOINT", "GcsClient", "GcsError", "Listed", "credentials_file"]
 
@@ -128,6 +128,7 @@ class GcsClient:
         self._access: tuple[str, float] | None = None  # (token, monotonic time to renew at)
         self._token_lock = asyncio.Lock()
         self._rng = random.Random()
+        self.answers = Answers()
 
     # --- plumbing ----------------------------------------------------------------------------
 
@@ -225,6 +226,7 @@ class GcsClient:
                 async with self.session().request(
                     method, url, params=params, headers=sent, data=body
                 ) as answer:
+                    self.answers.heard()
                     content = await answer.read()
                     if answer.status in ok:
                         return answer.status, answer.headers, content
@@ -235,6 +237,7 @@ class GcsClient:
                 if attempt > limit:
                     raise GcsError(exc.status, "the token endpoint did not answer") from exc
             except (aiohttp.ClientError, TimeoutError) as exc:
+                self.answers.missed()
                 timeouts += isinstance(exc, TimeoutError)
                 if attempt > limit or timeouts > TIMEOUT_RETRIES:
                     raise

@@ -52,6 +52,7 @@ from .s3_errors import UNREACHABLE, ErrorTranslator, credentials_from
 from .s3_retry import bound_timeout_retries
 from .shared import (
     MANIFEST_CONTENT_TYPE,
+    Answers,
     check_file_name,
     content_type,
     each_at_once,
@@ -211,6 +212,8 @@ class _S3Staging(ObjectHourStaging[_S3Member]):
         await self._sink.leases.keep(await self._sink.client())
 
     async def _dropped(self, member: _S3Member) -> None:
+        if self._sink.answers.silent:  # a stalled store: the next run's prepare() aborts it
+            return
         with contextlib.suppress(AsyncAmpError):  # the next run's prepare() aborts it
             await member.abort()
 
@@ -239,6 +242,7 @@ class S3Sink(ObjectStoreReads):
         self.part_size = config.part_size_mib * MIB
         self.read_timeout_s = config.read_timeout_s
         self.parts = PartPool(self.part_size)
+        self.answers = Answers()
         self.endpoint_url = (config.endpoint_url or "").rstrip("/") or None
         self.region = (
             config.region
@@ -303,7 +307,7 @@ class S3Sink(ObjectStoreReads):
                         # retrieves (a traceback on a clean stop); a refused body costs one
                         # part's upload at most.
                         client.meta.events.unregister("before-call.s3", add_expect_header)
-                        bound_timeout_retries(client, self._max_attempts)
+                        bound_timeout_retries(client, self._max_attempts, self.answers)
                         self._client = client
                     except BotoCoreError as exc:
                         raise self.error(exc, "connect to", None, "") from exc
@@ -354,8 +358,9 @@ class S3Sink(ObjectStoreReads):
         return _S3Staging(self, project, hour)
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            # a lease left behind only ages out (the bucket may be gone, the keys revoked)
+        if self._client is not None and not self.answers.silent:
+            # a lease left behind only ages out (the bucket may be gone, the keys revoked, the
+            # store stalled)
             with contextlib.suppress(AsyncAmpError):
                 await self.leases.release(self._client)
         self._client = None

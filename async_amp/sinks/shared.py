@@ -20,6 +20,7 @@ from ..values import is_plain_name
 __all__ = [
     "MANIFEST_CONTENT_TYPE",
     "TIMEOUT_RETRIES",
+    "Answers",
     "check_file_name",
     "common_prefix",
     "content_type",
@@ -47,6 +48,25 @@ _CONTENT_TYPES = {
     ".parquet": "application/vnd.apache.parquet",
 }
 MANIFEST_CONTENT_TYPE = "application/json"
+
+
+class Answers:
+    """Whether the store answered the latest try of a call (any status) or left it unanswered
+    (a timeout, no connection). While it is ``silent``, best-effort calls are skipped (aborting
+    a discarded upload, releasing a lease): on a stalled store each would wait whole timeouts
+    after the run has stopped, and what they would clean up the next run's ``prepare()`` or
+    the store itself clears."""
+
+    __slots__ = ("silent",)
+
+    def __init__(self) -> None:
+        self.silent = False
+
+    def heard(self) -> None:
+        self.silent = False
+
+    def missed(self) -> None:
+        self.silent = True
 
 
 def join(*parts: str) -> str:
