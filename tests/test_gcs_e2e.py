@@ -237,13 +237,17 @@ async def test_delta_on_gcs_reads_back_and_passes_status_and_verify(
     """``format = "delta"`` on ``gs://``: delta-rs writes the table through object_store's XML
     API (the front serves what fake-gcs-server lacks, tests/gcs_xml.py) with the service
     account's own key; deltalake reads it back with the read-only account, row for row and
-    uuid for uuid against what the simulator served; ``status`` and ``verify`` pass."""
+    uuid for uuid against what the simulator served; ``status`` and ``verify`` pass;
+    ``compact`` turns the day's nine hourly files into one, the same rows."""
     from collections import Counter
     from dataclasses import replace
+    from typing import Any
 
+    import anyio
     from deltalake import DeltaTable
 
     from async_amp import api
+    from async_amp.output.maintain import compact
     from async_amp.sinks import make_sink
 
     from .delta_helpers import expected_rows_per_hour, expected_uuids, rows_per_hour
@@ -290,6 +294,17 @@ async def test_delta_on_gcs_reads_back_and_passes_status_and_verify(
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert json.loads(verified.stdout)["ok"] is True
+
+    def nightly() -> list[tuple[str, Any]]:  # compact: the day's hourly files become one
+        writer = gcs_environ(gcs_front)
+        return compact(config, first=first, last=last, projects=[PROJECT], environ=writer)
+
+    [(_, day)] = await anyio.to_thread.run_sync(nightly)
+    assert (day.files_removed, day.files_added, day.rows) == (9, 1, len(rows))
+    table = DeltaTable(f"gs://{gcs_bucket}/amplitude/{PROJECT}", storage_options=reader)
+    assert Counter(table.to_pyarrow_table()["uuid"].to_pylist()) == expected_uuids(
+        dataset, first, last
+    )
 
 
 async def test_a_stale_writer_on_gcs_conflicts_on_the_generation_precondition(
