@@ -47,6 +47,9 @@ hour by hour; --relayout converts it to day partitions first, in one commit:
 
   async-amp compact --relayout --start 2026-01-01 --end 2026-11-30
 
+With --json, each conversion (and each one a crash cut short, finished) is in "relayout":
+{"project", "days" converted, "version", "replayed": hours committed meanwhile, written again}.
+
 exit codes: 0 every day compacted; 1 the table could not be read or written; 2 usage or config
 error.
 """
@@ -86,7 +89,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--relayout",
         action="store_true",
         help="first convert a table partitioned by date and hour to date partitions, in one "
-        "commit (readers see the old table or the new one); a no-op on day-partitioned tables "
+        "commit (readers see the old table or the new one), then write again the hours other "
+        "writers committed meanwhile; on a day-partitioned table it only finishes that if a "
+        "crash cut it short, as every compact does "
         "(e.g. --relayout --start 2026-01-01 --end 2026-11-30)",
     )
     cmd.add_argument(
