@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from async_amp.config import AzureConfig, S3Config
+from async_amp.config import AzureConfig, GcsConfig, S3Config
 from async_amp.hours import hour_range
 from async_amp.results import RunSummary
 from async_amp.simulator.background import BackgroundSimulator
@@ -31,9 +31,11 @@ from async_amp.simulator.faults import RequestInfo
 from async_amp.simulator.server import run_simulator
 from async_amp.sinks.azure import AzureSink
 from async_amp.sinks.base import Sink
+from async_amp.sinks.gcs import GcsSink
 from async_amp.sinks.s3 import S3Sink
 from async_amp.sinks.shared import TIMEOUT_RETRIES
 from tools.azurite import START_TIMEOUT_S, AzuriteProcess, dev_connection_string
+from tools.gcsserver import GcsEmulatorProcess
 from tools.s3server import S3ServerProcess
 
 from .azurite import AZURITE_BIN, Azurite, azurite_proxy
@@ -365,6 +367,54 @@ async def test_a_stalled_s3_server_stops_the_run_and_a_timed_out_call_is_tried_o
     # the calls in flight when the store stopped (two hours committing, two staging), the
     # listings, and nothing else: no commit tried again, no part of a new download
     assert sum(calls.values()) <= 2 * 8 + 3, calls
+
+
+@pytest.mark.gcs
+async def test_a_stalled_gcs_server_stops_the_run_and_no_download_waits_on_it(
+    tmp_path: Path,
+) -> None:
+    """fake-gcs-server is SIGSTOPped. Small files are held back until their commit, so
+    downloads never touched the store: they went on while the commits waited (24 export
+    requests for 24 hours). Now at most twice the concurrency of hours are downloading or
+    waiting for their commit, none starts once a store call failed, and the run stops once
+    the store answered nothing for 4 read timeouts."""
+    with GcsEmulatorProcess() as server:
+        assert server.pid is not None
+        pid = server.pid
+        server.create_bucket("stalled")
+        config = GcsConfig(
+            bucket="stalled", endpoint_url=server.endpoint_url, anonymous=True, read_timeout_s=1.0
+        )
+        sink = GcsSink.from_config(config, run_id="stalled", environ={})
+        calls: Counter[str] = Counter()  # the store calls made after the stall, by kind
+        request = sink.client.request
+
+        async def counted(method: str, url: str, **kw: Any) -> Any:
+            if "upload_id=" in url:
+                calls[f"{method} upload session"] += 1
+            elif "/upload/" in url:
+                calls[f"{method} new upload session"] += 1
+            else:
+                calls[f"{method} {'listing' if url.endswith('/o') else 'object'}"] += 1
+            return await request(method, url, **kw)
+
+        def stall() -> None:
+            calls.clear()
+            sink.client.request = counted  # type: ignore[method-assign]
+            os.kill(pid, signal.SIGSTOP)
+
+        try:
+            summary, asked = await extract_while_the_store_goes(tmp_path, sink, stall)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+    assert_the_store_stop(summary, asked, STALL)
+    assert calls["GET listing"] <= 3, calls  # one at a time, two timeouts each at most
+    # the discarded upload sessions are not cancelled on a store that answers nothing (each
+    # call would wait two timeouts): GCS forgets them
+    assert "DELETE upload session" not in calls, calls
+    # the commits in flight when the store stopped (4 hours at most, each failing at its
+    # first call that times out), the listings, and nothing else
+    assert sum(calls.values()) <= 4 * 8 + 3, calls
 
 
 async def test_a_commit_the_store_fails_is_tried_again_without_downloading_again(

@@ -167,7 +167,8 @@ class _GcsMember(PartedUpload):
                         exc, "upload a chunk of", self._name, _CREATE, run=True
                     ) from exc
                 await client.pause(failures)
-                status, headers, content = await self._ask(session, size)
+                # after a timeout, this question is the chunk's one more try: not two
+                status, headers, content = await self._ask(session, size, timeouts=timeouts)
             if status in (200, 201):
                 if total is None:
                     msg = f"{self._where()}: GCS finalized the object before its last chunk"
@@ -185,12 +186,20 @@ class _GcsMember(PartedUpload):
                     raise StorageError(msg)
             sent = min(kept, end) - offset
 
-    async def _ask(self, session: str, size: str) -> tuple[int, Mapping[str, str], bytes]:
-        """What the upload session holds: 308 with the range kept, or 200 when finalized."""
+    async def _ask(
+        self, session: str, size: str, *, timeouts: int = 0
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """What the upload session holds: 308 with the range kept, or 200 when finalized.
+        ``timeouts``: tries of the chunk that already timed out (each counts against
+        ``TIMEOUT_RETRIES``: a stalled store costs the chunk two timeouts, not three)."""
         client = self._sink.client
         try:
             return await client.request(
-                "PUT", session, headers={"Content-Range": f"bytes */{size}"}, ok=(200, 201, 308)
+                "PUT",
+                session,
+                headers={"Content-Range": f"bytes */{size}"},
+                ok=(200, 201, 308),
+                timeout_retries=max(0, TIMEOUT_RETRIES - timeouts),
             )
         except (GcsError, CredentialsError, OSError, TimeoutError) as exc:
             raise client.error(exc, "resume the upload of", self._name, _CREATE, run=True) from exc

@@ -211,9 +211,11 @@ class GcsClient:
         ok: tuple[int, ...] = (200,),
         rewind: Any = None,
         retries: int | None = None,
+        timeout_retries: int = TIMEOUT_RETRIES,
     ) -> tuple[int, Mapping[str, str], bytes]:
         """One call with retries; an answer outside ``ok`` (and not retried) is ``GcsError``.
-        ``rewind()`` (when given) makes a fresh body for each try."""
+        ``rewind()`` (when given) makes a fresh body for each try; a try that timed out is
+        tried again ``timeout_retries`` times at most."""
         limit = self.retries if retries is None else retries
         attempt = timeouts = 0
         while True:
@@ -239,7 +241,7 @@ class GcsClient:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self.answers.missed()
                 timeouts += isinstance(exc, TimeoutError)
-                if attempt > limit or timeouts > TIMEOUT_RETRIES:
+                if attempt > limit or timeouts > timeout_retries:
                     raise
                 del exc
             await self.pause(attempt, retry_after)
