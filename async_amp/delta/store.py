@@ -63,12 +63,20 @@ class TableFiles:
     def __init__(self, location: TableLocation) -> None:
         self.folder = local_path(location.uri)
         self.store: Any = None
-        self.conditional: Any = None
+        self._location = location
+        self._conditional: Any = None
         if self.folder is None:
             from deltalake._internal import DeltaFileSystemHandler  # noqa: PLC0415
 
             self.store = DeltaFileSystemHandler(location.uri, location.options())
-            self.conditional = _conditional_store(location)
+
+    @property
+    def conditional(self) -> Any:
+        """The ``obstore`` store for conditional puts (Azure, S3; else None), made when first
+        needed: most commits write no checkpoint."""
+        if self._conditional is None and self.folder is None:
+            self._conditional = _conditional_store(self._location) or False
+        return self._conditional or None
 
     def names(self, folder: str) -> set[str]:
         """The names of the files directly in ``folder`` (none when it does not exist)."""
