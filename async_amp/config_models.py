@@ -41,7 +41,7 @@ class ModelsConfig:
         "than this share of Amplitude's (`0`: any difference).",
     )
     memory_limit: str = key(
-        "512MB",
+        "256MB",
         text,
         "DuckDB's memory limit while building (it spills to a temporary folder beyond it).",
     )

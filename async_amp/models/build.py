@@ -208,19 +208,19 @@ class _Build:
         return int(out["daily"].column("events")[0].as_py())
 
     def _day_tables(self, day: date, status: str, files: list[Path]) -> dict[str, Any]:
-        if files:
+        if files:  # a view: the day's rows are read where they are used, never copied whole
             listed = "[" + ", ".join(sql_text(str(f)) for f in files) + "]"
+            wanted = f"DATE '{day.isoformat()}'"
             self.run(
-                f"CREATE OR REPLACE TEMP TABLE ev AS SELECT * FROM read_parquet({listed}) "
-                "WHERE day = $day OR sday = $day",
-                {"day": day},
+                f"CREATE OR REPLACE TEMP VIEW ev AS SELECT * FROM read_parquet({listed}) "
+                f"WHERE day = {wanted} OR sday = {wanted}"
             )
         else:
-            self.run(f"CREATE OR REPLACE TEMP TABLE ev AS {_EMPTY_EV}")
+            self.run(f"CREATE OR REPLACE TEMP VIEW ev AS {_EMPTY_EV}")
         try:
             out = build_day(self.con, day, status)
         finally:
-            self.run("DROP TABLE IF EXISTS ev")
+            self.run("DROP VIEW IF EXISTS ev")
         return out
 
     def forget_before(self, day: date) -> None:

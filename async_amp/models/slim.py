@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 
 from ..config import ReportConfig
-from ..reports.ingest import hour_source, sql_text
+from ..reports.ingest import hour_source, source_sql, sql_text
 
 __all__ = ["SLIM_COLUMNS", "slim_hour"]
 
@@ -52,7 +52,7 @@ def slim_hour(
         con.register("hour_rows", rows)
         tables = ("hour_rows",)
     try:
-        source = hour_source(con, paths, settings, tables)
+        source = hour_source(con, paths, settings, tables, raw_source=True)
         if source is None:
             return 0, []
         session = (
@@ -75,7 +75,18 @@ def slim_hour(
             "SELECT day FROM slim UNION SELECT sday FROM slim WHERE sday IS NOT NULL ORDER BY 1"
         ).fetchall()
         tmp = target.with_name(f".{target.name}.tmp")
-        con.execute(f"COPY slim TO {sql_text(str(tmp))} (FORMAT parquet, COMPRESSION zstd)")
+        # each distinct source is normalised once (a few names, against a row's regexes)
+        picked = ", ".join(
+            "coalesce(n.name, 'direct') AS source" if c == "source" else f"s.{c}"
+            for c in (*SLIM_COLUMNS, "day", "sday", "cday")
+        )
+        con.execute(
+            f"""COPY (SELECT {picked} FROM slim s LEFT JOIN (
+                    SELECT raw, {source_sql("raw")} AS name
+                    FROM (SELECT DISTINCT source AS raw FROM slim)
+                ) n ON s.source = n.raw)
+            TO {sql_text(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"""
+        )
         tmp.replace(target)
         return count, [d for (d,) in days]
     finally:

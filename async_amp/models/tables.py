@@ -23,30 +23,33 @@ __all__ = ["DAY_TABLES", "build_day", "fold_users"]
 
 # Events once per uuid (rows without one each count): a repeat of an event, in the same hour
 # or another, has the same event_time, so it always falls on the same day as the first copy.
-# Only the few repeated uuids go through a window. The kept events are stored in
-# (event_time, uuid) order (``preserve_insertion_order`` on for this statement), so an
-# event's ``rowid`` is its rank ``o`` in time and "the first/last value in time" is
-# ``arg_min/max_null(x, o)``: one hash aggregate, not a sort per ordered aggregate.
+# Only the few repeated uuids go through a window.
 _DEDUPE = """
 CREATE OR REPLACE TEMP TABLE e AS
 WITH dup AS (SELECT uuid FROM ev WHERE uuid IS NOT NULL GROUP BY uuid HAVING count(*) > 1)
-SELECT * FROM (
-    SELECT * FROM ev ANTI JOIN dup USING (uuid)
-    UNION ALL BY NAME
-    SELECT * FROM (SELECT * FROM ev SEMI JOIN dup USING (uuid)) QUALIFY row_number() OVER (
-        PARTITION BY uuid
-        ORDER BY event_time, event_type, session_id, amplitude_id, source, path
-    ) = 1
-) ORDER BY event_time, uuid
+SELECT * FROM ev ANTI JOIN dup USING (uuid)
+UNION ALL BY NAME
+SELECT * FROM (SELECT * FROM ev SEMI JOIN dup USING (uuid)) QUALIFY row_number() OVER (
+    PARTITION BY uuid ORDER BY event_time, event_type, session_id, amplitude_id, source, path
+) = 1
 """
+
+# Each event's rank ``o`` in (event_time, uuid) order: ``k`` lists e's rowids in that order
+# (``preserve_insertion_order`` on while it is made, so its own rowid is the rank), a narrow
+# sort instead of one of every column. "The first/last value in time" is then
+# ``arg_min/max_null(x, o)``: one hash aggregate, not a sort per ordered aggregate.
+_ORDER = "CREATE OR REPLACE TEMP TABLE k AS SELECT rowid AS r FROM e ORDER BY event_time, uuid"
+_RANKED = (
+    "CREATE OR REPLACE TEMP VIEW eo AS SELECT e.*, k.rowid AS o FROM e JOIN k ON e.rowid = k.r"
+)
 
 # The page views of the sessions that start on the day, each with the time of the next event
 # of its session (null: the session's last event).
 _SESSION_VIEWS = """
 CREATE OR REPLACE TEMP TABLE se AS
 SELECT amplitude_id, session_id, path, event_time,
-       lead(event_time) OVER (PARTITION BY amplitude_id, session_id ORDER BY rowid) AS next_t
-FROM e WHERE sday = $day AND amplitude_id IS NOT NULL
+       lead(event_time) OVER (PARTITION BY amplitude_id, session_id ORDER BY o) AS next_t
+FROM eo WHERE sday = $day AND amplitude_id IS NOT NULL
 QUALIFY is_pv
 """
 
@@ -63,12 +66,11 @@ SELECT $day AS day, amplitude_id, session_id, max(user_id) AS user_id,
        arg_min_null(os_name, o) AS os_name, arg_min_null(device_family, o) AS device_family,
        arg_min_null(device_type, o) AS device_type,
        coalesce(max(cday) = $day, false) AS is_new_user
-FROM (SELECT *, rowid AS o FROM e WHERE sday = $day AND amplitude_id IS NOT NULL)
-GROUP BY amplitude_id, session_id
+FROM eo WHERE sday = $day AND amplitude_id IS NOT NULL GROUP BY amplitude_id, session_id
 """
 
 # The day's own events (by event_time): a view, not a copy.
-_DAY_EVENTS = "CREATE OR REPLACE TEMP VIEW d AS SELECT *, rowid AS o FROM e WHERE day = {day}"
+_DAY_EVENTS = "CREATE OR REPLACE TEMP VIEW d AS SELECT * FROM e WHERE day = {day}"
 
 _QUERIES: dict[str, str] = {
     "sessions": "SELECT * FROM s ORDER BY amplitude_id, session_id",
@@ -88,7 +90,7 @@ _QUERIES: dict[str, str] = {
                    event_time AS last_seen, NULL::BIGINT AS sessions, 1 AS events,
                    is_pv::INT AS page_views, source, country, city, company,
                    user_creation_time
-            FROM d WHERE amplitude_id IS NOT NULL
+            FROM eo WHERE day = $day AND amplitude_id IS NOT NULL
             UNION ALL BY NAME
             SELECT amplitude_id, 1 AS sessions FROM s
         ) GROUP BY amplitude_id ORDER BY amplitude_id""",
@@ -142,48 +144,52 @@ def _typed(model: Table, query: str) -> str:
 
 
 def build_day(con: duckdb.DuckDBPyConnection, day: date, status: str) -> dict[str, Any]:
-    """Every by-day table of ``day`` from ``ev`` (dropped once read), as Arrow tables (by
-    name)."""
+    """Every by-day table of ``day`` from ``ev`` (a view of the day's slim rows), as Arrow
+    tables (by name)."""
     params = {"day": day}
+    con.execute(_DEDUPE)
     con.execute("SET preserve_insertion_order = true")
     try:
-        con.execute(_DEDUPE)
+        con.execute(_ORDER)
     finally:
         con.execute("SET preserve_insertion_order = false")  # as build._connect sets it
-    con.execute("DROP TABLE IF EXISTS ev")
-    con.execute(_SESSION_VIEWS, params)
-    con.execute(_SESSIONS, params)
+    con.execute(_RANKED)
     con.execute(_DAY_EVENTS.format(day=f"DATE '{day.isoformat()}'"))
     out: dict[str, Any] = {}
     try:
+        con.execute(_SESSION_VIEWS, params)
+        con.execute(_SESSIONS, params)
         for model in DAY_TABLES:
             query = _typed(model, _QUERIES[model.name])
             wanted = {k: v for k, v in {"day": day, "status": status}.items() if f"${k}" in query}
             out[model.name] = con.sql(query, params=wanted or None).to_arrow_table()
     finally:
-        con.execute("DROP VIEW IF EXISTS d")
-        for name in ("e", "se", "s"):
+        for view in ("d", "eo"):
+            con.execute(f"DROP VIEW IF EXISTS {view}")
+        for name in ("se", "s", "k", "e"):
             con.execute(f"DROP TABLE IF EXISTS {name}")
     return out
 
 
 # One row per person: ``merges`` maps a merged ``amplitude_id`` to the id it ends up as. Of
 # a person's rows of one day (several ids), the one seen first gives the first source, the
-# one seen last the latest user_id, country, city and company.
-_LAST = "ORDER BY day, last_seen NULLS FIRST, amplitude_id"
-_USERS = f"""
+# one seen last the latest user_id, country, city and company. (day, amplitude_id) is a
+# row's key, so each order below is total: ``lo`` ranks rows by when they were last seen,
+# ``fo`` by when first seen, and ``arg_max/min_null`` picks by rank in one hash aggregate.
+_USERS = """
 SELECT person AS amplitude_id,
-    last(user_id {_LAST}) FILTER (user_id IS NOT NULL) AS user_id,
+    arg_max_null(user_id, lo) FILTER (user_id IS NOT NULL) AS user_id,
     min(first_seen) AS first_seen, max(last_seen) AS last_seen,
     count(DISTINCT day) FILTER (events > 0) AS days, sum(sessions) AS sessions,
     sum(events) AS events, sum(page_views) AS page_views,
-    first(first_source ORDER BY day, first_seen NULLS LAST, amplitude_id)
-        FILTER (first_source IS NOT NULL) AS first_source,
-    last(country {_LAST}) FILTER (country IS NOT NULL) AS country,
-    last(city {_LAST}) FILTER (city IS NOT NULL) AS city,
-    last(company {_LAST}) FILTER (company IS NOT NULL) AS company,
+    arg_min_null(first_source, fo) FILTER (first_source IS NOT NULL) AS first_source,
+    arg_max_null(country, lo) FILTER (country IS NOT NULL) AS country,
+    arg_max_null(city, lo) FILTER (city IS NOT NULL) AS city,
+    arg_max_null(company, lo) FILTER (company IS NOT NULL) AS company,
     max(user_creation_time) AS user_creation_time
-FROM (SELECT u.*, coalesce(m.person, u.amplitude_id) AS person
+FROM (SELECT u.*, coalesce(m.person, u.amplitude_id) AS person,
+             row_number() OVER (ORDER BY day, last_seen NULLS FIRST, amplitude_id) AS lo,
+             row_number() OVER (ORDER BY day, first_seen NULLS LAST, amplitude_id) AS fo
       FROM users_daily u LEFT JOIN merges m USING (amplitude_id))
 GROUP BY person ORDER BY person
 """

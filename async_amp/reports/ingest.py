@@ -80,8 +80,9 @@ def source_sql(value: str) -> str:
     return f"nullif(regexp_replace({host}, '[.](com|co[.][a-z][a-z]|com[.][a-z][a-z])$', ''), '')"
 
 
-def _derived(settings: ReportConfig) -> tuple[str, str]:
-    """The settings-driven columns, over ``props``/``uprops`` JSON and the typed columns.
+def _derived(settings: ReportConfig, raw_source: bool) -> tuple[str, str]:
+    """The settings-driven columns, over ``props``/``uprops`` JSON and the typed columns
+    (``raw_source``: the source as found, not normalised; null when none).
 
     Each JSON column is parsed once: one ``json_extract_string`` with the list of every key
     wanted from it, then ``coalesce`` over the list's items (empty and "EMPTY" count as absent).
@@ -101,11 +102,16 @@ def _derived(settings: ReportConfig) -> tuple[str, str]:
         + ", "
         + pick("uv", wanted_u, settings.source_keys)
     )
+    source = (
+        f"coalesce({sources})"
+        if raw_source
+        else f"coalesce({source_sql(f'coalesce({sources})')}, 'direct')"
+    )
     return (
         f"event_type IN ({events}) AS is_pv, "
         f"coalesce({pick('pv', wanted_p, settings.page_path_keys)}) AS path, "
         f"coalesce({pick('pv', wanted_p, settings.page_title_keys)}) AS title, "
-        f"coalesce({source_sql(f'coalesce({sources})')}, 'direct') AS source, "
+        f"{source} AS source, "
         f"coalesce({pick('uv', wanted_u, settings.company_keys)}) AS company"
     ), (
         f"json_extract_string(props, [{', '.join(sql_text(k) for k in wanted_p)}]) AS pv, "
@@ -113,7 +119,7 @@ def _derived(settings: ReportConfig) -> tuple[str, str]:
     )
 
 
-def _ndjson_select(files: str, settings: ReportConfig) -> str:
+def _ndjson_select(files: str, settings: ReportConfig, raw_source: bool) -> str:
     known = "[" + ", ".join(sql_text(k) for k in KNOWN_FIELDS) + "]"
     picks = ", ".join(
         f"TRY_CAST(v[{i + 1}] AS {_type(c)}) AS {c}"
@@ -122,7 +128,7 @@ def _ndjson_select(files: str, settings: ReportConfig) -> str:
         for i, c in enumerate(_COLUMNS)
     )
     paths = "[" + ", ".join(sql_text(c) for c in _COLUMNS) + "]"
-    derived, extract = _derived(settings)
+    derived, extract = _derived(settings, raw_source)
     return f"""
         WITH raw AS (
             SELECT json_extract_string(json, {paths}) AS v,
@@ -136,7 +142,9 @@ def _ndjson_select(files: str, settings: ReportConfig) -> str:
         FROM x"""
 
 
-def _parquet_select(con: duckdb.DuckDBPyConnection, relation: str, settings: ReportConfig) -> str:
+def _parquet_select(
+    con: duckdb.DuckDBPyConnection, relation: str, settings: ReportConfig, raw_source: bool
+) -> str:
     """Rows of the Parquet schema (``formats.EVENT_SCHEMA``) from ``relation``: a
     ``read_parquet(...)`` call, or the name of a registered Arrow table (a Delta table's rows,
     with its ``date``/``hour`` partition columns)."""
@@ -158,7 +166,7 @@ def _parquet_select(con: duckdb.DuckDBPyConnection, relation: str, settings: Rep
 
     typed = ", ".join(col(c, _type(c)) for c in _COLUMNS)
     fixed = "[" + ", ".join(sql_text(c) for c in sorted(present - set(_PARQUET_META))) + "]"
-    derived, extract = _derived(settings)
+    derived, extract = _derived(settings, raw_source)
     return f"""
         WITH raw AS (
             SELECT {typed}, {js("event_properties")} AS props, {js("user_properties")} AS uprops,
@@ -177,10 +185,14 @@ def hour_source(
     paths: Sequence[Path],
     settings: ReportConfig,
     tables: Sequence[str] = (),
+    *,
+    raw_source: bool = False,
 ) -> str | None:
     """SQL for the hours' rows in the normalised columns (``keys``/``pkeys`` lists included),
     from files and from registered Arrow ``tables`` of the Parquet schema; ``None`` when there
-    is nothing the report reads."""
+    is nothing the report reads. ``raw_source``: ``source`` as found, null when none (the
+    caller normalises each distinct value once with ``source_sql``: the regular expressions
+    are most of the cost of a row)."""
     by_format: dict[Format, list[Path]] = {}
     for path in paths:
         fmt = file_format(path.name)
@@ -190,12 +202,14 @@ def hour_source(
     for fmt, group in sorted(by_format.items()):
         files = "[" + ", ".join(sql_text(str(p)) for p in group) + "]"
         if fmt == "ndjson":
-            selects.append(_ndjson_select(files, settings))
+            selects.append(_ndjson_select(files, settings, raw_source))
         else:
             selects.append(
-                _parquet_select(con, f"read_parquet({files}, union_by_name = true)", settings)
+                _parquet_select(
+                    con, f"read_parquet({files}, union_by_name = true)", settings, raw_source
+                )
             )
-    selects += [_parquet_select(con, table, settings) for table in tables]
+    selects += [_parquet_select(con, table, settings, raw_source) for table in tables]
     return " UNION ALL BY NAME ".join(f"({s})" for s in selects) if selects else None
 
 
