@@ -63,6 +63,7 @@ _CREATE = "storage.objects.create"
 _DELETE = "storage.objects.delete"
 _LIST = "storage.objects.list"
 _GET = "storage.objects.get"
+_Answer = tuple[int, Mapping[str, str], bytes]
 
 
 class _GcsMember(PartedUpload):
@@ -167,7 +168,6 @@ class _GcsMember(PartedUpload):
                         exc, "upload a chunk of", self._name, _CREATE, run=True
                     ) from exc
                 await client.pause(failures)
-                # after a timeout, this question is the chunk's one more try: not two
                 status, headers, content = await self._ask(session, size, timeouts=timeouts)
             if status in (200, 201):
                 if total is None:
@@ -186,12 +186,9 @@ class _GcsMember(PartedUpload):
                     raise StorageError(msg)
             sent = min(kept, end) - offset
 
-    async def _ask(
-        self, session: str, size: str, *, timeouts: int = 0
-    ) -> tuple[int, Mapping[str, str], bytes]:
+    async def _ask(self, session: str, size: str, *, timeouts: int = 0) -> _Answer:
         """What the upload session holds: 308 with the range kept, or 200 when finalized.
-        ``timeouts``: tries of the chunk that already timed out (each counts against
-        ``TIMEOUT_RETRIES``: a stalled store costs the chunk two timeouts, not three)."""
+        ``timeouts``: the chunk's tries that timed out, which count against TIMEOUT_RETRIES."""
         client = self._sink.client
         try:
             return await client.request(
