@@ -324,6 +324,23 @@ async def test_a_stale_writer_on_gcs_conflicts_on_the_generation_precondition(
     await anyio.to_thread.run_sync(stale_writer, location, tmp_path)
 
 
+async def test_checkpoint_writes_on_gcs_are_conditional(
+    gcs_front: GcsFront, gcs_xml_url: str, gcs_bucket: str
+) -> None:
+    """A checkpoint is created only if its name is free (``x-goog-if-generation-match: 0``),
+    ``_last_checkpoint`` replaced only at the generation read, as on Azure and S3."""
+    import anyio
+
+    from async_amp.delta.location import gcs_locator
+
+    from .gcs import gcs_config
+    from .test_delta_checkpoint import two_writers_at_once
+
+    config = gcs_config(gcs_front, gcs_bucket, endpoint_url=gcs_xml_url)
+    location = gcs_locator(config, gcs_environ(gcs_front))("t")
+    await anyio.to_thread.run_sync(two_writers_at_once, location)
+
+
 def test_delta_reaches_gcs_with_the_sinks_endpoint_and_credentials(tmp_path: Path) -> None:
     """delta-rs' storage options: the endpoint, a service-account key by path (object_store
     signs its own JWT with it), a gcloud user's file as application credentials, nothing for

@@ -6,10 +6,9 @@ Two writes must be conditional when several writers share a table (``checkpoint.
 checkpoint is created only if its name is free (a reader may be reading the one there), and
 ``_last_checkpoint`` is replaced only by a newer one. Locally a hard link (which fails if the
 name exists) and a lock on the folder around read, compare and replace. On Azure and S3,
-``If-None-Match: *`` and ``If-Match: <etag>`` puts, through ``obstore`` (the Rust
-``object_store`` that delta-rs uses, with the same options): delta-rs' Python file system
-offers neither. (Other stores write as before: unconditionally.)
-"""
+``If-None-Match: *`` and ``If-Match: <etag>`` puts; on GCS ``x-goog-if-generation-match`` at
+``0`` or at the generation read; through ``obstore`` (the Rust ``object_store`` that delta-rs
+uses, with the same options): delta-rs' Python file system offers neither."""
 
 from __future__ import annotations
 
@@ -27,8 +26,8 @@ from .base import TableLocation, local_path
 
 __all__ = ["TableFiles"]
 
-_CONDITIONAL: Final = ("az", "abfs", "abfss", "azure", "s3", "s3a")
-"""The URI schemes whose puts are made conditional (Azure Blob Storage, S3)."""
+_CONDITIONAL: Final = ("az", "abfs", "abfss", "azure", "s3", "s3a", "gs")
+"""The URI schemes whose puts are made conditional (Azure Blob Storage, S3, GCS)."""
 _CLIENT_KEYS: Final = {"allow_http", "aws_allow_http", "azure_allow_http"}
 _AZURE_KEYS: Final = {
     "endpoint": "azure_storage_endpoint",
@@ -165,6 +164,8 @@ class TableFiles:
             with contextlib.suppress(NotFoundError, FileNotFoundError):
                 got = obstore.get(self.conditional, name)
                 seen, mode = bytes(got.bytes()), {"e_tag": got.meta["e_tag"]}
+                if got.meta["version"] is not None:  # GCS matches the generation, not the ETag
+                    mode["version"] = got.meta["version"]
             if not newer(seen):
                 return False
             try:
