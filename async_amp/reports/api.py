@@ -21,8 +21,8 @@ from ..api import Bound, hour_span, reading_output, sync_twin
 from ..config import Config, ReportConfig, select_projects
 from ..errors import ConfigError
 from ..output.open import Output
-from .build import ScanProgress, build_report
-from .model import ModelDay, Report
+from .build import ScanProgress, report_from_events
+from .model import ModelDay, Report, ReportScope
 from .page import render_html
 
 __all__ = ["Basis", "ReportResult", "report", "report_sync"]
@@ -76,10 +76,12 @@ async def report(
         msg = f"no folder {folder}: nothing was extracted there; "
         msg += "pass --output DIR or set [output] dir"
         raise ConfigError(msg)
+    lag_hours = config.extract.availability_lag_hours
+    scope = ReportScope(name, first, last, moment, lag_hours, _settings(config))
     async with reading_output(config, [name]) as opened:
         built = None
         if basis != "events":
-            built = await _from_models(opened, config, name, first, last, moment)
+            built = await _from_models(opened, config, scope)
             if built is None and basis == "models":
                 zone = ZoneInfo(config.models.time_zone)
                 lo, hi = first.astimezone(zone).date(), last.astimezone(zone).date()
@@ -90,16 +92,7 @@ async def report(
                 )
                 raise ConfigError(msg)
         if built is None:
-            built = await build_report(
-                opened.sink,
-                name,
-                first,
-                last,
-                now=moment,
-                lag_hours=config.extract.availability_lag_hours,
-                settings=_settings(config),
-                progress=on_progress,
-            )
+            built = await report_from_events(opened.sink, scope, progress=on_progress)
             built = await _with_model_days(opened, config, name, built)
     data = render_html(built).encode()
     await anyio.to_thread.run_sync(_write, target, data)
@@ -114,23 +107,12 @@ def _settings(config: Config) -> ReportConfig:
     return config.report
 
 
-async def _from_models(
-    output: Output, config: Config, project: str, first: datetime, last: datetime, now: datetime
-) -> Report | None:
+async def _from_models(output: Output, config: Config, scope: ReportScope) -> Report | None:
     from ..models.api import model_store  # noqa: PLC0415 - pyarrow: only when reading models
     from .from_models import report_from_models  # noqa: PLC0415
 
-    return await report_from_models(
-        output.sink,
-        model_store(output, project),
-        project,
-        first,
-        last,
-        now=now,
-        lag_hours=config.extract.availability_lag_hours,
-        settings=_settings(config),
-        zone=config.models.time_zone,
-    )
+    store = model_store(output, scope.project)
+    return await report_from_models(output.sink, store, scope, zone=config.models.time_zone)
 
 
 async def _with_model_days(output: Output, config: Config, project: str, built: Report) -> Report:

@@ -29,7 +29,7 @@ from ..sinks.base import KeepsTable, Sink
 from ..sinks.local import LocalSink
 from .aggregate import SESSION_BUCKETS, Aggregator
 from .ingest import file_format
-from .model import BlogPost, HourCell, Lead, Report, new_keys, suspicious_drops
+from .model import BlogPost, HourCell, Lead, Report, ReportScope, new_keys, suspicious_drops
 
 __all__ = [
     "ScanProgress",
@@ -37,6 +37,7 @@ __all__ = [
     "hour_cell",
     "read_errors",
     "read_hour",
+    "report_from_events",
     "table_dataset",
 ]
 
@@ -138,14 +139,29 @@ async def build_report(
     memory_limit: str = "512MB",
     batch_bytes: int = 24 * 1024 * 1024,
 ) -> Report:
-    """Read every hour from ``first`` to ``last`` (inclusive, UTC) and aggregate it.
+    """``report_from_events`` with the scope's fields given one by one."""
+    scope = ReportScope(project, first, last, now, lag_hours, settings or ReportConfig())
+    return await report_from_events(
+        sink, scope, progress=progress, memory_limit=memory_limit, batch_bytes=batch_bytes
+    )
+
+
+async def report_from_events(
+    sink: Sink,
+    scope: ReportScope,
+    *,
+    progress: Progress | None = None,
+    memory_limit: str = "512MB",
+    batch_bytes: int = 24 * 1024 * 1024,
+) -> Report:
+    """Read every hour of ``scope`` (``first`` to ``last``, inclusive, UTC) and aggregate it.
 
     Hours are read in batches of one day at most and about ``batch_bytes`` of NDJSON (the
     memory a batch needs grows with it); DuckDB keeps to ``memory_limit`` and spills beyond.
     """
-    settings = settings or ReportConfig()
-    hours = list(hour_range(first, last))
-    newest = available_until(now, lag_hours)
+    project, settings = scope.project, scope.settings
+    hours = list(hour_range(scope.first, scope.last))
+    newest = available_until(scope.now, scope.lag_hours)
     done = await sink.completed_hours(project, hours)
     table = await table_dataset(sink, project)
     cells: list[HourCell] = []
@@ -210,9 +226,7 @@ async def build_report(
             rows = batch.rows
             await anyio.to_thread.run_sync(agg.finish)
             return await anyio.to_thread.run_sync(
-                lambda: _collect(
-                    agg, sink.describe(), project, first, last, now, lag_hours, cells, rows
-                )
+                lambda: _collect(agg, sink.describe(), scope, cells, rows)
             )
         finally:
             agg.close()
@@ -261,15 +275,7 @@ def _ranking(agg: Aggregator, column: str, limit: int) -> tuple[tuple[str, int],
 
 
 def _collect(
-    agg: Aggregator,
-    where: str,
-    project: str,
-    first: datetime,
-    last: datetime,
-    now: datetime,
-    lag_hours: int,
-    cells: list[HourCell],
-    rows: int,
+    agg: Aggregator, where: str, scope: ReportScope, cells: list[HourCell], rows: int
 ) -> Report:
     settings = agg.settings
     top = settings.top
@@ -303,16 +309,16 @@ def _collect(
         )
     )
     (identified,), *_ = agg.run("SELECT count(DISTINCT user_id) FROM users")
-    first_day: date = day_list[0] if day_list else first.date()
+    first_day: date = day_list[0] if day_list else scope.first.date()
     keys, baseline = new_keys(agg.keys_first, agg.pkeys_first, first_day)
     lengths = tuple((label, agg.session_lengths.get(label, 0)) for _, label in SESSION_BUCKETS)
     return Report(
-        project=project,
+        project=scope.project,
         where=where,
-        first=first,
-        last=last,
-        now=now,
-        lag_hours=lag_hours,
+        first=scope.first,
+        last=scope.last,
+        now=scope.now,
+        lag_hours=scope.lag_hours,
         settings=settings,
         hours=tuple(cells),
         days=tuple(agg.days),

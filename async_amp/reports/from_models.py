@@ -29,7 +29,7 @@ from ..sinks.base import Sink
 from .aggregate import SESSION_BUCKETS, DayFacts
 from .build import hour_cell
 from .ingest import sql_text
-from .model import BlogPost, HourCell, Lead, ModelDay, Report, suspicious_drops
+from .model import BlogPost, HourCell, Lead, ModelDay, Report, ReportScope, suspicious_drops
 
 __all__ = ["report_from_models"]
 
@@ -44,17 +44,14 @@ def _days(first: date, last: date) -> list[date]:
 async def report_from_models(
     sink: Sink,
     store: ModelStore,
-    project: str,
-    first: datetime,
-    last: datetime,
+    scope: ReportScope,
     *,
-    now: datetime,
-    lag_hours: int,
-    settings: ReportConfig,
     zone: str,
 ) -> Report | None:
-    """The report of ``first`` to ``last`` (UTC hours) from the model tables, or ``None`` when
-    a local day the range touches is not built (the report then reads the events)."""
+    """The report of ``scope`` (UTC hours ``first`` to ``last``) from the model tables (local
+    days of ``zone``), or ``None`` when a local day the range touches is not built (the report
+    then reads the events)."""
+    project, first, last, settings = scope.project, scope.first, scope.last, scope.settings
     tz = ZoneInfo(zone)
     lo, hi = first.astimezone(tz).date(), last.astimezone(tz).date()
     daily = await store.read_days(table("daily"), lo, hi)
@@ -64,7 +61,7 @@ async def report_from_models(
     for name in _READ[1:]:
         tables[name] = await store.read_days(table(name), lo, hi)
     hours = list(hour_range(first, last))
-    newest = available_until(now, lag_hours)
+    newest = available_until(scope.now, scope.lag_hours)
     done = await sink.completed_hours(project, hours)
 
     async def read(hour: datetime) -> Manifest | str:
@@ -101,8 +98,8 @@ async def report_from_models(
         where=sink.describe(),
         first=first,
         last=last,
-        now=now,
-        lag_hours=lag_hours,
+        now=scope.now,
+        lag_hours=scope.lag_hours,
         settings=settings,
         hours=tuple(cells),
         days=tuple(facts),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Literal
 
@@ -20,12 +20,28 @@ __all__ = [
     "ModelDay",
     "NewKey",
     "Report",
+    "ReportScope",
     "suspicious_drops",
 ]
 
 HourState = Literal["complete", "empty", "missing", "failed", "not_available"]
 Ranking = tuple[tuple[str, int], ...]
 WEEK = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportScope:
+    """What a report covers and how it reads it, said once for both of its sources (the
+    events: ``build.report_from_events``; the model tables: ``from_models.report_from_models``):
+    ``project``'s UTC hours ``first`` to ``last`` (inclusive), the current time ``now`` (the
+    freshness; hours less than ``lag_hours`` old are not yet available) and ``[report]``."""
+
+    project: str
+    first: datetime
+    last: datetime
+    now: datetime
+    lag_hours: int
+    settings: ReportConfig = field(default_factory=ReportConfig)
 
 
 @dataclass(frozen=True, slots=True)
