@@ -3,11 +3,13 @@
 The set-up of ``tests/test_systemic.py``'s store tests (24 hours at concurrency 2, the store's
 process SIGSTOPped when the 6th export request arrives: connections are taken, nothing
 answers) with the production backoff (1 s / 60 s); the seconds from the stall to the stop.
+``STALL_SIGNAL=KILL`` in the environment kills the store instead (connections refused).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -44,20 +46,22 @@ async def measure(store: str, pid: int, sink: Sink, settings: dict[str, Any]) ->
 
     test_systemic.make_config = production_backoff  # type: ignore[assignment,attr-defined]
     stalled: list[float] = []
+    how = signal.SIGKILL if os.environ.get("STALL_SIGNAL") == "KILL" else signal.SIGSTOP
 
     def stall() -> None:
         stalled.append(time.monotonic())
-        os.kill(pid, signal.SIGSTOP)
+        os.kill(pid, how)
 
     began = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         try:
             summary, _ = await test_systemic.extract_while_the_store_goes(Path(tmp), sink, stall)
         finally:
-            os.kill(pid, signal.SIGCONT)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
     ended = time.monotonic()
     print(
-        f"[{store}] {settings or 'defaults'}: {ended - began:.1f} s in all, "
+        f"[{store}] {how.name} {settings or 'defaults'}: {ended - began:.1f} s in all, "
         f"{ended - stalled[0]:.1f} s from the stall to the stop; {summary.requests} export "
         f"requests, exit {summary.exit_code}"
     )
