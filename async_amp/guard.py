@@ -339,7 +339,7 @@ class RunGuard:
             last = f" (last: {self._last_store_error})" if self._last_store_error else ""
             stalled = StorageBlockedError(
                 "the store answered no call",
-                f"for {window:.0f} s{last}",
+                f"for {window:g} s{last}",
                 "run again once it answers",
             )
             self._halt(Stop("storage", storage=stalled))

@@ -20,10 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anyio
 import pytest
 from aiohttp import web
 
 from async_amp.config import AzureConfig, GcsConfig, S3Config
+from async_amp.errors import StorageError
+from async_amp.guard import RunGuard
 from async_amp.hours import hour_range
 from async_amp.results import RunSummary
 from async_amp.simulator.background import BackgroundSimulator
@@ -415,6 +418,55 @@ async def test_a_stalled_gcs_server_stops_the_run_and_no_download_waits_on_it(
     # the commits in flight when the store stopped (4 hours at most, each failing at its
     # first call that times out), the listings, and nothing else
     assert sum(calls.values()) <= 4 * 8 + 3, calls
+
+
+async def test_a_suspect_store_is_asked_one_listing_at_a_time_and_a_silent_one_stops() -> None:
+    """The guard alone: after a failed store call every waiter (a download to start, a commit
+    to try again) waits while one of them asks the store (a listing); an answer lets them all
+    go; a store that answers nothing for the stall window stops the run, the listing still
+    out cut short."""
+    asked: list[str] = []
+
+    async def listing() -> set[datetime]:
+        asked.append("listing")
+        if len(asked) == 1:
+            raise StorageError("S3 did not answer in time to list s3://b/x")
+        if len(asked) == 3:
+            await anyio.sleep_forever()  # a stalled store
+        return set()
+
+    guard = RunGuard(
+        max_probes=4,
+        max_store_failures=10,
+        backoff_base_s=0.0,
+        backoff_max_s=0.0,
+        store_probe=listing,
+        stall_window_s=0.5,
+    )
+
+    async def wait_for_the_store(went: list[bool]) -> None:
+        went.append(await guard.store_answers())
+
+    went: list[bool] = []
+    assert await guard.store_answers()  # nothing failed: no listing
+    guard.store_failed(StorageError("S3 did not answer in time to upload a part of s3://b/y"))
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(wait_for_the_store, went)
+    assert went == [True] * 3 and asked == ["listing"] * 2  # failed, then answered
+    assert not guard.stopped
+
+    went.clear()
+    guard.store_failed(StorageError("S3 did not answer in time to delete s3://b/z"))
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(wait_for_the_store, went)
+    assert went == [False] * 3 and len(asked) == 3  # one listing, cut short by the stop
+    assert guard.stop is not None and guard.stop.storage is not None
+    assert guard.stop.storage.line(2, 24) == (
+        "the store answered no call for 0.5 s (last: S3 did not answer in time to delete "
+        "s3://b/z): 2 of 24 hours complete; run again once it answers, completed hours are kept"
+    )
 
 
 async def test_a_commit_the_store_fails_is_tried_again_without_downloading_again(
