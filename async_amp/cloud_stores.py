@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
+import anyio
+
 from .cloud_export import CloudExportSource, ExportStore, LocalExportStore
 from .config import Config, ProjectConfig
 from .errors import ConfigError
@@ -112,6 +114,7 @@ class AzureExportStore(SinkExportStore["AzureSink"]):
     def __init__(self, sink: AzureSink) -> None:
         super().__init__(sink)
         self.made = False
+        self._making = anyio.Lock()
 
     def describe(self) -> str:
         return self.sink.describe()
@@ -141,10 +144,13 @@ class AzureExportStore(SinkExportStore["AzureSink"]):
     async def put(self, name: str, data: bytes) -> None:
         from azure.core.exceptions import AzureError  # noqa: PLC0415
 
-        if not self.made:  # the simulator's export: its container, made once when missing
-            self.made = True
-            with contextlib.suppress(AzureError):  # there, or not ours to make: put says which
-                await self.sink.container.create_container()
+        # The simulator's export: its container, made once when missing, before any put goes
+        # (puts run at once: the first makes it while the others wait for it).
+        async with self._making:
+            if not self.made:
+                with contextlib.suppress(AzureError):  # there, or not ours to make: put says
+                    await self.sink.container.create_container()
+                self.made = True
         await super().put(name, data)
 
 
