@@ -225,32 +225,18 @@ def convert_counted(
     against the whole hour, and each read takes back what the read before it let through
     (``DuplicateFilter.passing``), so a read thrown away (a line quarantined, a sampled read
     that missed a key) drops no row of the next."""
-    if hour_filter.drop:
-        undo: list[Callable[[], None]] = []
+    tried: list[DuplicateFilter] = []  # without drop: each read's own filter, the last kept
+    undo: list[Callable[[], None]] = []  # with drop: what the read before let through
 
-        def next_read() -> BatchFilter:
+    def new_filter() -> BatchFilter:
+        if hour_filter.drop:
             while undo:
                 undo.pop()()
             keep, back = hour_filter.passing()
             undo.append(back)
-            return lambda batch: shape(keep(batch))
-
-        return convert_spool(
-            path,
-            out,
-            conversions=conversions,
-            export_hour=export_hour,
-            source_file=source_file,
-            lines=lines,
-            new_filter=next_read,
-            schema=schema,
-            quarantine=quarantine,
-        )
-    tried: list[DuplicateFilter] = []
-
-    def new_filter() -> BatchFilter:
-        tried.append(type(hour_filter)(drop=False))
-        keep = tried[-1]
+        else:
+            tried.append(type(hour_filter)(drop=False))
+            keep = tried[-1]
         return lambda batch: shape(keep(batch))
 
     facts = convert_spool(
@@ -264,7 +250,8 @@ def convert_counted(
         schema=schema,
         quarantine=quarantine,
     )
-    hour_filter.absorb(tried[-1])
+    if tried:
+        hour_filter.absorb(tried[-1])
     return facts
 
 
