@@ -28,13 +28,8 @@ if TYPE_CHECKING:
     )
     from .config import Config, Credentials, ProjectConfig
     from .errors import AsyncAmpError, ConfigError, CredentialsError, StorageError, UserError
-    from .models.api import model, model_sync, reconcile, reconcile_sync
-    from .models.build import DayBuilt, ModelRun
-    from .models.reconcile import Reconciliation
-    from .plan import Plan
-    from .readback import StatusReport, VerifyReport
-    from .reports.api import ReportResult, report, report_sync
-    from .results import (
+    from .extraction.plan import Plan
+    from .extraction.results import (
         ExtractResult,
         FailedHour,
         HourResult,
@@ -43,6 +38,11 @@ if TYPE_CHECKING:
         StatusResult,
         VerifyResult,
     )
+    from .models.api import model, model_sync, reconcile, reconcile_sync
+    from .models.build import DayBuilt, ModelRun
+    from .models.reconcile import Reconciliation
+    from .readback import StatusReport, VerifyReport
+    from .reports.api import ReportResult, report, report_sync
 
 # Where each public name lives. ``import async_amp`` loads none of them (aiohttp, numpy and
 # structlog cost ~0.4 s): a name's module is imported when the name is first used (PEP 562).
@@ -61,10 +61,10 @@ _HOMES = {
     "models.api": ("model", "model_sync", "reconcile", "reconcile_sync"),  # DuckDB: when used
     "models.reconcile": ("Reconciliation",),
     "models.build": ("DayBuilt", "ModelRun"),
-    "plan": ("Plan",),
+    "extraction.plan": ("Plan",),
     "readback": ("StatusReport", "VerifyReport"),
     "reports.api": ("ReportResult", "report", "report_sync"),  # DuckDB: only when used
-    "results": (
+    "extraction.results": (
         "ExtractResult",
         "FailedHour",
         "HourResult",

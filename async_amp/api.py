@@ -26,18 +26,18 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import anyio
 
-from . import config_load
 from .config import Config, select_projects
+from .config import load as config_load
 from .errors import ConfigError, first_user_error
+from .extraction.results import ExtractResult, HourResult, StatusResult, VerifyResult
 from .hours import Bound, hour_bound, hour_bounds, new_run_id
 from .output.open import Output, open_output
+from .output.stores import Sink
 from .readback.status import read_status
-from .results import ExtractResult, HourResult, StatusResult, VerifyResult
-from .sinks import Sink
 
 if TYPE_CHECKING:
+    from .extraction.run import ExtractionRun
     from .readback import StatusReport, VerifyReport
-    from .run import ExtractionRun
 
 __all__ = [
     "Bound",
@@ -138,8 +138,8 @@ async def extract(
     before it opens the output: the CLI sets up its log output and progress line there.
     """
     # the run's modules (aiohttp, numpy, structlog) load with the first extraction
+    from .extraction.run import ExtractionRun, RunRequest  # noqa: PLC0415
     from .logs import bound  # noqa: PLC0415
-    from .run import ExtractionRun, RunRequest  # noqa: PLC0415
 
     moment = now or datetime.now(UTC)
     first, last = hour_bounds(

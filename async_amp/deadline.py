@@ -2,7 +2,7 @@
 other commits to the same table hold) does not count.
 
 ``commit.commit_hour`` bounds each hour's commit by one (``COMMIT_TIMEOUT_S``); a commit that
-waits for its turn says so with ``turn(lock)`` (``delta/table.py``: the threads of one run
+waits for its turn says so with ``turn(lock)`` (``output/delta/table.py``: the threads of one run
 commit to a table one at a time), from any thread of its context (``anyio.to_thread``
 copies it). Without a deadline in the context, ``turn`` is a plain acquisition of the lock.
 """

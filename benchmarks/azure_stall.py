@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from async_amp.config import AzureConfig
-from async_amp.sinks.azure import AzureSink
+from async_amp.output.stores.azure import AzureSink
 from tests.azurite import AZURITE_BIN
 from tools.azurite import START_TIMEOUT_S, AzuriteProcess
 

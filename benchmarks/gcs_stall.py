@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from async_amp.config import GcsConfig
-from async_amp.sinks.gcs import GcsSink
+from async_amp.output.stores.gcs import GcsSink
 from tools.gcsserver import GcsEmulatorProcess
 
 from .stall import main, measure

@@ -85,7 +85,7 @@ def summarize_profile(raw: Path, top: int = 15) -> dict[str, Any]:
 
 
 def _frame(text: str, *, lines: bool = False) -> str:
-    """``decode (/work/main/async_amp/archive.py:75)`` -> ``decode (async_amp/archive.py)``.
+    """``decode (/x/async_amp/source/archive.py:75)`` -> ``decode (async_amp/source/archive.py)``.
 
     With ``lines``, async_amp frames keep their line number.
     """

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from async_amp.config import S3Config
-from async_amp.sinks.s3 import S3Sink
+from async_amp.output.stores.s3 import S3Sink
 from tests.s3 import admin_client
 from tools.s3server import S3ServerProcess
 

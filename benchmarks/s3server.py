@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import botocore.session
 
-from async_amp.manifest import MANIFEST_NAME
+from async_amp.output.manifest import MANIFEST_NAME
 from async_amp.output.marker import MARKER_NAME
 from tools.s3server import S3ServerProcess
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from async_amp.sinks.base import Sink
+from async_amp.output.stores.base import Sink
 from tests import test_systemic
 from tests.helpers import make_config
 

@@ -12,10 +12,10 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from async_amp.config import Config
-from async_amp.delta import DeltaSink, make_delta_sink
 from async_amp.hours import hour_range
+from async_amp.output.delta import DeltaSink, make_delta_sink
+from async_amp.output.stores.local import LocalSink
 from async_amp.simulator.dataset import Dataset
-from async_amp.sinks.local import LocalSink
 
 
 def local_delta_sink(config: Config, run_id: str = "test-run") -> DeltaSink:

@@ -40,8 +40,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from async_amp.config import GcsConfig
+from async_amp.output.stores.gcs import GcsSink
 from async_amp.simulator.background import Background
-from async_amp.sinks.gcs import GcsSink
 from tools.gcsserver import GcsEmulatorError, GcsEmulatorProcess
 
 from .gcs_xml import XmlFrontProcess
@@ -309,7 +309,7 @@ async def assert_gcs_bucket_matches(
     byte-identical to the source with its content type and metadata, one manifest per hour
     describing exactly its objects. Returns (files, bytes)."""
     from async_amp.hours import iso_hour
-    from async_amp.manifest import MANIFEST_NAME, hour_folder
+    from async_amp.output.manifest import MANIFEST_NAME, hour_folder
 
     objects = await gcs_objects(emulator_url, bucket)
     expected: set[str] = set()

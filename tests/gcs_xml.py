@@ -29,9 +29,10 @@ email, a storage scope), verified against the public key of the accounts' key fi
 
 It runs as a process of its own (``XmlFrontProcess``), not a thread of the tests: opening one
 of delta-rs' file streams (``DeltaFileSystemHandler.open_output_stream``, in
-``delta/files.py``'s ``put_file``) holds Python's GIL until the store answers the upload's
-first request, so a server in the tests' own process could never answer it. Every JSON API call it receives is passed on, as it is, to the ``GcsFront`` of
-tests/gcs.py, so the product's JSON sink and delta-rs share one ``endpoint_url``.
+``output/delta/files.py``'s ``put_file``) holds Python's GIL until the store answers the upload's
+first request, so a server in the tests' own process could never answer it. Every JSON API call it
+receives is passed on, as it is, to the ``GcsFront`` of tests/gcs.py, so the product's JSON sink
+and delta-rs share one ``endpoint_url``.
 """
 
 from __future__ import annotations

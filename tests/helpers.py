@@ -13,15 +13,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from async_amp.client import AiohttpExportSource
 from async_amp.config import AmplitudeConfig, Config, ExtractConfig, OutputConfig
+from async_amp.extraction.pipeline import Extractor
+from async_amp.extraction.results import RunSummary
 from async_amp.hours import hour_range
-from async_amp.manifest import hour_folder
-from async_amp.pipeline import Extractor
-from async_amp.results import RunSummary
+from async_amp.output.manifest import hour_folder
+from async_amp.output.stores.base import Sink
+from async_amp.output.stores.local import LocalSink
 from async_amp.simulator.dataset import Dataset
-from async_amp.sinks.base import Sink
-from async_amp.sinks.local import LocalSink
+from async_amp.source.export_api import AiohttpExportSource
 
 KEY, SECRET = "test-api-key-7f3a", "test-secret-9c1e"
 DAY1 = datetime(2026, 11, 1, tzinfo=UTC)

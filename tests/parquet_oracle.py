@@ -10,7 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from async_amp.formats import COLUMNS, EVENT_SCHEMA, JSON_TYPE
+from async_amp.output.columnar import COLUMNS, EVENT_SCHEMA, JSON_TYPE
 
 _INT64 = (-(2**63), 2**63 - 1)
 

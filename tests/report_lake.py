@@ -20,12 +20,12 @@ from pathlib import Path
 import anyio
 
 from async_amp.config import ReportConfig
-from async_amp.manifest import hour_folder
-from async_amp.plan import available_until
+from async_amp.extraction.plan import available_until
+from async_amp.output.manifest import hour_folder
+from async_amp.output.stores.local import LocalSink
 from async_amp.reports import Report, build_report
 from async_amp.simulator.server import run_simulator
 from async_amp.simulator.site_changes import ChangingDataset
-from async_amp.sinks.local import LocalSink
 
 from .helpers import KEY, SECRET, make_config, run
 

@@ -12,7 +12,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from async_amp.archive import (
+from async_amp.errors import ArchiveError
+from async_amp.hours import MemberName
+from async_amp.output.manifest import FileEntry
+from async_amp.source.archive import (
     ArchiveLimits,
     GzipDecoder,
     count_lines,
@@ -20,9 +23,6 @@ from async_amp.archive import (
     output_name,
     process_archive,
 )
-from async_amp.errors import ArchiveError
-from async_amp.hours import MemberName
-from async_amp.manifest import FileEntry
 
 HOUR = datetime(2026, 11, 1, 5, tzinfo=UTC)
 CHUNK_SIZES = [1, 7, 65536]

@@ -41,12 +41,12 @@ from azure.storage.blob.aio import BlobServiceClient
 
 from async_amp.config import AzureConfig
 from async_amp.hours import hour_range, iso_hour
-from async_amp.manifest import MANIFEST_NAME, hour_folder
+from async_amp.output.manifest import MANIFEST_NAME, hour_folder
 from async_amp.output.marker import MARKER_NAME
+from async_amp.output.stores.azure import PROBE_PREFIX, AzureSink
 from async_amp.simulator.background import BackgroundSimulator
 from async_amp.simulator.dataset import Dataset
 from async_amp.simulator.server import Fault, FaultPlan, Latency, run_simulator
-from async_amp.sinks.azure import PROBE_PREFIX, AzureSink
 
 from .azurite import ACCOUNT_KEY, Azurite, azurite_proxy, free_port
 from .e2e import cli, communicate, e2e_env, expect_user_error, wait_until

@@ -28,8 +28,8 @@ from azure.core.exceptions import ResourceNotFoundError
 from async_amp.config import AzureConfig
 from async_amp.errors import AsyncAmpError, ConfigError, CredentialsError, StorageError
 from async_amp.hours import MemberName, parse_member_name
-from async_amp.manifest import FileEntry, Manifest
-from async_amp.sinks.azure import AzureSink
+from async_amp.output.manifest import FileEntry, Manifest
+from async_amp.output.stores.azure import AzureSink
 from tests.azurite import ACCOUNT_KEY, Azurite, azurite_proxy, free_port
 from tests.proxy import FaultProxy, Hitch, run_proxy
 

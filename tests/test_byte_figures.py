@@ -15,7 +15,7 @@ import pytest
 
 from async_amp.cli import main
 from async_amp.hours import hour_range
-from async_amp.manifest import MANIFEST_NAME, hour_folder
+from async_amp.output.manifest import MANIFEST_NAME, hour_folder
 from async_amp.simulator.background import BackgroundSimulator
 from async_amp.simulator.dataset import Dataset
 

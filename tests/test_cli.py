@@ -257,7 +257,12 @@ def test_every_command_and_option_has_help_with_an_example(
 # the table libraries (deltalake and pyarrow are ~70 MB of RSS), the simulator.
 HEAVY = ("aiohttp", "numpy", "stream_unzip", "structlog", "rich", "aiofiles")
 TABLES = ("deltalake", "pyarrow", "polars", "duckdb")
-RUN_MODULES = ("async_amp.run", "async_amp.client", "async_amp.archive", "async_amp.simulator")
+RUN_MODULES = (
+    "async_amp.extraction.run",
+    "async_amp.source.export_api",
+    "async_amp.source.archive",
+    "async_amp.simulator",
+)
 
 
 def _loaded_by(code: str, cwd: Path | None = None) -> set[str]:
@@ -307,11 +312,11 @@ def test_the_cli_loads_no_table_library_until_a_command_needs_one() -> None:
 
 
 def test_an_ndjson_runs_stack_loads_no_table_library() -> None:
-    """``async_amp.run`` (what every extract imports) leaves pyarrow and the others to the
-    formats and sources that need them: an NDJSON run from the Export API stays lean (the
+    """``async_amp.extraction.run`` (what every extract imports) leaves pyarrow and the others to
+    the formats and sources that need them: an NDJSON run from the Export API stays lean (the
     cloud export's merged-IDs table had made every run load pyarrow, +31 MiB of RSS)."""
-    loaded = _loaded_by("import async_amp.run, async_amp.sinks.local")
-    assert "async_amp.run" in loaded
+    loaded = _loaded_by("import async_amp.extraction.run, async_amp.output.stores.local")
+    assert "async_amp.extraction.run" in loaded
     assert [m for m in loaded if m in TABLES] == []
 
 
@@ -326,6 +331,6 @@ def test_status_loads_only_what_reading_manifests_needs(tmp_path: Path) -> None:
     assert "async_amp.readback.status" in loaded
     assert _heavy(loaded, "aiohttp", "numpy", "stream_unzip", "structlog", *TABLES) == []
     from async_amp.cli.commands.compact import DEFAULT_RETENTION_HOURS
-    from async_amp.delta.maintain import DEFAULT_RETENTION_HOURS as LIBRARY_DEFAULT
+    from async_amp.output.delta.maintain import DEFAULT_RETENTION_HOURS as LIBRARY_DEFAULT
 
     assert DEFAULT_RETENTION_HOURS == LIBRARY_DEFAULT

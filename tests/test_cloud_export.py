@@ -30,8 +30,8 @@ import pytest
 from async_amp.api import extract, verify
 from async_amp.config import Config, ExtractConfig, OutputConfig, SourceConfig
 from async_amp.errors import ConfigError, CredentialsError
-from async_amp.manifest import MANIFEST_NAME, hour_folder
 from async_amp.merged.read import merged_ids, resolve_ids
+from async_amp.output.manifest import MANIFEST_NAME, hour_folder
 from async_amp.simulator.cloud_export import export_files, lay_out_local, merged_id_files
 from async_amp.simulator.dataset import Dataset
 

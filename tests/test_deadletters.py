@@ -24,15 +24,15 @@ from deltalake import DeltaTable
 
 from async_amp.cli.commands.ops import render_status, render_verify
 from async_amp.config import AzureConfig, Config
-from async_amp.delta.verify import verify_table
-from async_amp.formats.query import MAX_EVENT_BYTES
-from async_amp.manifest import MANIFEST_NAME, hour_folder
+from async_amp.output.columnar.query import MAX_EVENT_BYTES
+from async_amp.output.delta.verify import verify_table
+from async_amp.output.manifest import MANIFEST_NAME, hour_folder
+from async_amp.output.stores import make_sink
 from async_amp.readback.checks import verify
 from async_amp.readback.status import read_status
 from async_amp.reports import build_report
 from async_amp.simulator.dataset import Dataset
 from async_amp.simulator.server import run_simulator
-from async_amp.sinks import make_sink
 
 from .azurite import Azurite
 from .delta_helpers import local_delta_sink

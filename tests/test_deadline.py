@@ -10,11 +10,11 @@ from typing import cast
 import anyio
 import pytest
 
-from async_amp import commit
 from async_amp.deadline import Deadline, current, turn
 from async_amp.errors import StorageError
-from async_amp.manifest import Manifest
-from async_amp.sinks.base import HourStaging
+from async_amp.extraction import commit
+from async_amp.output.manifest import Manifest
+from async_amp.output.stores.base import HourStaging
 
 
 class Clock:

@@ -18,11 +18,11 @@ from deltalake import DeltaTable, write_deltalake
 
 from async_amp import api
 from async_amp.config import Config
-from async_amp.delta.compact import compact_day
-from async_amp.delta.layout import TABLE_PROPERTIES
-from async_amp.delta.table import TableLocation
-from async_amp.delta.verify import verify_table
 from async_amp.errors import ConfigError
+from async_amp.output.delta.compact import compact_day
+from async_amp.output.delta.layout import TABLE_PROPERTIES
+from async_amp.output.delta.table import TableLocation
+from async_amp.output.delta.verify import verify_table
 from async_amp.output.maintain import compact
 from async_amp.reports import build_report
 from async_amp.simulator.dataset import Dataset

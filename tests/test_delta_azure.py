@@ -18,15 +18,15 @@ from deltalake import DeltaTable
 from deltalake.fs import DeltaStorageHandler
 
 from async_amp.config import AzureConfig, Config
-from async_amp.delta import make_delta_sink
-from async_amp.delta.base import TableLocation
-from async_amp.delta.compact import compact_day
-from async_amp.delta.files import table_schema
-from async_amp.delta.location import azure_options
-from async_amp.delta.table import replace_hour
-from async_amp.delta.verify import verify_table
+from async_amp.output.delta import make_delta_sink
+from async_amp.output.delta.base import TableLocation
+from async_amp.output.delta.compact import compact_day
+from async_amp.output.delta.files import table_schema
+from async_amp.output.delta.location import azure_options
+from async_amp.output.delta.table import replace_hour
+from async_amp.output.delta.verify import verify_table
+from async_amp.output.stores.azure import AzureSink
 from async_amp.simulator.server import run_simulator
-from async_amp.sinks.azure import AzureSink
 
 from .azurite import Azurite
 from .delta_helpers import expected_rows_per_hour, expected_uuids, rows_per_hour

@@ -26,11 +26,11 @@ from azure.storage.blob import BlobServiceClient
 from deltalake import DeltaTable
 
 from async_amp.config import AzureConfig, S3Config
-from async_amp.delta.checkpoint import LAST, checkpoint_name, is_plain
-from async_amp.delta.files import table_schema
-from async_amp.delta.location import azure_locator, s3_locator
-from async_amp.delta.store import TableFiles
-from async_amp.delta.table import TableLocation, Writers, ensure_table, replace_hour
+from async_amp.output.delta.checkpoint import LAST, checkpoint_name, is_plain
+from async_amp.output.delta.files import table_schema
+from async_amp.output.delta.location import azure_locator, s3_locator
+from async_amp.output.delta.store import TableFiles
+from async_amp.output.delta.table import TableLocation, Writers, ensure_table, replace_hour
 
 from .azurite import Azurite
 from .s3 import S3ServerProcess, admin_client

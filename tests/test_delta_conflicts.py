@@ -15,7 +15,7 @@ from deltalake.exceptions import DeltaError
 from deltalake.transaction import Transaction
 
 import async_amp
-from async_amp.delta.table import PARTITION_BY, hour_app_id
+from async_amp.output.delta.table import PARTITION_BY, hour_app_id
 from async_amp.simulator.background import BackgroundSimulator
 
 from .helpers import DAY1, KEY, SECRET, small_dataset

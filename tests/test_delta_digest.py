@@ -14,10 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from async_amp.delta import sink as delta_sink
-from async_amp.delta.digest import DigestingFilter
-from async_amp.delta.table import uuid_digest
-from async_amp.delta.verify import verify_table
+from async_amp.output.delta import sink as delta_sink
+from async_amp.output.delta.digest import DigestingFilter
+from async_amp.output.delta.table import uuid_digest
+from async_amp.output.delta.verify import verify_table
 from async_amp.simulator.server import run_simulator
 from async_amp.simulator.site_changes import ChangingDataset
 

@@ -17,11 +17,11 @@ import polars as pl
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
-from async_amp.delta.base import TableLocation
-from async_amp.delta.compact import compact_day
-from async_amp.delta.files import table_schema
-from async_amp.delta.layout import CHECKPOINT_INTERVAL
-from async_amp.delta.table import replace_hour
+from async_amp.output.delta.base import TableLocation
+from async_amp.output.delta.compact import compact_day
+from async_amp.output.delta.files import table_schema
+from async_amp.output.delta.layout import CHECKPOINT_INTERVAL
+from async_amp.output.delta.table import replace_hour
 
 from .test_delta_year import EVENTS, put_hour
 

@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from async_amp.delta.base import TableLocation
-from async_amp.delta.compact import relayout
-from async_amp.delta.files import DataFile, put_file, table_schema
-from async_amp.delta.layout import TABLE_PROPERTIES
-from async_amp.delta.table import replace_hour
+from async_amp.output.delta.base import TableLocation
+from async_amp.output.delta.compact import relayout
+from async_amp.output.delta.files import DataFile, put_file, table_schema
+from async_amp.output.delta.layout import TABLE_PROPERTIES
+from async_amp.output.delta.table import replace_hour
 from async_amp.simulator.background import BackgroundSimulator
 
 from .delta_helpers import expected_uuids
@@ -28,8 +28,8 @@ from .test_delta_year import EVENTS, hour_rows
 
 KILLED_AFTER_ITS_COMMIT = """
 import json, os, signal, subprocess, sys
-from async_amp.delta.base import TableLocation
-from async_amp.delta.compact import relayout
+from async_amp.output.delta.base import TableLocation
+from async_amp.output.delta.compact import relayout
 
 uri, extract = sys.argv[1], json.loads(sys.argv[2])
 relayout(

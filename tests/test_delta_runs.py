@@ -25,8 +25,8 @@ import pytest
 from deltalake import DeltaTable
 
 from async_amp.config import AzureConfig
-from async_amp.delta.layout import CHECKPOINT_INTERVAL
-from async_amp.delta.location import azure_options
+from async_amp.output.delta.layout import CHECKPOINT_INTERVAL
+from async_amp.output.delta.location import azure_options
 from async_amp.simulator.background import BackgroundSimulator
 from async_amp.simulator.dataset import Dataset
 from async_amp.simulator.server import Latency

@@ -14,13 +14,13 @@ import pytest
 from deltalake import DeltaTable
 
 from async_amp.config import Config, S3Config
-from async_amp.delta import make_delta_sink
-from async_amp.delta.files import DataFile, put_file
-from async_amp.delta.location import s3_locator
-from async_amp.delta.table import TableLocation, replace_hour
-from async_amp.delta.verify import verify_table
+from async_amp.output.delta import make_delta_sink
+from async_amp.output.delta.files import DataFile, put_file
+from async_amp.output.delta.location import s3_locator
+from async_amp.output.delta.table import TableLocation, replace_hour
+from async_amp.output.delta.verify import verify_table
+from async_amp.output.stores.s3 import S3Sink
 from async_amp.simulator.server import run_simulator
-from async_amp.sinks.s3 import S3Sink
 
 from .delta_helpers import expected_rows_per_hour, expected_uuids, rows_per_hour
 from .helpers import DAY1, KEY, SECRET, make_config, run, small_dataset

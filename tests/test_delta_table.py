@@ -21,10 +21,11 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import SchemaMismatchError
 
 from async_amp.config import AzureConfig
-from async_amp.delta.compact import compact_day
-from async_amp.delta.files import DataFile, put_file
-from async_amp.delta.location import azure_options
-from async_amp.delta.table import (
+from async_amp.errors import ConfigError
+from async_amp.output.delta.compact import compact_day
+from async_amp.output.delta.files import DataFile, put_file
+from async_amp.output.delta.location import azure_options
+from async_amp.output.delta.table import (
     COMMIT_ATTEMPTS,
     CommitConflictError,
     TableLocation,
@@ -33,7 +34,6 @@ from async_amp.delta.table import (
     replace_hour,
     uuid_digest,
 )
-from async_amp.errors import ConfigError
 
 HOUR = datetime(2026, 11, 1, 5, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")

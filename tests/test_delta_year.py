@@ -25,13 +25,13 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from async_amp.delta.base import NO_HOOK, TableLocation
-from async_amp.delta.checkpoint import Checkpoints
-from async_amp.delta.compact import compact_day
-from async_amp.delta.files import FILE_SCHEMA, put_file, table_schema
-from async_amp.delta.layout import CHECKPOINT_INTERVAL, SORT_KEY, STATS_COLUMNS
-from async_amp.delta.table import Writers, ensure_table, replace_hour
-from async_amp.formats.schema import COLUMNS, EXTRA
+from async_amp.output.columnar.schema import COLUMNS, EXTRA
+from async_amp.output.delta.base import NO_HOOK, TableLocation
+from async_amp.output.delta.checkpoint import Checkpoints
+from async_amp.output.delta.compact import compact_day
+from async_amp.output.delta.files import FILE_SCHEMA, put_file, table_schema
+from async_amp.output.delta.layout import CHECKPOINT_INTERVAL, SORT_KEY, STATS_COLUMNS
+from async_amp.output.delta.table import Writers, ensure_table, replace_hour
 
 DAYS = 365
 NIGHTS = 2

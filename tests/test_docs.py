@@ -16,7 +16,7 @@ import pytest
 
 from async_amp.cli import build_parser
 from async_amp.config import FORMATS, SINKS, ProjectConfig, keys_of, sections
-from async_amp.config_load import load_config
+from async_amp.config.load import load_config
 from tools.docgen import commands, render_cli, render_configuration
 
 ROOT = Path(__file__).resolve().parent.parent

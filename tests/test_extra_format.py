@@ -21,7 +21,7 @@ import pytest
 
 import async_amp
 from async_amp.hours import MemberName
-from async_amp.manifest import FileEntry, Manifest, hour_folder
+from async_amp.output.manifest import FileEntry, Manifest, hour_folder
 from async_amp.output.registry import register_format, unregister_format
 from async_amp.simulator.background import BackgroundSimulator
 from async_amp.simulator.dataset import Dataset

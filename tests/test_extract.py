@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from async_amp.errors import CredentialsError, StorageError
-from async_amp.manifest import Manifest, hour_folder
+from async_amp.output.manifest import Manifest, hour_folder
+from async_amp.output.stores.base import HourStaging
+from async_amp.output.stores.local import LocalSink
 from async_amp.simulator.server import Fault, FaultPlan, run_simulator
-from async_amp.sinks.base import HourStaging
-from async_amp.sinks.local import LocalSink
 
 from .helpers import (
     DAY1,

@@ -15,14 +15,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from async_amp.errors import ArchiveError
-from async_amp.formats import (
+from async_amp.output.columnar import (
     EVENT_SCHEMA,
     JSON_TYPE,
     iter_event_batches,
     plain_schema,
     write_parquet,
 )
-from async_amp.formats.staging import DuplicateFilter
+from async_amp.output.columnar.staging import DuplicateFilter
 from async_amp.simulator.dataset import Dataset
 from tools.docgen import render_schema
 

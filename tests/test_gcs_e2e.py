@@ -28,9 +28,9 @@ import pytest
 
 from async_amp.config import GcsConfig
 from async_amp.errors import StorageError
+from async_amp.output.stores.gcs_client import GcsClient
+from async_amp.output.stores.shared import TIMEOUT_RETRIES
 from async_amp.simulator.server import run_simulator
-from async_amp.sinks.gcs_client import GcsClient
-from async_amp.sinks.shared import TIMEOUT_RETRIES
 
 from .azurite import free_port
 from .e2e import e2e_env, expect_user_error
@@ -173,7 +173,7 @@ async def test_parquet_on_gcs_reads_back_like_the_local_output(
     from dataclasses import replace
 
     from async_amp.hours import hour_range
-    from async_amp.sinks import make_sink
+    from async_amp.output.stores import make_sink
 
     from .gcs import gcs_config, gcs_read
     from .test_parquet_e2e import assert_parquet_matches, parquet_config
@@ -248,7 +248,7 @@ async def test_delta_on_gcs_reads_back_and_passes_status_and_verify(
 
     from async_amp import api
     from async_amp.output.maintain import compact
-    from async_amp.sinks import make_sink
+    from async_amp.output.stores import make_sink
 
     from .delta_helpers import expected_rows_per_hour, expected_uuids, rows_per_hour
     from .gcs import gcs_config
@@ -314,7 +314,7 @@ async def test_a_stale_writer_on_gcs_conflicts_on_the_generation_precondition(
     one hour, the stale one's commit is refused (412) and redone, as on S3."""
     import anyio
 
-    from async_amp.delta.location import gcs_locator
+    from async_amp.output.delta.location import gcs_locator
 
     from .gcs import gcs_config
     from .test_delta_s3 import stale_writer
@@ -331,7 +331,7 @@ async def test_checkpoint_writes_on_gcs_are_conditional(
     ``_last_checkpoint`` replaced only at the generation read, as on Azure and S3."""
     import anyio
 
-    from async_amp.delta.location import gcs_locator
+    from async_amp.output.delta.location import gcs_locator
 
     from .gcs import gcs_config
     from .test_delta_checkpoint import two_writers_at_once
@@ -346,8 +346,8 @@ def test_delta_reaches_gcs_with_the_sinks_endpoint_and_credentials(tmp_path: Pat
     signs its own JWT with it), a gcloud user's file as application credentials, nothing for
     ADC (object_store finds gcloud's file or the metadata server itself), no secret ever;
     credentials object_store cannot use are refused in one line."""
-    from async_amp.delta.location import gcs_locator
     from async_amp.errors import ConfigError
+    from async_amp.output.delta.location import gcs_locator
 
     def key(kind: str, **fields: str) -> dict[str, str]:
         path = tmp_path / f"{kind}.json"

@@ -22,15 +22,15 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from async_amp.archive import process_archive
 from async_amp.errors import ArchiveError
 from async_amp.hours import MemberName
-from async_amp.manifest import FileEntry, hour_folder
+from async_amp.output.manifest import FileEntry, hour_folder
+from async_amp.output.stores import make_sink
+from async_amp.output.stores.base import HourStaging, MemberSink, Sink
 from async_amp.simulator.dataset import Dataset
 from async_amp.simulator.server import Fault, FaultPlan, run_simulator
 from async_amp.simulator.zipbuild import ZipMember, build_zip, iter_zip
-from async_amp.sinks import make_sink
-from async_amp.sinks.base import HourStaging, MemberSink, Sink
+from async_amp.source.archive import process_archive
 
 from .helpers import DAY1, KEY, SECRET, assert_output_matches, make_config, run, small_dataset
 from .test_reliability import LocalStore, Store, record

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from async_amp.client import parse_retry_after, sanitize
-from async_amp.config_load import load_config, load_credentials
+from async_amp.config.load import load_config, load_credentials
 from async_amp.errors import ConfigError, CredentialsError
+from async_amp.extraction.limiter import AdaptiveLimiter
+from async_amp.extraction.plan import available_until, make_plan
 from async_amp.hours import amplitude_param, hour_range, parse_bound, parse_member_name
-from async_amp.limiter import AdaptiveLimiter
-from async_amp.plan import available_until, make_plan
+from async_amp.source.export_api import parse_retry_after, sanitize
 
 H = datetime(2026, 11, 1, 5, tzinfo=UTC)
 
@@ -230,8 +230,8 @@ def test_one_parser_names_export_and_merged_id_files(base: str) -> None:
     """``hour_of`` (cloud export), ``merged_hour_of`` (merged-IDs feed) and the Export API's
     ``parse_member_name`` read Amplitude's names with one parser: each accepts its own kind
     only, and a name of no real hour is nobody's."""
-    from async_amp.cloud_export import hour_of
     from async_amp.merged.names import merged_hour_of
+    from async_amp.source.cloud_export import hour_of
 
     events, merged = HOUR_FILES[base]
     assert (hour_of(base), merged_hour_of(base)) == (events, merged)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from async_amp.hours import hour_range
-from async_amp.manifest import hour_folder
+from async_amp.output.manifest import hour_folder
 from async_amp.simulator.background import BackgroundSimulator
 from async_amp.simulator.server import Latency
 

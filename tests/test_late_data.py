@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from async_amp.cli import main
-from async_amp.manifest import hour_folder
+from async_amp.output.manifest import hour_folder
 from async_amp.simulator.background import BackgroundSimulator
 from async_amp.simulator.dataset import Dataset
 

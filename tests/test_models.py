@@ -23,11 +23,11 @@ from async_amp.models import TABLES, day_span
 from async_amp.models.api import model, reconcile
 from async_amp.models.build import ModelRun
 from async_amp.models.reconcile import Reconciliation
+from async_amp.output.stores import make_sink
 from async_amp.simulator.dataset import Dataset
 from async_amp.simulator.segmentation import Segmentation
 from async_amp.simulator.server import run_simulator
 from async_amp.simulator.site_changes import ChangingDataset
-from async_amp.sinks import make_sink
 
 from .helpers import KEY, SECRET, make_config, run
 from .models_reference import Ev, read_events, reference
@@ -401,10 +401,10 @@ def test_users_count_a_merged_amplitude_id_as_the_id_it_ends_up_as(
     import gzip
     import json
 
-    from async_amp.manifest import Manifest
     from async_amp.merged import merged_name, merged_table
     from async_amp.merged.feed import _parse
-    from async_amp.sinks.local import LocalSink
+    from async_amp.output.manifest import Manifest
+    from async_amp.output.stores.local import LocalSink
 
     copy = tmp_path / "data"
     shutil.copytree(lake, copy)

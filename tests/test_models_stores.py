@@ -24,9 +24,9 @@ from async_amp.config import AzureConfig, Config, ModelsConfig, S3Config
 from async_amp.hours import hour_range
 from async_amp.models import TABLES, day_span
 from async_amp.models.api import model
+from async_amp.output.stores import make_sink
 from async_amp.simulator.server import run_simulator
 from async_amp.simulator.site_changes import ChangingDataset
-from async_amp.sinks import make_sink
 
 from .azurite import Azurite
 from .gcs import GcsFront, gcs_config, gcs_environ
@@ -110,7 +110,7 @@ async def _tables(config: Config) -> tuple[dict[str, list[dict[str, Any]]], list
             if config.output.data_format == "delta":
                 from deltalake import DeltaTable
 
-                from async_amp.delta.location import azure_options
+                from async_amp.output.delta.location import azure_options
 
                 options, _, _ = azure_options(config.azure, config.environ or {})
                 uri = f"az://{config.azure.container}/amplitude/_models/website/{model_table.name}"

@@ -22,7 +22,6 @@ from typing import Any
 import anyio
 import pytest
 
-from async_amp.client import AiohttpExportSource, RateFloor
 from async_amp.config import Config
 from async_amp.errors import (
     ConnectFailedError,
@@ -31,14 +30,15 @@ from async_amp.errors import (
     StorageConflictError,
     StorageError,
 )
-from async_amp.guard import RunGuard
+from async_amp.extraction.guard import RunGuard
+from async_amp.extraction.limiter import AdaptiveLimiter
+from async_amp.extraction.pipeline import Extractor
+from async_amp.extraction.results import RunSummary
 from async_amp.hours import hour_range
-from async_amp.limiter import AdaptiveLimiter
-from async_amp.pipeline import Extractor
-from async_amp.results import RunSummary
+from async_amp.output.stores.local import LocalSink
 from async_amp.simulator.background import BackgroundSimulator
 from async_amp.simulator.server import run_simulator
-from async_amp.sinks.local import LocalSink
+from async_amp.source.export_api import AiohttpExportSource, RateFloor
 from tests.proxy import Hitch, HitchFn, run_proxy
 
 from .helpers import (

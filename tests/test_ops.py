@@ -24,12 +24,12 @@ from azure.storage.blob import BlobServiceClient as SyncBlobServiceClient
 
 from async_amp.cli import main
 from async_amp.config import AzureConfig
-from async_amp.manifest import MANIFEST_NAME, Manifest, hour_folder
+from async_amp.output.manifest import MANIFEST_NAME, Manifest, hour_folder
+from async_amp.output.stores.azure import AzureSink
+from async_amp.output.stores.base import Sink
+from async_amp.output.stores.local import READ_CHUNK, LocalSink
 from async_amp.readback import FileCheck, StatusReport, VerifyReport, read_status, verify
 from async_amp.simulator.server import run_simulator
-from async_amp.sinks.azure import AzureSink
-from async_amp.sinks.base import Sink
-from async_amp.sinks.local import READ_CHUNK, LocalSink
 
 from .azurite import Azurite
 from .helpers import DAY1, KEY, SECRET, make_config, run, small_dataset
@@ -533,7 +533,7 @@ def test_local_sink_reads_back_in_bounded_chunks(tmp_path: Path) -> None:
 def test_verify_streams_with_flat_memory(tmp_path: Path, gz: bool) -> None:
     import tracemalloc
 
-    from async_amp.manifest import FileEntry
+    from async_amp.output.manifest import FileEntry
 
     line = b'{"event_type":"Page Viewed","event_properties":{"page_path":"/pricing"},"n":%d}\n'
     text = b"".join(line % i for i in range(400_000))  # ~30 MB of NDJSON

@@ -24,15 +24,15 @@ import pytest
 from azure.storage.blob.aio import BlobServiceClient
 
 from async_amp.config import AzureConfig, Config
-from async_amp.formats import EVENT_SCHEMA
 from async_amp.hours import hour_range
-from async_amp.manifest import MANIFEST_NAME, hour_folder
+from async_amp.output.columnar import EVENT_SCHEMA
+from async_amp.output.manifest import MANIFEST_NAME, hour_folder
+from async_amp.output.stores import make_sink
+from async_amp.output.stores.base import Sink
 from async_amp.simulator.dataset import Dataset
 from async_amp.simulator.quirks import NEW_FIELD
 from async_amp.simulator.server import run_simulator
 from async_amp.simulator.site_changes import ChangingDataset
-from async_amp.sinks import make_sink
-from async_amp.sinks.base import Sink
 
 from .azurite import Azurite
 from .helpers import DAY1, KEY, SECRET, last_hour_of, make_config, run, small_dataset

@@ -18,9 +18,9 @@ import pytest
 
 from async_amp.cli import main
 from async_amp.config import Config
-from async_amp.config_load import load_config
+from async_amp.config.load import load_config
 from async_amp.errors import ConfigError
-from async_amp.manifest import MANIFEST_NAME, hour_folder
+from async_amp.output.manifest import MANIFEST_NAME, hour_folder
 from async_amp.simulator.background import BackgroundSimulator
 from async_amp.simulator.server import Latency
 

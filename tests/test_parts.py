@@ -12,8 +12,8 @@ import anyio
 import pytest
 
 from async_amp.errors import StorageError
-from async_amp.manifest import FileEntry
-from async_amp.sinks.parts import PartBody, PartedUpload, PartPool
+from async_amp.output.manifest import FileEntry
+from async_amp.output.stores.parts import PartBody, PartedUpload, PartPool
 
 pytestmark = pytest.mark.anyio
 

@@ -22,11 +22,11 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from async_amp.archive import iter_members, process_archive
 from async_amp.errors import ArchiveError
 from async_amp.hours import MemberName, parse_member_name
-from async_amp.manifest import FileEntry
+from async_amp.output.manifest import FileEntry
 from async_amp.simulator.zipbuild import Method, ZipMember, build_zip
+from async_amp.source.archive import iter_members, process_archive
 
 FIRST = datetime(2026, 11, 1, 22, tzinfo=UTC)  # a window that crosses midnight
 LAST = FIRST + timedelta(hours=2)

@@ -21,9 +21,9 @@ import anyio
 import duckdb
 import pytest
 
+from async_amp.output.stores import make_sink
 from async_amp.simulator.dataset import Dataset
 from async_amp.simulator.server import run_simulator
-from async_amp.sinks import make_sink
 
 from .helpers import KEY, SECRET, make_config, run
 

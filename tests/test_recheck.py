@@ -19,16 +19,16 @@ from azure.storage.blob import BlobServiceClient as SyncBlobServiceClient
 from deltalake import DeltaTable
 
 from async_amp.config import AzureConfig
-from async_amp.config_load import load_config
+from async_amp.config.load import load_config
+from async_amp.config.values import duration
 from async_amp.errors import ConfigError
+from async_amp.extraction.recheck import judge, recheck_since
 from async_amp.hours import hour_range
-from async_amp.manifest import FileEntry, Manifest, hour_folder
-from async_amp.recheck import judge, recheck_since
+from async_amp.output.manifest import FileEntry, Manifest, hour_folder
+from async_amp.output.stores import make_sink
+from async_amp.output.stores.azure import AzureSink
 from async_amp.simulator.background import BackgroundSimulator
 from async_amp.simulator.server import run_simulator
-from async_amp.sinks import make_sink
-from async_amp.sinks.azure import AzureSink
-from async_amp.values import duration
 
 from .azurite import Azurite
 from .delta_helpers import expected_uuids, local_delta_sink, read_table

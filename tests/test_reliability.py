@@ -41,15 +41,15 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 import pytest
 
-from async_amp import client
 from async_amp.hours import hour_range, parse_member_name
-from async_amp.manifest import MANIFEST_NAME, FileEntry, Manifest, hour_folder
+from async_amp.output.manifest import MANIFEST_NAME, FileEntry, Manifest, hour_folder
+from async_amp.output.stores.base import Sink
+from async_amp.output.stores.local import STAGING_DIR, LocalSink
 from async_amp.simulator.background import BackgroundSimulator
 from async_amp.simulator.dataset import Dataset
 from async_amp.simulator.server import Fault, FaultPlan, Latency, alternating_style, run_simulator
 from async_amp.simulator.zipbuild import ZipMember, build_zip
-from async_amp.sinks.base import Sink
-from async_amp.sinks.local import STAGING_DIR, LocalSink
+from async_amp.source import export_api as client
 
 from .e2e import spawn as spawn_cli
 from .helpers import DAY1, KEY, PATIENT_S, SECRET, make_config, run, small_dataset

@@ -15,13 +15,13 @@ import pytest
 from async_amp import load_config
 from async_amp.config import AzureConfig, ReportConfig
 from async_amp.errors import ConfigError
-from async_amp.formats import iter_event_batches, write_parquet
-from async_amp.manifest import MANIFEST_NAME, FileEntry, Manifest, hour_folder
+from async_amp.output.columnar import iter_event_batches, write_parquet
+from async_amp.output.manifest import MANIFEST_NAME, FileEntry, Manifest, hour_folder
+from async_amp.output.stores.azure import AzureSink
+from async_amp.output.stores.local import LocalSink
 from async_amp.reports import Report, build_report
 from async_amp.reports.model import HourCell, suspicious_drops
 from async_amp.simulator.server import run_simulator
-from async_amp.sinks.azure import AzureSink
-from async_amp.sinks.local import LocalSink
 
 from .azurite import Azurite
 from .helpers import KEY, SECRET, make_config, run
@@ -306,7 +306,7 @@ TWO_DAYS = (FIRST, FIRST + timedelta(days=2) - timedelta(hours=1))
 def _extract_and_report(tmp_path: Path, data_format: str) -> Report:
     """Two days of the lake's dataset extracted by the sink ``[output] format`` names, then
     reported through the same sink (what ``async-amp report`` does)."""
-    from async_amp.sinks import make_sink
+    from async_amp.output.stores import make_sink
 
     async def go() -> Report:
         async with run_simulator(DATASET, api_key=KEY, secret_key=SECRET) as sim:
@@ -343,7 +343,7 @@ async def test_s3_sink_gives_the_same_report_read_with_read_only_keys(
 ) -> None:
     """The S3 sink (moto's server): written with the admin key, reported with read_only's."""
     from async_amp.config import S3Config
-    from async_amp.sinks.s3 import S3Sink
+    from async_amp.output.stores.s3 import S3Sink
 
     config = S3Config(
         bucket=s3_bucket, endpoint_url=s3_server.endpoint_url, addressing_style="path", retries=1

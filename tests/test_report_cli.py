@@ -168,7 +168,7 @@ def test_an_unreadable_data_file_is_one_line_exit_1(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A stored file that is not NDJSON (damaged after its manifest was written)."""
-    from async_amp.manifest import FileEntry, Manifest, hour_folder
+    from async_amp.output.manifest import FileEntry, Manifest, hour_folder
 
     isolate_cli(tmp_path, monkeypatch, ASYNC_AMP_NOW=NOW.isoformat())
     folder = tmp_path / "data" / hour_folder("website", FIRST)

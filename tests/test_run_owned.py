@@ -14,9 +14,9 @@ import duckdb
 import pytest
 
 import async_amp
-from async_amp.delta.table import Writers
-from async_amp.formats.convert import Engines
-from async_amp.formats.spool import Conversions
+from async_amp.output.columnar.convert import Engines
+from async_amp.output.columnar.spool import Conversions
+from async_amp.output.delta.table import Writers
 from async_amp.simulator.background import BackgroundSimulator
 
 from .delta_helpers import expected_rows_per_hour, read_table, rows_per_hour, table_dir

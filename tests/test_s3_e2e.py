@@ -35,13 +35,13 @@ import pytest
 
 from async_amp.config import S3Config
 from async_amp.hours import hour_range, iso_hour
-from async_amp.manifest import MANIFEST_NAME, hour_folder
+from async_amp.output.manifest import MANIFEST_NAME, hour_folder
 from async_amp.output.marker import MARKER_NAME
+from async_amp.output.stores.leases import LEASE_FOLDER
+from async_amp.output.stores.s3 import S3Sink
 from async_amp.simulator.background import BackgroundSimulator
 from async_amp.simulator.dataset import Dataset
 from async_amp.simulator.server import Fault, FaultPlan, Latency, run_simulator
-from async_amp.sinks.leases import LEASE_FOLDER
-from async_amp.sinks.s3 import S3Sink
 
 from .azurite import free_port
 from .e2e import cli, communicate, e2e_env, expect_user_error, wait_until
@@ -492,7 +492,7 @@ async def test_parquet_on_s3_reads_back_like_the_local_output(
 
     import duckdb
 
-    from async_amp.sinks import make_sink
+    from async_amp.output.stores import make_sink
 
     from .test_parquet_e2e import assert_parquet_matches, parquet_config
 

@@ -9,10 +9,10 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 from async_amp.config import S3Config
-from async_amp.config_load import load_config
+from async_amp.config.load import load_config
 from async_amp.errors import ConfigError, CredentialsError, StorageError
-from async_amp.sinks.s3_errors import ErrorTranslator, credentials_from
-from async_amp.sinks.s3_options import object_store_options
+from async_amp.output.stores.s3_errors import ErrorTranslator, credentials_from
+from async_amp.output.stores.s3_options import object_store_options
 
 KEY_ID, SECRET, TOKEN = "AKIAEXAMPLEKEY0001", "s3cr3t/example+key", "session-token-example"
 

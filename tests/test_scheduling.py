@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from async_amp.cli import main
+from async_amp.extraction.plan import shard_hours
 from async_amp.output.marker import MARKER_NAME
-from async_amp.plan import shard_hours
 from async_amp.simulator.background import BackgroundSimulator
 from async_amp.simulator.server import ExportSimulator
 

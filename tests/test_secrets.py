@@ -197,7 +197,7 @@ def test_an_html_page_served_with_200_echoing_the_keys_leaks_nothing(
 ) -> None:
     """A 200 that is not a ZIP is reported with a preview of its first 48 bytes
     ("the response is not a ZIP archive (it starts with '...')"). The preview is built in
-    archive.py, which knows no secrets: the summary on stdout prints the key as sent, and
+    source/archive.py, which knows no secrets: the summary on stdout prints the key as sent, and
     the log redactor, which only knows whole keys, lets a cut-off half of one through."""
     outcome = extract(
         FaultPlan.always({HTML_HOUR: Fault.HTML_200}),

@@ -21,13 +21,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from async_amp.extraction.results import RunSummary
 from async_amp.hours import hour_range
-from async_amp.manifest import hour_folder
-from async_amp.results import RunSummary
+from async_amp.output.manifest import hour_folder
+from async_amp.output.stores import make_sink
+from async_amp.output.stores.base import Sink
 from async_amp.simulator.dataset import Dataset
 from async_amp.simulator.server import Fault, FaultPlan, RequestRecord, run_simulator
-from async_amp.sinks import make_sink
-from async_amp.sinks.base import Sink
 
 from .delta_helpers import (
     expected_rows_per_hour,

@@ -15,11 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from async_amp.errors import ArchiveError
-from async_amp.formats import EVENT_SCHEMA, iter_event_batches, write_parquet
-from async_amp.formats import convert as convert_module
-from async_amp.formats import spool as spool_module
-from async_amp.formats.convert import BATCH_ROWS
-from async_amp.formats.spool import Conversions, convert_spool, new_spool_header
+from async_amp.output.columnar import EVENT_SCHEMA, iter_event_batches, write_parquet
+from async_amp.output.columnar import convert as convert_module
+from async_amp.output.columnar import spool as spool_module
+from async_amp.output.columnar.convert import BATCH_ROWS
+from async_amp.output.columnar.spool import Conversions, convert_spool, new_spool_header
 from async_amp.simulator.dataset import Dataset
 from async_amp.simulator.quirks import NEW_FIELD
 

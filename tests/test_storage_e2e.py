@@ -24,12 +24,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 from async_amp.hours import hour_range
+from async_amp.output.stores.azure import PROBE_PREFIX
+from async_amp.output.stores.base import Sink
+from async_amp.output.stores.gcs import PROBE_FOLDER
+from async_amp.output.stores.leases import LEASE_FOLDER
 from async_amp.simulator.dataset import Dataset
 from async_amp.simulator.server import Fault, FaultPlan, run_simulator
-from async_amp.sinks.azure import PROBE_PREFIX
-from async_amp.sinks.base import Sink
-from async_amp.sinks.gcs import PROBE_FOLDER
-from async_amp.sinks.leases import LEASE_FOLDER
 
 from .azurite import Azurite
 from .gcs import GcsFront, assert_gcs_bucket_matches, gcs_sink

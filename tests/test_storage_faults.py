@@ -29,12 +29,12 @@ from azure.storage.blob import BlobServiceClient as SyncBlobServiceClient
 from async_amp.config import AzureConfig, S3Config
 from async_amp.errors import CredentialsError, StorageBlockedError, StorageError, os_storage_error
 from async_amp.hours import hour_range
-from async_amp.manifest import MANIFEST_NAME as MANIFEST
+from async_amp.output.manifest import MANIFEST_NAME as MANIFEST
+from async_amp.output.stores.azure import AzureSink
+from async_amp.output.stores.local import LocalSink
+from async_amp.output.stores.s3 import S3Sink
 from async_amp.simulator.background import BackgroundSimulator
 from async_amp.simulator.server import RequestInfo, run_simulator
-from async_amp.sinks.azure import AzureSink
-from async_amp.sinks.local import LocalSink
-from async_amp.sinks.s3 import S3Sink
 
 from .azurite import Azurite
 from .filesystems import mounted_tmpfs

@@ -26,17 +26,17 @@ from aiohttp import web
 
 from async_amp.config import AzureConfig, GcsConfig, S3Config
 from async_amp.errors import StorageError
-from async_amp.guard import RunGuard
+from async_amp.extraction.guard import RunGuard
+from async_amp.extraction.results import RunSummary
 from async_amp.hours import hour_range
-from async_amp.results import RunSummary
+from async_amp.output.stores.azure import AzureSink
+from async_amp.output.stores.base import Sink
+from async_amp.output.stores.gcs import GcsSink
+from async_amp.output.stores.s3 import S3Sink
+from async_amp.output.stores.shared import TIMEOUT_RETRIES
 from async_amp.simulator.background import BackgroundSimulator
 from async_amp.simulator.faults import RequestInfo
 from async_amp.simulator.server import run_simulator
-from async_amp.sinks.azure import AzureSink
-from async_amp.sinks.base import Sink
-from async_amp.sinks.gcs import GcsSink
-from async_amp.sinks.s3 import S3Sink
-from async_amp.sinks.shared import TIMEOUT_RETRIES
 from tools.azurite import START_TIMEOUT_S, AzuriteProcess, dev_connection_string
 from tools.gcsserver import GcsEmulatorProcess
 from tools.s3server import S3ServerProcess

@@ -24,10 +24,10 @@ import pytest
 from deltalake import DeltaTable
 
 from async_amp.config import Config
-from async_amp.manifest import MANIFEST_NAME, hour_folder
+from async_amp.output.manifest import MANIFEST_NAME, hour_folder
+from async_amp.output.stores import make_sink
 from async_amp.simulator.dataset import Dataset
 from async_amp.simulator.server import run_simulator
-from async_amp.sinks import make_sink
 
 from .delta_helpers import local_delta_sink
 from .helpers import DAY1, KEY, SECRET, make_config, run

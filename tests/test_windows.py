@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from async_amp.plan import chop
-from async_amp.schedule import AUTO_MAX_WINDOW_BYTES, Observed, auto_window
+from async_amp.extraction.plan import chop
+from async_amp.extraction.schedule import AUTO_MAX_WINDOW_BYTES, Observed, auto_window
 from async_amp.simulator.server import Fault, FaultPlan, Injection, RequestInfo, run_simulator
 
 from .helpers import (

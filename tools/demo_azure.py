@@ -31,13 +31,13 @@ from async_amp.cli.commands.extract import run_and_present
 from async_amp.cli.options import EXIT_USAGE
 from async_amp.cli.output import shutdown_logging
 from async_amp.config import Config, Credentials
-from async_amp.config_load import load_config
+from async_amp.config.load import load_config
 from async_amp.errors import UserError
 from async_amp.hours import hour_range
-from async_amp.manifest import MANIFEST_NAME, Manifest
+from async_amp.output.manifest import MANIFEST_NAME, Manifest
+from async_amp.output.stores.azure import AzureSink
 from async_amp.simulator.background import BackgroundSimulator
 from async_amp.simulator.dataset import Dataset
-from async_amp.sinks.azure import AzureSink
 from tools.azurite import AzuriteError, AzuriteProcess
 
 __all__ = ["main"]

@@ -3,7 +3,7 @@
 ``docs/cli.md`` is the ``--help`` of every command; the key tables of
 ``docs/configuration.md`` (after each ``<!-- keys: SECTION -->`` marker) come from the config
 declaration (``async_amp.config``), and the column table of ``docs/schema.md`` (after
-``<!-- columns -->``) from the event schema (``async_amp.formats.schema``)::
+``<!-- columns -->``) from the event schema (``async_amp.output.columnar.schema``)::
 
     python -m tools.docgen           # rewrite them (make docs)
     python -m tools.docgen --check   # exit 1 when one is out of date
@@ -26,7 +26,7 @@ from typing import Any
 
 from async_amp.cli.parser import build_parser
 from async_amp.config import ProjectConfig, keys_of, sections
-from async_amp.config_load import ENV_PREFIX
+from async_amp.config.load import ENV_PREFIX
 
 __all__ = [
     "WIDTH",
@@ -131,7 +131,7 @@ def render_configuration(current: str) -> str:
 
 def render_schema(current: str) -> str:
     """``current`` (``docs/schema.md``) with its column table regenerated."""
-    from async_amp.formats.schema import column_table  # noqa: PLC0415 - pyarrow only for this file
+    from async_amp.output.columnar.schema import column_table  # noqa: PLC0415 - pyarrow only for this file
 
     return _splice(current, _COLUMNS_MARKER, lambda _: column_table())
 

@@ -37,10 +37,10 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ..errors import UserError
-from ..tuning import tune_malloc
 from .options import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, join_relative_bounds
 from .output import EXIT_SIGNAL, shutdown_logging
 from .parser import build_parser
+from .tuning import tune_malloc
 
 __all__ = ["EXIT_INCOMPLETE", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 

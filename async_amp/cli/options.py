@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import SINKS, Config
-from ..config_load import config_file, load_config, process_environment
+from ..config.load import config_file, load_config, process_environment
 from ..errors import ConfigError
 from ..hours import hour_bounds
 

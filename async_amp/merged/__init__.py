@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from .names import MERGED_ROOT, merged_hour_of, merged_name, merged_root
 
 if TYPE_CHECKING:
-    from ..sinks.base import Sink, Store
+    from ..output.stores.base import Sink, Store
     from .store import MergedTable
 
 __all__ = [
@@ -27,7 +27,7 @@ def merged_table(data_format: str, store: Store, sink: Sink, project: str) -> Me
     from .store import DeltaMergedTable, FilesTable  # noqa: PLC0415 - pyarrow only when used
 
     if data_format == "delta":
-        from ..delta.sink import DeltaSink  # noqa: PLC0415 - deltalake only when used
+        from ..output.delta.sink import DeltaSink  # noqa: PLC0415 - deltalake only when used
 
         assert isinstance(sink, DeltaSink)
         return DeltaMergedTable(store, sink.locate(merged_root(project)), project)

@@ -25,14 +25,14 @@ from datetime import UTC, datetime
 import anyio
 import pyarrow as pa
 
-from ..cloud_export import CloudExportSource
 from ..errors import ConfigError, StorageError
+from ..extraction.results import MergedIdsResult
+from ..extraction.retry import backoff_delay
 from ..hours import iso_hour
 from ..logs import log
-from ..manifest import ExportedObject, Manifest
+from ..output.manifest import ExportedObject, Manifest
 from ..readback.bounded import map_bounded
-from ..results import MergedIdsResult
-from ..retry import backoff_delay
+from ..source.cloud_export import CloudExportSource
 from .names import merged_hour_of
 from .schema import MERGED_SCHEMA, rows_of
 from .store import FeedFile, MergedTable

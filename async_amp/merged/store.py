@@ -1,5 +1,5 @@
 """Where a ``merged_ids`` hour is committed, per the output's format, keeping the promises of
-``sinks.base``: data first, the manifest last, one hour at a time.
+``stores.base``: data first, the manifest last, one hour at a time.
 
 - ndjson, gzip, parquet (``FilesTable``): the hour's files in ``_merged_ids/<project>/
   date=YYYY-MM-DD/hour=HH/`` through the output's store (a local folder, Azure, S3, GCS),
@@ -29,14 +29,14 @@ import pyarrow.parquet as pq
 
 from ..hours import MemberName, iso_hour
 from ..logs import log
-from ..manifest import MANIFEST_NAME, DeltaFacts, FileEntry, Manifest
+from ..output.manifest import MANIFEST_NAME, DeltaFacts, FileEntry, Manifest
 from ..readback.checks import FileCheck
 from .names import merged_root
 from .schema import MERGED_SCHEMA, rows_of
 
 if TYPE_CHECKING:
-    from ..delta.table import TableLocation
-    from ..sinks.base import Sink, Store
+    from ..output.delta.table import TableLocation
+    from ..output.stores.base import Sink, Store
 
 __all__ = ["DeltaMergedTable", "FeedFile", "FilesTable", "MergedTable"]
 
@@ -178,7 +178,7 @@ class DeltaMergedTable:
     """One Delta table at ``_merged_ids/<project>/``, an hour per commit."""
 
     def __init__(self, store: Store, location: TableLocation, project: str) -> None:
-        from ..delta.sink import meta_project  # noqa: PLC0415 - deltalake only when used
+        from ..output.delta.sink import meta_project  # noqa: PLC0415 - deltalake only when used
 
         self.store = store
         self.location = location
@@ -195,7 +195,7 @@ class DeltaMergedTable:
         return await self.store.read_manifest(self.meta, hour)
 
     async def read_all(self) -> pa.Table:
-        from ..delta.base import open_table  # noqa: PLC0415 - deltalake only when used
+        from ..output.delta.base import open_table  # noqa: PLC0415 - deltalake only when used
 
         def read() -> pa.Table:
             table = open_table(self.location)
@@ -209,9 +209,9 @@ class DeltaMergedTable:
         from deltalake import DeltaTable, write_deltalake  # noqa: PLC0415
         from deltalake.exceptions import DeltaError  # noqa: PLC0415
 
-        from ..delta.base import with_conflict_retries  # noqa: PLC0415
-        from ..delta.table import delta_error_text  # noqa: PLC0415
         from ..errors import StorageError  # noqa: PLC0415
+        from ..output.delta.base import with_conflict_retries  # noqa: PLC0415
+        from ..output.delta.table import delta_error_text  # noqa: PLC0415
 
         table = pa.concat_tables([f.table for f in files]) if files else MERGED_SCHEMA.empty_table()
         location = self.location
@@ -251,7 +251,7 @@ class DeltaMergedTable:
 
 def _committed(location: TableLocation, version: int, rows: int) -> DeltaFacts:
     """The facts of commit ``version`` (blocking): the data files its log entry adds."""
-    from ..delta.base import log_entry  # noqa: PLC0415 - deltalake only when used
+    from ..output.delta.base import log_entry  # noqa: PLC0415 - deltalake only when used
 
     body = log_entry(location, version) or b""
     actions = [json.loads(line) for line in body.splitlines() if line.strip()]

@@ -13,12 +13,12 @@ from zoneinfo import ZoneInfo
 
 from ..api import reading_output, sync_twin
 from ..config import Config, select_projects
-from ..config_load import load_credentials, process_environment
+from ..config.load import load_credentials, process_environment
 from ..errors import ConfigError
+from ..extraction.plan import available_until
 from ..hours import hour_range
 from ..output.open import Output
-from ..plan import available_until
-from ..sinks.base import Sink
+from ..output.stores.base import Sink
 from .build import DayBuilt, ModelRun, build_models, day_span
 from .reconcile import Reconciliation, ask_amplitude, compare, lake_figures
 from .store import ModelStore
@@ -62,7 +62,7 @@ def model_store(output: Output, project: str) -> ModelStore:
     config = output.config
     locate = None
     if config.output.data_format == "delta":
-        from ..delta.maintain import locator  # noqa: PLC0415 - deltalake: only for Delta
+        from ..output.delta.maintain import locator  # noqa: PLC0415 - deltalake: only for Delta
 
         environ = config.environ if config.environ is not None else process_environment()
         locate = locator(config, environ)

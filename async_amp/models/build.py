@@ -34,11 +34,11 @@ import duckdb
 
 from ..config import ModelsConfig, ReportConfig
 from ..errors import StorageError
+from ..extraction.plan import available_until
 from ..hours import hour_range
-from ..plan import available_until
+from ..output.stores.base import Sink
 from ..reports.build import read_errors, read_hour, table_dataset
 from ..reports.ingest import sql_text
-from ..sinks.base import Sink
 from .schema import TABLES, table
 from .slim import SLIM_COLUMNS, slim_hour
 from .store import ModelState, ModelStore, fingerprint

@@ -26,7 +26,7 @@ import anyio
 
 from ..config import Credentials
 from ..errors import CredentialsError, StorageError
-from ..retry import backoff_delay
+from ..extraction.retry import backoff_delay
 from .schema import table
 from .store import ModelStore
 

@@ -37,9 +37,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import StorageError
+from ..output.stores.base import Store
+from ..output.stores.local import LocalSink
 from ..readback.bounded import map_bounded
-from ..sinks.base import Store
-from ..sinks.local import LocalSink
 from .schema import Table, arrow_schema
 
 __all__ = ["MODELS_FOLDER", "ModelState", "ModelStore", "fingerprint"]
@@ -256,7 +256,7 @@ def _write_delta(
 ) -> None:
     from deltalake import write_deltalake  # noqa: PLC0415
 
-    from ..delta.table import DELTA_ERRORS, delta_error_text  # noqa: PLC0415
+    from ..output.delta.table import DELTA_ERRORS, delta_error_text  # noqa: PLC0415
 
     try:
         write_deltalake(
@@ -277,8 +277,8 @@ def _read_delta(
 ) -> pa.Table | None:
     import pyarrow.compute as pc  # noqa: PLC0415
 
-    from ..delta.base import open_table  # noqa: PLC0415
-    from ..delta.table import DELTA_ERRORS, delta_error_text  # noqa: PLC0415
+    from ..output.delta.base import open_table  # noqa: PLC0415
+    from ..output.delta.table import DELTA_ERRORS, delta_error_text  # noqa: PLC0415
 
     try:
         table = open_table(location)

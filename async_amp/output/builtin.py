@@ -9,15 +9,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from ..manifest import MANIFEST_NAME
+from .manifest import MANIFEST_NAME
 
 if TYPE_CHECKING:
     from ..config import Config
-    from ..delta.compact import CompactResult
-    from ..delta.maintain import CompactRequest
     from ..readback import VerifyReport
-    from ..sinks.base import Sink, Store
+    from .delta.compact import CompactResult
+    from .delta.maintain import CompactRequest
     from .format import Format, FormatContext
+    from .stores.base import Sink, Store
 
 __all__ = ["BUILTIN_FORMATS", "data_files_with_manifest"]
 
@@ -68,7 +68,7 @@ class _Files(_Stored):
 
 @dataclass(frozen=True, slots=True)
 class _Parquet(_Stored):
-    """One typed Parquet file per member (``formats/``)."""
+    """One typed Parquet file per member (``output/columnar/``)."""
 
     name: str = "parquet"
     keeps_gzip: bool = False
@@ -77,7 +77,7 @@ class _Parquet(_Stored):
         return data_files_with_manifest(names, ".parquet")
 
     def wrap(self, store: Store, context: FormatContext) -> Sink:
-        from ..formats.staging import ParquetSink  # noqa: PLC0415 - pyarrow only when used
+        from .columnar.staging import ParquetSink  # noqa: PLC0415 - pyarrow only when used
 
         dedupe = context.config.output.dedupe
         return ParquetSink(store, dedupe=dedupe, spool_dir=context.spool_dir)
@@ -85,7 +85,7 @@ class _Parquet(_Stored):
 
 @dataclass(frozen=True, slots=True)
 class _Delta:
-    """One Delta Lake table per project, an hour per commit (``delta/``); ``compact`` is its
+    """One Delta Lake table per project, an hour per commit (``output/delta/``); ``compact`` is its
     table maintenance (``format.Maintained``)."""
 
     name: str = "delta"
@@ -95,7 +95,7 @@ class _Delta:
         return any(n.startswith("_delta_log/") for n in names)
 
     def wrap(self, store: Store, context: FormatContext) -> Sink:
-        from ..delta import make_delta_sink  # noqa: PLC0415 - deltalake only when used
+        from .delta import make_delta_sink  # noqa: PLC0415 - deltalake only when used
 
         return make_delta_sink(
             context.config, store, run_id=context.run_id, environ=context.environ
@@ -104,14 +104,14 @@ class _Delta:
     async def verify(
         self, sink: Sink, project: str, first: datetime, last: datetime, *, concurrency: int
     ) -> VerifyReport:
-        from ..delta.sink import DeltaSink  # noqa: PLC0415 - deltalake only when used
-        from ..delta.verify import verify_table  # noqa: PLC0415
+        from .delta.sink import DeltaSink  # noqa: PLC0415 - deltalake only when used
+        from .delta.verify import verify_table  # noqa: PLC0415
 
         assert isinstance(sink, DeltaSink)  # what wrap made
         return await verify_table(sink, project, first, last)
 
     def compact(self, config: Config, request: CompactRequest) -> list[tuple[str, CompactResult]]:
-        from ..delta.maintain import compact  # noqa: PLC0415 - deltalake only when used
+        from .delta.maintain import compact  # noqa: PLC0415 - deltalake only when used
 
         return compact(config, request)
 

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ..config import Config
-    from ..delta.compact import CompactResult
-    from ..delta.maintain import CompactRequest
     from ..readback import VerifyReport
-    from ..sinks.base import Sink, Store
+    from .delta.compact import CompactResult
+    from .delta.maintain import CompactRequest
+    from .stores.base import Sink, Store
 
 __all__ = ["Format", "FormatContext", "Maintained"]
 

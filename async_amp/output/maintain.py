@@ -11,7 +11,7 @@ from .format import Maintained
 from .registry import format_for, format_names
 
 if TYPE_CHECKING:
-    from ..delta.compact import CompactResult
+    from .delta.compact import CompactResult
 
 __all__ = ["compact"]
 
@@ -29,6 +29,6 @@ def compact(config: Config, **request: Any) -> list[tuple[str, CompactResult]]:
             f"holds {fmt.name}: there is no table to compact"
         )
         raise ConfigError(msg)
-    from ..delta.maintain import CompactRequest  # noqa: PLC0415 - deltalake only when compacting
+    from .delta.maintain import CompactRequest  # noqa: PLC0415 - deltalake only when compacting
 
     return fmt.compact(config, CompactRequest(**request))

@@ -25,7 +25,7 @@ from ..errors import StorageError
 from ..version import __version__
 
 if TYPE_CHECKING:
-    from ..sinks.base import Store
+    from .stores.base import Store
 
 __all__ = ["LAYOUT_VERSION", "MARKER_NAME", "OutputMarker", "ProjectIdRecord", "marker_path"]
 

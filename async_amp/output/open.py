@@ -23,10 +23,10 @@ from dataclasses import dataclass, field, replace
 from ..config import Config
 from ..errors import ConfigError
 from ..hours import new_run_id
-from ..sinks import make_store
-from ..sinks.base import Sink, Store
 from .marker import LAYOUT_VERSION, MARKER_NAME, OutputMarker, marker_path
 from .registry import Format, FormatContext, format_for, format_names, recognise_format
+from .stores import make_store
+from .stores.base import Sink, Store
 
 __all__ = ["RECOGNISE_SAMPLE", "Output", "open_output", "opened_config", "resolve_output"]
 

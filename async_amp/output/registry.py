@@ -5,7 +5,7 @@ it puts in front of the store), verifies what it stored (``verify``), and says w
 Amplitude's gzip bytes (``keeps_gzip``) and how to recognise an output it wrote before outputs
 recorded their format (``recognise``). A format that keeps each project's rows in one table
 (Delta) also has ``compact`` (``format.Maintained``: ``async-amp compact``), and its sink reads
-the rows back for the report and the models (``sinks.base.KeepsTable``); no other module asks
+the rows back for the report and the models (``stores.base.KeepsTable``); no other module asks
 which format an output holds. Adding a format is one module with a class like the
 ones in ``builtin.py`` and one ``register_format`` call; the run, ``status``, ``verify`` and
 ``report`` then write and read it by its name (``[output] format`` or ``--format``).

@@ -12,14 +12,14 @@ from typing import Any, Literal
 
 import anyio
 
-from ..archive import GzipDecoder, count_lines
+from ..config.values import is_plain_name
 from ..errors import ArchiveError, StorageError
 from ..hours import hour_range, iso_hour
-from ..manifest import MANIFEST_NAME, QUARANTINE_NAME, FileEntry, Manifest, hour_folder
-from ..sinks.base import Sink
-from ..values import is_plain_name
+from ..output.manifest import MANIFEST_NAME, QUARANTINE_NAME, FileEntry, Manifest, hour_folder
+from ..output.stores.base import Sink
+from ..source.archive import GzipDecoder, count_lines
 from .bounded import closing, map_bounded
-from .report import RangeReport
+from .range import RangeReport
 
 ProblemKind = Literal[
     "manifest", "missing", "extra", "size", "sha256", "events", "corrupt", "unreadable"
@@ -209,7 +209,7 @@ class FileCheck:
 
     def finish(self) -> FileFacts:
         if self._tail is not None:
-            from ..formats.convert import parquet_rows  # noqa: PLC0415 - pyarrow only for Parquet
+            from ..output.columnar.convert import parquet_rows  # noqa: PLC0415 - pyarrow only for Parquet
 
             try:
                 rows = parquet_rows(bytes(self._tail[-PARQUET_TAIL:]))

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..extraction.plan import available_until
 from ..hours import hour_range, iso_hour
-from ..plan import available_until
 from .bounded import map_bounded
-from .report import RangeReport
+from .range import RangeReport
 
 if TYPE_CHECKING:  # only typed with it: status loads no sink module of its own
-    from ..sinks.base import Sink
+    from ..output.stores.base import Sink
 
 HourState = Literal["complete", "empty", "missing", "not_available", "invalid"]
 STATES: tuple[HourState, ...] = ("complete", "empty", "missing", "not_available", "invalid")

@@ -22,11 +22,11 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from ..config import ReportConfig
 from ..errors import StorageError
+from ..extraction.plan import available_until
 from ..hours import hour_range
-from ..manifest import Manifest
-from ..plan import available_until
-from ..sinks.base import KeepsTable, Sink
-from ..sinks.local import LocalSink
+from ..output.manifest import Manifest
+from ..output.stores.base import KeepsTable, Sink
+from ..output.stores.local import LocalSink
 from .aggregate import SESSION_BUCKETS, Aggregator
 from .ingest import file_format
 from .model import BlogPost, HourCell, Lead, Report, ReportScope, new_keys, suspicious_drops
@@ -234,7 +234,7 @@ async def report_from_events(
 
 async def table_dataset(sink: Sink, project: str) -> Any:
     """The project's rows as a pyarrow dataset when ``sink``'s format keeps them in one table
-    (``sinks.base.KeepsTable``: not in the hour folders), else ``None``."""
+    (``stores.base.KeepsTable``: not in the hour folders), else ``None``."""
     return await sink.table_dataset(project) if isinstance(sink, KeepsTable) else None
 
 

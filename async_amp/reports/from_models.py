@@ -19,13 +19,13 @@ import anyio
 import duckdb
 
 from ..config import ReportConfig
+from ..extraction.plan import available_until
 from ..hours import hour_range
-from ..manifest import Manifest
 from ..models.schema import table
 from ..models.store import ModelStore
-from ..plan import available_until
+from ..output.manifest import Manifest
+from ..output.stores.base import Sink
 from ..readback.bounded import map_bounded
-from ..sinks.base import Sink
 from .aggregate import SESSION_BUCKETS, DayFacts
 from .build import hour_cell
 from .ingest import sql_text

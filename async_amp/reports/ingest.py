@@ -9,10 +9,10 @@ Every format ends in the same columns, so the aggregation above it never asks wh
     keys VARCHAR[] (top-level field names), pkeys VARCHAR[] (event_properties keys)
 
 NDJSON (``.json``) and gzip'd NDJSON (``.json.gz``) are read with ``read_ndjson_objects``;
-Parquet (``.parquet``, ``async_amp.formats.EVENT_SCHEMA``: typed columns, ``event_properties``
-as JSON, unknown fields and ill-typed values in ``_extra``) with ``read_parquet``; an
-ill-typed value of a column read here (a string ``session_id``) is taken back from
-``_extra``. In NDJSON, rows with top-level fields outside that schema count as ``extra``
+Parquet (``.parquet``, ``async_amp.output.columnar.EVENT_SCHEMA``: typed columns,
+``event_properties`` as JSON, unknown fields and ill-typed values in ``_extra``) with
+``read_parquet``; an ill-typed value of a column read here (a string ``session_id``) is taken back
+from ``_extra``. In NDJSON, rows with top-level fields outside that schema count as ``extra``
 (Parquet keeps those in ``_extra``; it also puts ill-typed values there, which NDJSON rows
 are not checked for).
 """
@@ -26,7 +26,7 @@ from typing import Literal
 import duckdb
 
 from ..config import ReportConfig
-from ..formats.schema import COLUMNS, EXTRA, LINEAGE
+from ..output.columnar.schema import COLUMNS, EXTRA, LINEAGE
 
 __all__ = [
     "KNOWN_FIELDS",

@@ -93,7 +93,7 @@ def _extract(
     if fmt == "delta":
         if azure is not None:
             from async_amp.config import AzureConfig  # noqa: PLC0415
-            from async_amp.delta.location import azure_options  # noqa: PLC0415
+            from async_amp.output.delta.location import azure_options  # noqa: PLC0415
 
             options, _, _ = azure_options(
                 AzureConfig(), {"AZURE_STORAGE_CONNECTION_STRING": azure.connection_string}
@@ -140,8 +140,8 @@ def log_growth(milestones: tuple[int, ...], work: Path) -> list[dict[str, Any]]:
     import pyarrow as pa  # noqa: PLC0415
     import pyarrow.parquet as pq  # noqa: PLC0415
 
-    from async_amp.delta.files import put_file  # noqa: PLC0415
-    from async_amp.delta.table import TableLocation, replace_hour  # noqa: PLC0415
+    from async_amp.output.delta.files import put_file  # noqa: PLC0415
+    from async_amp.output.delta.table import TableLocation, replace_hour  # noqa: PLC0415
 
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -203,8 +203,8 @@ def _compacted(table_dir: Path) -> dict[str, Any]:
     retention, then none left), and whether every row stayed the same."""
     from deltalake import DeltaTable  # noqa: PLC0415
 
-    from async_amp.delta.compact import compact_day  # noqa: PLC0415
-    from async_amp.delta.table import TableLocation  # noqa: PLC0415
+    from async_amp.output.delta.compact import compact_day  # noqa: PLC0415
+    from async_amp.output.delta.table import TableLocation  # noqa: PLC0415
 
     def counts() -> dict[str, int]:
         table = DeltaTable(str(table_dir))

@@ -39,7 +39,7 @@ def _rows(at: datetime, n: int, tag: str) -> Any:
     import pyarrow as pa  # noqa: PLC0415
     import pyarrow.compute as pc  # noqa: PLC0415
 
-    from async_amp.delta.files import DATA_SCHEMA, FILE_SCHEMA  # noqa: PLC0415
+    from async_amp.output.delta.files import DATA_SCHEMA, FILE_SCHEMA  # noqa: PLC0415
 
     index = pa.array(range(n), pa.int64())
     text = pc.cast(index, pa.string())
@@ -84,10 +84,10 @@ def _worker(layout: str, folder: str, events: int) -> dict[str, Any]:
     import pyarrow.parquet as pq  # noqa: PLC0415
     from deltalake import DeltaTable  # noqa: PLC0415
 
-    from async_amp.delta.base import TableLocation  # noqa: PLC0415
-    from async_amp.delta.compact import compact_day  # noqa: PLC0415
-    from async_amp.delta.files import put_file, table_schema  # noqa: PLC0415
-    from async_amp.delta.table import replace_hour  # noqa: PLC0415
+    from async_amp.output.delta.base import TableLocation  # noqa: PLC0415
+    from async_amp.output.delta.compact import compact_day  # noqa: PLC0415
+    from async_amp.output.delta.files import put_file, table_schema  # noqa: PLC0415
+    from async_amp.output.delta.table import replace_hour  # noqa: PLC0415
 
     work = Path(folder)
     location = TableLocation(str(work / "table"))

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from async_amp.manifest import FileEntry, Manifest, hour_folder
+from async_amp.output.manifest import FileEntry, Manifest, hour_folder
 
 from ..common import DATA_DIR, DataSpec, child_env, fmt_hour, measure
 from ..measure import PY, Bench

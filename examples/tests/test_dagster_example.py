@@ -20,9 +20,9 @@ import dagster as dg
 import pytest
 
 import async_amp
+from async_amp.output.stores.local import STAGING_DIR
 from async_amp.simulator.background import BackgroundSimulator
 from async_amp.simulator.wire import Latency
-from async_amp.sinks.local import STAGING_DIR
 from tests.helpers import DAY1, KEY, SECRET, assert_output_matches, last_hour_of, small_dataset
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "dagster"

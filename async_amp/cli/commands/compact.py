@@ -24,7 +24,7 @@ from ..options import (
 )
 
 if TYPE_CHECKING:
-    from ...delta.compact import CompactResult, RelayoutResult
+    from ...output.delta.compact import CompactResult, RelayoutResult
 
 __all__ = ["ORDER", "register"]
 

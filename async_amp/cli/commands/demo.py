@@ -149,7 +149,7 @@ def quiet_hours() -> list[datetime]:
 
 
 def _show_days(config: Config, first: datetime, last: datetime) -> None:
-    from ...sinks.local import LocalSink  # noqa: PLC0415 - see demo_dataset
+    from ...output.stores.local import LocalSink  # noqa: PLC0415 - see demo_dataset
 
     sink = LocalSink(config.output.dir, run_id="demo-status", fsync=False)
 

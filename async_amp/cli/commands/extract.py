@@ -24,10 +24,10 @@ import anyio
 
 from ...config import Config
 from ...errors import ConfigError, first_user_error
+from ...extraction.plan import Plan
+from ...extraction.results import ExtractResult, HourResult, ProjectResult
 from ...hours import iso_hour, new_run_id
 from ...output.registry import format_names
-from ...plan import Plan
-from ...results import ExtractResult, HourResult, ProjectResult
 from ...scrub import ScrubbedStream
 from ..options import (
     EXIT_OK,
@@ -45,7 +45,7 @@ from ..options import (
 from ..output import EXIT_SIGNAL, configure_logging, progress_bar, reattach_stderr
 
 if TYPE_CHECKING:
-    from ...run import ExtractionRun
+    from ...extraction.run import ExtractionRun
 
 __all__ = ["ORDER", "register", "run_and_present"]
 
@@ -203,7 +203,7 @@ def run_and_present(
 
     ``progress``: a live progress line (None: when stderr is a terminal and logs are for
     people)."""
-    from ...run import log_summary  # noqa: PLC0415 - the run loads only when extract runs
+    from ...extraction.run import log_summary  # noqa: PLC0415 - the run loads only when extract runs
 
     stdout = out or sys.stdout
     if progress is None:

@@ -15,10 +15,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ...errors import StorageError
+from ...extraction.plan import hour_runs
+from ...extraction.results import StatusResult, VerifyResult
 from ...hours import iso_hour
-from ...plan import hour_runs
 from ...readback.status import LEGEND
-from ...results import StatusResult, VerifyResult
 
 if TYPE_CHECKING:
     from ...readback import StatusReport, VerifyReport

@@ -69,12 +69,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _cmd_simulate_export(args: argparse.Namespace) -> int:
-    from ...cloud_stores import make_cloud_source  # noqa: PLC0415 - the stores load when used
     from ...config import ProjectConfig  # noqa: PLC0415
     from ...errors import ConfigError, StorageError, first_user_error  # noqa: PLC0415
     from ...hours import hour_range, iso_hour  # noqa: PLC0415
     from ...simulator.cloud_export import export_files, merged_id_files  # noqa: PLC0415
     from ...simulator.dataset import Dataset  # noqa: PLC0415
+    from ...source.cloud_stores import make_cloud_source  # noqa: PLC0415 - the stores load when used
 
     environ = environment()
     first, last = parse_hours(args, now(environ), optional=False)
