@@ -320,6 +320,16 @@ def test_an_ndjson_runs_stack_loads_no_table_library() -> None:
     assert [m for m in loaded if m in TABLES] == []
 
 
+def test_the_model_build_loads_no_http_client_nor_parquet_writer() -> None:
+    """``model`` reads Parquet with DuckDB: aiohttp (only ``reconcile`` asks Amplitude), the
+    NDJSON converter and the archive reader (stream-unzip, pycryptodome) stay unloaded; they
+    had cost every build about half a second of start-up."""
+    loaded = _loaded_by("from async_amp.models.api import model_sync")
+    assert "async_amp.models.build" in loaded
+    assert _heavy(loaded, "aiohttp", "stream_unzip", "Crypto") == []
+    assert "async_amp.output.columnar.convert" not in loaded
+
+
 def test_status_loads_only_what_reading_manifests_needs(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     code = (

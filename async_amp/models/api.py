@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from ..api import reading_output, sync_twin
@@ -20,8 +21,10 @@ from ..hours import hour_range
 from ..output.open import Output
 from ..output.stores.base import Sink
 from .build import DayBuilt, ModelRun, build_models, day_span
-from .reconcile import Reconciliation, ask_amplitude, compare, lake_figures
 from .store import ModelStore
+
+if TYPE_CHECKING:
+    from .reconcile import Reconciliation
 
 __all__ = [
     "DayBound",
@@ -155,6 +158,9 @@ async def reconcile(
     each known difference; ``result.exit_code`` is 1 when a final day differs by more than
     ``[models] reconcile_tolerance``. Reads the tables ``model`` wrote; asks Amplitude with
     the project's keys, two requests at a time."""
+    # aiohttp loads only for reconcile, not for every build of the tables
+    from .reconcile import ask_amplitude, compare, lake_figures  # noqa: PLC0415
+
     moment = now or datetime.now(UTC)
     zone = ZoneInfo(config.models.time_zone)
     today = moment.astimezone(zone).date()
