@@ -322,11 +322,14 @@ def test_an_ndjson_runs_stack_loads_no_table_library() -> None:
 
 def test_the_model_build_loads_no_http_client_nor_parquet_writer() -> None:
     """``model`` reads Parquet with DuckDB: aiohttp (only ``reconcile`` asks Amplitude), the
-    NDJSON converter and the archive reader (stream-unzip, pycryptodome) stay unloaded; they
-    had cost every build about half a second of start-up."""
-    loaded = _loaded_by("from async_amp.models.api import model_sync")
+    NDJSON converter, the archive reader (stream-unzip, pycryptodome) and the logger
+    (structlog, rich) stay unloaded; they had cost every build about 0.7 s of start-up."""
+    loaded = _loaded_by(
+        "from async_amp.models.api import model_sync\nimport async_amp.merged.store"
+    )
     assert "async_amp.models.build" in loaded
-    assert _heavy(loaded, "aiohttp", "stream_unzip", "Crypto") == []
+    assert "async_amp.merged.store" in loaded
+    assert _heavy(loaded, "aiohttp", "stream_unzip", "Crypto", "structlog") == []
     assert "async_amp.output.columnar.convert" not in loaded
 
 

@@ -28,9 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..hours import MemberName, iso_hour
-from ..logs import log
 from ..output.manifest import MANIFEST_NAME, DeltaFacts, FileEntry, Manifest
-from ..readback.checks import FileCheck
 from .names import merged_root
 from .schema import MERGED_SCHEMA, rows_of
 
@@ -91,6 +89,8 @@ def _parquet(table: pa.Table) -> bytes:
 
 def _entry(name: str, data: bytes, source: str) -> FileEntry:
     """The entry ``verify`` will find: counted by the same ``FileCheck``."""
+    from ..readback.checks import FileCheck  # noqa: PLC0415 - the archive reader, only to write
+
     check = FileCheck(gzip=name.endswith(".gz"), parquet=name.endswith(".parquet"))
     check.update(data)
     facts = check.finish()
@@ -210,6 +210,7 @@ class DeltaMergedTable:
         from deltalake.exceptions import DeltaError  # noqa: PLC0415
 
         from ..errors import StorageError  # noqa: PLC0415
+        from ..logs import log  # noqa: PLC0415 - structlog only when writing
         from ..output.delta.base import with_conflict_retries  # noqa: PLC0415
         from ..output.delta.table import delta_error_text  # noqa: PLC0415
 
