@@ -16,6 +16,7 @@ __all__ = [
     "HourFile",
     "MemberName",
     "amplitude_param",
+    "available_until",
     "floor_hour",
     "hour_bound",
     "hour_bounds",
@@ -251,3 +252,8 @@ def new_run_id(kind: str = "") -> str:
     """``20261101T050000Z-1a2b3c``: when the run started, and six random hex digits."""
     tag = f"{kind}-" if kind else ""
     return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{tag}{uuid.uuid4().hex[:6]}"
+
+
+def available_until(now: datetime, lag_hours: int) -> datetime:
+    """The newest hour that may be exported at ``now``: it ended ``lag_hours`` ago or more."""
+    return floor_hour(now) - timedelta(hours=lag_hours) - HOUR

@@ -20,7 +20,7 @@ from pathlib import Path
 import anyio
 
 from async_amp.config import ReportConfig
-from async_amp.extraction.plan import available_until
+from async_amp.hours import available_until
 from async_amp.output.manifest import hour_folder
 from async_amp.output.stores.local import LocalSink
 from async_amp.reports import Report, build_report

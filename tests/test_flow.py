@@ -8,12 +8,13 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from async_amp.backoff import MAX_RETRY_AFTER_S, backoff_delay
 from async_amp.errors import ConnectFailedError
 from async_amp.extraction.commit import manifest_for
 from async_amp.extraction.guard import RunGuard
 from async_amp.extraction.judge import by_hour, judge_hour, missing_pages
 from async_amp.extraction.limiter import AdaptiveLimiter
-from async_amp.extraction.retry import MAX_RETRY_AFTER_S, RetryPlan, backoff_delay, plan_retry
+from async_amp.extraction.retry import RetryPlan, plan_retry
 from async_amp.hours import MemberName
 from async_amp.output.manifest import FileEntry
 from async_amp.output.stores.azure_retry import BoundedRetry

@@ -10,8 +10,14 @@ import pytest
 from async_amp.config.load import load_config, load_credentials
 from async_amp.errors import ConfigError, CredentialsError
 from async_amp.extraction.limiter import AdaptiveLimiter
-from async_amp.extraction.plan import available_until, make_plan
-from async_amp.hours import amplitude_param, hour_range, parse_bound, parse_member_name
+from async_amp.extraction.plan import make_plan
+from async_amp.hours import (
+    amplitude_param,
+    available_until,
+    hour_range,
+    parse_bound,
+    parse_member_name,
+)
 from async_amp.source.export_api import parse_retry_after, sanitize
 
 H = datetime(2026, 11, 1, 5, tzinfo=UTC)

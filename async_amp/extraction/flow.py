@@ -18,6 +18,7 @@ from datetime import datetime
 import anyio
 import anyio.abc
 
+from ..backoff import backoff_delay
 from ..config import Config
 from ..errors import (
     AttemptError,
@@ -41,7 +42,7 @@ from .judge import by_hour, judge_hour
 from .limiter import AdaptiveLimiter
 from .recheck import Verdict, judge, stored_digests
 from .results import HourResult, RunSummary
-from .retry import backoff_delay, plan_retry
+from .retry import plan_retry
 from .schedule import Observed, Probes, schedule
 
 __all__ = ["Flow", "FlowContext", "HourState"]

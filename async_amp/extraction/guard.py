@@ -43,6 +43,7 @@ from typing import Literal
 
 import anyio
 
+from ..backoff import backoff_delay
 from ..errors import (
     AsyncAmpError,
     ConnectFailedError,
@@ -52,7 +53,6 @@ from ..errors import (
     StorageError,
     UserError,
 )
-from .retry import backoff_delay
 
 __all__ = ["STALL_TIMEOUTS", "Admission", "RunGuard", "Stop", "stall_window_s"]
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from ..hours import HOUR, floor_hour, hour_range
+from ..hours import HOUR, available_until, hour_range
 
-__all__ = ["Plan", "available_until", "chop", "hour_runs", "make_plan", "shard_hours"]
+__all__ = ["Plan", "chop", "hour_runs", "make_plan", "shard_hours"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +45,6 @@ def hour_runs(hours: Sequence[datetime]) -> list[tuple[datetime, datetime]]:
     """Consecutive hours as ``(first, last)`` runs, in order: the ranges to re-extract."""
     ordered = sorted(set(hours))
     return [(run[0], run[-1]) for run in chop(ordered, max(len(ordered), 1))]
-
-
-def available_until(now: datetime, lag_hours: int) -> datetime:
-    """The newest hour that may be exported at ``now``: it ended ``lag_hours`` ago or more."""
-    return floor_hour(now) - timedelta(hours=lag_hours) - HOUR
 
 
 def shard_hours(hours: Sequence[datetime], shard: tuple[int, int]) -> set[datetime]:

@@ -28,7 +28,7 @@ import anyio
 from ..config import Config, Credentials, ProjectConfig, select_projects
 from ..config.load import load_credentials, process_environment
 from ..errors import ConfigError, CredentialsError, StorageError, first_user_error
-from ..hours import HOUR, hour_range, iso_hour, new_run_id, parse_bound
+from ..hours import HOUR, available_until, hour_range, iso_hour, new_run_id, parse_bound
 from ..logs import bound, log
 from ..output.marker import ProjectIdRecord
 from ..output.open import resolve_output
@@ -37,7 +37,7 @@ from ..source.cloud_export import CloudExportSource
 from ..source.cloud_stores import make_cloud_source
 from ..source.export_api import AiohttpExportSource
 from .pipeline import Extractor
-from .plan import Plan, available_until
+from .plan import Plan
 from .recheck import recheck_since
 from .results import ExtractResult, HourResult, MergedIdsResult, ProjectResult
 

@@ -25,9 +25,9 @@ from datetime import UTC, datetime
 import anyio
 import pyarrow as pa
 
+from ..backoff import backoff_delay
 from ..errors import ConfigError, StorageError
 from ..extraction.results import MergedIdsResult
-from ..extraction.retry import backoff_delay
 from ..hours import iso_hour
 from ..logs import log
 from ..output.manifest import ExportedObject, Manifest

@@ -16,8 +16,7 @@ from ..api import reading_output, sync_twin
 from ..config import Config, select_projects
 from ..config.load import load_credentials, process_environment
 from ..errors import ConfigError
-from ..extraction.plan import available_until
-from ..hours import hour_range
+from ..hours import available_until, hour_range
 from ..output.open import Output
 from ..output.stores.base import Sink
 from .build import DayBuilt, ModelRun, build_models, day_span

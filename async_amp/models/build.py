@@ -34,8 +34,7 @@ import duckdb
 
 from ..config import ModelsConfig, ReportConfig
 from ..errors import StorageError
-from ..extraction.plan import available_until
-from ..hours import hour_range
+from ..hours import available_until, hour_range
 from ..output.stores.base import Sink
 from ..reports.build import read_errors, read_hour, table_dataset
 from ..reports.ingest import sql_text

@@ -24,9 +24,9 @@ from typing import Any, Literal
 import aiohttp
 import anyio
 
+from ..backoff import backoff_delay
 from ..config import Credentials
 from ..errors import CredentialsError, StorageError
-from ..extraction.retry import backoff_delay
 from .schema import table
 from .store import ModelStore
 

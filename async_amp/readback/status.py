@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..extraction.plan import available_until
-from ..hours import hour_range, iso_hour
+from ..hours import available_until, hour_range, iso_hour
 from .bounded import map_bounded
 from .range import RangeReport
 

@@ -22,8 +22,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from ..config import ReportConfig
 from ..errors import StorageError
-from ..extraction.plan import available_until
-from ..hours import hour_range
+from ..hours import available_until, hour_range
 from ..output.manifest import Manifest
 from ..output.stores.base import KeepsTable, Sink
 from ..output.stores.local import LocalSink

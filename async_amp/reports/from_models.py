@@ -19,8 +19,7 @@ import anyio
 import duckdb
 
 from ..config import ReportConfig
-from ..extraction.plan import available_until
-from ..hours import hour_range
+from ..hours import available_until, hour_range
 from ..models.schema import table
 from ..models.store import ModelStore
 from ..output.manifest import Manifest

@@ -16,7 +16,7 @@ from typing import Any, Final
 from deltalake import DeltaTable, PostCommitHookProperties
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-from ...extraction.retry import backoff_delay
+from ...backoff import backoff_delay
 
 __all__ = [
     "COMMIT_ATTEMPTS",

@@ -12,7 +12,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob.aio import ExponentialRetry
 
-from ...extraction.retry import backoff_delay
+from ...backoff import backoff_delay
 from .shared import TIMEOUT_RETRIES
 
 __all__ = ["RETRY_BACKOFF_MAX_S", "TIMEOUT_RETRIES", "BoundedRetry"]

@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from ...backoff import backoff_delay
 from ...config import GcsConfig
 from ...errors import (
     AsyncAmpError,
@@ -36,7 +37,6 @@ from ...errors import (
     StorageBlockedError,
     StorageError,
 )
-from ...extraction.retry import backoff_delay
 from .shared import TIMEOUT_RETRIES, Answers
 
 __all__ = ["DEFAULT_ENDPOINT", "GcsClient", "GcsError", "Listed", "credentials_file"]
