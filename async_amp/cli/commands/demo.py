@@ -76,8 +76,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--concurrency",
         type=positive_int,
         metavar="N",
-        help="requests in flight (default 5: Amplitude's limit per project, as a real run "
-        "would use)",
+        help="requests in flight (default 5, Amplitude's limit per project; e.g. --concurrency 4)",
     )
     demo.set_defaults(handler=lambda args: run_demo(args, environment()))
 
