@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import random
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from async_amp.output.manifest import FileEntry
 from async_amp.source.archive import (
     ArchiveLimits,
     GzipDecoder,
+    LineCounter,
     count_lines,
     iter_members,
     output_name,
@@ -316,6 +318,22 @@ def test_output_name_drops_gz_unless_kept() -> None:
     m = MemberName("1", HOUR, 0, "1_2026-11-01_5#0.json.gz")
     assert output_name(m, keep_gzip=False) == "1_2026-11-01_5#0.json"
     assert output_name(m, keep_gzip=True) == "1_2026-11-01_5#0.json.gz"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_line_counter_counts_non_empty_lines_however_the_text_is_cut(seed: int) -> None:
+    """Events are the non-empty lines, whatever pieces (small ones by bytes, large ones by
+    numpy) the text arrives in, runs of empty lines across a cut included."""
+    rng = random.Random(seed)
+    for size in (0, 1, 7, 300, 20_000, 90_000):
+        data = bytes(rng.choice(b"ab{}\n\n\n") for _ in range(size))
+        counter, at = LineCounter(), 0
+        while at < len(data):
+            step = rng.choice((1, 2, 5, 100, 17_000, 40_000))
+            counter.add(data[at : at + step])
+            at += step
+        *whole, tail = data.split(b"\n")
+        assert counter.lines() == sum(1 for line in whole if line) + (1 if tail else 0)
 
 
 @pytest.mark.parametrize("size", [0, 1, 100, 16 * 1024 - 1, 16 * 1024, 16 * 1024 + 1, 1 << 20])

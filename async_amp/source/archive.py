@@ -12,6 +12,7 @@ import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import pairwise
 from typing import cast
 
 import numpy as np
@@ -71,12 +72,18 @@ class LineCounter:
     def add(self, data: bytes) -> None:
         if not data:
             return
-        self._newlines += count_lines(data)
         if self._last == b"\n" and data[:1] == b"\n":
             self._empty += 1
-        if b"\n\n" in data:  # rare: count exactly (bytes.count misses overlapping pairs)
-            view = np.frombuffer(data, dtype=np.uint8)
-            self._empty += int(np.count_nonzero((view[1:] == _NEWLINE) & (view[:-1] == _NEWLINE)))
+        if len(data) >= _NUMPY_MIN:  # the newlines' offsets, with SIMD and without the GIL:
+            # two adjacent ones are an empty line (a scan for b"\n\n" cost 0.45 s per 369 MB)
+            at = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == _NEWLINE)
+            self._newlines += len(at)
+            if len(at) > 1:
+                self._empty += int(np.count_nonzero(np.diff(at) == 1))
+        else:
+            self._newlines += data.count(b"\n")
+            if b"\n\n" in data:  # bytes.count would miss overlapping pairs
+                self._empty += sum(1 for a, b in pairwise(data) if a == b == _NEWLINE)
         self._last = data[-1:]
 
     def lines(self) -> int:
